@@ -1,0 +1,48 @@
+# Leither for boards. `make demo` and `make test` set up everything they need on a fresh machine.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# Tests run on both cores; a module's CPython and MicroPython runs stay on one worker.
+PYTEST_ARGS ?= -n 2 --dist loadfile
+
+.PHONY: all deps venv build test test-fast fuzz bench demo lint clean
+
+all: test
+
+$(STAMP): setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+# System packages the network tests and benchmarks drive (only where we are root and apt exists).
+deps:
+	@bash ci/system-deps.sh
+
+build: $(STAMP)
+	$(BIN)/leither build --board unix
+
+test: $(STAMP) deps build
+	$(BIN)/python -m pytest $(PYTEST_ARGS) tests
+
+test-fast: $(STAMP) build
+	$(BIN)/python -m pytest $(PYTEST_ARGS) -m "not slow and not root" tests
+
+fuzz: $(STAMP) build
+	FUZZ_EXAMPLES=20000 $(BIN)/python -m pytest -q -k fuzz tests
+
+bench: $(STAMP) deps build
+	$(BIN)/python bench/primitives.py
+
+demo: $(STAMP) deps build
+	$(BIN)/leither demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check firmware host_tools tests bench
+	$(BIN)/mypy
+
+clean:
+	rm -rf build

