@@ -1,0 +1,1 @@
+# Organizations, contracts, the sparse Merkle tree ledger and settlement (host side).
