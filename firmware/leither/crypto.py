@@ -1,0 +1,276 @@
+# The cryptographic primitives the node hashes, signs, agrees keys and seals with (DESIGN §2):
+# SHA-256, HMAC-SHA256, HKDF-SHA256, AES-128-CTR, Ed25519, X25519 — one API on both
+# interpreters. The backend is chosen once, at import:
+#   CPython      Ed25519/X25519 and AES-CTR from pycryptodome (C, constant time);
+#   MicroPython  leither.ed25519 / leither.x25519 (pure Python big ints) and CTR built on
+#                cryptolib's AES ECB (C), SHA-256 from hashlib (C) on both.
+# HMAC and HKDF are pure Python on both (MicroPython has no hmac module).
+"""Hashes, MACs, key derivation, AES-128-CTR, Ed25519 signatures and X25519 agreement."""
+
+import hashlib
+import os
+import sys
+
+from leither.errors import AuthError
+
+_MICROPYTHON = sys.implementation.name == "micropython"
+
+_SHA256_BLOCK = 64  # bytes, the HMAC block size of SHA-256 (RFC 2104 §2)
+_SHA256_SIZE = 32  # bytes of a SHA-256 digest
+_AES_BLOCK = 16  # bytes
+_CTR_BATCH = 512  # bytes of keystream made per ECB call: 32 blocks, a speed/RAM balance
+_IPAD = int.from_bytes(b"\x36" * _SHA256_BLOCK, "big")
+_OPAD = int.from_bytes(b"\x5c" * _SHA256_BLOCK, "big")
+
+
+def sha256(data):
+    """SHA-256 digest (32 bytes) of data."""
+    return hashlib.sha256(data).digest()
+
+
+def random(n):
+    """n bytes from the operating system's CSPRNG (os.urandom; a board's hardware RNG)."""
+    return os.urandom(n)
+
+
+def equal(a, b):
+    """a == b for byte strings, in time that depends only on their lengths."""
+    if len(a) != len(b):
+        return False
+    diff = 0
+    for x, y in zip(a, b):
+        diff |= x ^ y
+    return diff == 0
+
+
+class HMACSHA256:
+    """Incremental HMAC-SHA256 (RFC 2104): update(data) any number of times, then digest()."""
+
+    digest_size = _SHA256_SIZE
+
+    def __init__(self, key, msg=None):
+        if len(key) > _SHA256_BLOCK:
+            key = sha256(key)
+        padded = int.from_bytes(bytes(key) + bytes(_SHA256_BLOCK - len(key)), "big")
+        self._inner = hashlib.sha256((padded ^ _IPAD).to_bytes(_SHA256_BLOCK, "big"))
+        self._outer_key = (padded ^ _OPAD).to_bytes(_SHA256_BLOCK, "big")
+        if msg:
+            self._inner.update(msg)
+
+    def update(self, data):
+        self._inner.update(data)
+
+    def digest(self):
+        # MicroPython's sha256 cannot be copied and digest() ends it: one digest per object.
+        outer = hashlib.sha256(self._outer_key)
+        outer.update(self._inner.digest())
+        return outer.digest()
+
+
+def hmac_sha256(key, msg):
+    """HMAC-SHA256 of msg under key (32 bytes)."""
+    return HMACSHA256(key, msg).digest()
+
+
+def hkdf(ikm, salt, info, length):
+    """HKDF-SHA256 (RFC 5869): length bytes (at most 8160) from ikm, salt and info.
+
+    An empty or None salt means 32 zero bytes, as the RFC says.
+    """
+    if length < 0 or length > 255 * _SHA256_SIZE:
+        raise ValueError("HKDF length must be 0..8160")
+    prk = hmac_sha256(salt or bytes(_SHA256_SIZE), ikm)
+    out = bytearray()
+    block = b""
+    counter = 1
+    info = info or b""
+    while len(out) < length:
+        mac = HMACSHA256(prk, block)
+        mac.update(info)
+        mac.update(bytes((counter,)))
+        block = mac.digest()
+        out += block
+        counter += 1
+    return bytes(out[:length])
+
+
+class CTRFromECB:
+    """AES-128-CTR built on an AES ECB object (cryptolib.aes(key, 1) on a board).
+
+    The counter is the whole 16-byte block, big-endian, starting at iv and wrapping at 2^128
+    (NIST SP 800-38A §B.1, as pycryptodome's CTR with nonce=b"" does). The keystream carries
+    over between crypt() calls, partial blocks included. Each refill encrypts _CTR_BATCH bytes
+    of counter blocks in one ECB call; XOR is one big-int operation per piece.
+    """
+
+    def __init__(self, key, iv, ecb=None):
+        if len(key) != 16 or len(iv) != _AES_BLOCK:
+            raise ValueError("AES-128-CTR needs a 16-byte key and a 16-byte IV")
+        if ecb is None:
+            import cryptolib
+
+            ecb = cryptolib.aes(bytes(key), 1)
+        self._ecb = ecb
+        self._counter = int.from_bytes(iv, "big")
+        self._keystream = bytearray(_CTR_BATCH)
+        self._view = memoryview(self._keystream)
+        self._used = _CTR_BATCH  # keystream bytes already consumed from _keystream
+
+    def _refill(self):
+        counter = self._counter
+        blocks = _CTR_BATCH // _AES_BLOCK
+        if counter + blocks <= 1 << 128:
+            # All counters of the batch in one big int: counter * (1,1,..,1) + (0,1,..,n-1)
+            # in base 2^128 (no carry since the batch does not wrap).
+            counters = (counter * _CTR_ONES + _CTR_STEPS).to_bytes(_CTR_BATCH, "big")
+        else:  # the batch wraps at 2^128: build it block by block
+            counters = b"".join(
+                ((counter + i) & ((1 << 128) - 1)).to_bytes(_AES_BLOCK, "big")
+                for i in range(blocks)
+            )
+        self._counter = (counter + blocks) & ((1 << 128) - 1)
+        self._ecb.encrypt(counters, self._keystream)
+        self._used = 0
+
+    def crypt(self, data):
+        """Encrypt or decrypt data (the same operation) and advance the keystream."""
+        size = len(data)
+        out = bytearray(size)
+        source = memoryview(data)
+        pos = 0
+        while pos < size:
+            if self._used == _CTR_BATCH:
+                self._refill()
+            used = self._used
+            take = min(_CTR_BATCH - used, size - pos)
+            mixed = int.from_bytes(source[pos:pos + take], "big") ^ int.from_bytes(
+                self._view[used:used + take], "big")
+            out[pos:pos + take] = mixed.to_bytes(take, "big")
+            pos += take
+            self._used = used + take
+        return bytes(out)
+
+
+def _ctr_batch_constants():
+    """(ones, steps): 1 and i in each 128-bit digit of a batch, most significant first."""
+    ones = 0
+    steps = 0
+    for i in range(_CTR_BATCH // _AES_BLOCK):
+        ones = (ones << 128) | 1
+        steps = (steps << 128) | i
+    return ones, steps
+
+
+_CTR_ONES, _CTR_STEPS = _ctr_batch_constants()  # two 512-byte ints, made once
+
+
+if _MICROPYTHON:
+    from leither import ed25519 as _ed25519
+    from leither import x25519 as _x25519
+
+    CTR = CTRFromECB
+
+    def sign_public(seed):
+        """The Ed25519 public key (32 bytes) of a 32-byte seed."""
+        return _ed25519.public_key(seed)
+
+    def sign(seed, msg):
+        """The 64-byte Ed25519 signature of msg by the key of seed."""
+        return _ed25519.sign(seed, msg)
+
+    def verify(public, msg, signature):
+        """True if signature is a valid Ed25519 signature of msg by public; never raises."""
+        return _ed25519.verify(public, msg, signature)
+
+    def _dh_public(private):
+        return _x25519.public_key(private)
+
+    def _dh(private, public):
+        return _x25519.x25519(private, public)
+
+else:
+    from Crypto.Cipher import AES as _AES
+    from Crypto.Protocol import DH as _DH
+    from Crypto.Signature import eddsa as _eddsa
+
+    class CTR:
+        """AES-128-CTR over a 16-byte IV (the whole block is the counter); crypt() streams."""
+
+        def __init__(self, key, iv):
+            if len(key) != 16 or len(iv) != _AES_BLOCK:
+                raise ValueError("AES-128-CTR needs a 16-byte key and a 16-byte IV")
+            self._cipher = _AES.new(bytes(key), _AES.MODE_CTR, nonce=b"",
+                                    initial_value=bytes(iv))
+
+        def crypt(self, data):
+            """Encrypt or decrypt data (the same operation) and advance the keystream."""
+            return self._cipher.encrypt(data)
+
+    def _signer(seed):
+        if len(seed) != 32:
+            raise ValueError("Ed25519 seed must be 32 bytes")
+        return _eddsa.import_private_key(bytes(seed))
+
+    def sign_public(seed):
+        """The Ed25519 public key (32 bytes) of a 32-byte seed."""
+        return _signer(seed).public_key().export_key(format="raw")
+
+    def sign(seed, msg):
+        """The 64-byte Ed25519 signature of msg by the key of seed."""
+        return _eddsa.new(_signer(seed), "rfc8032").sign(bytes(msg))
+
+    def verify(public, msg, signature):
+        """True if signature is a valid Ed25519 signature of msg by public; never raises."""
+        try:
+            if len(public) != 32 or len(signature) != 64:
+                return False
+            key = _eddsa.import_public_key(bytes(public))
+            _eddsa.new(key, "rfc8032").verify(bytes(msg), bytes(signature))
+            return True
+        except (ValueError, TypeError):
+            return False
+
+    def _dh_public(private):
+        if len(private) != 32:
+            raise ValueError("X25519 private key must be 32 bytes")
+        key = _DH.import_x25519_private_key(bytes(private))
+        return key.public_key().export_key(format="raw")
+
+    def _dh(private, public):
+        if len(private) != 32 or len(public) != 32:
+            raise ValueError("X25519 keys must be 32 bytes")
+        ours = _DH.import_x25519_private_key(bytes(private))
+        try:
+            theirs = _DH.import_x25519_public_key(bytes(public))
+            return bytes(_DH.key_agreement(static_priv=ours, static_pub=theirs, kdf=_same))
+        except ValueError:  # pycryptodome refuses the small-order points (a zero result)
+            return bytes(32)
+
+    def _same(secret):
+        return secret
+
+
+def sign_keypair(seed=None):
+    """(seed, public): a new Ed25519 key pair, or the pair of a given 32-byte seed."""
+    if seed is None:
+        seed = random(32)
+    return seed, sign_public(seed)
+
+
+def dh_keypair():
+    """(private, public): a new X25519 key pair (32 bytes each)."""
+    private = random(32)
+    return private, _dh_public(private)
+
+
+def dh_public(private):
+    """The X25519 public key of a 32-byte private key."""
+    return _dh_public(private)
+
+
+def dh(private, public):
+    """The 32-byte X25519 shared secret; AuthError if it is all zeros (small-order peer key)."""
+    shared = _dh(private, public)
+    if equal(shared, bytes(32)):
+        raise AuthError("X25519 shared secret is zero (bad peer key)")
+    return shared
