@@ -1,0 +1,426 @@
+# The RPC wire protocol, pure: frame codec, handshake messages and key schedule, sealed channel.
+# No sockets here: leither.server (node) and leither_host.client (host) move the bytes.
+"""Leither RPC protocol (version 1): frames, mutual handshake, sealed and counted frames.
+
+Frames
+------
+Every frame is a 4-byte big-endian body length followed by the body. The length is checked
+against a limit *before* anything is read or allocated: ``HANDSHAKE_MAX_FRAME`` until the
+handshake is done, then the limit the server announced (``MAX_FRAME`` at most). A zero length
+is an error. Plain bodies (handshake messages 1 and 2) are one CBOR array; sealed bodies are
+``ciphertext || tag`` where the ciphertext is a CBOR array.
+
+Messages (DESIGN §4), once the channel is sealed::
+
+    request   [msgid, method, params]         msgid: uint < 2**32, method: text ≤ 64 bytes
+    reply     [msgid, 0, result]
+    error     [msgid, 1, {"code": text, "msg": text}]
+
+Handshake (SIGMA-style, like Noise XX with signatures; C = client, S = server/node)
+------------------------------------------------------------------------------------
+Each side has a static Ed25519 identity key (seed s, public key P) and draws a fresh X25519
+ephemeral key pair (e, E) per connection::
+
+    1. C -> S  plain   ["leither-rpc", 1, E_c]
+    2. S -> C  plain   [E_s, P_s, sig_s]
+    3. C -> S  sealed with the handshake key:  [P_c, sig_c]
+    4. S -> C  sealed with the session key (s2c frame 0):  ["ok", role, max_frame]
+
+    h0 = SHA-256("leither-rpc/1")
+    h1 = SHA-256(h0 || body of message 1)            (the exact bytes received)
+    h2 = SHA-256(h1 || E_s || P_s)
+    sig_s = Ed25519(s_s, "leither-rpc/1 server" || h2)
+    dh = X25519(e_c, E_s) = X25519(e_s, E_c)
+    handshake key = HKDF-SHA256(ikm=dh, salt=h2, info="leither-rpc/1 handshake", 48)
+    h3 = SHA-256(h2 || P_c)
+    sig_c = Ed25519(s_c, "leither-rpc/1 client" || h3)
+    session keys = HKDF-SHA256(ikm=dh, salt=h3, info="leither-rpc/1 session", 96)
+                 = c2s_enc(16) || c2s_mac(32) || s2c_enc(16) || s2c_mac(32)
+
+* Each signature covers both ephemeral keys and the signer's own static key, so it proves a
+  live holder of that key in *this* session; the session keys are salted with a hash of both
+  static keys, so a man in the middle that relays one side under its own identity ends up
+  with keys that differ from both ends (no unknown-key-share).
+* The client checks sig_s before it reveals anything; the node ID is
+  ``leither.ids.make_id(P_s)``, which the client can pin (``expected_node_id``).
+* The client's static key travels sealed (message 3), so a passive observer learns which node
+  was contacted but not who contacted it.
+* The server maps P_c to a role — ``owner`` (the claimed owner's key), ``peer`` (a paired
+  node's key) or ``guest`` — and announces it with its inbound frame limit in message 4,
+  which also confirms the session key to the client.
+
+Sealed channel
+--------------
+One key pair (AES-128 key, HMAC-SHA256 key) per direction and a frame counter per direction,
+starting at 0 (the handshake key is used for message 3 only, with counter 0). Frame n::
+
+    ct  = AES-128-CTR(enc_key, iv = uint64_be(n) || 8 zero bytes, plaintext)
+    tag = HMAC-SHA256(mac_key, uint64_be(n) || ct)[:16]
+    body = ct || tag
+
+The counter is implicit (never sent): the receiver computes the tag with the counter it
+expects, so a replayed, reordered, dropped, truncated or altered frame fails the tag check
+(AuthError) and the connection is closed. The low 64 bits of the CTR block count AES blocks
+inside one frame (a frame is far below 2**64 blocks) so no keystream block is ever reused.
+"""
+
+import hashlib
+import struct
+
+from leither import cbor, crypto, ids
+from leither.errors import AuthError, DecodeError
+
+try:
+    from micropython import const
+except ImportError:
+    from leither.compat import const
+
+PROTOCOL = "leither-rpc"
+VERSION = 1
+HEADER_LEN = const(4)  # bytes: big-endian body length (DESIGN §4)
+TAG_LEN = const(16)  # bytes of HMAC-SHA256 kept per frame: 128-bit forgery bound
+# Bound on any frame body once sealed (bytes): 64 KiB keeps a bulk chunk in one frame while a
+# board can still hold one frame plus its decrypted copy; servers may announce less.
+MAX_FRAME = const(65536)
+# Bound on handshake bodies (bytes): message 2 is ~150 bytes, message 3 ~120 (+ tag). Junk
+# before authentication never makes the node allocate more than this.
+HANDSHAKE_MAX_FRAME = const(256)
+MAX_METHOD = const(64)  # bytes of a method name; Leither's longest names are ~12
+MAX_MSGID = 0xFFFFFFFF  # msgid is a uint32: clients count up and wrap
+_MAX_COUNTER = 0xFFFFFFFFFFFF  # frames per direction before the session must end (2**48)
+
+_LABEL = b"leither-rpc/1"
+_SERVER_SIG = b"leither-rpc/1 server"
+_CLIENT_SIG = b"leither-rpc/1 client"
+_HS_INFO = b"leither-rpc/1 handshake"
+_SESSION_INFO = b"leither-rpc/1 session"
+
+OWNER = "owner"
+PEER = "peer"
+GUEST = "guest"
+ROLES = (OWNER, PEER, GUEST)
+
+
+# ---- frame codec -------------------------------------------------------------------------
+
+
+def frame_header(length):
+    """The 4-byte header for a body of ``length`` bytes."""
+    if length <= 0 or length > 0xFFFFFFFF:
+        raise DecodeError("frame length %d out of range" % length)
+    return struct.pack(">I", length)
+
+
+def parse_header(header, limit):
+    """Body length from a 4-byte header; DecodeError if empty or over ``limit`` bytes."""
+    if len(header) != HEADER_LEN:
+        raise DecodeError("truncated frame header")
+    length = struct.unpack(">I", header)[0]
+    if length == 0:
+        raise DecodeError("empty frame")
+    if length > limit:
+        raise DecodeError("frame of %d bytes over the limit of %d" % (length, limit))
+    return length
+
+
+def encode_frame(body):
+    """Header and body as one bytes object (for small frames and tests)."""
+    return frame_header(len(body)) + body
+
+
+def split_frame(data, limit):
+    """(body, rest) from a buffer holding a whole frame; DecodeError if it is not whole."""
+    length = parse_header(bytes(data[:HEADER_LEN]), limit)
+    if len(data) < HEADER_LEN + length:
+        raise DecodeError("truncated frame body")
+    return bytes(data[HEADER_LEN:HEADER_LEN + length]), data[HEADER_LEN + length:]
+
+
+def decode_array(body, size=None):
+    """CBOR body that must be an array (of ``size`` items if given)."""
+    obj = cbor.loads(body)
+    if not isinstance(obj, list):
+        raise DecodeError("frame is not a CBOR array")
+    if size is not None and len(obj) != size:
+        raise DecodeError("frame array has %d items, want %d" % (len(obj), size))
+    return obj
+
+
+def _check_msgid(msgid):
+    if not isinstance(msgid, int) or isinstance(msgid, bool) or msgid < 0 or msgid > MAX_MSGID:
+        raise DecodeError("bad msgid")
+
+
+def encode_request(msgid, method, params):
+    return cbor.dumps([msgid, method, params])
+
+
+def decode_request(body):
+    """(msgid, method, params) from a request body; DecodeError if malformed."""
+    msg = decode_array(body, 3)
+    _check_msgid(msg[0])
+    method = msg[1]
+    if not isinstance(method, str) or not method or len(method) > MAX_METHOD:
+        raise DecodeError("bad method name")
+    return msg[0], method, msg[2]
+
+
+def encode_result(msgid, result):
+    return cbor.dumps([msgid, 0, result])
+
+
+def encode_error(msgid, code, msg):
+    return cbor.dumps([msgid, 1, {"code": code, "msg": msg}])
+
+
+def decode_reply(body):
+    """(msgid, ok, value) from a reply body; value is the result or the {"code","msg"} map."""
+    msg = decode_array(body, 3)
+    _check_msgid(msg[0])
+    status, value = msg[1], msg[2]
+    if status == 0 and not isinstance(status, bool):
+        return msg[0], True, value
+    if status == 1 and not isinstance(status, bool):
+        if (not isinstance(value, dict) or not isinstance(value.get("code"), str)
+                or not isinstance(value.get("msg"), str)):
+            raise DecodeError("bad error reply")
+        return msg[0], False, value
+    raise DecodeError("bad reply status")
+
+
+# ---- sealed channel ----------------------------------------------------------------------
+
+
+def _pads(key):
+    """HMAC-SHA256 inner and outer padded keys (RFC 2104), computed once per direction."""
+    if len(key) > 64:
+        key = hashlib.sha256(key).digest()
+    ipad = bytearray(64)
+    opad = bytearray(64)
+    for i in range(len(key)):
+        ipad[i] = key[i]
+        opad[i] = key[i]
+    for i in range(64):
+        ipad[i] ^= 0x36
+        opad[i] ^= 0x5C
+    return bytes(ipad), bytes(opad)
+
+
+def _tag(pads, counter_bytes, ct):
+    """HMAC-SHA256(key, counter || ct)[:TAG_LEN], streamed so the ciphertext is not copied."""
+    inner = hashlib.sha256(pads[0])
+    inner.update(counter_bytes)
+    inner.update(ct)
+    outer = hashlib.sha256(pads[1])
+    outer.update(inner.digest())
+    return outer.digest()[:TAG_LEN]
+
+
+class _Direction:
+    """Key, MAC pads and frame counter of one direction."""
+
+    def __init__(self, enc_key, mac_key):
+        self.enc_key = bytes(enc_key)
+        self.pads = _pads(mac_key)
+        self.counter = 0
+
+    def next_counter(self):
+        n = self.counter
+        if n >= _MAX_COUNTER:
+            raise AuthError("frame counter exhausted; reconnect")
+        self.counter = n + 1
+        return struct.pack(">Q", n)
+
+
+class Channel:
+    """A sealed, counted channel: ``seal`` for frames we send, ``open`` for frames we get."""
+
+    def __init__(self, send_enc, send_mac, recv_enc, recv_mac):
+        self._send = _Direction(send_enc, send_mac)
+        self._recv = _Direction(recv_enc, recv_mac)
+
+    def seal(self, plaintext):
+        """Body (ciphertext || tag) of the next outgoing frame."""
+        ct, tag = self.seal_parts(plaintext)
+        return ct + tag
+
+    def seal_parts(self, plaintext):
+        """(ciphertext, tag) of the next outgoing frame, to be written one after the other
+        (saves a board the copy that joining them would take)."""
+        counter = self._send.next_counter()
+        ct = crypto.CTR(self._send.enc_key, counter + bytes(8)).crypt(plaintext)
+        return ct, _tag(self._send.pads, counter, ct)
+
+    def open(self, body):
+        """Plaintext of the next incoming frame; AuthError if it is not that frame, intact."""
+        n = len(body) - TAG_LEN
+        if n < 1:
+            raise DecodeError("sealed frame too short")
+        view = memoryview(body)
+        counter = self._recv.next_counter()
+        if not crypto.equal(_tag(self._recv.pads, counter, view[:n]), view[n:]):
+            # The counter stays advanced: the session is dead after a bad frame.
+            raise AuthError("frame failed authentication (altered, replayed or reordered)")
+        return crypto.CTR(self._recv.enc_key, counter + bytes(8)).crypt(view[:n])
+
+    @property
+    def sent(self):
+        return self._send.counter
+
+    @property
+    def received(self):
+        return self._recv.counter
+
+
+def _channel_from(okm, is_client):
+    okm = memoryview(okm)
+    c2s_enc, c2s_mac = okm[0:16], okm[16:48]
+    s2c_enc, s2c_mac = okm[48:64], okm[64:96]
+    if is_client:
+        return Channel(c2s_enc, c2s_mac, s2c_enc, s2c_mac)
+    return Channel(s2c_enc, s2c_mac, c2s_enc, c2s_mac)
+
+
+def _hash(*parts):
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(part)
+    return h.digest()
+
+
+def _bytes32(value, what):
+    if not isinstance(value, bytes) or len(value) != 32:
+        raise DecodeError("%s must be 32 bytes" % what)
+    return value
+
+
+def _bytes64(value, what):
+    if not isinstance(value, bytes) or len(value) != 64:
+        raise DecodeError("%s must be 64 bytes" % what)
+    return value
+
+
+# ---- handshake ---------------------------------------------------------------------------
+
+
+class ClientHandshake:
+    """Client side: ``hello()`` -> msg 1; ``reply(msg2)`` -> msg 3; ``finish(msg4)``.
+
+    After ``reply`` the node is authenticated: ``node_key`` and ``node_id`` are set.
+    After ``finish``: ``channel``, ``role`` and ``max_frame`` are set.
+    """
+
+    def __init__(self, seed, expected_node_id=None):
+        self._seed = seed
+        self._pub = crypto.sign_public(seed)
+        self._expected = expected_node_id
+        self._eph = None
+        self._h = None
+        self._dh = None
+        self.node_key = None
+        self.node_id = None
+        self.channel = None
+        self.role = None
+        self.max_frame = None
+
+    def hello(self):
+        self._eph = crypto.dh_keypair()
+        body = cbor.dumps([PROTOCOL, VERSION, self._eph[1]])
+        self._h = _hash(_hash(_LABEL), body)
+        return body
+
+    def reply(self, msg2):
+        """Check the node's message 2 and return the sealed message 3."""
+        if self._h is None or self._dh is not None:
+            raise AuthError("handshake out of order")
+        h1, self._h = self._h, None  # single use: a bad message 2 ends the handshake
+        msg = decode_array(msg2, 3)
+        if isinstance(msg[0], str) and msg[0] == "error" and isinstance(msg[2], str):
+            raise AuthError("node refused the handshake: %s" % msg[2])
+        eph_s = _bytes32(msg[0], "ephemeral key")
+        node_key = _bytes32(msg[1], "node key")
+        sig = _bytes64(msg[2], "signature")
+        h2 = _hash(h1, eph_s, node_key)
+        if not crypto.verify(node_key, _SERVER_SIG + h2, sig):
+            raise AuthError("node signature does not verify")
+        node_id = ids.make_id(node_key)
+        if self._expected is not None and node_id != self._expected:
+            raise AuthError("node ID %s is not the expected %s" % (node_id, self._expected))
+        self._dh = crypto.dh(self._eph[0], eph_s)
+        self._eph = None
+        self.node_key = node_key
+        self.node_id = node_id
+        hs = crypto.hkdf(self._dh, h2, _HS_INFO, 48)
+        hs_channel = Channel(hs[:16], hs[16:48], bytes(16), bytes(32))
+        h3 = _hash(h2, self._pub)
+        sig_c = crypto.sign(self._seed, _CLIENT_SIG + h3)
+        self._h = h3
+        return hs_channel.seal(cbor.dumps([self._pub, sig_c]))
+
+    def finish(self, msg4):
+        """Open the node's message 4: learn the role; the channel is then ready."""
+        if self._dh is None or self.channel is not None:
+            raise AuthError("handshake out of order")
+        dh, self._dh = self._dh, None  # single use
+        channel = _channel_from(crypto.hkdf(dh, self._h, _SESSION_INFO, 96), True)
+        msg = decode_array(channel.open(msg4), 3)
+        if (not isinstance(msg[0], str) or msg[0] != "ok" or not isinstance(msg[1], str)
+                or msg[1] not in ROLES or not isinstance(msg[2], int)):
+            raise DecodeError("bad handshake confirmation")
+        self.role = msg[1]
+        self.max_frame = max(HANDSHAKE_MAX_FRAME, min(msg[2], MAX_FRAME))
+        self.channel = channel
+        return channel
+
+
+class ServerHandshake:
+    """Node side: ``respond(msg1)`` -> msg 2; ``verify(msg3)`` -> client key; ``accept``."""
+
+    def __init__(self, seed, node_key=None):
+        self._seed = seed
+        self._pub = node_key if node_key is not None else crypto.sign_public(seed)
+        self._h = None
+        self._dh = None
+        self.client_key = None
+
+    def respond(self, msg1):
+        """Check the client's hello and return message 2 (the node's signed key share)."""
+        if self._h is not None:
+            raise AuthError("handshake out of order")
+        msg = decode_array(msg1, 3)
+        if not isinstance(msg[0], str) or msg[0] != PROTOCOL:
+            raise DecodeError("not a leither-rpc hello")
+        if not isinstance(msg[1], int) or isinstance(msg[1], bool) or msg[1] != VERSION:
+            raise DecodeError("unsupported protocol version %r" % (msg[1],))
+        eph_c = _bytes32(msg[2], "ephemeral key")
+        priv, eph_s = crypto.dh_keypair()
+        self._dh = crypto.dh(priv, eph_c)
+        h2 = _hash(_hash(_hash(_LABEL), msg1), eph_s, self._pub)
+        self._h = h2
+        return cbor.dumps([eph_s, self._pub, crypto.sign(self._seed, _SERVER_SIG + h2)])
+
+    def verify(self, msg3):
+        """Open message 3 and check the client's signature; return its static public key."""
+        if self._dh is None or self.client_key is not None:
+            raise AuthError("handshake out of order")
+        dh, self._dh = self._dh, None  # single use: a failed message 3 ends the handshake
+        hs = crypto.hkdf(dh, self._h, _HS_INFO, 48)
+        hs_channel = Channel(bytes(16), bytes(32), hs[:16], hs[16:48])
+        msg = decode_array(hs_channel.open(msg3), 2)
+        client_key = _bytes32(msg[0], "client key")
+        sig = _bytes64(msg[1], "client signature")
+        h3 = _hash(self._h, client_key)
+        if not crypto.verify(client_key, _CLIENT_SIG + h3, sig):
+            raise AuthError("client signature does not verify")
+        self._h = h3
+        self._dh = dh
+        self.client_key = client_key
+        return client_key
+
+    def accept(self, role, max_frame):
+        """(channel, message 4) telling the client its role and our inbound frame limit."""
+        if self.client_key is None:
+            raise AuthError("handshake out of order")
+        channel = _channel_from(crypto.hkdf(self._dh, self._h, _SESSION_INFO, 96), False)
+        self._dh = None
+        return channel, channel.seal(cbor.dumps(["ok", role, max_frame]))

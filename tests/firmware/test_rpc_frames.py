@@ -1,0 +1,156 @@
+# RPC frame codec and sealed channel (leither.rpc): bounds, message shapes, and that a replayed,
+# reordered, dropped, truncated, reflected or altered frame never opens.
+from leither import cbor, crypto, rpc
+from leither.errors import AuthError, DecodeError
+from testutil import raises, random_bytes
+
+MP_HEAP = "96K"  # leither.crypto (Ed25519, X25519, SHA-512) and cbor take ~46 KB to import
+
+K1 = bytes(range(16))
+M1 = bytes(range(32, 64))
+K2 = bytes(range(100, 116))
+M2 = bytes(range(200, 232))
+
+
+def pair():
+    """Two ends of one sealed channel (a sends with K1/M1, b with K2/M2)."""
+    return rpc.Channel(K1, M1, K2, M2), rpc.Channel(K2, M2, K1, M1)
+
+
+def test_header_roundtrip_and_bounds():
+    assert rpc.frame_header(1) == b"\x00\x00\x00\x01"
+    assert rpc.frame_header(65536) == b"\x00\x01\x00\x00"
+    assert rpc.parse_header(b"\x00\x00\x01\x00", 256) == 256
+    err = raises(DecodeError, rpc.parse_header, b"\x00\x00\x01\x01", 256)
+    assert "limit" in str(err)
+    raises(DecodeError, rpc.parse_header, b"\x00\x00\x00\x00", 256)  # empty frame
+    raises(DecodeError, rpc.parse_header, b"\xff\xff\xff\xff", rpc.MAX_FRAME)
+    raises(DecodeError, rpc.parse_header, b"\x00\x00\x01", 256)  # short header
+    raises(DecodeError, rpc.frame_header, 0)
+
+
+def test_split_frame():
+    body = cbor.dumps([1, "Ping", None])
+    data = rpc.encode_frame(body) + b"rest"
+    got, rest = rpc.split_frame(data, 64)
+    assert got == body and bytes(rest) == b"rest"
+    raises(DecodeError, rpc.split_frame, data[:7], 64)  # truncated body
+    raises(DecodeError, rpc.split_frame, data, 4)  # over the limit
+
+
+def test_request_shapes():
+    body = rpc.encode_request(7, "GetVar", "id")
+    assert rpc.decode_request(body) == (7, "GetVar", "id")
+    assert rpc.decode_request(rpc.encode_request(rpc.MAX_MSGID, "x", [b"\x00"]))[0] == 0xFFFFFFFF
+    bad = [
+        cbor.dumps({"a": 1}),  # not an array
+        cbor.dumps([1, "m"]),  # two items
+        cbor.dumps([1, "m", None, 4]),  # four items
+        cbor.dumps([-1, "m", None]),  # negative msgid
+        cbor.dumps([1 << 32, "m", None]),  # msgid over uint32
+        cbor.dumps([True, "m", None]),  # bool msgid
+        cbor.dumps(["1", "m", None]),  # text msgid
+        cbor.dumps([1, "", None]),  # empty method
+        cbor.dumps([1, "m" * 65, None]),  # method too long
+        cbor.dumps([1, b"m", None]),  # bytes method
+        cbor.dumps([1, "m", None]) + b"\x00",  # trailing byte
+        b"\x83\x01",  # truncated
+    ]
+    for body in bad:
+        raises(DecodeError, rpc.decode_request, body)
+
+
+def test_reply_shapes():
+    assert rpc.decode_reply(rpc.encode_result(3, {"a": b"x"})) == (3, True, {"a": b"x"})
+    msgid, ok, err = rpc.decode_reply(rpc.encode_error(4, "forbidden", "no"))
+    assert (msgid, ok, err) == (4, False, {"code": "forbidden", "msg": "no"})
+    for body in (cbor.dumps([1, 2, None]), cbor.dumps([1, 1, {"code": "x"}]),
+                 cbor.dumps([1, 1, "oops"]), cbor.dumps([1, False, 3]),
+                 cbor.dumps([1, 1, {"code": 1, "msg": "m"}])):
+        raises(DecodeError, rpc.decode_reply, body)
+
+
+def test_channel_roundtrip_both_ways():
+    a, b = pair()
+    for i in range(5):
+        msg = cbor.dumps([i, "Ping", random_bytes(i * 37, seed=i)])
+        sealed = a.seal(msg)
+        assert len(sealed) == len(msg) + rpc.TAG_LEN
+        assert msg not in sealed or len(msg) < 4
+        opened = b.open(sealed)
+        assert opened == msg
+        back = b.seal(msg)
+        assert back != sealed  # other direction, other keys
+        opened = a.open(back)
+        assert opened == msg
+    assert a.sent == 5 and a.received == 5
+
+
+def test_channel_construction():
+    # Frame n: AES-128-CTR with iv = n (8 bytes BE) || 0 (8 bytes), tag = HMAC(n || ct)[:16].
+    a, _ = pair()
+    a.seal(b"\x01")
+    msg = b"hello, sealed world"
+    sealed = a.seal(msg)
+    n = b"\x00" * 7 + b"\x01"
+    ct = crypto.CTR(K1, n + bytes(8)).crypt(msg)
+    assert sealed == ct + crypto.hmac_sha256(M1, n + ct)[:16]
+
+
+def test_replay_rejected():
+    a, b = pair()
+    first = a.seal(b"\x01")
+    opened = b.open(first)
+    assert opened == b"\x01"
+    raises(AuthError, b.open, first)
+
+
+def test_reorder_and_drop_rejected():
+    a, b = pair()
+    one, two = a.seal(b"\x01"), a.seal(b"\x02")
+    raises(AuthError, b.open, two)  # two before one
+    a2, b2 = pair()
+    a2.seal(b"\x01")  # dropped on the way
+    raises(AuthError, b2.open, a2.seal(b"\x02"))
+    # After a failure the channel stays dead: the good frame no longer opens either.
+    raises(AuthError, b.open, one)
+
+
+def test_truncation_rejected():
+    a, _ = pair()
+    sealed = a.seal(cbor.dumps([1, "Ping", b"x" * 40]))
+    for cut in (1, 2, 15, 16, len(sealed) - 17):
+        _, b = pair()
+        raises(AuthError, b.open, sealed[:-cut])
+    _, b = pair()
+    raises(DecodeError, b.open, sealed[:16])  # not even a tag and one byte
+    raises(DecodeError, b.open, b"")
+
+
+def test_every_bit_flip_rejected():
+    a, _ = pair()
+    sealed = a.seal(cbor.dumps([1, "GetVar", "id"]))
+    for i in range(len(sealed) * 8):
+        bad = bytearray(sealed)
+        bad[i // 8] ^= 1 << (i % 8)
+        _, b = pair()
+        raises(AuthError, b.open, bytes(bad))
+    _, b = pair()
+    opened = b.open(sealed)
+    assert opened == cbor.dumps([1, "GetVar", "id"])
+
+
+def test_reflection_and_wrong_key_rejected():
+    a, b = pair()
+    sealed = a.seal(b"\x01")
+    raises(AuthError, a.open, sealed)  # our own frame sent back to us
+    other = rpc.Channel(K1, M1, K1, bytes(32))  # right cipher key, wrong MAC key
+    raises(AuthError, other.open, sealed)
+
+
+def test_multi_batch_frame():
+    # 2000 bytes: many AES blocks and several keystream batches inside one frame.
+    a, b = pair()
+    msg = cbor.dumps([9, 0, random_bytes(2000, seed=9)])
+    opened = b.open(a.seal(msg))
+    assert opened == msg
