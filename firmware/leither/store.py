@@ -1,0 +1,925 @@
+# Content-addressed block store and Merkle manifest trees: the bottom layer of MiMei storage.
+# Blocks live in append-only pack files (measured: one file per 4 KiB chunk costs 9-33% more
+# flash on LittleFS/FAT than packs, see bench/store.py --layout). Everything is crash-safe by
+# construction: packs only grow, indexes and pointers are written new and renamed into place.
+"""Block store (``BlockStore``) and Merkle trees of 4096-byte chunks.
+
+Blocks
+    A block is at most ``BLOCK_MAX`` bytes, named by its SHA-256. ``BlockStore(dir)`` opens or
+    creates a store in ``dir`` (recovering the pack that was being written). Methods:
+
+    * ``put(data) -> hash`` -- stored once however often it is put (dedup by hash);
+    * ``has(hash) -> bool``; ``get(hash) -> bytes`` -- always verified: a block altered on disk
+      raises StoreError, never returns wrong data; a missing one raises StoreError too;
+    * ``sync()`` -- make every put so far durable (call before committing a pointer to them);
+    * ``sweep(is_live) -> (packs_rewritten, bytes_freed)`` -- the sweep of a mark-and-sweep
+      collection: packs holding dead blocks are compacted (live blocks copied to the open pack,
+      synced, then the old pack removed) -- a crash at any point loses nothing live;
+    * ``used() -> bytes`` of pack data; ``count()`` blocks; ``close()``.
+
+On-disk layout (directory ``dir``)
+    ``pNNNNNNNN.pk``  pack: records ``hash(32) | length(u16 BE) | data``, appended only.
+    ``pNNNNNNNN.ix``  index of a sealed pack: ``"LPX1" | count(u32) | end(u32) | bloom(256) |``
+                      entries ``hash(32) | offset(u32) | length(u16)`` sorted by hash.
+    Every pack but the newest has an index. The newest one without an index is the open pack:
+    at open it is scanned (bounded by ``PACK_MAX``) and a torn last record is cut off by sealing
+    the pack before it. A failed append (full disk) also seals the pack at its last good record.
+
+Trees
+    Content of any length is cut into 4096-byte chunks; a manifest block is the CBOR array
+    ``[level, size, hashes]`` (``hashes``: one byte string of up to ``FANOUT`` 32-byte child
+    hashes; level 1 points at chunks, level L at level L-1 manifests; ``size``: content bytes
+    under it). The shape is canonical -- a level-L node covers ``FANOUT**L`` chunks from a
+    multiple of that -- so equal content always has equal root hash however it was written.
+    The root is always a manifest (the empty content is ``[1, 0, h'']``).
+
+    * ``TreeWriter(bs)``: ``write(data)`` ... ``finish() -> (root, size)`` streaming build;
+    * ``TreeReader(bs, root)``: ``.size``, ``read_at(offset, n)``, ``readinto``/``read`` stream,
+      ``chunk(i)``; every manifest and chunk verified, shape checked;
+    * ``patch(bs, root, offset, data, new_size=None) -> (root, size)``: copy-on-write write at an
+      offset (holes read as zeros) and/or truncate/extend -- touches only the changed path;
+    * ``walk(bs, root, mode=ALL)``: yields every hash reachable from root, streaming (RAM: one
+      manifest per level); mode ``MISSING`` yields only those not stored, descending where the
+      manifest is present (the have/want list of a transfer); ``PRESENT`` only those stored.
+"""
+
+import hashlib
+import os
+import struct
+
+from leither.compat import fsync
+from leither.errors import StoreError
+
+try:
+    from micropython import const
+except ImportError:  # CPython
+    from leither.compat import const
+
+CHUNK = const(4096)  # bytes per content chunk (DESIGN §2)
+FANOUT = const(126)  # child hashes per manifest: 3 + 9 + 3 + 126*32 = 4047 <= 4096 bytes
+BLOCK_MAX = const(8192)  # largest block: a chunk sealed for a partner (IV + MAC) fits
+PACK_MAX = const(524288)  # bytes per pack before it is sealed: bounds open-pack scan at open
+PACK_RECORDS = const(256)  # records per pack: bounds the open pack's RAM index (8 B each)
+_BLOOM_BYTES = const(256)  # per sealed pack, kept in RAM: 2048 bits, k=3 over <= 256 hashes
+_BLOOM_MASK = const(2047)
+_HDR = const(34)  # record header: hash 32 + length 2
+_IX_HEAD = const(268)  # "LPX1" + count + end + bloom
+_IX_ENTRY = const(38)  # hash 32 + offset 4 + length 2
+_ENOSPC = const(28)
+_HANDLES = const(2)  # open read handles kept (each costs a FS buffer on a board)
+
+ZERO_HASH = None  # hash of a 4096-byte zero chunk, set lazily
+
+
+def sha256(data):
+    return hashlib.sha256(data).digest()
+
+
+def _hex(h):
+    import binascii
+
+    return binascii.hexlify(h).decode()
+
+
+def _oserror(err, what):
+    if err.args and err.args[0] == _ENOSPC:
+        return StoreError("disk full while %s" % what)
+    return StoreError("%s failed: %s" % (what, err))
+
+
+def replace(tmp, path):
+    """Rename tmp over path (atomic on POSIX and LittleFS; FAT cannot, see recover_file)."""
+    try:
+        os.rename(tmp, path)
+    except OSError:
+        try:
+            os.remove(path)
+        except OSError:
+            pass
+        os.rename(tmp, path)
+
+
+def write_file(path, data):
+    """Durably replace path with data: write path.tmp, fsync, rename over path."""
+    tmp = path + ".tmp"
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            fsync(f)
+        replace(tmp, path)
+    except OSError as err:
+        try:
+            os.remove(tmp)
+        except OSError:
+            pass
+        raise _oserror(err, "writing " + path)
+
+
+def recover_file(path):
+    """After a crash: a path.tmp is torn if path exists, else the complete new content."""
+    tmp = path + ".tmp"
+    try:
+        os.stat(tmp)
+    except OSError:
+        return
+    try:
+        os.stat(path)
+        os.remove(tmp)
+    except OSError:
+        os.rename(tmp, path)
+
+
+def _bloom_add(bloom, h, base):
+    for k in range(3):
+        bit = ((h[2 * k] << 8) | h[2 * k + 1]) & _BLOOM_MASK
+        bloom[base + (bit >> 3)] |= 1 << (bit & 7)
+
+
+def _bloom_has(bloom, h, base):
+    for k in range(3):
+        bit = ((h[2 * k] << 8) | h[2 * k + 1]) & _BLOOM_MASK
+        if not bloom[base + (bit >> 3)] & (1 << (bit & 7)):
+            return False
+    return True
+
+
+class BlockStore:
+    """Content-addressed blocks in append-only packs; see the module docstring."""
+
+    def __init__(self, path):
+        from leither.compat import makedirs
+
+        self.path = path
+        makedirs(path)
+        self._sealed = []  # pack numbers with an index, ascending
+        self._blooms = bytearray()  # _BLOOM_BYTES per sealed pack, same order
+        self._open = None  # number of the open pack, or None
+        self._prefix = bytearray()  # 8-byte hash prefixes of open-pack records
+        self._offsets = []  # their offsets (<= PACK_RECORDS entries)
+        self._end = 0  # end of the last good record in the open pack
+        self._wf = None  # append handle of the open pack
+        self._broken = False  # an append failed: seal at _end before writing more
+        self._dirty = False  # appended since the last sync
+        self._handles = []  # [(name, file)] most recent last, <= _HANDLES
+        self._hdr = bytearray(_HDR)  # record header buffer for reads
+        self._recover()
+
+    # -- opening and recovery --------------------------------------------------------------
+
+    def _name(self, n, ext):
+        return "%s/p%08d.%s" % (self.path, n, ext)
+
+    def _recover(self):
+        packs = []
+        idxs = []
+        for name in os.listdir(self.path):
+            if name.endswith(".tmp"):
+                os.remove(self.path + "/" + name)  # an index write torn by a crash
+            elif name.endswith(".pk"):
+                packs.append(int(name[1:9]))
+            elif name.endswith(".ix"):
+                idxs.append(int(name[1:9]))
+        for n in idxs:
+            if n not in packs:
+                os.remove(self._name(n, "ix"))  # pack removed by GC, index removal interrupted
+        packs.sort()
+        for n in packs:
+            if n in idxs:
+                self._load_index(n)
+            elif n == packs[-1]:
+                self._scan_open(n)
+            else:
+                # Only the newest pack may lack an index; an older one lost it mid-seal.
+                self._scan_open(n)
+                self._seal()
+
+    def _load_index(self, n):
+        with open(self._name(n, "ix"), "rb") as f:
+            head = f.read(_IX_HEAD)
+        if len(head) != _IX_HEAD or head[:4] != b"LPX1":
+            raise StoreError("bad pack index %d" % n)
+        self._sealed.append(n)
+        self._blooms.extend(head[12:])
+
+    def _scan_open(self, n):
+        """Index the open pack's records, verifying each (bounded: PACK_MAX bytes).
+
+        A record whose hash does not match but whose length fits is skipped (bit rot in the
+        middle, or a write the OS reordered before a crash; never synced, so never committed):
+        it stays unindexed and reads as missing. A record cut short ends the scan: a torn
+        append, after which nothing may be written (the pack is sealed before it).
+        """
+        self._open = n
+        self._prefix = bytearray()
+        self._offsets = []
+        off = 0
+        hdr = bytearray(_HDR)
+        buf = bytearray(512)  # hash records in slices: no block-sized allocation at open
+        view = memoryview(buf)
+        with open(self._name(n, "pk"), "rb") as f:
+            size = f.seek(0, 2)
+            f.seek(0)
+            while len(self._offsets) < PACK_RECORDS:
+                if f.readinto(hdr) != _HDR:
+                    break
+                length = (hdr[32] << 8) | hdr[33]
+                if length > BLOCK_MAX or off + _HDR + length > size:
+                    break
+                hasher = hashlib.sha256()
+                left = length
+                while left:
+                    got = f.readinto(view[:min(left, 512)])
+                    if not got:
+                        break
+                    hasher.update(view[:got])
+                    left -= got
+                if hasher.digest() == bytes(hdr[:32]):
+                    self._prefix.extend(hdr[:8])
+                    self._offsets.append(off)
+                off += _HDR + length
+        self._end = off
+        self._broken = size != off or len(self._offsets) >= PACK_RECORDS
+
+    # -- lookup ------------------------------------------------------------------------------
+
+    def _handle(self, n, ext):
+        name = self._name(n, ext)
+        for i in range(len(self._handles)):
+            if self._handles[i][0] == name:
+                entry = self._handles.pop(i)
+                self._handles.append(entry)
+                return entry[1]
+        if len(self._handles) >= _HANDLES:
+            self._handles.pop(0)[1].close()
+        f = open(name, "rb")
+        self._handles.append((name, f))
+        return f
+
+    def _drop_handles(self, n):
+        keep = []
+        for entry in self._handles:
+            if entry[0].startswith(self._name(n, "")):
+                entry[1].close()
+            else:
+                keep.append(entry)
+        self._handles = keep
+
+    def _find_open(self, h):
+        if self._open is None:
+            return -1
+        prefix = h[:8]
+        pos = self._prefix.find(prefix)
+        while pos >= 0:
+            if pos & 7 == 0:
+                off = self._offsets[pos >> 3]
+                if self._read_hash(self._open, off) == h:
+                    return off
+            pos = self._prefix.find(prefix, pos + 1)
+        return -1
+
+    def _read_hash(self, n, off):
+        if self._wf is not None and n == self._open:
+            self._wf.flush()
+        f = self._handle(n, "pk")
+        f.seek(off)
+        return f.read(32)
+
+    def _find_sealed(self, h, i):
+        """Binary search pack self._sealed[i]'s index; return (offset, length) or None."""
+        f = self._handle(self._sealed[i], "ix")
+        f.seek(4)
+        count = struct.unpack(">I", f.read(4))[0]
+        lo, hi = 0, count
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            f.seek(_IX_HEAD + mid * _IX_ENTRY)
+            entry = f.read(_IX_ENTRY)
+            key = entry[:32]
+            if key == h:
+                off, length = struct.unpack(">IH", entry[32:])
+                return off, length
+            if key < h:
+                lo = mid + 1
+            else:
+                hi = mid
+        return None
+
+    def _locate(self, h, skip=-1):
+        """(pack, offset) of block h, or None. Searches the open pack, then newest sealed."""
+        off = self._find_open(h)
+        if off >= 0:
+            return self._open, off
+        i = len(self._sealed) - 1
+        while i >= 0:
+            n = self._sealed[i]
+            if n != skip and _bloom_has(self._blooms, h, i * _BLOOM_BYTES):
+                found = self._find_sealed(h, i)
+                if found is not None:
+                    return n, found[0]
+            i -= 1
+        return None
+
+    def has(self, h):
+        return self._locate(bytes(h)) is not None
+
+    def get(self, h, buf=None):
+        """The block named h, verified against its hash.
+
+        With buf (a bytearray) the block is read into it and a memoryview of it is returned
+        instead of new bytes: no allocation on hot paths. A block longer than buf is an error.
+        """
+        h = bytes(h)
+        where = self._locate(h)
+        if where is None:
+            raise StoreError("missing block " + _hex(h))
+        return self._read(where[0], where[1], h, buf)
+
+    def _read(self, n, off, h, buf=None):
+        if self._wf is not None and n == self._open:
+            self._wf.flush()
+        head = self._hdr
+        try:
+            f = self._handle(n, "pk")
+            f.seek(off)
+            got = f.readinto(head)
+            length = (head[32] << 8) | head[33] if got == _HDR else -1
+            if 0 <= length <= BLOCK_MAX:
+                if buf is None:
+                    data = f.read(length)
+                else:
+                    data = memoryview(buf)[:length]
+                    if f.readinto(data) != length:
+                        data = b""
+            else:
+                data = b""
+        except OSError as err:
+            raise _oserror(err, "reading block")
+        if head[:32] != h or len(data) != length or sha256(data) != h:
+            raise StoreError("corrupt block %s in pack %d" % (_hex(h), n))
+        return data
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def put(self, data, head=None):
+        """Store the block head + data (<= BLOCK_MAX bytes) once; return its SHA-256.
+
+        head (optional, small) lets a caller add a prefix without concatenating buffers.
+        """
+        total = len(data) + (len(head) if head else 0)
+        if total > BLOCK_MAX:
+            raise StoreError("block of %d bytes > %d" % (total, BLOCK_MAX))
+        hasher = hashlib.sha256()
+        if head:
+            hasher.update(head)
+        hasher.update(data)
+        h = hasher.digest()
+        if self._locate(h) is None:
+            self._append(h, data, head)
+        return h
+
+    def _append(self, h, data, head=None):
+        if self._broken or (self._open is not None and (
+                self._end + _HDR + len(data) > PACK_MAX or len(self._offsets) >= PACK_RECORDS)):
+            self._seal()
+        try:
+            if self._open is None:
+                n = self._sealed[-1] + 1 if self._sealed else 1
+                self._wf = open(self._name(n, "pk"), "wb")
+                self._open = n
+                self._end = 0
+                self._prefix = bytearray()
+                self._offsets = []
+            elif self._wf is None:
+                self._wf = open(self._name(self._open, "pk"), "ab")
+            total = len(data) + (len(head) if head else 0)
+            self._wf.write(h + struct.pack(">H", total))
+            if head:
+                self._wf.write(head)
+            self._wf.write(data)
+            self._dirty = True
+        except OSError as err:
+            self._broken = True
+            self._close_writer()
+            raise _oserror(err, "storing a block")
+        self._prefix.extend(h[:8])
+        self._offsets.append(self._end)
+        self._end += _HDR + total
+
+    def sync(self):
+        """Make every block put so far durable."""
+        if self._wf is not None and self._dirty:
+            try:
+                fsync(self._wf)
+            except OSError as err:
+                self._broken = True
+                self._close_writer()
+                raise _oserror(err, "syncing blocks")
+            self._dirty = False
+
+    def _close_writer(self):
+        if self._wf is not None:
+            try:
+                self._wf.close()
+            except OSError:
+                pass
+            self._wf = None
+
+    def _seal(self):
+        """Write the open pack's sorted index (covering records up to _end); close the pack."""
+        n = self._open
+        if n is None:
+            return
+        self.sync()
+        self._close_writer()
+        count = len(self._offsets)
+        # Sort record numbers by full hash without holding all hashes: read them once into
+        # one bytearray (<= PACK_RECORDS * 32 = 8 KiB, freed right after).
+        hashes = bytearray()
+        lengths = []
+        f = self._handle(n, "pk")
+        for off in self._offsets:
+            f.seek(off)
+            head = f.read(_HDR)
+            hashes.extend(head[:32])
+            lengths.append((head[32] << 8) | head[33])
+        order = sorted(range(count), key=lambda i: bytes(hashes[32 * i:32 * i + 32]))
+        bloom = bytearray(_BLOOM_BYTES)
+        for i in range(count):
+            _bloom_add(bloom, hashes[32 * i:32 * i + 6], 0)
+        path = self._name(n, "ix")
+        tmp = path + ".tmp"
+        try:
+            with open(tmp, "wb") as out:
+                out.write(b"LPX1" + struct.pack(">II", count, self._end))
+                out.write(bloom)
+                for i in order:
+                    out.write(hashes[32 * i:32 * i + 32])
+                    out.write(struct.pack(">IH", self._offsets[i], lengths[i]))
+                fsync(out)
+            replace(tmp, path)
+        except OSError as err:
+            try:
+                os.remove(tmp)
+            except OSError:
+                pass
+            raise _oserror(err, "sealing a pack")
+        self._sealed.append(n)
+        self._blooms.extend(bloom)
+        self._open = None
+        self._prefix = bytearray()
+        self._offsets = []
+        self._broken = False
+
+    def close(self):
+        self.sync()
+        self._close_writer()
+        for entry in self._handles:
+            entry[1].close()
+        self._handles = []
+
+    # -- space and collection ----------------------------------------------------------------
+
+    def used(self):
+        total = 0
+        for name in os.listdir(self.path):
+            total += os.stat(self.path + "/" + name)[6]
+        return total
+
+    def count(self):
+        """Number of blocks stored (an upper bound: includes dead ones not yet swept)."""
+        total = len(self._offsets)
+        for n in self._sealed:
+            with open(self._name(n, "ix"), "rb") as f:
+                f.seek(4)
+                total += struct.unpack(">I", f.read(4))[0]
+        return total
+
+    def packs(self):
+        """Numbers of the sealed packs (the open pack is never collected)."""
+        return list(self._sealed)
+
+    def _entries(self, n):
+        """Yield (hash, offset, length) of sealed pack n from its index, streaming."""
+        with open(self._name(n, "ix"), "rb") as f:
+            head = f.read(_IX_HEAD)
+            count = struct.unpack(">I", head[4:8])[0]
+            for _ in range(count):
+                entry = f.read(_IX_ENTRY)
+                off, length = struct.unpack(">IH", entry[32:])
+                yield entry[:32], off, length
+
+    def sweep(self, is_live, min_dead=0.25):
+        """Compact sealed packs whose dead share of bytes is >= min_dead (all-dead: remove).
+
+        is_live(hash) -> bool must never say False for a live block (a Bloom filter of the
+        live set is fine: a false positive only keeps garbage a while longer).
+        """
+        rewritten = 0
+        freed = 0
+        for n in list(self._sealed):
+            live = 0
+            dead = 0
+            for h, _off, length in self._entries(n):
+                if is_live(h):
+                    live += _HDR + length
+                else:
+                    dead += _HDR + length
+            if dead == 0 or dead < min_dead * (live + dead):
+                continue
+            if live:
+                for h, off, _length in self._entries(n):
+                    if is_live(h) and self._locate(h, skip=n) is None:
+                        self._append(h, self._read(n, off, h))
+                self.sync()
+            size = os.stat(self._name(n, "pk"))[6]
+            self._drop_handles(n)
+            i = self._sealed.index(n)
+            self._sealed.pop(i)
+            self._blooms[i * _BLOOM_BYTES:(i + 1) * _BLOOM_BYTES] = b""
+            # Pack first, then index: a crash in between leaves an orphan index, dropped at open.
+            os.remove(self._name(n, "pk"))
+            os.remove(self._name(n, "ix"))
+            rewritten += 1
+            freed += size - live
+        return rewritten, freed
+
+
+# -- Merkle trees ------------------------------------------------------------------------------
+
+
+def _uint_head(out, major, n):
+    mt = major << 5
+    if n < 24:
+        out.append(mt | n)
+    elif n < 0x100:
+        out.append(mt | 24)
+        out.append(n)
+    elif n < 0x10000:
+        out.append(mt | 25)
+        out.extend(struct.pack(">H", n))
+    elif n < 0x100000000:
+        out.append(mt | 26)
+        out.extend(struct.pack(">I", n))
+    else:
+        out.append(mt | 27)
+        out.extend(struct.pack(">Q", n))
+
+
+def manifest_head(level, size, n_bytes):
+    """The CBOR bytes before the hashes of manifest [level, size, hashes]."""
+    head = bytearray(b"\x83")
+    _uint_head(head, 0, level)
+    _uint_head(head, 0, size)
+    _uint_head(head, 2, n_bytes)
+    return head
+
+
+def encode_manifest(level, size, hashes):
+    """CBOR [level, size, hashes] in deterministic encoding (hashes: 32*k bytes)."""
+    return bytes(manifest_head(level, size, len(hashes))) + hashes
+
+
+def put_manifest(bs, level, size, hashes):
+    return bs.put(hashes, manifest_head(level, size, len(hashes)))
+
+
+def _read_uint(data, pos, major):
+    """Decode a shortest-form head of the given major type; return (value, next pos)."""
+    if pos >= len(data) or data[pos] >> 5 != major:
+        raise StoreError("bad manifest")
+    info = data[pos] & 31
+    if info < 24:
+        return info, pos + 1
+    width = {24: 1, 25: 2, 26: 4, 27: 8}.get(info)
+    if width is None or pos + 1 + width > len(data):
+        raise StoreError("bad manifest")
+    n = 0
+    for b in data[pos + 1:pos + 1 + width]:
+        n = (n << 8) | b
+    if n < (24 if width == 1 else 1 << (4 * width)):
+        raise StoreError("bad manifest (not shortest form)")
+    return n, pos + 1 + width
+
+
+def decode_manifest(data):
+    """Parse a manifest block strictly; return (level, size, hashes memoryview)."""
+    if len(data) == 0 or data[0] != 0x83:
+        raise StoreError("bad manifest")
+    level, pos = _read_uint(data, 1, 0)
+    size, pos = _read_uint(data, pos, 0)
+    n, pos = _read_uint(data, pos, 2)
+    if pos + n != len(data) or n % 32 or n > 32 * FANOUT or not 1 <= level <= 8:
+        raise StoreError("bad manifest")
+    return level, size, memoryview(data)[pos:]
+
+
+def _depth(n_chunks):
+    d = 1
+    cap = FANOUT
+    while cap < n_chunks:
+        cap *= FANOUT
+        d += 1
+    return d
+
+
+def _chunks(size):
+    return (size + CHUNK - 1) // CHUNK
+
+
+class TreeReader:
+    """Random and streaming reads of the content under a root; everything verified.
+
+    RAM: the root manifest, one 4 KiB buffer per lower level on the path being read and one
+    4 KiB chunk buffer -- whatever the size of the content.
+    """
+
+    def __init__(self, bs, root):
+        self.bs = bs
+        self.root = bytes(root)
+        level, size, hashes = decode_manifest(bs.get(self.root))
+        self.size = size
+        self.n = _chunks(size)
+        if level != _depth(self.n) or len(hashes) != 32 * self._children(level, 0):
+            raise StoreError("bad tree shape at root")
+        self.depth = level
+        # Per level: (first chunk, hashes) of the manifest last loaded there, and its buffer.
+        self._path = [None] * (level + 1)
+        self._path[level] = (0, hashes)
+        self._bufs = [None] * level
+        self._cbuf = None
+        self.pos = 0
+
+    def _children(self, level, start):
+        span = FANOUT ** (level - 1)
+        left = self.n - start
+        k = (left + span - 1) // span
+        return k if k < FANOUT else FANOUT
+
+    def node(self, level, start):
+        """Hash of the level-`level` node (0 = chunk) covering chunks from `start`."""
+        if level == self.depth:
+            return self.root
+        cur = self.depth
+        first, hashes = self._path[cur]
+        while cur > level + 1:
+            span = FANOUT ** (cur - 1)
+            j = (start - first) // span
+            child = first + j * span
+            cached = self._path[cur - 1]
+            if cached is None or cached[0] != child:
+                buf = self._bufs[cur - 1]
+                if buf is None:
+                    buf = self._bufs[cur - 1] = bytearray(CHUNK)
+                self._path[cur - 1] = None  # the buffer is about to change under it
+                lvl, size, sub = decode_manifest(self.bs.get(hashes[32 * j:32 * j + 32], buf))
+                expect = min(self.size, (child + span) * CHUNK) - child * CHUNK
+                if (lvl != cur - 1 or size != expect
+                        or len(sub) != 32 * self._children(cur - 1, child)):
+                    raise StoreError("bad tree shape")
+                cached = (child, sub)
+                self._path[cur - 1] = cached
+            first, hashes = cached
+            cur -= 1
+        span = FANOUT ** level
+        j = (start - first) // span
+        return bytes(hashes[32 * j:32 * j + 32])
+
+    def chunk_len(self, i):
+        end = (i + 1) * CHUNK
+        return CHUNK if end <= self.size else self.size - i * CHUNK
+
+    def chunk(self, i):
+        """Chunk i's bytes, verified: a memoryview valid until the next chunk() call."""
+        if not 0 <= i < self.n:
+            raise StoreError("chunk %d out of range" % i)
+        if self._cbuf is None:
+            self._cbuf = bytearray(CHUNK)
+        data = self.bs.get(self.node(0, i), self._cbuf)
+        if len(data) != self.chunk_len(i):
+            raise StoreError("bad chunk length")
+        return data
+
+    def read_at(self, offset, n):
+        """Up to n bytes from offset (fewer at the end)."""
+        end = min(self.size, offset + n)
+        if end <= offset:
+            return b""
+        out = bytearray(end - offset)
+        pos = 0
+        while offset < end:
+            i = offset // CHUNK
+            data = self.chunk(i)
+            a = offset - i * CHUNK
+            b = min(len(data), end - i * CHUNK)
+            out[pos:pos + b - a] = data[a:b]
+            pos += b - a
+            offset += b - a
+        return out
+
+    def read(self, n=-1):
+        if n < 0:
+            n = self.size - self.pos
+        data = self.read_at(self.pos, n)
+        self.pos += len(data)
+        return data
+
+    def readinto(self, buf):
+        data = self.read(len(buf))
+        buf[:len(data)] = data
+        return len(data)
+
+
+class TreeWriter:
+    """Build a canonical tree from a byte stream: write(...)*, finish() -> (root, size)."""
+
+    def __init__(self, bs):
+        self.bs = bs
+        self.size = 0
+        self._buf = bytearray(CHUNK)  # the chunk being filled (preallocated: no fragments)
+        self._fill = 0
+        # Per level from 1: [hashes buffer (FANOUT*32 B), count, bytes covered]; bound: depth.
+        self._levels = []
+
+    def _push(self, level, h, covered):
+        while len(self._levels) < level:
+            self._levels.append([bytearray(32 * FANOUT), 0, 0])
+        acc = self._levels[level - 1]
+        if acc[1] == FANOUT:
+            self._flush(level)
+        k = acc[1]
+        acc[0][32 * k:32 * k + 32] = h
+        acc[1] = k + 1
+        acc[2] += covered
+
+    def _flush(self, level):
+        acc = self._levels[level - 1]
+        h = put_manifest(self.bs, level, acc[2], memoryview(acc[0])[:32 * acc[1]])
+        covered = acc[2]
+        acc[1] = 0
+        acc[2] = 0
+        self._push(level + 1, h, covered)
+
+    def write(self, data):
+        mv = memoryview(data)
+        pos = 0
+        while pos < len(mv):
+            take = min(CHUNK - self._fill, len(mv) - pos)
+            if not self._fill and take == CHUNK:
+                self._push(1, self.bs.put(mv[pos:pos + CHUNK]), CHUNK)
+            else:
+                self._buf[self._fill:self._fill + take] = mv[pos:pos + take]
+                self._fill += take
+                if self._fill == CHUNK:
+                    self._push(1, self.bs.put(self._buf), CHUNK)
+                    self._fill = 0
+            pos += take
+        self.size += len(mv)
+        return len(mv)
+
+    def finish(self):
+        if self._fill:
+            self._push(1, self.bs.put(memoryview(self._buf)[:self._fill]), self._fill)
+            self._fill = 0
+        depth = _depth(_chunks(self.size))
+        while len(self._levels) < depth:
+            self._levels.append([bytearray(32 * FANOUT), 0, 0])
+        for level in range(1, depth):
+            if self._levels[level - 1][1]:
+                self._flush(level)
+        acc = self._levels[depth - 1]
+        root = put_manifest(self.bs, depth, acc[2], memoryview(acc[0])[:32 * acc[1]])
+        self._levels = []
+        return root, self.size
+
+
+def build(bs, stream_pieces):
+    """Tree of the concatenation of an iterable of byte pieces: (root, size)."""
+    w = TreeWriter(bs)
+    for piece in stream_pieces:
+        w.write(piece)
+    return w.finish()
+
+
+def empty_root(bs):
+    return bs.put(encode_manifest(1, 0, b""))
+
+
+def patch(bs, root, offset, data, new_size=None):
+    """Copy-on-write: write data at offset (zero-filling a hole) and/or set the size.
+
+    Returns (new root, new size). Only chunks in the written range and at the old/new end
+    are rewritten, plus the manifests on their paths; other subtrees are reused by hash.
+    """
+    old = TreeReader(bs, root)
+    length = len(data)
+    if new_size is None:
+        new_size = max(old.size, offset + length) if length else old.size
+    if length == 0:
+        w0, w1 = 1, 0  # empty write range
+    else:
+        w0, w1 = offset // CHUNK, (offset + length - 1) // CHUNK
+    n_new = _chunks(new_size)
+    ctx = (old, offset, data, new_size, n_new, w0, w1, bytearray(CHUNK))  # + scratch chunk
+    depth = _depth(n_new)
+    return _build_node(bs, ctx, depth, 0), new_size
+
+
+def _old_len(old, i):
+    return old.chunk_len(i) if i < old.n else 0
+
+
+def _new_len(new_size, i):
+    end = (i + 1) * CHUNK
+    return CHUNK if end <= new_size else new_size - i * CHUNK
+
+
+def _reusable(ctx, a, b):
+    """Is the old subtree of chunks [a, b) identical in the new tree?"""
+    old, _offset, _data, new_size, n_new, w0, w1, _scratch = ctx
+    if not (b <= w0 or a > w1):
+        return False
+    if b > old.n or b > n_new:
+        return False
+    return _old_len(old, b - 1) == _new_len(new_size, b - 1)
+
+
+def _new_chunk(bs, ctx, i):
+    old, offset, data, new_size, _n, w0, w1, scratch = ctx
+    if _reusable(ctx, i, i + 1):
+        return old.node(0, i)
+    length = _new_len(new_size, i)
+    buf = memoryview(scratch)[:length]
+    keep = 0
+    if i < old.n:
+        prev = old.chunk(i)
+        keep = min(len(prev), length)
+        buf[:keep] = prev[:keep]
+    if keep < length:
+        buf[keep:] = bytes(length - keep)  # a hole, or the scratch's previous content
+    if w0 <= i <= w1:
+        base = i * CHUNK
+        a = max(offset, base)
+        b = min(offset + len(data), base + length)
+        if a < b:
+            buf[a - base:b - base] = memoryview(data)[a - offset:b - offset]
+    return bs.put(buf)
+
+
+def _build_node(bs, ctx, level, start):
+    old = ctx[0]
+    n_new = ctx[4]
+    new_size = ctx[3]
+    span = FANOUT ** (level - 1)
+    count = min(FANOUT, (n_new - start + span - 1) // span)
+    hashes = bytearray(32 * count)  # one per level of recursion: depth * <= 4 KiB
+    k = 0
+    for j in range(FANOUT):
+        child = start + j * span
+        if child >= n_new:
+            break
+        if level == 1:
+            h = _new_chunk(bs, ctx, child)
+        elif _reusable(ctx, child, child + span) and level - 1 <= old.depth:
+            h = old.node(level - 1, child)
+        else:
+            h = _build_node(bs, ctx, level - 1, child)
+        hashes[32 * k:32 * k + 32] = h
+        k += 1
+    covered = min(new_size, (start + span * FANOUT) * CHUNK) - start * CHUNK
+    return put_manifest(bs, level, max(covered, 0), memoryview(hashes)[:32 * k])
+
+
+ALL = const(0)  # walk modes: every block (a missing manifest is a StoreError)
+MISSING = const(1)  # only blocks not stored, descending where the manifest is present
+PRESENT = const(2)  # only blocks stored, skipping what is absent (a partial import)
+
+
+def walk(bs, root, mode=ALL):
+    """Yield the hashes of the blocks reachable from root, manifests before their children.
+
+    Streaming: RAM is one manifest per level (<= 4 KiB each); chunks are not read.
+    """
+    root = bytes(root)
+    if mode != ALL and not bs.has(root):
+        if mode == MISSING:
+            yield root
+        return
+    if mode != MISSING:
+        yield root
+    level, _size, hashes = decode_manifest(bs.get(root))
+    stack = [(level, hashes, 0)]  # bound: depth <= 8 levels
+    while stack:
+        level, hashes, i = stack.pop()
+        if i * 32 >= len(hashes):
+            continue
+        stack.append((level, hashes, i + 1))
+        h = bytes(hashes[32 * i:32 * i + 32])
+        present = True if mode == ALL else bs.has(h)
+        if (mode == MISSING) != present:
+            yield h
+        if level == 1 or not present:
+            continue
+        sub_level, _s, sub = decode_manifest(bs.get(h))
+        if sub_level != level - 1:
+            raise StoreError("bad tree shape")
+        stack.append((sub_level, sub, 0))

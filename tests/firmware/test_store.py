@@ -1,0 +1,337 @@
+# The block store and Merkle trees: dedup, verified reads, canonical trees, crash recovery of
+# the open pack, collection. Runs under CPython and MicroPython.
+import os
+import struct
+
+from leither import store
+from leither.errors import StoreError
+from testutil import raises, random_bytes, rmtree, tmpdir
+
+# On the 64-bit unix port the store module alone takes ~18 KB of heap once imported, and the
+# tests hold 4 KiB chunk buffers beside it; 64K leaves too small a largest free block.
+MP_HEAP = "96K"
+
+
+def _pack_files(path):
+    return sorted(n for n in os.listdir(path) if n.endswith(".pk"))
+
+
+def _chunk(i):
+    """A distinct 4096-byte chunk for index i (no dedup between chunks)."""
+    return struct.pack(">I", i) * 1024
+
+
+class _Long:
+    """Claims to be one byte longer than a block may be (without allocating it)."""
+
+    def __len__(self):
+        return store.BLOCK_MAX + 1
+
+
+def _same(reader, data, step=1000):
+    """reader's content equals data, compared piecewise (no second full copy in RAM)."""
+    assert reader.size == len(data)
+    for pos in range(0, len(data), step):
+        assert reader.read_at(pos, step) == data[pos:pos + step]
+
+
+def test_put_get_dedup_and_reopen():
+    d = tmpdir("bs")
+    try:
+        bs = store.BlockStore(d)
+        a = random_bytes(4096, seed=1)
+        h = bs.put(a)
+        assert h == store.sha256(a)
+        assert bs.put(a) == h and bs.count() == 1
+        assert bs.get(h) == a and bs.has(h)
+        assert not bs.has(store.sha256(b"other"))
+        raises(StoreError, bs.get, store.sha256(b"other"))
+        raises(StoreError, bs.put, _Long())
+        bs.close()
+        bs = store.BlockStore(d)
+        assert bs.get(h) == a and bs.count() == 1
+        bs.close()
+    finally:
+        rmtree(d)
+
+
+def test_manifest_is_deterministic_cbor():
+    hashes = store.sha256(b"a") + store.sha256(b"b")
+    data = store.encode_manifest(2, 70000, hashes)
+    # [2, 70000, h'...'] in deterministic CBOR: array(3), 2, uint32 70000, bytes(64).
+    assert data[:9] == b"\x83\x02\x1a\x00\x01\x11\x70\x58\x40" and data[9:] == hashes
+    level, size, got = store.decode_manifest(data)
+    assert (level, size, bytes(got)) == (2, 70000, hashes)
+    full = store.encode_manifest(1, 4096 * store.FANOUT, bytes(32 * store.FANOUT))
+    assert len(full) <= 4096
+    for bad in (b"", b"\x82\x01\x00", data + b"\x00", b"\x83\x18\x01\x00\x40",
+                b"\x83\x01\x00\x41\x00", store.encode_manifest(0, 0, b"")):
+        raises(StoreError, store.decode_manifest, bad)
+
+
+def test_tree_roundtrip_and_canonical():
+    d = tmpdir("tr")
+    try:
+        bs = store.BlockStore(d)
+        data = memoryview(random_bytes(4096 + 1000, seed=2))
+        for size in (0, 1, 4095, 4096, 4097, len(data)):
+            part = data[:size]
+            root, got = store.build(bs, [part])
+            assert got == size
+            # Same content cut into other pieces gives the same root.
+            pieces = [part[i:i + 1000] for i in range(0, size, 1000)]
+            assert store.build(bs, pieces)[0] == root
+            r = store.TreeReader(bs, root)
+            _same(r, part)
+            assert r.read_at(size // 2, 300) == part[size // 2:size // 2 + 300]
+            assert r.read_at(size, 10) == b""
+            pos = 0
+            while True:
+                piece = r.read(1500)
+                if not piece:
+                    break
+                assert piece == part[pos:pos + len(piece)]
+                pos += len(piece)
+            assert pos == size
+        bs.close()
+    finally:
+        rmtree(d)
+
+
+def test_patch_agrees_with_model():
+    d = tmpdir("pa")
+    try:
+        bs = store.BlockStore(d)
+        root = store.empty_root(bs)
+        model = bytearray()
+        seed = 10
+        ops = [(0, 100), (50, 1000), (4090, 12), (8000, 10), (4096, 300), (3, 0),
+               (8191, 2), (100, 0)]
+        for offset, n in ops:
+            seed += 1
+            piece = random_bytes(n, seed=seed)
+            root, size = store.patch(bs, root, offset, piece)
+            if n and offset > len(model):
+                model.extend(bytes(offset - len(model)))
+            model[offset:offset + n] = piece
+            _same(store.TreeReader(bs, root), model)
+            assert store.build(bs, [model])[0] == root
+        for new_size in (6000, 4096, 4095, 9000, 0, 5):
+            root, size = store.patch(bs, root, 0, b"", new_size=new_size)
+            if new_size < len(model):
+                model = model[:new_size]
+            else:
+                model.extend(bytes(new_size - len(model)))
+            assert size == new_size
+            _same(store.TreeReader(bs, root), model)
+            assert store.build(bs, [model])[0] == root
+        bs.close()
+    finally:
+        rmtree(d)
+
+
+def test_two_level_tree_patch_and_walk():
+    d = tmpdir("tl")
+    try:
+        bs = store.BlockStore(d)
+        n = store.FANOUT + 3  # one chunk more needs a second level
+        w = store.TreeWriter(bs)
+        for i in range(n - 1):
+            w.write(_chunk(i))
+        root1, size1 = w.finish()
+        assert store.TreeReader(bs, root1).depth == 2
+        # Grow by patching the last chunk in, with a tail: same root as building it whole.
+        tail = b"tail"
+        root2, size2 = store.patch(bs, root1, (n - 1) * 4096, _chunk(n - 1) + tail)
+        w = store.TreeWriter(bs)
+        for i in range(n):
+            w.write(_chunk(i))
+        w.write(tail)
+        assert w.finish() == (root2, size2)
+        r = store.TreeReader(bs, root2)
+        assert r.read_at(4096 * 128 - 2, 4) == _chunk(127)[-2:] + _chunk(128)[:2]
+        assert r.read_at(size2 - 4, 10) == tail
+        # A patch deep in the first subtree touches one chunk and two manifests.
+        before = bs.count()
+        root3, _ = store.patch(bs, root2, 4096 * 5 + 10, b"x")
+        assert bs.count() == before + 3
+        assert store.TreeReader(bs, root3).read_at(4096 * 5 + 9, 3) == b"\x00x\x05"
+        # Shrink back to one level.
+        root4, _ = store.patch(bs, root3, 0, b"", new_size=4096 * 2)
+        assert store.TreeReader(bs, root4).depth == 1
+        # walk: root + 2 level-1 manifests + 129 distinct chunks + tail chunk.
+        hashes = list(store.walk(bs, root2))
+        assert len(hashes) == 1 + 2 + n + 1 and hashes[0] == root2
+        assert list(store.walk(bs, root2, store.MISSING)) == []
+        bs.close()
+    finally:
+        rmtree(d)
+
+
+def _flip(path, offset):
+    """Flip one bit of a file in place (bit rot)."""
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        byte = f.read(1)[0]
+        f.seek(offset)
+        f.write(bytes([byte ^ 0x01]))
+
+
+def test_flipped_bit_is_detected():
+    d = tmpdir("fl")
+    try:
+        bs = store.BlockStore(d)
+        data = random_bytes(6000, seed=3)
+        root, size = store.build(bs, [data])
+        bs.close()
+        pack = d + "/" + _pack_files(d)[0]
+        # First record is chunk 0: header 34 bytes then data; flip a data bit.
+        _flip(pack, 34 + 100)
+        bs = store.BlockStore(d)  # the open pack's scan skips the bad record, keeps the rest
+        reader = store.TreeReader(bs, root)
+        assert reader.read_at(4096, 10) == data[4096:4106]
+        raises(StoreError, reader.read_at, 0, 10)
+        # Putting the same content again heals it.
+        store.build(bs, [data])
+        assert reader.read_at(0, 10) == data[:10]
+        bs.close()
+    finally:
+        rmtree(d)
+    d = tmpdir("fl")
+    try:
+        # In a sealed pack the record is still indexed; the read itself must fail.
+        bs = store.BlockStore(d)
+        h = bs.put(b"sealed")
+        bs._seal()
+        bs.close()
+        _flip(d + "/" + _pack_files(d)[0], 34 + 2)
+        bs = store.BlockStore(d)
+        assert bs.has(h)
+        err = raises(StoreError, bs.get, h)
+        assert "corrupt" in str(err)
+        bs.close()
+    finally:
+        rmtree(d)
+
+
+def test_torn_tail_is_cut_and_writing_goes_on():
+    d = tmpdir("tt")
+    try:
+        bs = store.BlockStore(d)
+        hs = [bs.put(random_bytes(100, seed=s)) for s in range(5)]
+        bs.close()
+        pack = d + "/" + _pack_files(d)[0]
+        with open(pack, "ab") as f:
+            f.write(b"\x12" * 40)  # a record header torn mid-write
+        bs = store.BlockStore(d)
+        for s in range(5):
+            assert bs.get(hs[s]) == random_bytes(100, seed=s)
+        h6 = bs.put(b"after the tear")
+        bs.close()
+        assert len(_pack_files(d)) == 2  # the torn pack was sealed, a new one opened
+        bs = store.BlockStore(d)
+        assert bs.get(h6) == b"after the tear" and bs.get(hs[0])
+        bs.close()
+    finally:
+        rmtree(d)
+
+
+def test_many_records_seal_packs():
+    d = tmpdir("se")
+    try:
+        bs = store.BlockStore(d)
+        n = store.PACK_RECORDS + 40
+        for i in range(n):
+            bs.put(b"block %d" % i)
+        assert len(bs.packs()) == 1
+        bs.close()
+        bs = store.BlockStore(d)
+        for i in range(0, n, 7):
+            assert bs.get(store.sha256(b"block %d" % i)) == b"block %d" % i
+        assert bs.count() == n and not bs.has(store.sha256(b"block %d" % n))
+        bs.close()
+        # An index lost mid-seal is rebuilt from the pack at open.
+        os.remove(d + "/p00000001.ix")
+        bs = store.BlockStore(d)
+        assert bs.get(store.sha256(b"block 3")) == b"block 3"
+        bs.close()
+    finally:
+        rmtree(d)
+
+
+def test_sweep_frees_dead_keeps_live():
+    d = tmpdir("sw")
+    try:
+        bs = store.BlockStore(d)
+        live = [bs.put(b"live %d" % i) for i in range(10)]
+        pad = bytes(2000)
+        dead = [bs.put(pad, b"dead %d" % i) for i in range(10)]
+        bs._seal()
+        keep = set(live)
+        packs, freed = bs.sweep(lambda h: h in keep)
+        assert packs == 1 and freed > 10 * 2000
+        for h in dead:
+            assert not bs.has(h)
+        bs.close()
+        bs = store.BlockStore(d)
+        for i in range(10):
+            assert bs.get(live[i]) == b"live %d" % i
+        assert not bs.has(dead[0])
+        bs.close()
+    finally:
+        rmtree(d)
+
+
+class _FullFile:
+    """A file whose writes fail with ENOSPC once the shared budget of bytes is spent."""
+
+    def __init__(self, f, budget):
+        self.f = f
+        self.budget = budget
+
+    def write(self, data):
+        if len(data) > self.budget[0]:
+            self.f.write(bytes(data)[:self.budget[0]])
+            self.budget[0] = 0
+            raise OSError(28)
+        self.budget[0] -= len(data)
+        return self.f.write(data)
+
+    def __getattr__(self, name):
+        return getattr(self.f, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *args):
+        self.f.close()
+
+
+def test_full_disk_is_a_clear_error_and_harmless():
+    d = tmpdir("fd")
+    try:
+        bs = store.BlockStore(d)
+        data = random_bytes(5000, seed=4)
+        root, size = store.build(bs, [data])
+        bs.close()  # the next append reopens the pack through the failing open()
+        budget = [6000]
+
+        def full_open(path, mode="r"):
+            f = open(path, mode)
+            return _FullFile(f, budget) if "w" in mode or "a" in mode else f
+
+        store.open = full_open
+        try:
+            err = raises(StoreError, store.build, bs, [bytes(4096), b"\x01" * 4096])
+            assert "disk full" in str(err)
+        finally:
+            del store.open
+        _same(store.TreeReader(bs, root), data)
+        root2, _ = store.build(bs, [b"space again"])
+        bs.close()
+        bs = store.BlockStore(d)
+        _same(store.TreeReader(bs, root), data)
+        assert store.TreeReader(bs, root2).read_at(0, 20) == b"space again"
+        bs.close()
+    finally:
+        rmtree(d)
