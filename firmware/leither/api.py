@@ -1,0 +1,180 @@
+# The node's RPC methods over its MiMei storage, under Leither's names (DESIGN §4): MM* for
+# MiMei and versions, MF* for file content, and the Redis-like db methods. Parameters are CBOR
+# maps with named fields; db methods take {"mid", "args": [...]}, like redis-cli's arguments.
+"""Registers the MiMei, file and db methods of a Store on a Server."""
+
+from leither import mimei
+from leither.errors import RPCError
+from leither.rpc import OWNER, PEER
+
+# Db methods that only read; every other db method needs the write right.
+DB_READ = ("Get", "Strlen", "Hget", "Hlen", "Hmget", "Hgetall", "Hkeys", "Lrange", "Lindex",
+           "Llen", "Scard", "Smembers", "Sinter", "Sunion", "Sdiff", "Zscore", "Zrank", "Zrange",
+           "Zrevrange", "Zrangebyscore", "Zcard", "Zcount")
+DB_WRITE = ("Set", "Del", "Incr", "IncrBy", "Hset", "Hdel", "Hmset", "HincrBy", "Lpush", "Rpush",
+            "Lpop", "Rpop", "Lset", "Sadd", "Srem", "Zadd", "Zrem", "ZincrBy", "Begin", "Commit",
+            "Rollback")
+RIGHT_BITS = {"read": mimei.READ, "write": mimei.WRITE, "admin": mimei.ADMIN,
+              "backup": mimei.BACKUP}
+
+
+def _arg(params, name, kind=None, default=RPCError):
+    if not isinstance(params, dict):
+        raise RPCError("bad_request", "parameters must be a map")
+    value = params.get(name, default)
+    if value is RPCError:
+        raise RPCError("bad_request", "missing parameter %s" % name)
+    if kind is not None and value is not None and not isinstance(value, kind):
+        raise RPCError("bad_request", "parameter %s has the wrong type" % name)
+    return value
+
+
+def _version(params):
+    v = _arg(params, "version", (str, int, bytes), "cur")
+    return v
+
+
+def _summary(rec):
+    return {"n": rec["n"], "root": rec["root"], "size": rec["size"], "time": rec["time"],
+            "type": rec["type"]}
+
+
+class API:
+    """The handlers, bound to one Store; ``register(server)`` puts them on the server."""
+
+    def __init__(self, store, max_data=None):
+        self.store = store
+        self.max_data = max_data
+
+    def register(self, server):
+        owner = (OWNER,)
+        both = (OWNER, PEER)
+        self.max_data = server.max_data
+        table = (
+            ("MMCreate", self.mm_create, owner, None),
+            ("MMList", self.mm_list, owner, None),
+            ("MMInfo", self.mm_info, owner, "read"),
+            ("MMVersions", self.mm_versions, owner, "read"),
+            ("MMBackup", self.mm_backup, owner, "write"),
+            ("MMRelease", self.mm_release, owner, "admin"),
+            ("MMRestore", self.mm_restore, owner, "write"),
+            ("MMDelVers", self.mm_del_vers, owner, "admin"),
+            ("MMAddRef", self.mm_add_ref, owner, "write"),
+            ("MMDelRef", self.mm_del_ref, owner, "write"),
+            ("MMGetRef", self.mm_get_ref, owner, "read"),
+            ("MMSetRight", self.mm_set_right, owner, None),
+            ("MMGetRight", self.mm_get_right, both, None),
+            ("MMRemove", self.mm_remove, owner, None),
+            ("MFSetData", self.mf_set_data, owner, "write"),
+            ("MFGetData", self.mf_get_data, owner, "read"),
+            ("MFGetSize", self.mf_get_size, owner, "read"),
+            ("MFStat", self.mf_stat, owner, "read"),
+            ("MFTruncate", self.mf_truncate, owner, "write"),
+        )
+        for name, handler, roles, right in table:
+            server.register(name, handler, roles, right=right)
+        for name in DB_READ:
+            server.register(name, self._db_method(name), owner, right="read")
+        for name in DB_WRITE:
+            server.register(name, self._db_method(name), owner, right="write")
+        server.rights = self.allows
+
+    def allows(self, key, right, method, params):
+        """Rights of a non-owner: the MiMei's bitmask for the caller's member ID."""
+        from leither import ids
+
+        mid = params.get("mid") if isinstance(params, dict) else None
+        if not isinstance(mid, str) or not self.store.exists(mid):
+            return False
+        bits = self.store.get_right(mid, ids.make_id(key))
+        return bool(bits & RIGHT_BITS[right])
+
+    # -- MiMei ---------------------------------------------------------------------------------
+
+    def mm_create(self, caller, params):
+        return self.store.create(_arg(params, "app", str), _arg(params, "ext", str, ""),
+                                 _arg(params, "mark", str, ""), _arg(params, "type", str, "file"))
+
+    def mm_list(self, caller, params):
+        return [self.store.info(mid) for mid in self.store.list()]
+
+    def mm_info(self, caller, params):
+        return self.store.info(_arg(params, "mid", str))
+
+    def mm_versions(self, caller, params):
+        return self.store.versions(_arg(params, "mid", str))
+
+    def mm_backup(self, caller, params):
+        rec = self.store.backup(_arg(params, "mid", str))
+        return _summary(rec)
+
+    def mm_release(self, caller, params):
+        self.store.release(_arg(params, "mid", str), _arg(params, "version", (str, int), "last"))
+        return self.store.info(params["mid"])["release"]
+
+    def mm_restore(self, caller, params):
+        self.store.restore(_arg(params, "mid", str), _arg(params, "version", (str, int, bytes)))
+        return self.store.info(params["mid"])
+
+    def mm_del_vers(self, caller, params):
+        versions = _arg(params, "versions", list)
+        return self.store.del_versions(_arg(params, "mid", str), versions)
+
+    def mm_add_ref(self, caller, params):
+        return self.store.add_ref(_arg(params, "mid", str), _arg(params, "ref", str))
+
+    def mm_del_ref(self, caller, params):
+        return self.store.del_ref(_arg(params, "mid", str), _arg(params, "ref", str))
+
+    def mm_get_ref(self, caller, params):
+        return self.store.get_ref(_arg(params, "mid", str))
+
+    def mm_set_right(self, caller, params):
+        bits = _arg(params, "rights", int)
+        if bits < 0 or bits > mimei.ALL:
+            raise RPCError("bad_request", "rights must be a bitmask 0..%d" % mimei.ALL)
+        self.store.set_right(_arg(params, "mid", str), _arg(params, "member", str), bits)
+        return bits
+
+    def mm_get_right(self, caller, params):
+        member = _arg(params, "member", str, caller.id)
+        return self.store.get_right(_arg(params, "mid", str), member)
+
+    def mm_remove(self, caller, params):
+        self.store.remove(_arg(params, "mid", str))
+        return True
+
+    # -- files ---------------------------------------------------------------------------------
+
+    def mf_set_data(self, caller, params):
+        data = _arg(params, "data", (bytes, bytearray))
+        return self.store.set_data(_arg(params, "mid", str), _arg(params, "offset", int, 0), data)
+
+    def mf_get_data(self, caller, params):
+        length = _arg(params, "length", int, self.max_data)
+        if length is None or length < 0:
+            raise RPCError("bad_request", "length must be a count of bytes")
+        if self.max_data is not None and length > self.max_data:
+            length = self.max_data  # the client loops over offset; see Server.max_data
+        return self.store.get_data(_arg(params, "mid", str), _arg(params, "offset", int, 0),
+                                   length, _version(params))
+
+    def mf_get_size(self, caller, params):
+        return self.store.size(_arg(params, "mid", str), _version(params))
+
+    def mf_stat(self, caller, params):
+        return self.store.stat(_arg(params, "mid", str))
+
+    def mf_truncate(self, caller, params):
+        return self.store.truncate(_arg(params, "mid", str), _arg(params, "size", int))
+
+    # -- db ------------------------------------------------------------------------------------
+
+    def _db_method(self, name):
+        store = self.store
+
+        def handler(caller, params):
+            args = _arg(params, "args", list, [])
+            return store.db(_arg(params, "mid", str)).call(name, args)
+
+        return handler

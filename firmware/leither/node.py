@@ -1,0 +1,309 @@
+# The node runtime: one asyncio program that owns the board, the MiMei storage, the RPC server
+# and mDNS. `python -m leither` and `micropython -m leither` both end up in run() here; a board's
+# main.py calls main() with its saved config.
+"""Leither node runtime."""
+
+import asyncio
+import json
+import sys
+
+import leither
+from leither import identity
+from leither.compat import IS_MICROPYTHON, exists, makedirs, ticks_diff, ticks_ms
+from leither.errors import LeitherError
+
+try:
+    from micropython import const
+except ImportError:
+    from leither.compat import const
+
+DEFAULT_PORT = const(4800)
+PAIR_WINDOW_MS = const(120000)  # DESIGN §5: a press opens a 120 s pairing window
+_CONFIG = "config.json"
+USAGE = """usage: leither --root DIR [--board NAME] [--name NAME] [--port N] [--addr IP]
+       [--claim-token TOKEN] [--no-mdns]
+Runs a Leither node whose state lives under DIR."""
+
+
+def parse_args(argv):
+    """A tiny argument parser (MicroPython has no argparse): --key value pairs and flags."""
+    opts = {}
+    flags = ("no-mdns", "help")
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if not arg.startswith("--"):
+            raise LeitherError("unexpected argument %r" % arg)
+        key = arg[2:]
+        if "=" in key:
+            key, value = key.split("=", 1)
+        elif key in flags:
+            value = True
+        else:
+            i += 1
+            if i >= len(argv):
+                raise LeitherError("--%s needs a value" % key)
+            value = argv[i]
+        opts[key] = value
+        i += 1
+    if "help" in opts:
+        return opts
+    if "root" not in opts:
+        raise LeitherError("--root DIR is required")
+    if "port" in opts:
+        try:
+            opts["port"] = int(opts["port"])
+        except ValueError:
+            raise LeitherError("--port takes a number")
+    return opts
+
+
+def load_config(root):
+    """The config saved at flash time (name, board, wifi, port), or {}."""
+    path = root + "/" + _CONFIG
+    if not exists(path):
+        return {}
+    try:
+        with open(path) as f:
+            config = json.load(f)
+    except (OSError, ValueError) as err:
+        print("leither: ignoring unreadable %s: %s" % (path, err))
+        return {}
+    return config if isinstance(config, dict) else {}
+
+
+def load_board(name, root, config):
+    if name == "unix":
+        from leither.port import unix as port
+    elif name == "esp32":
+        from leither.port import esp32 as port
+    elif name == "pizero":
+        from leither.port import pizero as port
+    else:
+        raise LeitherError("unknown board %r" % name)
+    return port.Board(root, config)
+
+
+class Node:
+    """A running node; see run()."""
+
+    def __init__(self, root, board="unix", name=None, port=DEFAULT_PORT, addr=None,
+                 claim_token=None, mdns=True, config=None):
+        self.root = root
+        makedirs(root)
+        self.config = config if config is not None else load_config(root)
+        self.board_name = board
+        self.identity = identity.load_identity(root)
+        self.name = name or self.config.get("name") or "leither-" + self.identity.id[:6].lower()
+        self.port = port
+        self.addr = addr
+        self.use_mdns = mdns
+        self.started = ticks_ms()
+        self.pair_until = None  # ticks_ms when the pairing window closes, or None
+        self.peer_id = None  # partner's node ID once paired (pairing issue)
+        self.store = None
+        self.server = None
+        self.mdns = None
+        self.board = None
+        self.led = None
+        self._tasks = []
+        self._stopping = None
+        owner = identity.load_owner(root)
+        token = claim_token or self.config.get("claim_token")
+        if owner is None:
+            if token:
+                identity.write_atomic(root + "/claim.token", token.encode())
+            self.claim_token = identity.claim_token(root)
+        else:
+            self.claim_token = None
+        self.owner = owner
+
+    # -- facts for GetVar and TXT ---------------------------------------------------------------
+
+    def free_kib(self):
+        return self.store.free() // 1024 if self.store is not None else 0
+
+    def fact(self, name):
+        if name == "name":
+            return self.name
+        if name == "board":
+            return self.board_name
+        if name == "fw":
+            return leither.FIRMWARE_VERSION
+        if name == "uptime":
+            return ticks_diff(ticks_ms(), self.started) // 1000
+        if name == "free":
+            return self.free_kib()
+        if name == "heap":
+            return self.board.free_heap() if self.board is not None else None
+        if name == "pair":
+            return self.pairing_open()
+        if name == "peer":
+            return self.peer_id
+        if name == "led":
+            return self.led.pattern if self.led is not None else None
+        if name == "port":
+            return self.server.port if self.server is not None else self.port
+        if name == "mimei":
+            return len(self.store.list())
+        raise KeyError(name)
+
+    def txt(self):
+        txt = {"id": self.identity.id, "v": str(leither.PROTOCOL_VERSION),
+               "fw": leither.FIRMWARE_VERSION, "board": self.board_name,
+               "pair": "1" if self.pairing_open() else "0", "free": str(self.free_kib())}
+        if self.peer_id:
+            txt["peer"] = self.peer_id
+        return txt
+
+    # -- button and pairing window --------------------------------------------------------------
+
+    def pairing_open(self):
+        return self.pair_until is not None and ticks_diff(self.pair_until, ticks_ms()) > 0
+
+    def open_pairing(self):
+        self.pair_until = ticks_ms() + PAIR_WINDOW_MS
+        print("leither: pairing window open for %d s" % (PAIR_WINDOW_MS // 1000))
+        self.led.show("pairing")
+        self._announce()
+
+    def close_pairing(self):
+        if self.pair_until is None:
+            return
+        self.pair_until = None
+        self.led.show("claimed" if self.server.owner_key is not None else "off")
+        self._announce()
+
+    def on_press(self, kind):
+        print("leither: button %s press" % kind)
+        if kind == "short":
+            self.open_pairing()
+
+    def _announce(self):
+        if self.mdns is not None:
+            self.mdns.update_txt(self.txt())
+
+    async def _housekeeping(self):
+        """Close the pairing window on time; refresh the free-space TXT when it moves."""
+        last_free = self.free_kib()
+        while True:
+            await asyncio.sleep(1)
+            if self.pair_until is not None and not self.pairing_open():
+                print("leither: pairing window closed")
+                self.close_pairing()
+            free = self.free_kib()
+            if abs(free - last_free) * 100 > max(last_free, 1):  # moved by more than 1%
+                last_free = free
+                self._announce()
+
+    # -- life cycle -----------------------------------------------------------------------------
+
+    def _on_claim(self, key):
+        identity.save_owner(self.root, key)
+        self.owner = key
+        if self.led is not None:
+            self.led.show("claimed")
+
+    async def start(self):
+        from leither import api, mimei, server
+        from leither.led import LED
+
+        self.board = load_board(self.board_name, self.root, self.config)
+        self.led = LED(self.board)
+        await self.board.network_up()
+        self.store = mimei.Store(self.root + "/store", self.identity)
+        self.server = server.Server(self.identity.seed, facts_provider=self.fact,
+                                    owner_key=self.owner, claim_token=self.claim_token,
+                                    on_claim=self._on_claim)
+        api.API(self.store).register(self.server)
+        await self.server.start("0.0.0.0", self.port)
+        self.port = self.server.port
+        if self.claim_token is not None:
+            print("leither: unclaimed; claim token %s" % self.claim_token)
+        else:
+            self.led.show("claimed")
+        if self.use_mdns:
+            await self._start_mdns()
+        self._tasks.append(asyncio.create_task(self.board.watch_button(self.on_press)))
+        self._tasks.append(asyncio.create_task(self._housekeeping()))
+        print("leither: node %s name %s board %s port %d ready" % (
+            self.identity.id, self.name, self.board_name, self.port))
+
+    async def _start_mdns(self):
+        from leither.mdns import MDNS
+        from leither.port import net
+
+        addresses = [self.addr] if self.addr else net.local_ipv4()
+        self.mdns = MDNS(self.name, self.port, self.txt(), addresses)
+        await self.mdns.start()
+        if self.mdns.name != self.name:
+            print("leither: name %s taken on the network; now %s" % (self.name, self.mdns.name))
+            self.name = self.mdns.name
+
+    async def stop(self):
+        """Say goodbye on mDNS, stop serving, close the stores."""
+        for task in self._tasks:
+            task.cancel()
+        self._tasks = []
+        if self.led is not None:
+            self.led.stop()
+        if self.mdns is not None:
+            try:
+                await self.mdns.stop()
+            except (OSError, LeitherError) as err:
+                print("leither: mDNS goodbye failed: %s" % err)
+            self.mdns = None
+        if self.server is not None:
+            await self.server.stop()
+            self.server = None
+        if self.store is not None:
+            self.store.close()
+            self.store = None
+        print("leither: stopped")
+
+    async def run_forever(self):
+        self._stopping = asyncio.Event()
+        await self.start()
+        if not IS_MICROPYTHON:
+            import signal
+
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                try:
+                    loop.add_signal_handler(sig, self._stopping.set)
+                except (NotImplementedError, RuntimeError):
+                    pass
+        try:
+            await self._stopping.wait()
+        finally:
+            await self.stop()
+
+
+def main(argv=None):
+    """Entry of `python -m leither` / `micropython -m leither`; returns an exit code."""
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        opts = parse_args(argv)
+    except LeitherError as err:
+        print("leither: %s\n%s" % (err, USAGE))
+        return 2
+    if "help" in opts:
+        print(USAGE)
+        return 0
+    root = opts["root"].rstrip("/") or "/"
+    makedirs(root)
+    config = load_config(root)
+    node = Node(root, board=opts.get("board") or config.get("board") or "unix",
+                name=opts.get("name"), port=opts.get("port") or config.get("port") or DEFAULT_PORT,
+                addr=opts.get("addr"), claim_token=opts.get("claim-token"),
+                mdns=not opts.get("no-mdns"), config=config)
+    try:
+        asyncio.run(node.run_forever())
+    except KeyboardInterrupt:
+        # MicroPython: Ctrl-C / SIGINT interrupts the loop; finish the goodbye on a fresh one.
+        if node.server is not None or node.mdns is not None:
+            asyncio.run(node.stop())
+    except LeitherError as err:
+        print("leither: %s" % err)
+        return 1
+    return 0
