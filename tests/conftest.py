@@ -82,7 +82,8 @@ class MPFile(pytest.File):
         tests_build = build_for_micropython()
         selected = [i.name for i in self.session.items if i.parent is self]
         env = dict(os.environ)
-        env["MICROPYPATH"] = f"{tests_build / 'firmware'}:{BUILD / 'unix'}"
+        # .frozen: asyncio and friends are frozen into the unix port; MICROPYPATH replaces the default.
+        env["MICROPYPATH"] = f"{tests_build / 'firmware'}:{BUILD / 'unix'}:.frozen"
         cmd = [binary, "-X", f"heapsize={self.heap}", str(REPO / "tests" / "mp_run.py"),
                self.path.stem] + selected
         try:

