@@ -122,7 +122,8 @@ class CTRFromECB:
         if counter + blocks <= 1 << 128:
             # All counters of the batch in one big int: counter * (1,1,..,1) + (0,1,..,n-1)
             # in base 2^128 (no carry since the batch does not wrap).
-            counters = (counter * _CTR_ONES + _CTR_STEPS).to_bytes(_CTR_BATCH, "big")
+            ones, steps = _ctr_batch_constants()
+            counters = (counter * ones + steps).to_bytes(_CTR_BATCH, "big")
         else:  # the batch wraps at 2^128: build it block by block
             counters = b"".join(
                 ((counter + i) & ((1 << 128) - 1)).to_bytes(_AES_BLOCK, "big")
@@ -151,42 +152,54 @@ class CTRFromECB:
         return bytes(out)
 
 
+_ctr_constants = []  # [ones, steps], two 512-byte ints made by the first CTRFromECB
+
+
 def _ctr_batch_constants():
     """(ones, steps): 1 and i in each 128-bit digit of a batch, most significant first."""
-    ones = 0
-    steps = 0
-    for i in range(_CTR_BATCH // _AES_BLOCK):
-        ones = (ones << 128) | 1
-        steps = (steps << 128) | i
-    return ones, steps
-
-
-_CTR_ONES, _CTR_STEPS = _ctr_batch_constants()  # two 512-byte ints, made once
+    if not _ctr_constants:
+        ones = 0
+        steps = 0
+        for i in range(_CTR_BATCH // _AES_BLOCK):
+            ones = (ones << 128) | 1
+            steps = (steps << 128) | i
+        _ctr_constants.append(ones)
+        _ctr_constants.append(steps)
+    return _ctr_constants
 
 
 if _MICROPYTHON:
-    from leither import ed25519 as _ed25519
-    from leither import x25519 as _x25519
-
+    # The pure curve modules cost ~20 KB of heap once imported: only code that signs or
+    # agrees keys pays for them (imported on first use; later a sys.modules lookup).
     CTR = CTRFromECB
 
     def sign_public(seed):
         """The Ed25519 public key (32 bytes) of a 32-byte seed."""
-        return _ed25519.public_key(seed)
+        from leither import ed25519
+
+        return ed25519.public_key(seed)
 
     def sign(seed, msg):
         """The 64-byte Ed25519 signature of msg by the key of seed."""
-        return _ed25519.sign(seed, msg)
+        from leither import ed25519
+
+        return ed25519.sign(seed, msg)
 
     def verify(public, msg, signature):
         """True if signature is a valid Ed25519 signature of msg by public; never raises."""
-        return _ed25519.verify(public, msg, signature)
+        from leither import ed25519
+
+        return ed25519.verify(public, msg, signature)
 
     def _dh_public(private):
-        return _x25519.public_key(private)
+        from leither import x25519
+
+        return x25519.public_key(private)
 
     def _dh(private, public):
-        return _x25519.x25519(private, public)
+        from leither import x25519
+
+        return x25519.x25519(private, public)
 
 else:
     from Crypto.Cipher import AES as _AES

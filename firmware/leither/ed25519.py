@@ -5,7 +5,8 @@
 # Speed on a board comes from big-int arithmetic done in C: points are in extended twisted
 # Edwards coordinates (X:Y:Z:T), so no inversion happens inside a scalar multiplication;
 # the fixed base point uses a 4-tooth comb (63 doublings instead of 252), any other point
-# a signed radix-16 window, and verification multiplies both points in one pass (Straus).
+# a signed radix-16 window. Verification does the two products apart: one joint (Straus)
+# pass is ~5% faster but needs a second base table (4 KB more heap, measured).
 #
 # Not constant time: Python big ints are not. A board's signing key is exposed to timing
 # only through its own network latency jitter; this is the accepted trade for pure Python.
@@ -196,37 +197,20 @@ def base_mult(k):
     return acc
 
 
-def double_mult(k1, k2, point):
-    """k1 * B + k2 * point (Straus, signed radix 16), for 0 <= k1, k2 < 2^255."""
-    d1 = _radix16(k1)
-    d2 = _radix16(k2)
-    base_table = _base_window()
+def mult(k, point):
+    """k * point for 0 <= k < 2^255 (signed radix-16 window, 8 cached multiples)."""
+    digits = _radix16(k)
     table = _window_table(point)
     acc = IDENTITY
     for i in range(64, -1, -1):
         if i != 64:
             acc = _double_times(acc, 4)
-        e = d1[i]
-        if e > 0:
-            acc = add(acc, base_table[e - 1])
-        elif e < 0:
-            acc = add(acc, base_table[-e - 1], True)
-        e = d2[i]
+        e = digits[i]
         if e > 0:
             acc = add(acc, table[e - 1])
         elif e < 0:
             acc = add(acc, table[-e - 1], True)
     return acc
-
-
-_base_window_table = None  # cached 1B..8B for verification
-
-
-def _base_window():
-    global _base_window_table
-    if _base_window_table is None:
-        _base_window_table = _window_table(BASE)
-    return _base_window_table
 
 
 def _hash_int(*parts):
@@ -291,7 +275,7 @@ def verify(public, msg, signature):
             return False
         k = _hash_int(r_enc, public, msg) % L
         neg_a = (-a[0] % P, a[1], a[2], -a[3] % P)
-        check = add(double_mult(s, k, neg_a), _cached(r), True)
+        check = add(add(base_mult(s), _cached(mult(k, neg_a))), _cached(r), True)
         return is_identity(_double_times(check, 3))
     except (TypeError, ValueError):
         return False

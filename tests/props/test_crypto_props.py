@@ -67,7 +67,7 @@ def torsion_points() -> list[tuple[int, int, int, int]]:
         y += 1
         if q is None:
             continue
-        t = ed25519.double_mult(0, ed25519.L, q)
+        t = ed25519.mult(ed25519.L, q)
         found[ed25519.encode(t)] = t
     return list(found.values())
 
