@@ -20,6 +20,9 @@ except ImportError:
 DEFAULT_PORT = const(4800)
 PAIR_WINDOW_MS = const(120000)  # DESIGN §5: a press opens a 120 s pairing window
 _CONFIG = "config.json"
+# Services the node runs beside storage, RPC and mDNS: module names under leither/, each with a
+# Service(node) class (see Node.start). Imported lazily so a board without one still boots.
+SERVICES = ()
 USAGE = """usage: leither --root DIR [--board NAME] [--name NAME] [--port N] [--addr IP]
        [--claim-token TOKEN] [--no-mdns]
 Runs a Leither node whose state lives under DIR."""
@@ -106,6 +109,7 @@ class Node:
         self.mdns = None
         self.board = None
         self.led = None
+        self.services = []  # Service objects: start(), stop(), on_press(), fact(), txt()
         self._tasks = []
         self._stopping = None
         owner = identity.load_owner(root)
@@ -146,6 +150,11 @@ class Node:
             return self.server.port if self.server is not None else self.port
         if name == "mimei":
             return len(self.store.list())
+        for service in self.services:
+            try:
+                return service.fact(name)
+            except KeyError:
+                pass
         raise KeyError(name)
 
     def txt(self):
@@ -154,6 +163,8 @@ class Node:
                "pair": "1" if self.pairing_open() else "0", "free": str(self.free_kib())}
         if self.peer_id:
             txt["peer"] = self.peer_id
+        for service in self.services:
+            service.txt(txt)
         return txt
 
     # -- button and pairing window --------------------------------------------------------------
@@ -176,8 +187,15 @@ class Node:
 
     def on_press(self, kind):
         print("leither: button %s press" % kind)
-        if kind == "short":
+        handled = False
+        for service in self.services:
+            handled = service.on_press(kind) or handled
+        if kind == "short" and not handled:
             self.open_pairing()
+
+    def announce(self):
+        """Tell the network at once that a TXT fact changed (pairing window, partner, ...)."""
+        self._announce()
 
     def _announce(self):
         if self.mdns is not None:
@@ -216,6 +234,11 @@ class Node:
                                     owner_key=self.owner, claim_token=self.claim_token,
                                     on_claim=self._on_claim)
         api.API(self.store).register(self.server)
+        for name in SERVICES:
+            module = __import__("leither." + name, None, None, ("Service",))
+            self.services.append(module.Service(self))
+        for service in self.services:
+            service.register(self.server)
         await self.server.start("0.0.0.0", self.port)
         self.port = self.server.port
         if self.claim_token is not None:
@@ -224,6 +247,8 @@ class Node:
             self.led.show("claimed")
         if self.use_mdns:
             await self._start_mdns()
+        for service in self.services:
+            await service.start()
         self._tasks.append(asyncio.create_task(self.board.watch_button(self.on_press)))
         self._tasks.append(asyncio.create_task(self._housekeeping()))
         print("leither: node %s name %s board %s port %d ready" % (
@@ -245,6 +270,11 @@ class Node:
         for task in self._tasks:
             task.cancel()
         self._tasks = []
+        for service in reversed(self.services):
+            try:
+                await service.stop()
+            except (OSError, LeitherError) as err:
+                print("leither: stopping %s failed: %s" % (type(service).__name__, err))
         if self.led is not None:
             self.led.stop()
         if self.mdns is not None:
