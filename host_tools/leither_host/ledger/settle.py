@@ -1,0 +1,492 @@
+# Settlement: one epoch turns the receipts, income events, rewards and transactions received
+# since the last epoch into balance changes, applies them to the tree and signs the new root.
+#
+# compute() is a pure function of the previous state and the epoch's inputs, so `ledger verify`
+# can run it again from the stored inputs and must land on the same root. The order inside an
+# epoch is fixed:
+#   1. receipts (already signature-checked when they entered the pool): a receipt belongs to the
+#      epoch in which its period ends; one that ended before the epoch began is out of period
+#      (collected too late), one ending after the epoch is deferred to a later epoch;
+#      non-member and duplicate/overlapping ones (same issuer and partner, a period starting
+#      before the last one paid ended) are rejected;
+#   2. income events, each split by the contract (tokens are minted here);
+#   3. supervisor-signed rewards, within the contract's per-epoch cap (minted);
+#   4. credit lines: receipt usage valued at the contract's prices, netted between partners and
+#      paid debtor -> creditor as far as the debtor's balance goes;
+#   5. transfers and burns, by (sender, nonce): a nonce must be the sender's next one and no
+#      balance may go below zero.
+# Then the epoch is checked: every balance >= 0 and the change in supply = minted - burned.
+# run_epoch() commits all of it in one SQLite transaction (db.py says why that is atomic).
+"""Settlement epochs: compute, check, commit, replay."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from leither import cbor, crypto, ids
+from leither import receipt as receipt_mod
+from leither.compat import time_ms
+from leither.errors import AuthError, DecodeError, LeitherError, StoreError
+
+from leither_host.ledger import contract as contract_mod
+from leither_host.ledger import credit as credit_mod
+from leither_host.ledger import tx as tx_mod
+from leither_host.ledger.records import (
+    check_signature,
+    decode_record,
+    key_id,
+    sign_record,
+)
+
+EPOCH = b"leither-epoch/1"
+MAX_BALANCE = (1 << 64) - 1
+
+
+class SettlementError(StoreError):
+    """An epoch broke an invariant (a bug, or tampered inputs on replay)."""
+
+
+@dataclass(frozen=True)
+class ReceiptRow:
+    id: bytes
+    issuer: str
+    partner: str
+    start: int
+    end: int
+    stored: int
+    served: int
+    audits_ok: int
+    audits_failed: int
+
+
+@dataclass
+class Context:
+    """What an epoch is computed from, besides its inputs."""
+
+    org_id: str
+    treasury: bytes
+    epoch: int
+    start_ms: int
+    end_ms: int
+    members: list[contract_mod.Member]
+    supervisors: dict[str, bytes]
+    contract: contract_mod.Contract | None
+    get: Callable[[bytes], tuple[int, int] | None]
+    spent: Callable[[bytes], bool] = lambda _id: False
+    marks: dict[tuple[str, str], int] = field(default_factory=dict)
+    debts: dict[tuple[str, str], int] = field(default_factory=dict)
+
+
+@dataclass
+class Plan:
+    """The outcome of an epoch before it is committed."""
+
+    changes: dict[bytes, tuple[int, int]] = field(default_factory=dict)
+    minted: int = 0
+    burned: int = 0
+    receipts: list[bytes] = field(default_factory=list)  # accepted receipt IDs
+    txs: list[bytes] = field(default_factory=list)  # accepted encoded transactions
+    spent: list[bytes] = field(default_factory=list)  # income/reward IDs used up
+    rejected: list[dict[str, Any]] = field(default_factory=list)
+    deferred: list[bytes] = field(default_factory=list)
+    marks: dict[tuple[str, str], int] = field(default_factory=dict)  # updated marks
+    debts: dict[tuple[str, str], int] = field(default_factory=dict)  # debts after netting
+    reports: dict[bytes, dict[str, Any]] = field(default_factory=dict)
+    lines: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _reject(plan: Plan, kind: str, ident: bytes | str, reason: str) -> None:
+    plan.rejected.append({"kind": kind, "id": ident.hex() if isinstance(ident, bytes) else ident,
+                          "reason": reason})
+
+
+def income_spent_id(org: str, event_id: str) -> bytes:
+    return hashlib.sha256(b"income:" + org.encode() + b":" + event_id.encode()).digest()
+
+
+def compute(ctx: Context, receipts: list[ReceiptRow], txs: list[bytes]) -> Plan:
+    """Run one epoch over its inputs without touching any store."""
+    plan = Plan()
+    by_id = {m.id: m for m in ctx.members}
+    balances: dict[bytes, list[int]] = {}
+    reports = plan.reports
+
+    def account(raw: bytes) -> list[int]:
+        acc = balances.get(raw)
+        if acc is None:
+            found = ctx.get(raw)
+            acc = balances[raw] = [found[0], found[1], found[0]] if found else [0, 0, 0]
+        return acc
+
+    def report(raw: bytes) -> dict[str, Any]:
+        r = reports.get(raw)
+        if r is None:
+            r = reports[raw] = {"earned": 0, "rewards": 0, "received": 0, "sent": 0,
+                                "burned": 0, "credit_in": 0, "credit_out": 0, "receipts": 0,
+                                "stored": 0, "served": 0, "audits_ok": 0, "audits_failed": 0}
+        return r
+
+    # 1. receipts ---------------------------------------------------------------------------
+    performance: dict[bytes, contract_mod.Performance] = {}
+    usage: dict[tuple[str, str], list[int]] = {}
+    marks = dict(ctx.marks)
+    for r in sorted(receipts, key=lambda r: (r.issuer, r.partner, r.start, r.id)):
+        if r.end <= ctx.start_ms:
+            _reject(plan, "receipt", r.id, f"out of period: ended at {r.end}, before this "
+                                           f"epoch began at {ctx.start_ms}")
+            continue
+        if r.end > ctx.end_ms:
+            plan.deferred.append(r.id)
+            continue
+        if r.issuer not in by_id or r.partner not in by_id:
+            who = r.issuer if r.issuer not in by_id else r.partner
+            _reject(plan, "receipt", r.id, f"{who} is not a member")
+            continue
+        mark = marks.get((r.issuer, r.partner), 0)
+        if r.start < mark:
+            _reject(plan, "receipt", r.id, f"duplicate: {r.issuer} already receipted "
+                                           f"{r.partner} up to {mark}")
+            continue
+        marks[(r.issuer, r.partner)] = r.end
+        plan.marks[(r.issuer, r.partner)] = r.end
+        plan.receipts.append(r.id)
+        raw = by_id[r.partner].raw
+        perf = performance.get(raw)
+        if perf is None:
+            perf = performance[raw] = contract_mod.Performance()
+        perf.stored += r.stored
+        perf.served += r.served
+        perf.audits += r.audits_ok
+        perf.audits_failed += r.audits_failed
+        rep = report(raw)
+        rep["receipts"] += 1
+        rep["stored"] += r.stored
+        rep["served"] += r.served
+        rep["audits_ok"] += r.audits_ok
+        rep["audits_failed"] += r.audits_failed
+        u = usage.get((r.issuer, r.partner))
+        if u is None:
+            u = usage[(r.issuer, r.partner)] = [0, 0]
+        u[0] += r.stored
+        u[1] += r.served
+
+    # 2.-5. transactions, decoded and checked once ---------------------------------------------
+    opened: dict[str, list[tuple[bytes, dict[str, Any], bytes]]] = {k: [] for k in tx_mod.KINDS}
+    for data in txs:
+        tid = tx_mod.tx_id(data)
+        try:
+            body = tx_mod.open_tx(data, ctx.org_id, ctx.supervisors)
+        except (DecodeError, AuthError) as err:
+            _reject(plan, "transaction", tid, str(err))
+            continue
+        opened[body["type"]].append((tid, body, data))
+
+    # 2. income, split by the contract
+    stakes: dict[bytes, int] | None = None
+    seen: set[bytes] = set()
+    for tid, body, data in sorted(opened["income"], key=lambda t: (t[1]["time"], t[0])):
+        sid = income_spent_id(ctx.org_id, body["id"])
+        if sid in seen or ctx.spent(sid):
+            _reject(plan, "income", body["id"], "duplicate: this income event was settled")
+            continue
+        if ctx.contract is None:
+            _reject(plan, "income", body["id"], "no contract deployed: nothing says how to "
+                                                "split it (leither contract deploy FILE)")
+            continue
+        if stakes is None:
+            stakes = {m.raw: account(m.raw)[2] for m in ctx.members}
+        payout, lines = contract_mod.run(ctx.contract, body["amount"], ctx.members, stakes,
+                                         performance, ctx.treasury, ctx.end_ms)
+        seen.add(sid)
+        plan.spent.append(sid)
+        plan.txs.append(data)
+        plan.minted += body["amount"]
+        plan.lines.append({"income": body["id"], "amount": body["amount"], "shares": lines})
+        for raw, n in sorted(payout.items()):
+            account(raw)[0] += n
+            report(raw)["earned"] += n
+
+    # 3. rewards
+    cap = ctx.contract.reward_cap if ctx.contract else 0
+    rewarded = 0
+    for tid, body, data in sorted(opened["reward"], key=lambda t: t[0]):
+        if body["epoch"] != ctx.epoch:
+            _reject(plan, "reward", tid, f"reward is for epoch {body['epoch']}, "
+                                         f"this is epoch {ctx.epoch}")
+            continue
+        if tid in seen or ctx.spent(tid):
+            _reject(plan, "reward", tid, "duplicate reward")
+            continue
+        if rewarded + body["amount"] > cap:
+            _reject(plan, "reward", tid, f"over the contract's reward cap of {cap} per epoch "
+                                         f"({rewarded} already given)")
+            continue
+        try:
+            raw = ids.id_raw(body["to"])
+        except DecodeError as err:
+            _reject(plan, "reward", tid, str(err))
+            continue
+        seen.add(tid)
+        plan.spent.append(tid)
+        plan.txs.append(data)
+        rewarded += body["amount"]
+        plan.minted += body["amount"]
+        account(raw)[0] += body["amount"]
+        report(raw)["rewards"] += body["amount"]
+
+    # 4. credit lines: value this epoch's usage and net it with earlier debts
+    price_stored = ctx.contract.price_stored if ctx.contract else 0
+    price_served = ctx.contract.price_served if ctx.contract else 0
+    valued = [(issuer, partner, credit_mod.usage_value(s, v, price_stored, price_served))
+              for (issuer, partner), (s, v) in sorted(usage.items())]
+    debts = credit_mod.net(ctx.debts, [u for u in valued if u[2]])
+    for (debtor, creditor), amount in sorted(debts.items()):
+        d_raw, c_raw = ids.id_raw(debtor), ids.id_raw(creditor)
+        pay = min(amount, account(d_raw)[0])
+        if pay:
+            account(d_raw)[0] -= pay
+            account(c_raw)[0] += pay
+            report(d_raw)["credit_out"] += pay
+            report(c_raw)["credit_in"] += pay
+        if amount - pay:
+            plan.debts[(debtor, creditor)] = amount - pay
+    for pair in ctx.debts:
+        plan.debts.setdefault(pair, 0)  # a debt paid off is written as 0 (deleted)
+
+    # 5. transfers and burns, by sender then nonce
+    moves = sorted(opened["transfer"] + opened["burn"],
+                   key=lambda t: (ids.id_raw(t[1]["from"]), t[1]["nonce"], t[0]))
+    for tid, body, data in moves:
+        sender = ids.id_raw(body["from"])
+        acc = account(sender)
+        if body["nonce"] != acc[1] + 1:
+            _reject(plan, body["type"], tid, f"nonce {body['nonce']}, expected {acc[1] + 1} "
+                                             f"(replayed or out of order)")
+            continue
+        if acc[0] < body["amount"]:
+            _reject(plan, body["type"], tid, f"insufficient balance: {acc[0]} < "
+                                             f"{body['amount']}")
+            continue
+        acc[0] -= body["amount"]
+        acc[1] += 1
+        report(sender)["burned" if body["type"] == "burn" else "sent"] += body["amount"]
+        if body["type"] == "burn":
+            plan.burned += body["amount"]
+        else:
+            receiver = ids.id_raw(body["to"])
+            account(receiver)[0] += body["amount"]
+            report(receiver)["received"] += body["amount"]
+        plan.txs.append(data)
+
+    # The epoch's own check: no negative balance, supply moved by exactly minted - burned.
+    delta = 0
+    for raw, (balance, nonce, before) in balances.items():
+        if balance < 0 or balance > MAX_BALANCE:
+            raise SettlementError(f"balance of {ids.b58encode(raw)} would be {balance}")
+        delta += balance - before
+        if (balance, nonce) != (ctx.get(raw) or (0, 0)):
+            plan.changes[raw] = (balance, nonce)
+    if delta != plan.minted - plan.burned:
+        raise SettlementError(f"supply moved by {delta}, but minted - burned = "
+                              f"{plan.minted - plan.burned}")
+    for raw, rep in reports.items():
+        acc = account(raw)
+        rep["balance_before"] = acc[2]
+        rep["balance"] = acc[0]
+    return plan
+
+
+# -- committing ------------------------------------------------------------------------------
+
+def encode_inputs(ctx: Context, plan: Plan, members_version: int) -> bytes:
+    """Everything a replay needs besides stored receipts, member lists and contracts."""
+    involved = set(plan.marks) | set(ctx.debts)
+    return bytes(cbor.dumps({
+        "receipts": plan.receipts,
+        "txs": plan.txs,
+        "marks_before": [[i, p, ctx.marks[(i, p)]] for (i, p) in sorted(plan.marks)
+                         if (i, p) in ctx.marks],
+        "debts_before": [[d, c, ctx.debts[(d, c)]] for (d, c) in sorted(involved)
+                         if (d, c) in ctx.debts],
+        "members": members_version,
+        "contract": ctx.contract.digest() if ctx.contract else b"",
+    }))
+
+
+def run_epoch(org: Any, end_ms: int | None = None, now_ms: int | None = None,
+              reports_dir: Path | None = None) -> dict[str, Any]:
+    """Settle the next epoch of org (an Organization): compute, check, commit, sign."""
+    from leither_host.ledger import pool
+
+    db = org.db
+    now = now_ms if now_ms is not None else time_ms()
+    end = end_ms if end_ms is not None else now
+    last = db.last_epoch()
+    number = (last["epoch"] + 1) if last else 1
+    start = last["end_ms"] if last else int(db.get_meta("created_ms", 0))
+    if end <= start:
+        raise SettlementError(f"epoch {number} would end at {end}, not after its start {start}")
+    tree = db.tree()
+    members = org.members()
+    active = pool.active_contract(db)
+    marks = {(i, p): e for i, p, e in db.conn.execute("SELECT * FROM receipt_marks")}
+    debts = {(d, c): a for d, c, a in db.conn.execute("SELECT * FROM credit_debts")}
+    ctx = Context(org_id=org.id, treasury=org.raw, epoch=number, start_ms=start, end_ms=end,
+                  members=members, supervisors=org.supervisors(), contract=active,
+                  get=tree.get, marks=marks, debts=debts,
+                  spent=lambda i: db.conn.execute("SELECT 1 FROM spent WHERE id=?",
+                                                  (i,)).fetchone() is not None)
+    receipts = pool.pending_receipts(db)
+    txs = [bytes(r[0]) for r in db.conn.execute("SELECT data FROM pending ORDER BY id")]
+    plan = compute(ctx, receipts, txs)
+    members_version = db.conn.execute("SELECT max(version) FROM member_lists").fetchone()[0]
+    inputs = encode_inputs(ctx, plan, members_version)
+    org_seed = org.seed()
+    prev_root = tree.root_hash()
+    supply = (last["supply"] if last else 0) + plan.minted - plan.burned
+    with db.transaction() as conn:
+        root = tree.apply(dict(plan.changes))
+        root_id = db.write_nodes(tree)
+        record = sign_record(org_seed, EPOCH, {
+            "type": "epoch", "org": org.id, "epoch": number, "root": root, "prev": prev_root,
+            "start": start, "end": end, "supply": supply, "minted": plan.minted,
+            "burned": plan.burned, "contract": active.digest() if active else b"",
+            "members": members_version, "inputs": hashlib.sha256(inputs).digest(),
+            "time": now})
+        db.add_epoch({"epoch": number, "root_id": root_id, "root": root, "start_ms": start,
+                      "end_ms": end, "supply": supply, "minted": plan.minted,
+                      "burned": plan.burned, "record": record, "inputs": inputs})
+        conn.executemany("UPDATE receipt_pool SET status='settled', epoch=? WHERE id=?",
+                         [(number, rid) for rid in plan.receipts])
+        conn.executemany("UPDATE receipt_pool SET status='rejected', epoch=?, reason=? "
+                         "WHERE id=?", [(number, r["reason"], bytes.fromhex(r["id"]))
+                                        for r in plan.rejected if r["kind"] == "receipt"])
+        conn.execute("DELETE FROM pending")  # every pending tx was accepted or rejected
+        conn.executemany("INSERT INTO spent VALUES (?, ?)", [(s, number) for s in plan.spent])
+        conn.executemany("INSERT OR REPLACE INTO receipt_marks VALUES (?,?,?)",
+                         [(i, p, e) for (i, p), e in plan.marks.items()])
+        conn.executemany("DELETE FROM credit_debts WHERE debtor=? AND creditor=?",
+                         [pair for pair, a in plan.debts.items() if a == 0])
+        conn.executemany("INSERT OR REPLACE INTO credit_debts VALUES (?,?,?)",
+                         [(d, c, a) for (d, c), a in plan.debts.items() if a])
+        conn.executemany("INSERT INTO reports VALUES (?,?,?)", [
+            (number, ids.b58encode(raw), json.dumps(rep, sort_keys=True))
+            for raw, rep in plan.reports.items()])
+        conn.executemany("INSERT INTO rejections VALUES (?,?,?,?)", [
+            (number, r["kind"], r["id"], r["reason"]) for r in plan.rejected])
+    summary = {"epoch": number, "root": root.hex(), "prev_root": prev_root.hex(),
+               "start_ms": start, "end_ms": end, "supply": supply, "minted": plan.minted,
+               "burned": plan.burned, "receipts": len(plan.receipts),
+               "transactions": len(plan.txs), "deferred": len(plan.deferred),
+               "rejected": plan.rejected, "members": len(plan.reports), "lines": plan.lines}
+    if reports_dir is not None:
+        export_report(reports_dir, summary, {ids.b58encode(k): v for k, v in plan.reports.items()})
+    return summary
+
+
+def export_report(directory: Path, summary: dict[str, Any], members: dict[str, Any]) -> Path:
+    """The per-member report as JSON (an export: the database holds the same rows)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"epoch-{summary['epoch']}.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps({"epoch": summary, "members": members}, indent=1,
+                              sort_keys=True))
+    os.replace(tmp, path)
+    return path
+
+
+def open_epoch_record(data: bytes, org_key: bytes) -> dict[str, Any]:
+    body = decode_record(data)
+    if body.get("type") != "epoch" or body.get("org") != key_id(org_key):
+        raise AuthError("not an epoch record of this organization")
+    check_signature(body, EPOCH, org_key)
+    return body
+
+
+# -- replay ----------------------------------------------------------------------------------
+
+def replay(org: Any, number: int, check_receipt_signatures: bool = True) -> dict[str, Any]:
+    """Recompute epoch `number` from the stored previous state and inputs; SettlementError or
+    AuthError if anything disagrees with what was committed and signed."""
+    from leither_host.ledger import org as org_mod
+    from leither_host.ledger import pool
+
+    db = org.db
+    row = db.epoch(number)
+    if row is None:
+        raise SettlementError(f"no epoch {number}")
+    record = open_epoch_record(bytes(row["record"]), org.public)
+    inputs = cbor.loads(bytes(row["inputs"]), max_items=1 << 24, max_total=1 << 30)
+    if hashlib.sha256(bytes(row["inputs"])).digest() != record["inputs"]:
+        raise SettlementError(f"epoch {number}: stored inputs do not match the signed record")
+    prev_tree = db.tree(number - 1) if number > 1 else None
+    prev_row = db.epoch(number - 1) if number > 1 else None
+    get = prev_tree.get if prev_tree is not None else (lambda _k: None)
+    listing = org_mod.open_member_list(org.member_list(inputs["members"]), org.public)
+    members = [contract_mod.Member(m["id"], ids.id_raw(m["id"]), m["role"], m["joined"])
+               for m in listing["members"]]
+    supervisors = {m["id"]: m["key"] for m in listing["members"] if m["role"] == "supervisor"}
+    active = pool.contract_by_digest(db, inputs["contract"]) if inputs["contract"] else None
+    receipts = []
+    for rid in inputs["receipts"]:
+        found = db.conn.execute("SELECT data FROM receipt_pool WHERE id=?", (rid,)).fetchone()
+        if found is None:
+            raise SettlementError(f"epoch {number}: receipt {rid.hex()} is missing")
+        data = bytes(found[0])
+        if hashlib.sha256(data).digest() != rid:
+            raise SettlementError(f"epoch {number}: receipt {rid.hex()} was altered")
+        fields = receipt_mod.verify(data) if check_receipt_signatures else \
+            receipt_mod.decode(data)
+        receipts.append(pool.row_of(rid, fields))
+    ctx = Context(org_id=org.id, treasury=org.raw, epoch=number, start_ms=row["start_ms"],
+                  end_ms=row["end_ms"], members=members, supervisors=supervisors,
+                  contract=active, get=get,
+                  marks={(i, p): e for i, p, e in inputs["marks_before"]},
+                  debts={(d, c): a for d, c, a in inputs["debts_before"]})
+    plan = compute(ctx, receipts, list(inputs["txs"]))
+    if plan.rejected or len(plan.receipts) != len(receipts) or len(plan.txs) != len(
+            inputs["txs"]):
+        raise SettlementError(f"epoch {number}: replay rejects inputs the epoch accepted: "
+                              f"{plan.rejected[:3]}")
+    from leither_host.ledger.smt import SMT
+
+    scratch = SMT(prev_row["root_id"] or None, db.load_node) if prev_row else SMT()
+    root = scratch.apply(dict(plan.changes))
+    for name, value in (("root", root), ("minted", plan.minted), ("burned", plan.burned)):
+        if record[name] != value or (name != "root" and row[name] != value):
+            raise SettlementError(f"epoch {number}: replay gives {name} {value!r}, "
+                                  f"the signed record says {record[name]!r}")
+    if row["root"] != root:
+        raise SettlementError(f"epoch {number}: stored root differs from the signed one")
+    prev_supply = prev_row["supply"] if prev_row else 0
+    if record["supply"] != prev_supply + plan.minted - plan.burned:
+        raise SettlementError(f"epoch {number}: supply {record['supply']} != previous "
+                              f"{prev_supply} + minted - burned")
+    return {"epoch": number, "root": root.hex(), "supply": record["supply"],
+            "minted": plan.minted, "burned": plan.burned, "ok": True}
+
+
+def verify_all(org: Any, check_receipt_signatures: bool = True) -> dict[str, Any]:
+    """Replay every epoch, then check the latest tree sums to the signed supply."""
+    results = [replay(org, row["epoch"], check_receipt_signatures) for row in org.db.epochs()]
+    last = org.db.last_epoch()
+    total = 0
+    accounts = 0
+    for _key, balance, _nonce in org.db.tree().items():
+        total += balance
+        accounts += 1
+    supply = last["supply"] if last else 0
+    if total != supply:
+        raise SettlementError(f"balances sum to {total}, the signed supply is {supply}")
+    return {"epochs": len(results), "accounts": accounts, "supply": supply,
+            "root": (last["root"].hex() if last else crypto.sha256(b"")[:0].hex()),
+            "ok": True, "details": results}
+
+
+__all__ = ["LeitherError", "SettlementError", "compute", "replay", "run_epoch", "verify_all"]
