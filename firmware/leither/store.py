@@ -68,7 +68,29 @@ _IX_ENTRY = const(38)  # hash 32 + offset 4 + length 2
 _ENOSPC = const(28)
 _HANDLES = const(2)  # open read handles kept (each costs a FS buffer on a board)
 
-ZERO_HASH = None  # hash of a 4096-byte zero chunk, set lazily
+_POOL_MAX = const(6)  # spare 4 KiB buffers kept: a depth-2 patch borrows 6 at once
+
+# Free 4 KiB buffers, reused by every tree operation: a node that runs for months must not
+# need a fresh contiguous 4 KiB block per operation from a heap that other code fragments.
+# reserve() fills it at start-up, before the heap is cut into pieces.
+_pool = []
+
+
+def take():
+    """Borrow a 4096-byte buffer (from the pool, else newly allocated)."""
+    return _pool.pop() if _pool else bytearray(CHUNK)
+
+
+def give(buf):
+    """Return a buffer from take() for reuse."""
+    if buf is not None and len(_pool) < _POOL_MAX:
+        _pool.append(buf)
+
+
+def reserve(n=6):
+    """Preallocate n pool buffers (call early, e.g. when the node's storage opens)."""
+    while len(_pool) < min(n, _POOL_MAX):
+        _pool.append(bytearray(CHUNK))
 
 
 def sha256(data):
@@ -636,7 +658,8 @@ class TreeReader:
     def __init__(self, bs, root):
         self.bs = bs
         self.root = bytes(root)
-        level, size, hashes = decode_manifest(bs.get(self.root))
+        self._rbuf = take()
+        level, size, hashes = decode_manifest(bs.get(self.root, self._rbuf))
         self.size = size
         self.n = _chunks(size)
         if level != _depth(self.n) or len(hashes) != 32 * self._children(level, 0):
@@ -648,6 +671,15 @@ class TreeReader:
         self._bufs = [None] * level
         self._cbuf = None
         self.pos = 0
+
+    def close(self):
+        """Give the buffers back to the pool (the reader is unusable afterwards)."""
+        give(self._rbuf)
+        give(self._cbuf)
+        for buf in self._bufs:
+            give(buf)
+        self._rbuf = self._cbuf = None
+        self._bufs = []
 
     def _children(self, level, start):
         span = FANOUT ** (level - 1)
@@ -669,7 +701,7 @@ class TreeReader:
             if cached is None or cached[0] != child:
                 buf = self._bufs[cur - 1]
                 if buf is None:
-                    buf = self._bufs[cur - 1] = bytearray(CHUNK)
+                    buf = self._bufs[cur - 1] = take()
                 self._path[cur - 1] = None  # the buffer is about to change under it
                 lvl, size, sub = decode_manifest(self.bs.get(hashes[32 * j:32 * j + 32], buf))
                 expect = min(self.size, (child + span) * CHUNK) - child * CHUNK
@@ -693,7 +725,7 @@ class TreeReader:
         if not 0 <= i < self.n:
             raise StoreError("chunk %d out of range" % i)
         if self._cbuf is None:
-            self._cbuf = bytearray(CHUNK)
+            self._cbuf = take()
         data = self.bs.get(self.node(0, i), self._cbuf)
         if len(data) != self.chunk_len(i):
             raise StoreError("bad chunk length")
@@ -735,14 +767,14 @@ class TreeWriter:
     def __init__(self, bs):
         self.bs = bs
         self.size = 0
-        self._buf = bytearray(CHUNK)  # the chunk being filled (preallocated: no fragments)
+        self._buf = take()  # the chunk being filled
         self._fill = 0
         # Per level from 1: [hashes buffer (FANOUT*32 B), count, bytes covered]; bound: depth.
         self._levels = []
 
     def _push(self, level, h, covered):
         while len(self._levels) < level:
-            self._levels.append([bytearray(32 * FANOUT), 0, 0])
+            self._levels.append([take(), 0, 0])
         acc = self._levels[level - 1]
         if acc[1] == FANOUT:
             self._flush(level)
@@ -782,13 +814,17 @@ class TreeWriter:
             self._fill = 0
         depth = _depth(_chunks(self.size))
         while len(self._levels) < depth:
-            self._levels.append([bytearray(32 * FANOUT), 0, 0])
+            self._levels.append([take(), 0, 0])
         for level in range(1, depth):
             if self._levels[level - 1][1]:
                 self._flush(level)
         acc = self._levels[depth - 1]
         root = put_manifest(self.bs, depth, acc[2], memoryview(acc[0])[:32 * acc[1]])
+        for acc in self._levels:
+            give(acc[0])
+        give(self._buf)
         self._levels = []
+        self._buf = None
         return root, self.size
 
 
@@ -819,9 +855,13 @@ def patch(bs, root, offset, data, new_size=None):
     else:
         w0, w1 = offset // CHUNK, (offset + length - 1) // CHUNK
     n_new = _chunks(new_size)
-    ctx = (old, offset, data, new_size, n_new, w0, w1, bytearray(CHUNK))  # + scratch chunk
-    depth = _depth(n_new)
-    return _build_node(bs, ctx, depth, 0), new_size
+    scratch = take()
+    ctx = (old, offset, data, new_size, n_new, w0, w1, scratch)
+    try:
+        return _build_node(bs, ctx, _depth(n_new), 0), new_size
+    finally:
+        old.close()
+        give(scratch)
 
 
 def _old_len(old, i):
@@ -870,8 +910,7 @@ def _build_node(bs, ctx, level, start):
     n_new = ctx[4]
     new_size = ctx[3]
     span = FANOUT ** (level - 1)
-    count = min(FANOUT, (n_new - start + span - 1) // span)
-    hashes = bytearray(32 * count)  # one per level of recursion: depth * <= 4 KiB
+    hashes = take()  # one per level of recursion: depth * 4 KiB
     k = 0
     for j in range(FANOUT):
         child = start + j * span
@@ -886,7 +925,9 @@ def _build_node(bs, ctx, level, start):
         hashes[32 * k:32 * k + 32] = h
         k += 1
     covered = min(new_size, (start + span * FANOUT) * CHUNK) - start * CHUNK
-    return put_manifest(bs, level, max(covered, 0), memoryview(hashes)[:32 * k])
+    h = put_manifest(bs, level, max(covered, 0), memoryview(hashes)[:32 * k])
+    give(hashes)
+    return h
 
 
 ALL = const(0)  # walk modes: every block (a missing manifest is a StoreError)
@@ -906,20 +947,27 @@ def walk(bs, root, mode=ALL):
         return
     if mode != MISSING:
         yield root
-    level, _size, hashes = decode_manifest(bs.get(root))
-    stack = [(level, hashes, 0)]  # bound: depth <= 8 levels
-    while stack:
-        level, hashes, i = stack.pop()
-        if i * 32 >= len(hashes):
-            continue
-        stack.append((level, hashes, i + 1))
-        h = bytes(hashes[32 * i:32 * i + 32])
-        present = True if mode == ALL else bs.has(h)
-        if (mode == MISSING) != present:
-            yield h
-        if level == 1 or not present:
-            continue
-        sub_level, _s, sub = decode_manifest(bs.get(h))
-        if sub_level != level - 1:
-            raise StoreError("bad tree shape")
-        stack.append((sub_level, sub, 0))
+    buf = take()
+    level, _size, hashes = decode_manifest(bs.get(root, buf))
+    stack = [(level, hashes, 0, buf)]  # bound: depth <= 8 levels, one pool buffer each
+    try:
+        while stack:
+            level, hashes, i, buf = stack.pop()
+            if i * 32 >= len(hashes):
+                give(buf)
+                continue
+            stack.append((level, hashes, i + 1, buf))
+            h = bytes(hashes[32 * i:32 * i + 32])
+            present = True if mode == ALL else bs.has(h)
+            if (mode == MISSING) != present:
+                yield h
+            if level == 1 or not present:
+                continue
+            buf = take()
+            sub_level, _s, sub = decode_manifest(bs.get(h, buf))
+            if sub_level != level - 1:
+                raise StoreError("bad tree shape")
+            stack.append((sub_level, sub, 0, buf))
+    finally:
+        for entry in stack:
+            give(entry[3])
