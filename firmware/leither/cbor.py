@@ -12,7 +12,7 @@ indefinite lengths.
 Encoding -- ``dumps(obj) -> bytes``; ``dump(obj, stream)`` writes containers item by item to
 ``stream.write`` (which must write everything it is given); ``encode_head(major, n) -> bytes``
 lets a caller stream a big array or byte string itself. A type we do not support raises
-TypeError. Output is byte-identical to ``cbor2.dumps(obj, canonical=True)`` except for two
+TypeError, and so does a tuple as a map key (the decoder refuses array keys). Output is byte-identical to ``cbor2.dumps(obj, canonical=True)`` except for two
 cases: map keys are sorted bytewise by their encoding as RFC 8949 §4.2.1 says, while cbor2
 sorts length-first (RFC 7049) -- the two orders agree when all keys of a map have one major
 type, e.g. all text, as in our structures; and cbor2 encodes a memoryview as an array of ints.
@@ -127,6 +127,10 @@ def _sorted_items(d):
     for key, value in d.items():
         encoded = bytearray()
         _enc(key, encoded)
+        if 0x80 <= encoded[0] < 0xC0:
+            # A tuple key would encode, but loads refuses array and map keys: keep every
+            # encoding we make decodable.
+            raise TypeError("CBOR map key is a tuple")
         items.append((encoded, value))
     items.sort(key=_first)
     return items
@@ -155,14 +159,9 @@ def _enc(obj, out):
             _enc(item, out)
     elif t is dict:
         _head(out, 0xA0, len(obj))
-        if len(obj) == 1:
-            for key, value in obj.items():
-                _enc(key, out)
-                _enc(value, out)
-        else:
-            for key, value in _sorted_items(obj):
-                out += key
-                _enc(value, out)
+        for key, value in _sorted_items(obj):
+            out += key
+            _enc(value, out)
     elif obj is None:
         out.append(0xF6)
     elif obj is True:
