@@ -132,7 +132,8 @@ def split_name(name):
     return labels
 
 
-def _escape(label):
+def escape_label(label):
+    """A label as it appears inside a dotted name (dots and backslashes escaped)."""
     if "." in label or "\\" in label:
         return label.replace("\\", "\\\\").replace(".", "\\.")
     return label
@@ -179,7 +180,7 @@ def _name(data, pos, end):
             label = bytes(data[pos + 1:pos + 1 + length]).decode()
         except UnicodeError:
             raise DecodeError("dns: label is not UTF-8")
-        labels.append(_escape(label))
+        labels.append(escape_label(label))
         pos += 1 + length
     return ".".join(labels), after
 
@@ -286,7 +287,7 @@ class _Writer:
         wire_len = 1
         for i in range(len(labels)):
             if self.names is not None:
-                key = ".".join([_escape(x) for x in labels[i:]]).lower()
+                key = ".".join([escape_label(x) for x in labels[i:]]).lower()
                 offset = self.names.get(key)
                 if offset is not None:
                     self.buf += struct.pack(">H", 0xC000 | offset)
