@@ -150,6 +150,21 @@ def test_malformed_rejected():
             raises(DecodeError, cbor.load, io.BytesIO(data))
 
 
+def test_utf8_edges_agree_on_both_interpreters():
+    # MicroPython's own decoder lets overlong forms, surrogates and > U+10FFFF through; the
+    # codec must still accept exactly what CPython (RFC 3629) accepts.
+    valid = ["7f", "c280", "dfbf", "e0a080", "ed9fbf", "ee8080", "efbfbf", "f0908080",
+             "f48fbfbf", "f3bfbfbf", "61e0a08062", "e0a080e0a080ed9fbf"]
+    invalid = ["c0af", "c1bf", "e080af", "e09fbf", "eda080", "edbfbf", "f08f8080", "f4908080",
+               "f5808080", "f7bfbfbf", "61eda08062", "e0a080eda080", "f888808080"]
+    for hexed in valid:
+        data = unhex(hexed)
+        check(cbor.loads(cbor.encode_head(cbor.TEXT, len(data)) + data) == data.decode(), hexed)
+    for hexed in invalid:
+        data = unhex(hexed)
+        raises(DecodeError, cbor.loads, cbor.encode_head(cbor.TEXT, len(data)) + data)
+
+
 def test_truncated_rejected():
     for _, hexed in vectors():
         data = unhex(hexed)
