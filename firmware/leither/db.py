@@ -1,0 +1,507 @@
+# The DB MiMei engine: Leither's Redis-like methods (strings, hashes, lists, sets, sorted sets,
+# transactions) on the copy-on-write page tree of leither.dbpage, plus a canonical streamed
+# export and an atomic restore.
+#
+# Records (all in one ordered tree; K = the CBOR encoding of the key, prefix-free, so the
+# records of one key are contiguous and keys sort in RFC 8949 deterministic order):
+#   K                          -> type byte + data   the key's meta record
+#     "s" + CBOR(value)            string
+#     "h"/"t"/"z" + count(4)       hash / set / sorted set
+#     "l" + head(4) + count(4)     list: items live at indices head .. head+count-1
+#   K "f" CBOR(field)          -> CBOR(value)        hash field (set member: empty value)
+#   K "i" index(4)             -> CBOR(value)        list item (index biased by 2**31)
+#   K "m" CBOR(member)         -> score(8)           sorted-set member
+#   K "s" score(8) CBOR(member) -> ""                sorted-set order (score, then member)
+# Scores are 8-byte big-endian integers biased by 2**63 so that bytes sort like numbers.
+#
+# Types and limits (documented contract):
+# * keys, fields and members are str or bytes of at most 200 bytes (UTF-8 for str); "a" and
+#   b"a" are different keys, like in CBOR. Values are str or bytes of at most 600 bytes; an
+#   int value is stored as its decimal str (like Redis). Reads return what was stored.
+# * Scores are integers in [-2**63, 2**63) (no floats: DESIGN §2 bans them from our encoding).
+#   Members with equal scores sort by their CBOR encoding (shorter first, then bytewise).
+# * Like Redis, an empty hash, list, set or sorted set does not exist; WRONGTYPE, non-integer
+#   values and bad arguments raise StoreError.
+# * Outside a transaction every write method is atomic and durable when it returns. Between
+#   Begin and Commit the writes are visible to this handle and become durable all together at
+#   Commit; Rollback, close() or a crash drops them. A write that fails half way inside a
+#   transaction poisons it: Commit then rolls back and raises.
+"""Redis-like database stored on flash, crash safe, bounded RAM (the `db` MiMei type)."""
+
+import struct
+
+from leither.dbpage import Tree
+from leither.errors import StoreError
+
+try:
+    from micropython import const
+except ImportError:
+    from leither.compat import const
+
+# Limits chosen so that every record fits dbpage.MAX_ENTRY (1012 bytes): a hash field record
+# is 2+200+1+2+200 key bytes and 3+600 value bytes = 1008.
+MAX_KEY = const(200)  # bytes of a key, field or member
+MAX_VALUE = const(600)  # bytes of a value
+_BATCH = const(32)  # records collected per step when deleting a whole key
+_S = const(0x73)  # "s"
+_H = const(0x68)  # "h"
+_L = const(0x6C)  # "l"
+_T = const(0x74)  # "t" (set)
+_Z = const(0x7A)  # "z"
+_BIAS = 1 << 63
+_WRONGTYPE = "WRONGTYPE Operation against a key holding the wrong kind of value"
+_NAMES = {_S: "string", _H: "hash", _L: "list", _T: "set", _Z: "zset"}
+
+# The methods db.call() may run (Leither names).
+API = (
+    "Set", "Get", "Del", "Incr", "IncrBy", "Strlen", "Exists", "Type",
+    "Hset", "Hget", "Hdel", "Hlen", "Hmget", "Hmset", "Hgetall", "Hkeys", "HincrBy",
+    "Lpush", "Rpush", "Lpop", "Rpop", "Lrange", "Lindex", "Llen", "Lset",
+    "Sadd", "Srem", "Scard", "Smembers", "Sismember", "Sinter", "Sunion", "Sdiff",
+    "Zadd", "Zrem", "Zscore", "Zrank", "Zrange", "Zrevrange", "Zrangebyscore", "ZincrBy",
+    "Zcard", "Zcount",
+    "Begin", "Commit", "Rollback",
+)
+
+
+def _head(major, n):
+    """CBOR head (major type, argument), shortest form."""
+    m = major << 5
+    if n < 24:
+        return bytes((m | n,))
+    if n < 0x100:
+        return bytes((m | 24, n))
+    if n < 0x10000:
+        return struct.pack(">BH", m | 25, n)
+    if n < 0x100000000:
+        return struct.pack(">BI", m | 26, n)
+    return struct.pack(">BQ", m | 27, n)
+
+
+def _enc(x, limit):
+    """CBOR encoding of a str or bytes argument of at most `limit` bytes (an int value
+    becomes its decimal str)."""
+    if type(x) is int and limit == MAX_VALUE:
+        x = str(x)
+    if isinstance(x, str):
+        data = x.encode()
+        major = 3
+    elif isinstance(x, (bytes, bytearray)):
+        data = bytes(x)
+        major = 2
+    else:
+        raise StoreError("expected str or bytes, not {}".format(type(x).__name__))
+    if len(data) > limit:
+        raise StoreError("too long: %d bytes (limit %d)" % (len(data), limit))
+    return _head(major, len(data)) + data
+
+
+def _value(b, o=0):
+    """The str or bytes value of the CBOR item our records hold at offset o."""
+    ai = b[o] & 31
+    n = ai
+    p = o + 1
+    if ai == 24:
+        n = b[p]
+        p += 1
+    elif ai == 25:
+        n = (b[p] << 8) | b[p + 1]
+        p += 2
+    elif ai > 25:
+        raise StoreError("db record corrupt")
+    data = b[p:p + n]
+    return data.decode() if b[o] >> 5 == 3 else bytes(data)
+
+
+def _int(x, what):
+    if type(x) is not int:
+        raise StoreError("{} is not an integer".format(what))
+    if x < -_BIAS or x >= _BIAS:
+        raise StoreError("{} out of range".format(what))
+    return x
+
+
+def _score(x):
+    return struct.pack(">Q", _int(x, "score") + _BIAS)
+
+
+def _unscore(b, o=0):
+    return struct.unpack(">Q", b[o:o + 8])[0] - _BIAS
+
+
+def _parse_int(v):
+    """Redis rule for integer strings: an optional '-', digits, no leading zero, 64-bit."""
+    if isinstance(v, bytes):
+        try:
+            v = v.decode()
+        except ValueError:
+            v = ""
+    digits = v[1:] if v.startswith("-") else v
+    if (not digits or len(digits) > 19 or (digits[0] == "0" and len(v) > 1)
+            or not digits.isdigit()):
+        raise StoreError("value is not an integer or out of range")
+    return _int(int(v), "value")
+
+
+def _incr(old, increment):
+    """(new int, its stored encoding) for old (encoded value or None) + increment."""
+    _int(increment, "increment")
+    cur = "" if old is None else _value(old)
+    new = (0 if old is None else _parse_int(cur)) + increment
+    if new < -_BIAS or new >= _BIAS:
+        raise StoreError("increment or decrement would overflow")
+    text = str(new)
+    return new, _enc(text.encode() if isinstance(cur, bytes) else text, MAX_VALUE)
+
+
+def _count(m):
+    return struct.unpack(">I", m[-4:])[0]
+
+
+def _span(start, stop, n):
+    """Redis range [start, stop] (inclusive, negatives from the end) clamped to [0, n)."""
+    start = _int(start, "index")
+    stop = _int(stop, "index")
+    if start < 0:
+        start = max(start + n, 0)
+    if stop < 0:
+        stop += n
+    return start, min(stop, n - 1)
+
+
+def _pairs(args):
+    if not args or len(args) % 2:
+        raise StoreError("wrong number of arguments")
+    return [(args[j], args[j + 1]) for j in range(0, len(args), 2)]
+
+
+def _writer(impl):
+    """A public write method: atomic and durable on return outside a transaction."""
+
+    def method(self, *args):
+        return self._run(impl, args)
+
+    return method
+
+
+class DB:
+    """A db MiMei working copy in directory `path` (owned by this object).
+
+    Methods carry Leither's names and Redis semantics; see the file header for types, limits
+    and durability. The RPC layer uses call(name, args)."""
+
+    _coll = False  # leither.dbcoll's methods installed
+
+    def __init__(self, path, _tree=None):
+        if _tree is None:
+            from leither.compat import makedirs
+
+            makedirs(path)
+            _tree = Tree(path)
+        self.path = path
+        self._t = _tree
+        self._tx = False
+        self._broken = False
+
+    # ----- plumbing -----
+
+    def call(self, name, args):
+        """Run method `name` with the argument list of an RPC request."""
+        if name not in API:
+            raise StoreError("unknown db method {}".format(name))
+        try:
+            return getattr(self, name)(*args)
+        except TypeError as err:
+            raise StoreError("bad arguments for {}: {}".format(name, err))
+
+    def _tree(self):
+        if self._t is None:
+            raise StoreError("db is closed")
+        return self._t
+
+    def _run(self, impl, args):
+        t = self._tree()
+        writes = t.writes
+        try:
+            result = impl(self, *args)
+            if not self._tx and t.writes != writes:
+                t.commit()
+            return result
+        except Exception as err:
+            if self._tx:
+                if t.writes != writes:  # half done: the transaction cannot commit
+                    self._broken = True
+            else:
+                t.rollback()
+            if isinstance(err, OSError):
+                raise StoreError("db write failed (disk full?): {}".format(err))
+            raise
+
+    def _meta(self, key, want):
+        """(K, meta record or None) of key; StoreError if it holds another type."""
+        k = _enc(key, MAX_KEY)
+        m = self._tree().get(k)
+        if m is not None and want and m[0] != want:
+            raise StoreError(_WRONGTYPE)
+        return k, m
+
+    def _drop_key(self, k, m):
+        """Delete key k (meta m) with every record it owns."""
+        t = self._t
+        while m[0] != _S:
+            batch = []
+            for rk, _ in t.scan(k + b"\x00", k + b"\xff"):
+                batch.append(rk)
+                if len(batch) >= _BATCH:
+                    break
+            if not batch:
+                break
+            for rk in batch:
+                t.delete(rk)
+        t.delete(k)
+        t.user -= 1
+
+    def _resize(self, k, m, kind, delta):
+        """Store a collection's new size; an empty collection disappears."""
+        t = self._t
+        n = (0 if m is None else _count(m)) + delta
+        if m is not None and not n:
+            t.delete(k)
+            t.user -= 1
+        elif delta:
+            if m is None:
+                t.user += 1
+            t.put(k, bytes((kind,)) + struct.pack(">I", n))
+
+    def _scan_items(self, lo, hi, skip, withvalues=False):
+        """Decoded key suffixes (after skip bytes) of records lo <= key < hi; with
+        withvalues the decoded values follow each."""
+        out = []
+        for rk, v in self._tree().scan(lo, hi):
+            if skip >= 0:
+                out.append(_value(rk, skip))
+            if withvalues:
+                out.append(_value(v))
+        return out
+
+    def _card(self, key, kind):
+        return 0 if (m := self._meta(key, kind)[1]) is None else _count(m)
+
+    # ----- keys and strings -----
+
+    def _set(self, key, value):
+        v = _enc(value, MAX_VALUE)
+        k, m = self._meta(key, 0)
+        if m is not None and m[0] != _S:
+            self._drop_key(k, m)
+            m = None
+        if m is None:
+            self._t.user += 1
+        self._t.put(k, b"s" + v)
+        return "OK"
+
+    Set = _writer(_set)  # Set(key, value) -> "OK"; replaces a key of any type
+
+    def Get(self, key):
+        """The string at key, or None."""
+        m = self._meta(key, _S)[1]
+        return None if m is None else _value(m, 1)
+
+    def _del(self, *keys):
+        n = 0
+        for key in keys:
+            k, m = self._meta(key, 0)
+            if m is not None:
+                self._drop_key(k, m)
+                n += 1
+        return n
+
+    Del = _writer(_del)  # Del(key, ...) -> how many existed
+
+    def Exists(self, *keys):
+        """How many of keys exist."""
+        return sum(1 for key in keys if self._meta(key, 0)[1] is not None)
+
+    def Type(self, key):
+        """"string", "hash", "list", "set", "zset" or "none"."""
+        m = self._meta(key, 0)[1]
+        return "none" if m is None else _NAMES[m[0]]
+
+    def _incrby(self, key, increment=1):
+        k, m = self._meta(key, _S)
+        new, v = _incr(None if m is None else m[1:], increment)
+        if m is None:
+            self._t.user += 1
+        self._t.put(k, b"s" + v)
+        return new
+
+    # Incr(key), IncrBy(key, n) -> the new value; the string must be an integer
+    Incr = IncrBy = _writer(_incrby)
+
+    def Strlen(self, key):
+        """Length in bytes (UTF-8 for str) of the string at key; 0 if absent."""
+        v = self.Get(key)
+        return 0 if v is None else len(v.encode() if isinstance(v, str) else v)
+
+    # ----- hashes (and the field records sets share) -----
+
+    def _fput(self, key, kind, pairs):
+        k, m = self._meta(key, kind)
+        items = [(k + b"f" + _enc(f, MAX_KEY), _enc(v, MAX_VALUE) if kind == _H else b"")
+                 for f, v in pairs]  # encode (so check) everything before writing
+        added = 0
+        for rk, v in items:
+            if self._t.put(rk, v):
+                added += 1
+        self._resize(k, m, kind, added)
+        return added
+
+    def _fdel(self, key, kind, names):
+        k, m = self._meta(key, kind)
+        rks = [k + b"f" + _enc(f, MAX_KEY) for f in names]
+        n = 0
+        if m is not None:
+            for rk in rks:
+                if self._t.delete(rk):
+                    n += 1
+            self._resize(k, m, kind, -n)
+        return n
+
+    def _fget(self, key, kind, name):
+        """The stored record of field/member name, or None."""
+        k, m = self._meta(key, kind)
+        rk = k + b"f" + _enc(name, MAX_KEY)
+        return None if m is None else self._t.get(rk)
+
+    def _fnames(self, key, kind, withvalues=False):
+        k, m = self._meta(key, kind)
+        if m is None:
+            return []
+        return self._scan_items(k + b"f", k + b"g", len(k) + 1, withvalues)
+
+    def _hset(self, key, *pairs):
+        return self._fput(key, _H, _pairs(pairs))
+
+    Hset = _writer(_hset)  # Hset(key, field, value, ...) -> how many fields are new
+
+    def _hmset(self, key, *pairs):
+        if len(pairs) == 1 and isinstance(pairs[0], dict):
+            pairs = list(pairs[0].items())
+        else:
+            pairs = _pairs(pairs)
+        self._fput(key, _H, pairs)
+        return "OK"
+
+    Hmset = _writer(_hmset)  # Hmset(key, {field: value}) or (key, field, value, ...) -> "OK"
+
+    def Hget(self, key, field):
+        v = self._fget(key, _H, field)
+        return None if v is None else _value(v)
+
+    def Hmget(self, key, *fields):
+        """Values of fields (None where absent); fields may also come as one list."""
+        if len(fields) == 1 and isinstance(fields[0], (list, tuple)):
+            fields = fields[0]
+        return [self.Hget(key, f) for f in fields]
+
+    def _hdel(self, key, *fields):
+        return self._fdel(key, _H, fields)
+
+    Hdel = _writer(_hdel)  # Hdel(key, field, ...) -> how many existed
+
+    def Hlen(self, key):
+        return self._card(key, _H)
+
+    def Hgetall(self, key):
+        """The hash as a dict (all in RAM: mind big hashes)."""
+        flat = self._fnames(key, _H, True)
+        return {flat[j]: flat[j + 1] for j in range(0, len(flat), 2)}
+
+    def Hkeys(self, key):
+        """Field names in canonical (CBOR) order."""
+        return self._fnames(key, _H)
+
+    def _hincrby(self, key, field, increment):
+        k, m = self._meta(key, _H)
+        rk = k + b"f" + _enc(field, MAX_KEY)
+        old = None if m is None else self._t.get(rk)
+        new, v = _incr(old, increment)
+        self._t.put(rk, v)
+        self._resize(k, m, _H, old is None)
+        return new
+
+    HincrBy = _writer(_hincrby)  # HincrBy(key, field, n) -> the new value
+
+    def __getattr__(self, name):
+        # Lists, sets and sorted sets live in leither.dbcoll, loaded on first use so that a
+        # db of strings and hashes leaves more of a small heap to the page cache.
+        if name.startswith("__") or DB._coll:
+            raise AttributeError(name)
+        from leither import dbcoll
+
+        for method in dbcoll.METHODS:
+            setattr(DB, method, getattr(dbcoll, method))
+        DB._coll = True
+        return getattr(self, name)
+
+    # ----- transactions -----
+
+    def Begin(self):
+        """Open a transaction: the following writes commit all together or not at all."""
+        self._tree()
+        if self._tx:
+            raise StoreError("transaction already open")
+        self._tx = True
+        self._broken = False
+        return "OK"
+
+    def Commit(self):
+        t = self._end_tx()
+        if self._broken:
+            t.rollback()
+            raise StoreError("transaction failed part way: rolled back")
+        try:
+            t.commit()
+        except OSError as err:
+            t.rollback()
+            raise StoreError("db commit failed (disk full?): {}".format(err))
+        return "OK"
+
+    def Rollback(self):
+        self._end_tx().rollback()
+        return "OK"
+
+    def _end_tx(self):
+        t = self._tree()
+        if not self._tx:
+            raise StoreError("no transaction open")
+        self._tx = False
+        return t
+
+    # ----- whole db -----
+
+    def close(self):
+        """Close; an open transaction is rolled back."""
+        if self._t is not None:
+            if self._tx:
+                self.Rollback()
+            self._t.close()
+            self._t = None
+
+    def size(self):
+        """Bytes of pages the db uses on disk."""
+        return self._tree().size()
+
+    def export(self):
+        """Yield the canonical serialization in pieces of about 1 KiB (see leither.dbio)."""
+        from leither.dbio import export
+
+        return export(self)
+
+    @classmethod
+    def restore(cls, path, pieces):
+        """Replace the db in `path` by the content of an export() stream, atomically: a
+        crash or a bad stream leaves the old content. The db must not be open."""
+        from leither.dbio import restore
+
+        restore(cls, path, pieces)
