@@ -87,3 +87,36 @@ def net(debts: dict[tuple[str, str], int],
 def check_service(limit: int, debt: int, requested: int, grantee: str) -> int:
     """What the grantee may still use; QuotaError when the request passes the granted limit."""
     return int(receipt_mod.check_credit(limit, debt, requested, grantee))
+
+
+# -- the organization's record of lines ----------------------------------------------------------
+
+def store_grant(db: Any, data: bytes, org: str) -> dict[str, Any]:
+    """Record (or replace) a signed grant; the newest grant of a pair is the line's limit."""
+    body = open_grant(data, org)
+    with db.transaction() as conn:
+        conn.execute("INSERT OR REPLACE INTO credit_lines VALUES (?,?,?,?)",
+                     (body["grantor"], body["grantee"], body["limit"], data))
+    return {"grantor": body["grantor"], "grantee": body["grantee"], "limit": body["limit"]}
+
+
+def lines(db: Any) -> list[dict[str, Any]]:
+    """Every line with the grantee's outstanding debt to the grantor and what is left."""
+    debts = {(d, c): a for d, c, a in db.conn.execute("SELECT * FROM credit_debts")}
+    out = []
+    for grantor, grantee, limit in db.conn.execute(
+            "SELECT grantor, grantee, lim FROM credit_lines ORDER BY grantor, grantee"):
+        used = debts.get((grantee, grantor), 0)
+        out.append({"grantor": grantor, "grantee": grantee, "limit": limit, "used": used,
+                    "left": max(limit - used, 0), "over": used > limit})
+    return out
+
+
+def check(db: Any, grantor: str, grantee: str, requested: int) -> int:
+    """What grantee may still use of grantor's service; QuotaError past the limit (no line is
+    a limit of 0)."""
+    row = db.conn.execute("SELECT lim FROM credit_lines WHERE grantor=? AND grantee=?",
+                          (grantor, grantee)).fetchone()
+    debt = db.conn.execute("SELECT amount FROM credit_debts WHERE debtor=? AND creditor=?",
+                           (grantee, grantor)).fetchone()
+    return check_service(row[0] if row else 0, debt[0] if debt else 0, requested, grantee)

@@ -1,6 +1,7 @@
 # Where the ledger verbs keep keys, organizations and config: XDG directories by default
 # ($XDG_DATA_HOME/leither, $XDG_CONFIG_HOME/leither), or one directory given by `--home DIR` or
-# $LEITHER_HOME (tests use it to run in a temp dir). Private keys are written mode 0600.
+# $LEITHER_HOME (tests use it to run in a temp dir; DIR/data and DIR/config, as in
+# leither_host.paths). Private keys are written mode 0600.
 #
 #   DATA/keys/NAME.key            personal Ed25519 seeds (NAME "default" unless --key NAME)
 #   DATA/orgs/ORG/org.key         an organization's key (held by its supervisors' host)
@@ -32,8 +33,9 @@ class Home:
     def resolve(cls, override: str | os.PathLike | None = None) -> Home:
         chosen = override or os.environ.get("LEITHER_HOME")
         if chosen:
+            # The same layout as leither_host.paths: DIR/data and DIR/config.
             base = Path(chosen).expanduser()
-            return cls(base, base / "config")
+            return cls(base / "data", base / "config")
         data = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
         config = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
         return cls(data / "leither", config / "leither")

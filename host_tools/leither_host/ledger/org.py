@@ -171,15 +171,17 @@ class Organization:
         return out
 
     def find_application(self, ref: str) -> str:
-        """An application ID from a prefix of it or from the applicant's member ID."""
-        rows = self.db.conn.execute(
-            "SELECT id FROM applications WHERE status='pending' AND (id LIKE ? OR member=?)",
-            (ref + "%", ref)).fetchall()
-        if not rows:
+        """A pending application's ID from a prefix of it, the applicant's member ID or the
+        name the applicant gave."""
+        pending = self.pending()
+        found = [p for p in pending if p["member"] == ref] or \
+            [p for p in pending if p["name"] == ref] or \
+            [p for p in pending if p["application"].startswith(ref)]
+        if not found:
             raise CliError(f"no pending application matches {ref!r}")
-        if len(rows) > 1:
-            raise CliError(f"{ref!r} matches {len(rows)} applications: give more of the ID")
-        return str(rows[0][0])
+        if len(found) > 1:
+            raise CliError(f"{ref!r} matches {len(found)} applications: give more of the ID")
+        return str(found[0]["application"])
 
     def approve(self, app_id: str, supervisor_seed: bytes, role: str | None = None,
                 now_ms: int | None = None) -> bytes:

@@ -64,7 +64,7 @@ def require(body: dict[str, Any], fields: dict[str, type]) -> None:
 
 def write_private(path: Path, data: bytes) -> None:
     """Write a secret file readable by its owner only (mode 0600 from the first byte)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     tmp = path.with_suffix(path.suffix + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:

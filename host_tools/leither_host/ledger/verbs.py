@@ -1,0 +1,89 @@
+# What the ledger verbs (org, contract, receipts, settle, ledger) share: the --home/--org/--json
+# options, opening the chosen organization, and printing a result as JSON or as a table.
+"""Shared plumbing of the ledger CLI verbs."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from leither import ids
+from leither.errors import DecodeError
+
+from leither_host.errors import CliError
+from leither_host.ledger.home import Home
+from leither_host.ledger.org import Organization
+from leither_host.output import print_json, print_table
+
+
+def add_common(p: argparse.ArgumentParser, org: bool = True, key: bool = False) -> None:
+    p.add_argument("--home", metavar="DIR",
+                   help="keep keys, config and books under DIR (default: XDG dirs, or "
+                        "$LEITHER_HOME)")
+    if org:
+        p.add_argument("--org", metavar="NAME",
+                       help="organization (default: the configured or the only one)")
+    if key:
+        p.add_argument("--key", metavar="NAME", default="default",
+                       help="your personal key under DATA/keys (default: %(default)s)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def parser(sub: argparse._SubParsersAction, name: str, help: str, examples: str
+           ) -> argparse.ArgumentParser:
+    return sub.add_parser(name, help=help, description=help[:1].upper() + help[1:] + ".",
+                          epilog=examples, formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def home(args: argparse.Namespace) -> Home:
+    return Home.resolve(getattr(args, "home", None))
+
+
+def open_org(args: argparse.Namespace) -> Organization:
+    h = home(args)
+    name = h.default_org(getattr(args, "org", None))
+    directory = h.org_dir(name)
+    if not (directory / "ledger.sqlite").exists():
+        known = ", ".join(h.orgs()) or "none"
+        raise CliError(f"no organization {name!r} in {h.data} (known: {known})")
+    return Organization(directory)
+
+
+def member_key(org: Organization, ref: str) -> tuple[str, bytes]:
+    """(member ID, 20-byte ledger key) from a member ID, an ID prefix, a member name, or
+    "treasury"."""
+    if ref == "treasury":
+        return org.id, org.raw
+    rows = org.member_rows()
+    found = [r for r in rows if r["id"] == ref] or [r for r in rows if r["name"] == ref] or \
+        [r for r in rows if r["id"].startswith(ref)]
+    if len(found) == 1:
+        return found[0]["id"], bytes(found[0]["raw"])
+    if len(found) > 1:
+        raise CliError(f"{ref!r} matches {len(found)} members: give more of the ID")
+    try:
+        return ref, ids.id_raw(ref)  # an account that is not (or no longer) a member
+    except DecodeError:
+        raise CliError(f"{ref!r} is not a member name, member ID or ID prefix") from None
+
+
+def emit(args: argparse.Namespace, data: Any, headers: Sequence[str] | None = None,
+         rows: Sequence[Sequence[Any]] | None = None,
+         text: Callable[[], None] | None = None) -> None:
+    """JSON with --json, else a table (headers/rows) and/or custom text."""
+    if getattr(args, "json", False):
+        print_json(data)
+        return
+    if headers is not None and rows is not None:
+        print_table(headers, rows)
+    if text is not None:
+        text()
+
+
+def read_input(path: str) -> bytes:
+    p = Path(path)
+    if not p.is_file():
+        raise CliError(f"no such file: {path}")
+    return p.read_bytes()
