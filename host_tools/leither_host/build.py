@@ -51,8 +51,12 @@ def mpy_cross() -> str:
     return found
 
 
-def compile_tree(src_root: Path, package: str, out_root: Path, exclude: set[str]) -> list[Path]:
-    """Compile every .py below src_root/package into out_root, reusing up-to-date outputs."""
+def compile_tree(src_root: Path, package: str, out_root: Path, exclude: set[str],
+                 optimize: int = 1) -> list[Path]:
+    """Compile every .py below src_root/package into out_root, reusing up-to-date outputs.
+
+    The firmware ships at -O1 (drops docstring-level asserts; the core never relies on
+    assert). Tests must compile at -O0: -O1 would strip the asserts that are their checks."""
     tool = mpy_cross()
     out_files: list[Path] = []
     for src in sorted((src_root / package).rglob("*.py")):
@@ -62,9 +66,9 @@ def compile_tree(src_root: Path, package: str, out_root: Path, exclude: set[str]
         out = out_root / rel.with_suffix(".mpy")
         out.parent.mkdir(parents=True, exist_ok=True)
         if not out.exists() or out.stat().st_mtime < src.stat().st_mtime:
-            tmp = out.with_suffix(".mpy.tmp")
+            tmp = out.with_name(f"{out.name}.{os.getpid()}.tmp")
             result = subprocess.run(
-                [tool, "-O1", "-s", str(rel), "-o", str(tmp), str(src)],
+                [tool, f"-O{optimize}", "-s", str(rel), "-o", str(tmp), str(src)],
                 capture_output=True,
                 text=True,
             )
