@@ -44,7 +44,11 @@ def equal(a, b):
 
 
 class HMACSHA256:
-    """Incremental HMAC-SHA256 (RFC 2104): update(data) any number of times, then digest()."""
+    """Incremental HMAC-SHA256 (RFC 2104): update(data) any number of times, then digest().
+
+    After digest() the object is final (as MicroPython's hashlib objects are): digest() again
+    returns the same MAC, update() raises ValueError, on both interpreters.
+    """
 
     digest_size = _SHA256_SIZE
 
@@ -54,17 +58,21 @@ class HMACSHA256:
         padded = int.from_bytes(bytes(key) + bytes(_SHA256_BLOCK - len(key)), "big")
         self._inner = hashlib.sha256((padded ^ _IPAD).to_bytes(_SHA256_BLOCK, "big"))
         self._outer_key = (padded ^ _OPAD).to_bytes(_SHA256_BLOCK, "big")
+        self._mac = None
         if msg:
             self._inner.update(msg)
 
     def update(self, data):
+        if self._mac is not None:
+            raise ValueError("HMAC is final")
         self._inner.update(data)
 
     def digest(self):
-        # MicroPython's sha256 cannot be copied and digest() ends it: one digest per object.
-        outer = hashlib.sha256(self._outer_key)
-        outer.update(self._inner.digest())
-        return outer.digest()
+        if self._mac is None:
+            outer = hashlib.sha256(self._outer_key)
+            outer.update(self._inner.digest())
+            self._mac = outer.digest()
+        return self._mac
 
 
 def hmac_sha256(key, msg):
@@ -80,18 +88,19 @@ def hkdf(ikm, salt, info, length):
     if length < 0 or length > 255 * _SHA256_SIZE:
         raise ValueError("HKDF length must be 0..8160")
     prk = hmac_sha256(salt or bytes(_SHA256_SIZE), ikm)
-    out = bytearray()
+    out = bytearray(length)  # allocated once: growing it block by block fragments the heap
     block = b""
     counter = 1
     info = info or b""
-    while len(out) < length:
+    for pos in range(0, length, _SHA256_SIZE):
         mac = HMACSHA256(prk, block)
         mac.update(info)
         mac.update(bytes((counter,)))
         block = mac.digest()
-        out += block
+        take = min(_SHA256_SIZE, length - pos)
+        out[pos:pos + take] = block[:take]
         counter += 1
-    return bytes(out[:length])
+    return bytes(out)
 
 
 class CTRFromECB:

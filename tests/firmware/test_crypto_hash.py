@@ -95,6 +95,8 @@ def test_hmac_incremental():
     for i in range(0, len(data), 37):
         h.update(data[i:i + 37])
     assert h.digest() == unhex(mac)
+    assert h.digest() == unhex(mac)  # final: the same MAC again
+    raises(ValueError, h.update, b"more")
 
 
 def test_hkdf_rfc5869():
