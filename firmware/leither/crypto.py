@@ -144,6 +144,8 @@ class CTRFromECB:
 
     def crypt(self, data):
         """Encrypt or decrypt data (the same operation) and advance the keystream."""
+        if isinstance(data, str):  # MicroPython's memoryview takes str; CPython's does not
+            raise TypeError("bytes expected, not str")
         size = len(data)
         out = bytearray(size)
         source = memoryview(data)

@@ -303,6 +303,8 @@ def mult(k, point):
 def _hash_int(*parts):
     h = _sha512()
     for part in parts:
+        if isinstance(part, str):  # MicroPython would hash its UTF-8; CPython refuses
+            raise TypeError("bytes expected, not str")
         h.update(part)
     return int.from_bytes(h.digest(), "little")
 

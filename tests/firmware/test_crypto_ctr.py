@@ -85,3 +85,5 @@ def test_bad_sizes():
     raises(ValueError, crypto.CTR, bytes(15), bytes(16))
     raises(ValueError, crypto.CTR, bytes(16), bytes(12))
     raises(ValueError, crypto.CTRFromECB, bytes(32), bytes(16), None)
+    for ctr in _both(_KEY, _IV):
+        raises(TypeError, ctr.crypt, "text")

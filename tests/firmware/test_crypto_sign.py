@@ -1,7 +1,7 @@
 # Ed25519: RFC 8032 §7.1 vectors through the crypto facade (pycryptodome on CPython) and
 # through the pure module leither.ed25519 on both interpreters; verify() refuses what it must.
 from leither import crypto, ed25519
-from testutil import random_bytes, unhex
+from testutil import raises, random_bytes, unhex
 
 _MSG_1023 = (
     "08b8b2b733424243760fe426a4b54908632110a66c2f6591eabd3345e3e4eb98"
@@ -181,6 +181,9 @@ def test_verify_rejects_malformed_without_raising():
         assert not verify(public, b"", None)
         assert not verify(public, None, sig)
         assert not verify(b"", b"", b"")
+        assert not verify(public, "", sig)  # text is not bytes, on both interpreters
+    raises(TypeError, crypto.sign, seed, "text")
+    raises(TypeError, ed25519.sign, seed, "text")
 
 
 def test_sign_keypair():
