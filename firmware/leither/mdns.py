@@ -65,7 +65,8 @@ STOPPED = const(3)
 
 
 def _rand_ms(low, high):
-    return low + (os.urandom(2)[0] * 256 + os.urandom(1)[0]) % (high - low + 1)
+    raw = os.urandom(2)
+    return low + (raw[0] * 256 + raw[1]) % (high - low + 1)
 
 
 def _tiebreak(ours, theirs):
@@ -266,6 +267,10 @@ class MDNS:
             return
         if self.state != ANNOUNCED:
             return
+        if not msg.questions:
+            # §7.2: the rest of a truncated query's known answers: drop what they cover.
+            self._pending = [r for r in self._pending if not self._known(r, msg.answers)]
+            return
         legacy = src[1] != MDNS_PORT
         answers = []
         unicast = []
@@ -297,7 +302,10 @@ class MDNS:
         if not answers:
             return
         probe = bool(msg.authorities)
-        if all(not self._is_shared(r) for r in answers):
+        if msg.flags & dns.FLAG_TC:
+            # §7.2: more known answers follow in further packets: wait 400-500 ms for them.
+            self._schedule(answers, _rand_ms(400, 500))
+        elif all(not self._is_shared(r) for r in answers):
             # Unique records only: answer at once (§6); a probe gets the defence rate.
             self._multicast(answers, _DEFEND_MS if probe else _RATE_MS,
                             self._additionals(answers, msg.answers))
@@ -602,7 +610,7 @@ class MDNS:
             from leither.port import net
 
             try:
-                self.sock = net.open_mdns_socket()
+                self.sock = net.open_mdns_socket(self.addresses[0] if self.addresses else None)
             except net.PortBusyError as err:
                 self.log(f"{err}: query-only mode")
                 self.sock = net.open_query_socket()

@@ -264,3 +264,13 @@ def test_update_txt_announces_at_once():
     assert txt.flush and dns.txt_decode(txt.rdata) == {"id": "abc", "pair": "1", "peer": "xyz"}
     m.update_txt({"peer": None})
     assert dns.txt_decode(m.txt_record.rdata) == {"id": "abc", "pair": "1"}
+
+
+def test_truncated_query_waits_for_more_known_answers():
+    m, sent = make()
+    tc = dns.encode(dns.Message(dns.FLAG_TC, questions=[q("node-a._leither._tcp.local", SRV_T)]))
+    m.handle_packet(tc, PEER)
+    assert sent == [] and m._pending == [m.srv]  # even a unique answer waits 400-500 ms
+    more = dns.Record("node-a._leither._tcp.local", SRV_T, (0, 0, 4800, "node-a.local"), 120)
+    m.handle_packet(dns.encode(dns.Message(0, answers=[more])), PEER)
+    assert m._pending == []

@@ -8,6 +8,7 @@ FUZZ_EXAMPLES (env) sets the number of examples per property; `make fuzz` uses 2
 """
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 
@@ -152,3 +153,47 @@ def test_zeroconf_encoding_reads_the_same_in_ours(recs: list[dns.Record]) -> Non
         for ours in dns.decode(packet).answers:
             assert any(ours.same_data(rec) and ours.ttl == rec.ttl and ours.flush == rec.flush
                        for rec in recs)
+
+
+# A query for the engine's own names (n.local, n._leither._tcp.local) with a known answer.
+QUERY_SEED = dns.encode(dns.Message(0, questions=[
+    dns.Question("_leither._tcp.local", dns.TYPE_PTR),
+    dns.Question("n._leither._tcp.local", dns.TYPE_SRV, unicast=True),
+    dns.Question("n.local", dns.TYPE_A)], answers=[
+    dns.Record("_leither._tcp.local", dns.TYPE_PTR, "n._leither._tcp.local", 4500)]))
+
+
+def _engine() -> tuple[object, list[bytes]]:
+    from leither import mdns
+
+    sent: list[bytes] = []
+    m = mdns.MDNS("n", 4800, {"id": "a"}, ["10.1.2.3"], sock=object(), log=lambda line: None)
+    m.state = mdns.ANNOUNCED
+    m._browsing = 1  # also exercise the querier's cache
+    m._send = lambda data, ip, port: sent.append(data) or True  # type: ignore[method-assign]
+    return m, sent
+
+
+@SETTINGS
+@given(st.lists(st.tuples(st.integers(0, len(SEED) - 1), st.integers(0, 255)), max_size=8),
+       st.integers(12, len(SEED)), st.booleans(), st.integers(1, 65535))
+def test_fuzz_engine_never_raises(flips: list[tuple[int, int]], cut: int, as_query: bool,
+                                  port: int) -> None:
+    """Hostile packets into the responder: it drops or answers, never raises, and whatever
+    it sends is a well-formed message."""
+    m, sent = _engine()
+    data = bytearray(QUERY_SEED if as_query else SEED)
+    for pos, value in flips:
+        data[pos % len(data)] = value
+    cut = min(cut, len(data))
+
+    async def feed() -> None:
+        # Inside a loop: a conflict may restart probing, which spawns a task.
+        m.handle_packet(bytes(data[:cut]), ("10.9.9.9", port))  # type: ignore[attr-defined]
+        m.send_pending()  # type: ignore[attr-defined]
+        m.close()  # type: ignore[attr-defined]
+
+    asyncio.run(feed())
+    for packet in sent:
+        assert dns.decode(packet).is_response
+    assert len(m._cache) <= 48  # type: ignore[attr-defined]

@@ -184,6 +184,21 @@ else:
         return data, parse_addr(addr)
 
 
+def set_builtin_hostname(name):
+    """On ports whose firmware runs its own mDNS responder (stock ESP32 builds), give it the
+    node name, so `<name>.local` resolves even when our responder cannot bind 5353. Call it
+    before WLAN.connect(). Returns False where the port has no such call (unix, CPython)."""
+    if not _IS_LWIP:
+        return False
+    try:
+        import network
+
+        network.hostname(name)  # MicroPython >= 1.20
+        return True
+    except (ImportError, AttributeError, ValueError, OSError):
+        return False
+
+
 def local_ipv4():
     """This host's IPv4 addresses other than loopback, best first (may be empty)."""
     if _IS_LWIP:
