@@ -161,6 +161,20 @@ class Organization:
                          (app_id, app["member"], data, "pending"))
         return app_id
 
+    def submit_many(self, datas: list[bytes]) -> list[str]:
+        """Queue many verified applications in one transaction."""
+        out = []
+        with self.db.transaction() as conn:
+            for data in datas:
+                app = open_application(data)
+                if app["org"] != self.id:
+                    raise CliError(f"application is for organization {app['org']}")
+                app_id = hashlib.sha256(data).hexdigest()
+                conn.execute("INSERT OR IGNORE INTO applications VALUES (?,?,?,?)",
+                             (app_id, app["member"], data, "pending"))
+                out.append(app_id)
+        return out
+
     def pending(self) -> list[dict[str, Any]]:
         out = []
         for app_id, data in self.db.conn.execute(
@@ -212,6 +226,35 @@ class Organization:
             conn.execute("UPDATE applications SET status='approved' WHERE id=?", (app_id,))
             self._publish_member_list(org_seed, now)
         return approval
+
+    def approve_many(self, app_ids: list[str], supervisor_seed: bytes,
+                     now_ms: int | None = None) -> int:
+        """Admit many applicants in one transaction and one new member list (a founding
+        cohort, an import); each still gets its own signed approval."""
+        from leither import crypto
+
+        now = now_ms if now_ms is not None else time_ms()
+        by_key = crypto.sign_public(supervisor_seed)
+        by = key_id(by_key)
+        if by not in self.supervisors():
+            raise AuthError(f"{by} is not a supervisor of {self.name}: it cannot approve")
+        org_seed = self.seed()
+        with self.db.transaction() as conn:
+            for app_id in app_ids:
+                row = conn.execute("SELECT record, status FROM applications WHERE id=?",
+                                   (app_id,)).fetchone()
+                if row is None or row[1] != "pending":
+                    raise CliError(f"no pending application {app_id}")
+                data = bytes(row[0])
+                app = open_application(data)
+                approval = sign_record(supervisor_seed, APPROVAL, {
+                    "type": "approval", "org": self.id,
+                    "application": hashlib.sha256(data).digest(), "member": app["member"],
+                    "role": app["role"], "time": now, "by": by, "by_key": by_key})
+                self._admit(app, data, approval, now)
+                conn.execute("UPDATE applications SET status='approved' WHERE id=?", (app_id,))
+            self._publish_member_list(org_seed, now)
+        return len(app_ids)
 
     def _admit(self, app: dict[str, Any], data: bytes, approval: bytes, now: int) -> None:
         self.db.conn.execute(
