@@ -18,11 +18,10 @@ except ImportError:
     from leither.compat import const
 
 DEFAULT_PORT = const(4800)
-PAIR_WINDOW_MS = const(120000)  # DESIGN §5: a press opens a 120 s pairing window
 _CONFIG = "config.json"
 # Services the node runs beside storage, RPC and mDNS: module names under leither/, each with a
 # Service(node) class (see Node.start). Imported lazily so a board without one still boots.
-SERVICES = ()
+SERVICES = ("pairing",)
 USAGE = """usage: leither --root DIR [--board NAME] [--name NAME] [--port N] [--addr IP]
        [--claim-token TOKEN] [--no-mdns]
 Runs a Leither node whose state lives under DIR."""
@@ -102,8 +101,6 @@ class Node:
         self.addr = addr
         self.use_mdns = mdns
         self.started = ticks_ms()
-        self.pair_until = None  # ticks_ms when the pairing window closes, or None
-        self.peer_id = None  # partner's node ID once paired (pairing issue)
         self.store = None
         self.server = None
         self.mdns = None
@@ -140,10 +137,6 @@ class Node:
             return self.free_kib()
         if name == "heap":
             return self.board.free_heap() if self.board is not None else None
-        if name == "pair":
-            return self.pairing_open()
-        if name == "peer":
-            return self.peer_id
         if name == "led":
             return self.led.pattern if self.led is not None else None
         if name == "port":
@@ -155,43 +148,43 @@ class Node:
                 return service.fact(name)
             except KeyError:
                 pass
+        if name == "pair":
+            return False  # no pairing service on this node
+        if name == "peer":
+            return None
         raise KeyError(name)
 
     def txt(self):
         txt = {"id": self.identity.id, "v": str(leither.PROTOCOL_VERSION),
                "fw": leither.FIRMWARE_VERSION, "board": self.board_name,
-               "pair": "1" if self.pairing_open() else "0", "free": str(self.free_kib())}
-        if self.peer_id:
-            txt["peer"] = self.peer_id
+               "pair": "0", "free": str(self.free_kib())}
         for service in self.services:
             service.txt(txt)
         return txt
 
-    # -- button and pairing window --------------------------------------------------------------
+    # -- button, LED and partner ---------------------------------------------------------------
 
-    def pairing_open(self):
-        return self.pair_until is not None and ticks_diff(self.pair_until, ticks_ms()) > 0
+    @property
+    def partner(self):
+        """The paired partner (dict: peer_id, peer_key, secret, code, quota_to_peer,
+        quota_from_peer, addr, port, since) or None; kept by the pairing service."""
+        for service in self.services:
+            if hasattr(service, "partner"):
+                return service.partner
+        return None
 
-    def open_pairing(self):
-        self.pair_until = ticks_ms() + PAIR_WINDOW_MS
-        print("leither: pairing window open for %d s" % (PAIR_WINDOW_MS // 1000))
-        self.led.show("pairing")
-        self._announce()
-
-    def close_pairing(self):
-        if self.pair_until is None:
-            return
-        self.pair_until = None
-        self.led.show("claimed" if self.server.owner_key is not None else "off")
-        self._announce()
+    def show_idle_led(self):
+        """The LED at rest: "claimed" once the node has an owner, else off."""
+        if self.led is not None:
+            self.led.show("claimed" if self.owner is not None else "off")
 
     def on_press(self, kind):
         print("leither: button %s press" % kind)
         handled = False
         for service in self.services:
             handled = service.on_press(kind) or handled
-        if kind == "short" and not handled:
-            self.open_pairing()
+        if not handled:
+            print("leither: %s press does nothing on this node" % kind)
 
     def announce(self):
         """Tell the network at once that a TXT fact changed (pairing window, partner, ...)."""
@@ -199,16 +192,17 @@ class Node:
 
     def _announce(self):
         if self.mdns is not None:
-            self.mdns.update_txt(self.txt())
+            txt = self.txt()
+            for key in self.mdns.txt:
+                if key not in txt:
+                    txt[key] = None  # a fact that went away (partner dropped): remove the key
+            self.mdns.update_txt(txt)
 
     async def _housekeeping(self):
-        """Close the pairing window on time; refresh the free-space TXT when it moves."""
+        """Refresh the free-space TXT when it moves."""
         last_free = self.free_kib()
         while True:
             await asyncio.sleep(1)
-            if self.pair_until is not None and not self.pairing_open():
-                print("leither: pairing window closed")
-                self.close_pairing()
             free = self.free_kib()
             if abs(free - last_free) * 100 > max(last_free, 1):  # moved by more than 1%
                 last_free = free

@@ -1,0 +1,189 @@
+# The node's own RPC client: how one node calls another (pairing, backup, audits). Same
+# protocol as the host client (leither_host.client) over leither.rpc's ClientHandshake and
+# Channel, written for both interpreters: asyncio streams only, timeouts in milliseconds,
+# one request in flight per connection, every reply bounded before it is read.
+"""Async RPC client for node-to-node calls (MicroPython and CPython).
+
+Use::
+
+    client = await rpcclient.connect(host, 4800, node.identity.seed,
+                                     expected_node_id=partner_id, timeout_ms=5000)
+    try:
+        free = await client.call("GetVar", {"name": "free"})
+    finally:
+        await client.close()
+
+``call`` raises ``RPCError(code, msg)`` when the node answers with an error, ``ConnectError``
+when the connection cannot be made, times out or breaks (the client is then closed), and
+``AuthError`` / ``DecodeError`` when the node's frames do not check out.
+"""
+
+import asyncio
+
+from leither import rpc
+from leither.compat import IS_MICROPYTHON
+from leither.errors import AuthError, DecodeError, LeitherError, RPCError
+
+try:
+    from micropython import const
+except ImportError:
+    from leither.compat import const
+
+CONNECT_MS = const(10000)  # TCP connect + handshake: a board signs in ~0.1-3 s
+CALL_MS = const(30000)  # one call's reply: a big store write on a slow flash
+# Largest reply frame we accept (bytes). A board keeps this low: a reply is held whole while it
+# is opened, so this bounds the client's heap. rpc.MAX_FRAME (64 KiB) for bulk transfers.
+DEFAULT_MAX_REPLY = const(16384)
+_SMALL_READ = const(64)  # bytes: reads up to this use readexactly; larger go into one buffer
+
+
+class ConnectError(LeitherError):
+    """The node could not be reached in time, or the connection broke."""
+
+
+async def _read(reader, n):
+    """Exactly n bytes or EOFError. MicroPython reads larger bodies into one preallocated
+    buffer: its readexactly concatenates per packet (quadratic for a slow sender)."""
+    if n > _SMALL_READ and IS_MICROPYTHON:
+        buf = bytearray(n)
+        view = memoryview(buf)
+        got = 0
+        while got < n:
+            k = await reader.readinto(view[got:])
+            if not k:
+                raise EOFError("EOF")
+            got += k
+        return buf
+    data = await reader.readexactly(n)
+    if len(data) != n:  # some MicroPython versions return short at EOF
+        raise EOFError("EOF")
+    return data
+
+
+async def _read_frame(reader, limit):
+    return await _read(reader, rpc.parse_header(await _read(reader, rpc.HEADER_LEN), limit))
+
+
+async def _close(writer):
+    try:
+        writer.close()
+        await writer.wait_closed()
+    except (OSError, asyncio.CancelledError):
+        pass
+    except Exception:  # noqa: BLE001 - CPython raises assorted errors on a reset socket
+        pass
+
+
+class Client:
+    """An authenticated, sealed session to one node; calls go one at a time, in order."""
+
+    def __init__(self, reader, writer, shake, host, port, max_reply=DEFAULT_MAX_REPLY):
+        self._reader = reader
+        self._writer = writer
+        self._channel = shake.channel
+        self._lock = asyncio.Lock()
+        self._next_id = 1
+        self.closed = False
+        self.host = host
+        self.port = port
+        self.node_key = shake.node_key
+        self.node_id = shake.node_id
+        self.role = shake.role
+        self.max_frame = shake.max_frame  # the node's inbound limit for our requests
+        self.max_reply = max_reply
+
+    async def call(self, method, params=None, timeout_ms=CALL_MS):
+        """The result of ``method(params)`` on the node (see the module docstring)."""
+        await self._lock.acquire()
+        try:
+            return await self._call(method, params, timeout_ms)
+        finally:
+            self._lock.release()
+
+    async def _call(self, method, params, timeout_ms):
+        if self.closed:
+            raise ConnectError("session to %s:%d is closed" % (self.host, self.port))
+        msgid = self._next_id
+        self._next_id = 1 if msgid >= rpc.MAX_MSGID else msgid + 1
+        request = rpc.encode_request(msgid, method, params)
+        if len(request) + rpc.TAG_LEN > self.max_frame:
+            # Checked before sealing: the send counter must advance only for frames sent.
+            raise RPCError("too_big", "request of %d bytes; the node takes %d"
+                           % (len(request), self.max_frame))
+        ct, tag = self._channel.seal_parts(request)
+        request = None
+        try:
+            self._writer.write(rpc.frame_header(len(ct) + len(tag)))
+            self._writer.write(ct)
+            self._writer.write(tag)
+            ct = None
+            await self._writer.drain()
+            body = await asyncio.wait_for(_read_frame(self._reader, self.max_reply),
+                                          timeout_ms / 1000)
+        except asyncio.TimeoutError:
+            await self.close()
+            raise ConnectError("%s:%d did not answer %s in %d ms"
+                               % (self.host, self.port, method, timeout_ms))
+        except (OSError, EOFError) as err:
+            await self.close()
+            raise ConnectError("connection to %s:%d lost during %s: %s"
+                               % (self.host, self.port, method, err))
+        except DecodeError:  # a reply over max_reply: the stream is out of step now
+            await self.close()
+            raise
+        try:
+            got_id, ok, value = rpc.decode_reply(self._channel.open(body))
+        except (AuthError, DecodeError):
+            await self.close()
+            raise
+        if got_id != msgid:
+            await self.close()
+            raise DecodeError("reply to msgid %d, expected %d" % (got_id, msgid))
+        if not ok:
+            raise RPCError(value["code"], value["msg"])
+        return value
+
+    async def close(self):
+        if not self.closed:
+            self.closed = True
+            await _close(self._writer)
+
+
+async def _handshake(reader, writer, shake):
+    writer.write(rpc.encode_frame(shake.hello()))
+    await writer.drain()
+    msg3 = shake.reply(await _read_frame(reader, rpc.HANDSHAKE_MAX_FRAME))
+    writer.write(rpc.encode_frame(msg3))
+    await writer.drain()
+    shake.finish(await _read_frame(reader, rpc.HANDSHAKE_MAX_FRAME))
+
+
+async def connect(host, port, seed, expected_node_id=None, timeout_ms=CONNECT_MS,
+                  max_reply=DEFAULT_MAX_REPLY):
+    """Open an authenticated session to ``host:port`` as the key with Ed25519 ``seed``.
+
+    With ``expected_node_id`` a node holding another key is refused (AuthError). Raises
+    ConnectError if the node is unreachable or the handshake does not finish in time.
+    """
+    shake = rpc.ClientHandshake(seed, expected_node_id)
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port),
+                                                timeout_ms / 1000)
+    except asyncio.TimeoutError:
+        raise ConnectError("no answer from %s:%d in %d ms" % (host, port, timeout_ms))
+    except OSError as err:
+        raise ConnectError("cannot connect to %s:%d: %s" % (host, port, err))
+    try:
+        await asyncio.wait_for(_handshake(reader, writer, shake), timeout_ms / 1000)
+    except asyncio.TimeoutError:
+        await _close(writer)
+        raise ConnectError("%s:%d did not finish the handshake in %d ms"
+                           % (host, port, timeout_ms))
+    except (OSError, EOFError) as err:
+        await _close(writer)
+        raise ConnectError("%s:%d closed the connection during the handshake (%s)"
+                           % (host, port, err))
+    except BaseException:
+        await _close(writer)
+        raise
+    return Client(reader, writer, shake, host, port, max_reply)
