@@ -449,6 +449,8 @@ class MDNS:
             else:
                 self.txt[key] = changes[key]
         old = self.txt_record
+        if dns.txt_encode(self.txt) == old.rdata:
+            return  # nothing changed: no announcement
         self.txt_record = dns.Record(self.instance, dns.TYPE_TXT, dns.txt_encode(self.txt),
                                      _TTL_OTHER, flush=True)
         last = self._last_mcast.pop(old, None)

@@ -3,7 +3,7 @@
 * ``discover(timeout)`` browses for a while and returns the nodes seen, resolved.
 * ``Discovery`` keeps a browser running: ``nodes()``, ``wait_for(predicate, timeout)`` and the
   times each instance was first added / last removed (benchmarks, goodbye tests).
-* ``python -m leither_host.discovery browse|watch|register`` runs the same from a shell, e.g.
+* ``python -m leither_host.discovery browse|watch|register|types`` runs the same from a shell, e.g.
   inside a simulated LAN's namespace, printing JSON.
 """
 
@@ -207,6 +207,15 @@ def _cmd_register(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_types(args: argparse.Namespace) -> int:
+    """Ask `_services._dns-sd._udp.local.` (RFC 6763 §9) and print the service types."""
+    from zeroconf import ZeroconfServiceTypes
+
+    found = ZeroconfServiceTypes.find(timeout=args.timeout, ip_version=IPVersion.V4Only)
+    print(json.dumps(sorted(found)), flush=True)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m leither_host.discovery",
                                      description="Browse or register _leither._tcp services.")
@@ -226,6 +235,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--txt", action="append", default=[])
     p.add_argument("--timeout", type=float, default=60.0)
     p.set_defaults(func=_cmd_register)
+    p = sub.add_parser("types", help="list the service types on the LAN (DNS-SD meta-query)")
+    p.add_argument("--timeout", type=float, default=2.0)
+    p.set_defaults(func=_cmd_types)
     args = parser.parse_args(argv)
     result: int = args.func(args)
     return result

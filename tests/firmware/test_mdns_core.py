@@ -274,3 +274,9 @@ def test_truncated_query_waits_for_more_known_answers():
     more = dns.Record("node-a._leither._tcp.local", SRV_T, (0, 0, 4800, "node-a.local"), 120)
     m.handle_packet(dns.encode(dns.Message(0, answers=[more])), PEER)
     assert m._pending == []
+
+
+def test_update_txt_without_change_sends_nothing():
+    m, sent = make()
+    m.update_txt({"pair": "0"})  # already the value: no task spawned, nothing sent
+    assert sent == []

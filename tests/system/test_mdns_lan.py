@@ -93,6 +93,10 @@ def test_zeroconf_sees_micropython_node_and_txt_update(lan: lanlib.LAN) -> None:
         assert rec["txt"] == {"id": "8Jw3pZqHnXy7cV2bN4mK9tR5sD1", "v": "1", "fw": "0.1.0",
                               "board": "unix", "pair": "0", "peer": "", "free": "1234"}
         assert rec["id"] == "8Jw3pZqHnXy7cV2bN4mK9tR5sD1"
+        # The DNS-SD meta-query lists our service type.
+        proc = lan.run(h2, [sys.executable, "-m", "leither_host.discovery", "types",
+                            "--timeout", "1.5"], env=ENV, timeout=15)
+        assert "_leither._tcp.local." in json.loads(proc.stdout.strip().splitlines()[-1])
         # A TXT change (pairing window opens) reaches a fresh browser.
         node.send("txt pair=1 free=1000\n")
         assert node.wait_line("TXT pair=1", 3)
@@ -248,6 +252,10 @@ def test_avahi_sees_node(lan: lanlib.LAN, tmp_path: Path) -> None:
         assert fields[3] == "avahi-seen" and fields[4] == "_leither._tcp"
         assert fields[6] == "avahi-seen.local" and fields[7] == h1.ip and fields[8] == "4822"
         assert '"id=av1"' in fields[9] and '"pair=0"' in fields[9]
+        # A direct A query for the host name, through Avahi.
+        proc = lan.run(h4, ["avahi-resolve-host-name", "-4", "avahi-seen.local"], env=env,
+                       timeout=10)
+        assert proc.stdout.split() == ["avahi-seen.local", h1.ip], proc.stdout + proc.stderr
     finally:
         stop_node(node)
         dbus.send_signal(signal.SIGTERM)
