@@ -217,6 +217,8 @@ else:
     from Crypto.Protocol import DH as _DH
     from Crypto.Signature import eddsa as _eddsa
 
+    from leither.ed25519 import SMALL_ORDER as _SMALL_ORDER
+
     class CTR:
         """AES-128-CTR over a 16-byte IV (the whole block is the counter); crypt() streams."""
 
@@ -248,7 +250,10 @@ else:
         try:
             if len(public) != 32 or len(signature) != 64:
                 return False
-            key = _eddsa.import_public_key(bytes(public))
+            public = bytes(public)
+            if public in _SMALL_ORDER:  # pycryptodome accepts forgeries under these keys
+                return False
+            key = _eddsa.import_public_key(public)
             _eddsa.new(key, "rfc8032").verify(bytes(msg), bytes(signature))
             return True
         except (ValueError, TypeError):

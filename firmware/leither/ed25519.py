@@ -29,6 +29,25 @@ BY = 0x6666666666666666666666666666666666666666666666666666666666666658
 BASE = (BX, BY, 1, BX * BY % P)
 IDENTITY = (0, 1, 1, 0)
 
+# The 8 points of small order (the torsion subgroup), canonically encoded. A public key among
+# them accepts a forged signature of any message (R of small order, S = 0) under the RFC 8032
+# check, so verify() refuses them, as libsodium does; crypto.verify does so on CPython too.
+# (The tests recompute them as L * Q for points Q of the curve.)
+SMALL_ORDER = (
+    b"\x00" * 32,
+    b"\x00" * 31 + b"\x80",
+    b"\x01" + b"\x00" * 31,
+    b"\xec" + b"\xff" * 30 + b"\x7f",
+    (b"\x26\xe8\x95\x8f\xc2\xb2\x27\xb0\x45\xc3\xf4\x89\xf2\xef\x98\xf0"
+    b"\xd5\xdf\xac\x05\xd3\xc6\x33\x39\xb1\x38\x02\x88\x6d\x53\xfc\x05"),
+    (b"\x26\xe8\x95\x8f\xc2\xb2\x27\xb0\x45\xc3\xf4\x89\xf2\xef\x98\xf0"
+    b"\xd5\xdf\xac\x05\xd3\xc6\x33\x39\xb1\x38\x02\x88\x6d\x53\xfc\x85"),
+    (b"\xc7\x17\x6a\x70\x3d\x4d\xd8\x4f\xba\x3c\x0b\x76\x0d\x10\x67\x0f"
+    b"\x2a\x20\x53\xfa\x2c\x39\xcc\xc6\x4e\xc7\xfd\x77\x92\xac\x03\x7a"),
+    (b"\xc7\x17\x6a\x70\x3d\x4d\xd8\x4f\xba\x3c\x0b\x76\x0d\x10\x67\x0f"
+    b"\x2a\x20\x53\xfa\x2c\x39\xcc\xc6\x4e\xc7\xfd\x77\x92\xac\x03\xfa"),
+)
+
 _TEETH = 4  # comb teeth for the base point: 2^4 - 1 = 15 precomputed points
 _SPACING = 64  # bits between teeth: 4 * 64 = 256 bits cover every scalar below 2^256
 _key_cache = None  # (seed, scalar, prefix, public) of the last signing seed (one entry)
@@ -347,8 +366,8 @@ def verify(public, msg, signature):
     """True if signature is a valid signature of msg by public; never raises on bad input.
 
     Cofactored check [8]([S]B - [k]A - R) = 0, as pycryptodome and RFC 8032 §5.1.7 do, so
-    that both interpreters accept exactly the same signatures. Non-canonical S (S >= L) and
-    encodings that name no point are rejected.
+    that both interpreters accept exactly the same signatures. Non-canonical S (S >= L),
+    encodings that name no point and public keys of small order are rejected.
     """
     try:
         if len(public) != 32 or len(signature) != 64:
@@ -356,7 +375,7 @@ def verify(public, msg, signature):
         public = bytes(public)
         r_enc = bytes(signature[:32])
         s = int.from_bytes(bytes(signature[32:]), "little")
-        if s >= L:
+        if s >= L or public in SMALL_ORDER:
             return False
         a = decode(public)
         r = decode(r_enc)

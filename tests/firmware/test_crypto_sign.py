@@ -124,6 +124,25 @@ def test_comb_table():
             ed25519.mult(k, ed25519.BASE))
 
 
+def test_small_order_keys_refused():
+    # The table is the torsion subgroup: L * Q over points Q of the curve gives all 8.
+    found = []
+    y = 2
+    while len(found) < 8:
+        q = ed25519.decode(y.to_bytes(32, "little"))
+        y += 1
+        if q is not None:
+            t = ed25519.encode(ed25519.mult(ed25519.L, q))
+            if t not in found:
+                found.append(t)
+    assert sorted(found) == sorted(ed25519.SMALL_ORDER)
+    # Under such a key, R of small order and S = 0 pass the RFC 8032 equation for any
+    # message; both backends refuse the key.
+    for public in ed25519.SMALL_ORDER:
+        for verify in _verifiers():
+            assert not verify(public, b"any message", ed25519.SMALL_ORDER[0] + bytes(32))
+
+
 def _verifiers():
     return (crypto.verify, ed25519.verify)
 

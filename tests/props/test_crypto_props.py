@@ -97,10 +97,16 @@ def test_ed25519_small_order_components_agree(seed: bytes, nonce: bytes, msg: by
 
 @settings(max_examples=40, deadline=None)
 @given(st.integers(0, 7), st.integers(0, 7), st.binary(min_size=32, max_size=32), messages)
-def test_ed25519_small_order_keys_agree(ta: int, tr: int, s: bytes, msg: bytes) -> None:
+def test_ed25519_small_order_keys_refused(ta: int, tr: int, s: bytes, msg: bytes) -> None:
+    """Keys of small order verify nothing on either backend; pycryptodome alone would take
+    the forgery R = small order, S = 0 for any message."""
     public = ed25519.encode(TORSION[ta])
     sig = ed25519.encode(TORSION[tr]) + s
-    assert ed25519.verify(public, msg, sig) == ref_verify(public, msg, sig)
+    assert not ed25519.verify(public, msg, sig)
+    assert not crypto.verify(public, msg, sig)
+    forged = ed25519.encode(TORSION[tr]) + bytes(32)
+    assert ref_verify(public, msg, forged)  # why the rule exists
+    assert not crypto.verify(public, msg, forged)
 
 
 @FAST
