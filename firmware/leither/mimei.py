@@ -48,7 +48,9 @@ Blocks (paired backup, issue 5)
     ``missing(root)`` yields the hashes under root not stored yet (descending where it can),
     ``import_version(record_bytes, fetch=None) -> record``: verify the signature, keep the
     partial import safe from collection, pull missing blocks with ``fetch(hash) -> bytes`` (or
-    expect them put already), check the tree is complete, commit the version.
+    expect them put already), check the tree is complete, commit the version. If blocks are
+    missing it raises StoreError and the record stays pending: blocks put from then on are
+    kept from collection; call it again once they are in, or ``drop_import(record_hash)``.
     ``free() -> bytes`` free on the file system.
 
 Version record: CBOR map {"author": node id, "key": Ed25519 public key, "mid", "n", "prev":
@@ -194,8 +196,16 @@ class Store:
                     store.recover_file(root + "/" + sub + "/" + name[:-4])
         self.blocks = store.BlockStore(root + "/blocks")
         self._dbs = []  # [(mid, DB)], most recent last, <= _OPEN_DBS
+        # One-entry caches: this Store is the only writer of its directory. The state of the
+        # MiMei used last (as committed), the path of the last ID, the reader of the last
+        # tree read by get_data (content-addressed, so it never goes stale; bound: 1 reader).
+        self._st_cache = None
+        self._path_cache = None
+        self._reader = None
 
     def close(self):
+        self._drop_reader()
+        self._st_cache = None
         for _mid, db in self._dbs:
             db.close()
         self._dbs = []
@@ -204,11 +214,21 @@ class Store:
     # -- state files ---------------------------------------------------------------------------
 
     def _path(self, mid):
+        cached = self._path_cache
+        if cached is not None and cached[0] == mid:
+            return cached[1]
         try:
             raw = ids.id_raw(mid)
         except (DecodeError, TypeError):
             raise StoreError("bad MiMei id %r" % (mid,))
-        return self.root + "/mm/" + _hex(raw)
+        path = self.root + "/mm/" + _hex(raw)
+        self._path_cache = (mid, path)
+        return path
+
+    def _drop_reader(self):
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
 
     def exists(self, mid):
         try:
@@ -218,6 +238,11 @@ class Store:
             return False
 
     def _state(self, mid, kind=None):
+        cached = self._st_cache
+        if cached is not None and cached["id"] == mid:
+            if kind is not None and cached["type"] != kind:
+                raise StoreError("MiMei %s is a %s, not a %s" % (mid, cached["type"], kind))
+            return cached
         path = self._path(mid)
         try:
             with open(path, "rb") as f:
@@ -230,10 +255,17 @@ class Store:
             raise StoreError("corrupt state of MiMei %s: %s" % (mid, err))
         if kind is not None and st["type"] != kind:
             raise StoreError("MiMei %s is a %s, not a %s" % (mid, st["type"], kind))
+        self._st_cache = st
         return st
 
     def _save(self, st):
-        store.write_file(self._path(st["id"]), cbor.dumps(st))
+        """Commit a state (callers change the dict they got from _state, then save it)."""
+        try:
+            store.write_file(self._path(st["id"]), cbor.dumps(st))
+        except Exception:
+            self._st_cache = None  # it holds the change that did not commit
+            raise
+        self._st_cache = st
 
     # -- MiMei ---------------------------------------------------------------------------------
 
@@ -285,17 +317,24 @@ class Store:
         st = self._state(mid)
         if st["type"] == "db":
             self._db_close(mid)
+        self._st_cache = None
         os.remove(path)
         if st["type"] == "db":
             _rmtree(self._db_path(mid))
 
     # -- files ---------------------------------------------------------------------------------
 
+    def _cur(self, mid):
+        st = self._state(mid, "file")
+        if st["root"] is None:  # a replica imported from elsewhere
+            st["root"] = store.empty_root(self.blocks)
+        return st
+
     def set_data(self, mid, offset, data):
         """Write data at offset of cur (a gap before offset reads as zeros); new size."""
         if offset < 0:
             raise StoreError("negative offset")
-        st = self._state(mid, "file")
+        st = self._cur(mid)
         root, size = store.patch(self.blocks, st["root"], offset, data)
         return self._commit_cur(st, root, size)
 
@@ -303,7 +342,7 @@ class Store:
         """Set cur's size (cut, or extend with zeros)."""
         if size < 0:
             raise StoreError("negative size")
-        st = self._state(mid, "file")
+        st = self._cur(mid)
         root, size = store.patch(self.blocks, st["root"], 0, b"", new_size=size)
         return self._commit_cur(st, root, size)
 
@@ -319,6 +358,9 @@ class Store:
         st = self._state(mid)
         if version == "cur":
             if st["type"] == "file":
+                if st["root"] is None:
+                    raise StoreError("MiMei %s has no working copy here: restore a version"
+                                     % mid)
                 return store.TreeReader(self.blocks, st["root"])
             raise StoreError("read a db's cur with db(); back it up to read it as content")
         rec = self._record_of(st, version)
@@ -328,11 +370,17 @@ class Store:
         """Up to length bytes from offset (a bytearray; fewer at the end)."""
         if offset < 0 or length < 0:
             raise StoreError("negative offset or length")
-        reader = self.reader(mid, version)
-        try:
-            return reader.read_at(offset, length)
-        finally:
-            reader.close()
+        st = self._state(mid)
+        if version == "cur" and st["type"] == "file" and st["root"] is not None:
+            root = st["root"]
+        else:
+            root = None if version == "cur" else self._record_of(st, version)["root"]
+        reader = self._reader
+        if reader is None or root is None or reader.root != root:
+            self._drop_reader()
+            reader = self.reader(mid, version)
+            self._reader = reader
+        return reader.read_at(offset, length)
 
     def size(self, mid, version="cur"):
         st = self._state(mid)
@@ -530,6 +578,7 @@ class Store:
 
     def collect(self, min_dead=0.25):
         """Mark every block reachable from a MiMei, then compact packs of dead blocks."""
+        self._drop_reader()
         live = _Bloom(self.blocks.count())
         for h, is_tree, partial in self._roots():
             if not is_tree:
@@ -563,6 +612,13 @@ class Store:
 
     def missing(self, root):
         return store.walk(self.blocks, root, store.MISSING)
+
+    def drop_import(self, record_hash):
+        """Give up an unfinished import: its blocks are no longer kept from collection."""
+        try:
+            os.remove(self.root + "/pending/" + _hex(record_hash))
+        except OSError:
+            pass
 
     def import_version(self, data, fetch=None):
         """Add a version made elsewhere (a partner's or a restored node's); return its record."""

@@ -66,9 +66,10 @@ _HDR = const(34)  # record header: hash 32 + length 2
 _IX_HEAD = const(268)  # "LPX1" + count + end + bloom
 _IX_ENTRY = const(38)  # hash 32 + offset 4 + length 2
 _ENOSPC = const(28)
-_HANDLES = const(2)  # open read handles kept (each costs a FS buffer on a board)
+_HANDLES = const(4)  # open read handles kept (each costs a FS buffer on a board): the index
+# and pack being read plus the open pack and one more index, measured to stop reopen thrash
 
-_POOL_MAX = const(6)  # spare 4 KiB buffers kept: a depth-2 patch borrows 6 at once
+_POOL_MAX = const(4)  # spare 4 KiB buffers kept: a one-level patch borrows 4 at once
 
 # Free 4 KiB buffers, reused by every tree operation: a node that runs for months must not
 # need a fresh contiguous 4 KiB block per operation from a heap that other code fragments.
@@ -87,7 +88,7 @@ def give(buf):
         _pool.append(buf)
 
 
-def reserve(n=6):
+def reserve(n=_POOL_MAX):
     """Preallocate n pool buffers (call early, e.g. when the node's storage opens)."""
     while len(_pool) < min(n, _POOL_MAX):
         _pool.append(bytearray(CHUNK))
@@ -454,29 +455,37 @@ class BlockStore:
         self.sync()
         self._close_writer()
         count = len(self._offsets)
-        # Sort record numbers by full hash without holding all hashes: read them once into
-        # one bytearray (<= PACK_RECORDS * 32 = 8 KiB, freed right after).
-        hashes = bytearray()
-        lengths = []
-        f = self._handle(n, "pk")
-        for off in self._offsets:
-            f.seek(off)
-            head = f.read(_HDR)
-            hashes.extend(head[:32])
-            lengths.append((head[32] << 8) | head[33])
-        order = sorted(range(count), key=lambda i: bytes(hashes[32 * i:32 * i + 32]))
+        prefix = self._prefix
+
+        def key(i):  # first 3 hash bytes: a small int on every port (no allocation)
+            return (prefix[8 * i] << 16) | (prefix[8 * i + 1] << 8) | prefix[8 * i + 2]
+
+        order = sorted(range(count), key=key)
+        # Records whose first 3 bytes tie (rare: ~0.2% of packs) are ordered by full hash.
+        i = 0
+        while i < count:
+            j = i + 1
+            while j < count and key(order[j]) == key(order[i]):
+                j += 1
+            if j - i > 1:
+                order[i:j] = sorted(order[i:j], key=lambda r: self._read_hash(n, self._offsets[r]))
+            i = j
         bloom = bytearray(_BLOOM_BYTES)
         for i in range(count):
-            _bloom_add(bloom, hashes[32 * i:32 * i + 6], 0)
+            _bloom_add(bloom, prefix[8 * i:8 * i + 6], 0)
         path = self._name(n, "ix")
         tmp = path + ".tmp"
         try:
             with open(tmp, "wb") as out:
                 out.write(b"LPX1" + struct.pack(">II", count, self._end))
                 out.write(bloom)
+                head = self._hdr
                 for i in order:
-                    out.write(hashes[32 * i:32 * i + 32])
-                    out.write(struct.pack(">IH", self._offsets[i], lengths[i]))
+                    f = self._handle(n, "pk")
+                    f.seek(self._offsets[i])
+                    f.readinto(head)
+                    out.write(head[:32])
+                    out.write(struct.pack(">IH", self._offsets[i], (head[32] << 8) | head[33]))
                 fsync(out)
             replace(tmp, path)
         except OSError as err:

@@ -257,18 +257,27 @@ def test_import_version_between_nodes():
         # Without the blocks the import is refused and nothing is committed.
         raises(StoreError, b.import_version, data)
         check(not b.exists(mid))
-        rec = b.import_version(data, fetch=a.get_block)
+        # The record stays pending: blocks put now survive a collection until it completes.
+        for h in a.blocks_of(mid, 1):
+            b.put_block(a.get_block(h))
+        b.blocks._seal()
+        b.collect(min_dead=0.0)
+        rec = b.import_version(data)
         check(rec["n"] == 1 and b.verify(mid, 1))
         check(b.get_data(mid, 0, 4500, 1) == random_bytes(4500, seed=9))
         check(b.import_version(data)["n"] == 1)  # again: nothing to do
         check(list(b.missing(rec["root"])) == [])
         check(sorted(b.blocks_of(mid, 1)) == sorted(a.blocks_of(mid, 1)))
-        # A fetch that returns wrong bytes is caught.
+        # Pulling blocks with fetch; a fetch that returns wrong bytes is caught.
         a.set_data(mid, 0, b"second")
         a.backup(mid)
         raises(StoreError, b.import_version, a.record_bytes(mid, 2), lambda h: b"junk")
+        check(b.import_version(a.record_bytes(mid, 2), fetch=a.get_block)["n"] == 2)
+        check(b.get_data(mid, 0, 6, 2) == b"second")
+        b.restore(mid, 2)  # a replacement node: the version becomes its working copy
+        check(b.get_data(mid, 0, 6) == b"second")
         b.collect()
-        check(b.verify(mid, 1))
+        check(b.verify(mid, 1) and b.verify(mid, 2))
         a.close()
         b.close()
     finally:
