@@ -55,6 +55,7 @@ _CONFLICT_WAIT = const(5000)  # ms
 _RECV_MAX = const(1500)  # bytes read per datagram: one Ethernet MTU; bigger ones are dropped
 _CACHE_MAX = const(48)  # browse cache, records: 16 nodes x (PTR, SRV, TXT) ~ 40 B + rdata each
 _RESULTS_MAX = const(16)  # nodes returned by one browse: a home LAN
+_UNICAST_PER_S = const(20)  # unicast replies per second: QU and one-shot askers on a home LAN
 _PENDING_MAX = const(12)  # records waiting for a delayed multicast: all of ours, twice over
 
 # States of the responder (public: the runtime and tests read .state).
@@ -141,6 +142,8 @@ class MDNS:
         self._browsing = 0
         self._tasks = []
         self._txt_task = None
+        self._unicast_window = ticks_ms()
+        self._unicast_count = 0
         self._build()
 
     # ---- our records --------------------------------------------------------------------
@@ -288,6 +291,13 @@ class MDNS:
                     answers.append(record)
         if not answers and not unicast:
             return
+        if (legacy or unicast) and not self._unicast_allowed():
+            # Over the unicast reply budget (a flood of spoofed queries must not turn the node
+            # into an amplifier): multicast instead (rate-limited per record) or stay quiet.
+            if legacy:
+                return
+            answers += unicast
+            unicast = []
         if legacy:
             # §6.7: reply to the asker's port with its ID and questions, short TTLs, no flush.
             replies = [dns.Record(r.name, r.rtype, r.rdata, min(r.ttl, _TTL_LEGACY), r.rclass)
@@ -351,6 +361,15 @@ class MDNS:
             if k.ttl * 2 >= record.ttl and record.same_data(k):
                 return True
         return False
+
+    def _unicast_allowed(self):
+        """At most _UNICAST_PER_S unicast replies in any one-second window."""
+        now = ticks_ms()
+        if ticks_diff(now, self._unicast_window) >= 1000:
+            self._unicast_window = now
+            self._unicast_count = 0
+        self._unicast_count += 1
+        return self._unicast_count <= _UNICAST_PER_S
 
     def _recently_sent(self, record, window_ms):
         last = self._last_mcast.get(record)

@@ -280,3 +280,10 @@ def test_update_txt_without_change_sends_nothing():
     m, sent = make()
     m.update_txt({"pair": "0"})  # already the value: no task spawned, nothing sent
     assert sent == []
+
+
+def test_unicast_replies_are_budgeted():
+    m, sent = make()
+    for i in range(50):
+        m.handle_packet(query(q("node-a.local", dns.TYPE_A), msg_id=i), ("10.0.0.7", 40000 + i))
+    assert len(sent) == 20  # _UNICAST_PER_S: the rest of the flood gets no reply
