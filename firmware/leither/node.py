@@ -18,6 +18,10 @@ except ImportError:
     from leither.compat import const
 
 DEFAULT_PORT = const(4800)
+# Largest RPC frame the node accepts and sends (bytes). A board's heap (~100 KB) cannot hold
+# 64 KiB frames beside their plaintext copies, and a fragmented heap fails big allocations
+# first: 8 KiB keeps two chunks per frame; clients loop over offsets (Server.max_data).
+BOARD_MAX_FRAME = const(8192)
 _CONFIG = "config.json"
 # Services the node runs beside storage, RPC and mDNS: module names under leither/, each with a
 # Service(node) class (see Node.start). Imported lazily so a board without one still boots.
@@ -226,7 +230,8 @@ class Node:
         self.store = mimei.Store(self.root + "/store", self.identity)
         self.server = server.Server(self.identity.seed, facts_provider=self.fact,
                                     owner_key=self.owner, claim_token=self.claim_token,
-                                    on_claim=self._on_claim)
+                                    on_claim=self._on_claim,
+                                    max_frame=BOARD_MAX_FRAME if IS_MICROPYTHON else 65536)
         api.API(self.store).register(self.server)
         for name in SERVICES:
             module = __import__("leither." + name, None, None, ("Service",))
