@@ -26,17 +26,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def sim_token(name: str) -> str | None:
+def known_token(name: str) -> str | None:
+    """The token of a board this host flashed or simulates, if it knows one."""
+    from leither_host.flash import flashed_token
     from leither_host.sim import Sim
 
     try:
         return Sim().board(name).claim_token
     except CliError:
-        return None
+        return flashed_token(name)
 
 
 def run(args: argparse.Namespace) -> int:
-    token = args.token or sim_token(args.node)
+    token = args.token or known_token(args.node)
     if not token:
         raise CliError("a claim token is needed: --token TOKEN (printed by the node at first "
                        "boot, or written by `leither flash`)")
