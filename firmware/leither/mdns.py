@@ -224,7 +224,8 @@ class MDNS:
             msg = dns.decode(data)
         except DecodeError as err:
             self.dropped += 1
-            self.log(f"dropped a bad packet from {src[0]}: {err}")
+            if self.dropped <= 3 or self.dropped % 100 == 0:  # a flood must not flood the log
+                self.log(f"dropped a bad packet from {src[0]} ({self.dropped} so far): {err}")
             return
         if msg.is_response:
             self._on_response(msg)
@@ -253,10 +254,12 @@ class MDNS:
                 continue
             if any(record.same_data(mine) for mine in unique):
                 continue  # our own packet looped back, or another copy of the truth
+            if record.ttl == 0:
+                continue  # a goodbye: its sender is giving the name up
             if self.state == PROBING:
                 self._conflict = True
                 return
-            if record.ttl and any(record.rtype == mine.rtype and
+            if any(record.rtype == mine.rtype and
                                   dns.name_eq(record.name, mine.name) for mine in unique):
                 self.log(f"conflict on {record.name} after announcing: probing again")
                 self._restart_probe()
@@ -686,7 +689,8 @@ class MDNS:
                 self.handle_packet(data, src)
             except Exception as err:  # noqa: BLE001 - hostile input must never stop the node
                 self.dropped += 1
-                self.log(f"packet from {src[0]} dropped: {type(err).__name__} {err}")
+                if self.dropped <= 3 or self.dropped % 100 == 0:
+                    self.log(f"packet from {src[0]} dropped: {type(err).__name__} {err}")
 
     async def _send_loop(self):
         while True:

@@ -287,3 +287,10 @@ def test_unicast_replies_are_budgeted():
     for i in range(50):
         m.handle_packet(query(q("node-a.local", dns.TYPE_A), msg_id=i), ("10.0.0.7", 40000 + i))
     assert len(sent) == 20  # _UNICAST_PER_S: the rest of the flood gets no reply
+
+
+def test_goodbye_for_our_name_is_not_a_conflict():
+    m, _ = make(mdns.PROBING)
+    bye = dns.Record("node-a.local", dns.TYPE_A, "10.0.0.3", 0, flush=True)
+    m.handle_packet(dns.encode(dns.Message(dns.FLAG_QR, answers=[bye])), PEER)
+    assert not m._conflict
