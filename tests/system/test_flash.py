@@ -1,0 +1,114 @@
+# `leither flash` end to end against a real MicroPython: the unix port on a pty (socat) stands
+# in for a board on a serial port. Flash it, boot the flashed files, discover it, claim it.
+# The board and the CLI each live in a network namespace of their own on a bridge, so mDNS
+# and RPC cross a (simulated) LAN and nothing leaves the machine.
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from leither_host import lan as lanmod
+
+SOCAT = shutil.which("socat")
+
+
+def leither(home: Path, *args: str, netns: str | None = None, check: bool = True
+            ) -> subprocess.CompletedProcess[str]:
+    argv = [sys.executable, "-m", "leither_host", *args]
+    if netns:
+        argv = ["ip", "netns", "exec", netns, *argv]
+    proc = subprocess.run(argv, env=dict(os.environ, LEITHER_HOME=str(home)),
+                          capture_output=True, text=True, timeout=120)
+    if check:
+        assert proc.returncode == 0, f"leither {' '.join(args)}: {proc.stderr}{proc.stdout}"
+    return proc
+
+
+@pytest.mark.skipif(lanmod.available() is not None, reason=f"{lanmod.available()}")
+@pytest.mark.skipif(SOCAT is None, reason="socat not installed (apt-get install socat)")
+def test_flash_boot_discover_claim(tmp_path: Path) -> None:
+    micropython = str(Path(sys.executable).parent / "micropython")
+    device = tmp_path / "device"  # the board's filesystem: the unix port's working directory
+    device.mkdir()
+    home = tmp_path / "home"
+    tty = tmp_path / "tty"
+    with lanmod.LAN(hosts=0) as lan:
+        board_host = lan.add_host("board")
+        cli_host = lan.add_host("cli")
+        # The board's serial console: micropython's REPL on a pty, as a USB serial port is.
+        socat = lan.popen(board_host, [SOCAT, f"PTY,link={tty},raw,echo=0",
+                                       f"EXEC:{micropython} -X heapsize=512K,pty,raw,echo=0,stderr"],
+                          cwd=device, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while not tty.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert tty.exists(), "socat did not make the pty"
+        out = json.loads(leither(home, "flash", "--board", "unix", "--port", str(tty),
+                                 "--name", "flashed1", "--json").stdout)
+        assert out["files"] > 20 and out["verified"] == out["files"]
+        token = out["claim_token"]
+        assert json.loads((device / "data" / "config.json").read_text())["claim_token"] == token
+        assert (device / "lib" / "leither" / "node.mpy").exists()
+        assert (device / "main.py").exists()
+        socat.wait(10)  # the reset ends the unix port's REPL session
+        # A wrong port is a clear error.
+        bad = leither(home, "flash", "--board", "unix", "--port", str(tmp_path / "nope"),
+                      "--name", "x", check=False)
+        assert bad.returncode == 1 and "no serial port" in bad.stderr
+        # Power on: the board boots the flashed main.py from its own filesystem.
+        log = open(tmp_path / "board.log", "wb")
+        env = {k: v for k, v in os.environ.items() if k != "MICROPYPATH"}
+        lan.popen(board_host, [micropython, "-X", "heapsize=512K", "main.py"], cwd=device,
+                  stdout=log, stderr=subprocess.STDOUT, env=env)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if b"ready" in (tmp_path / "board.log").read_bytes():
+                break
+            time.sleep(0.1)
+        boot_log = (tmp_path / "board.log").read_text()
+        assert "ready" in boot_log, boot_log
+        found = []
+        for _attempt in range(3):
+            found = json.loads(leither(home, "discover", "--timeout", "3", "--json",
+                                       netns=cli_host.netns).stdout)
+            if any(n["name"] == "flashed1" for n in found):
+                break
+        node = [n for n in found if n["name"] == "flashed1"]
+        assert node and node[0]["host"] == board_host.ip and node[0]["port"] == 4800
+        claimed = json.loads(leither(home, "claim", "flashed1", "--json",
+                                     netns=cli_host.netns).stdout)
+        assert claimed["node"] == node[0]["id"] and claimed["role"] == "owner"
+        status = json.loads(leither(home, "status", "flashed1", "--json",
+                                    netns=cli_host.netns).stdout)
+        assert status["role"] == "owner" and status["name"] == "flashed1"
+
+
+def test_pizero_bundle(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    out = json.loads(leither(home, "flash", "--board", "pizero", "--name", "garage",
+                             "--wifi-ssid", "home", "--out", str(tmp_path), "--json").stdout)
+    bundle = Path(out["target"])
+    assert bundle.name == "pizero-garage.tar.gz" and bundle.exists()
+    with tarfile.open(bundle) as tar:
+        names = tar.getnames()
+        config = json.load(tar.extractfile("leither-garage/config.json"))  # type: ignore[arg-type]
+        unit = tar.extractfile("leither-garage/leither.service").read().decode()  # type: ignore[union-attr]
+        wheel_name = [n for n in names if n.endswith(".whl")][0]
+        tar.extract(wheel_name, tmp_path)
+    assert {"leither-garage/install.sh", "leither-garage/leither.service"} <= set(names)
+    assert config["name"] == "garage" and config["board"] == "pizero"
+    assert config["claim_token"] == out["claim_token"] and config["wifi"]["ssid"] == "home"
+    assert "-m leither" in unit and "--board pizero" in unit
+    with zipfile.ZipFile(tmp_path / wheel_name) as wheel:
+        files = wheel.namelist()
+    assert "leither/node.py" in files and "leither/port/pizero.py" in files
+    assert "leither_host/cli.py" in files
