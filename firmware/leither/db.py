@@ -273,15 +273,23 @@ class DB:
                 t.user += 1
             t.put(k, bytes((kind,)) + struct.pack(">I", n))
 
-    def _scan_items(self, lo, hi, skip, withvalues=False):
-        """Decoded key suffixes (after skip bytes) of records lo <= key < hi; with
-        withvalues the decoded values follow each."""
-        out = []
+    def _scan_items(self, lo, hi, skip, withvalues, size):
+        """Decoded key suffixes (after skip bytes; none if skip < 0) of the `size` records
+        lo <= key < hi; with withvalues the decoded values follow each. The list is made
+        at its final size: growing it would need ever larger free runs of a small heap."""
+        out = [None] * (size * ((skip >= 0) + withvalues))
+        j = 0
         for rk, v in self._tree().scan(lo, hi):
+            if j >= len(out):
+                break
             if skip >= 0:
-                out.append(_value(rk, skip))
+                out[j] = _value(rk, skip)
+                j += 1
             if withvalues:
-                out.append(_value(v))
+                out[j] = _value(v)
+                j += 1
+        if j < len(out):
+            raise StoreError("db collection count wrong")
         return out
 
     def _card(self, key, kind):
@@ -377,7 +385,7 @@ class DB:
         k, m = self._meta(key, kind)
         if m is None:
             return []
-        return self._scan_items(k + b"f", k + b"g", len(k) + 1, withvalues)
+        return self._scan_items(k + b"f", k + b"g", len(k) + 1, withvalues, _count(m))
 
     def _hset(self, key, *pairs):
         return self._fput(key, _H, _pairs(pairs))

@@ -106,8 +106,8 @@ def Lrange(self, key, start, stop):
     start, stop = _span(start, stop, n)
     if start > stop:
         return []
-    return self._scan_items(self._item(k, head + start), self._item(k, head + stop + 1),
-                            -1, True)
+    return self._scan_items(self._item(k, head + start), self._item(k, head + stop + 1), -1,
+                            True, stop - start + 1)
 
 def Lindex(self, key, index):
     k, _m, head, n = self._list(key)
@@ -262,19 +262,26 @@ def Zrank(self, key, member):
         return None
     return self._t.rank(k + b"s" + v + mem) - self._t.rank(k + b"s")
 
-def _zlist(self, k, a, b, offset, count, withscores):
-    """Members (and scores) of score records a <= key < b, after offset, at most count."""
-    out = []
+def _zlist(self, k, a, b, offset, count, withscores, size):
+    """Members (and scores) of score records a <= key < b, after offset, at most count;
+    size bounds how many there can be (the list is made at that size, then cut)."""
+    if count < 0 or count > size:
+        count = size
+    step = 2 if withscores else 1
+    out = [None] * (count * step)
+    j = 0
     for rk, _ in self._t.scan(a, b):
         if offset > 0:
             offset -= 1
             continue
-        if not count:
+        if j >= len(out):
             break
-        out.append(_value(rk, len(k) + 9))
+        out[j] = _value(rk, len(k) + 9)
         if withscores:
-            out.append(_unscore(rk, len(k) + 1))
-        count -= 1
+            out[j + 1] = _unscore(rk, len(k) + 1)
+        j += step
+    if j < len(out):
+        del out[j:]
     return out
 
 def Zrange(self, key, start, stop, withscores=False, _rev=False):
@@ -288,14 +295,13 @@ def Zrange(self, key, start, stop, withscores=False, _rev=False):
         start, stop = n - 1 - stop, n - 1 - start
     t = self._t
     out = self._zlist(k, t.select(t.rank(k + b"s") + start), k + b"t", 0,
-                      stop - start + 1, withscores)
-    if not _rev:
-        return out
-    step = 2 if withscores else 1
-    rev = []
-    for j in range(len(out) - step, -1, -step):
-        rev.extend(out[j:j + step])
-    return rev
+                      stop - start + 1, withscores, stop - start + 1)
+    if _rev:
+        out.reverse()  # in place: a small heap may have no room for a second list
+        if withscores:
+            for j in range(0, len(out), 2):
+                out[j], out[j + 1] = out[j + 1], out[j]
+    return out
 
 def Zrevrange(self, key, start, stop, withscores=False):
     """Like Zrange, counting from the highest score."""
@@ -328,7 +334,8 @@ def Zrangebyscore(self, key, lo, hi, withscores=False, offset=0, count=-1):
     k, m, a, b = self._zbounds(key, lo, hi)
     if m is None or a >= b:
         return []
-    return self._zlist(k, a, b, offset, count, withscores)
+    return self._zlist(k, a, b, offset, count, withscores,
+                       self._t.rank(b) - self._t.rank(a) - max(offset, 0))
 
 def Zcount(self, key, lo, hi):
     """How many members have lo <= score <= hi."""

@@ -13,6 +13,7 @@ import os
 import struct
 
 from leither.db import _NAMES, MAX_KEY, MAX_VALUE, _enc, _head, _unscore
+from leither import dbpage
 from leither.dbpage import Tree
 from leither.errors import DecodeError, StoreError
 
@@ -33,7 +34,8 @@ def export(db):
     """Yield the export of db in pieces (the db must not change meanwhile)."""
     t = db._tree()
     writes = t.writes
-    buf = bytearray(_head(5, t.user))
+    out = _Out()
+    out.add(_head(5, t.user))
     k = None  # encoding of the current key
     kind = 0
     left = 0  # records of the current key still expected
@@ -43,15 +45,15 @@ def export(db):
         if k is not None and rk.startswith(k) and len(rk) > len(k):
             tag = rk[len(k)]
             if tag == 0x66 and kind in (_HASH, _SET):  # "f": field or member
-                buf += rk[len(k) + 1:]
+                out.add(rk, len(k) + 1)
                 if kind == _HASH:
-                    buf += v
+                    out.add(v)
             elif tag == 0x69 and kind == _LIST:  # "i": list item
-                buf += v
+                out.add(v)
             elif tag == 0x6D and kind == _ZSET:  # "m": member -> score
-                buf += rk[len(k) + 1:]
+                out.add(rk, len(k) + 1)
                 s = _unscore(v)
-                buf += _head(0, s) if s >= 0 else _head(1, -1 - s)
+                out.add(_head(0, s) if s >= 0 else _head(1, -1 - s))
             elif tag == 0x73 and kind == _ZSET:  # "s": score order, implied by the map
                 continue
             else:
@@ -62,21 +64,43 @@ def export(db):
                 raise StoreError("db collection corrupt")
             k = rk
             kind = v[0]
-            buf += rk
-            buf += b"\x82"
-            buf += _enc(_NAMES[kind], MAX_KEY)
+            out.add(rk)
+            out.add(b"\x82")
+            out.add(_enc(_NAMES[kind], MAX_KEY))
             if kind == _STRING:
-                buf += v[1:]
+                out.add(v, 1)
             else:
                 left = struct.unpack(">I", v[-4:])[0]
-                buf += _head(5 if kind in (_HASH, _ZSET) else 4, left)
-        if len(buf) >= _PIECE:
-            yield bytes(buf)
-            buf = bytearray()
+                out.add(_head(5 if kind in (_HASH, _ZSET) else 4, left))
+        if out.n >= _PIECE:
+            yield out.take()
     if left:
         raise StoreError("db collection corrupt")
-    if buf:
-        yield bytes(buf)
+    if out.n:
+        yield out.take()
+    out.done()
+
+
+class _Out:
+    """The piece being built, in a spare page buffer (2 KiB: a piece plus the largest
+    record, ~1012 bytes): a growing bytearray would need ever larger free runs of heap."""
+
+    def __init__(self):
+        self.buf = dbpage._take()
+        self.n = 0
+
+    def done(self):
+        dbpage._pool.append(self.buf)
+
+    def add(self, data, start=0):
+        end = self.n + len(data) - start
+        self.buf[self.n:end] = memoryview(data)[start:]
+        self.n = end
+
+    def take(self):
+        piece = bytes(memoryview(self.buf)[:self.n])
+        self.n = 0
+        return piece
 
 
 def restore(cls, path, pieces):
