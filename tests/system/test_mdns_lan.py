@@ -163,6 +163,13 @@ def test_same_name_nodes_end_with_different_names(lan: lanlib.LAN) -> None:
         found = zc_browse(lan, h2, "twin", "twin-2")
         ids = {n["name"]: n["id"] for n in found}
         assert {ids["twin"], ids["twin-2"]} == {"a", "b"}
+        # A latecomer meets both names already defended and takes the next free one.
+        c = start_node(lan, lan.hosts[3], "twin", "id=c")
+        try:
+            lc = c.wait_line("ANNOUNCED", 8)
+            assert lc and lc.split()[1] == "twin-3", c.lines
+        finally:
+            stop_node(c)
     finally:
         stop_node(a)
         stop_node(b)
