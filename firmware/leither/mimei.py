@@ -51,7 +51,9 @@ Blocks (paired backup, issue 5)
     expect them put already), check the tree is complete, commit the version. If blocks are
     missing it raises StoreError and the record stays pending: blocks put from then on are
     kept from collection; call it again once they are in, or ``drop_import(record_hash)``.
-    ``free() -> bytes`` free on the file system.
+    ``free() -> bytes`` free for content: the file system's free space less ``reserve``
+    (default ``RESERVE``), which writes never use so that collection and sealing always
+    have room on a full flash.
 
 Version record: CBOR map {"author": node id, "key": Ed25519 public key, "mid", "n", "prev":
 previous record hash or None, "root", "sig", "size", "time": ms, "type"}; "sig" signs the
@@ -78,7 +80,7 @@ ALL = const(15)
 
 TYPES = ("file", "db")
 KEEP_LAST = const(10)  # versions kept by retain() before thinning
-_MAX_VERSIONS = const(1000)  # a state file's version list bound (each entry ~45 bytes)
+_MAX_VERSIONS = const(256)  # a state file's version list bound (~50 bytes each, read whole)
 _MAX_REFS = const(256)  # references per MiMei (state file size bound)
 _MAX_RIGHTS = const(256)  # members with rights per MiMei
 _OPEN_DBS = const(2)  # open db working copies cached (each holds buffers)
@@ -86,6 +88,7 @@ _HOUR = const(3600000)  # ms
 _DAY = const(86400000)  # ms
 _MONTH = 30 * 86400000  # ms: 30 days, past which one version per week is kept
 _WEEK = 7 * 86400000  # ms
+RESERVE = 65536  # bytes of flash kept free for collection and sealing: writes stop before
 _RECORD_KEYS = ("author", "key", "mid", "n", "prev", "root", "sig", "size", "time", "type")
 
 
@@ -179,7 +182,8 @@ class MiMei:
 class Store:
     """The node's MiMei storage under one root directory (see the module docstring)."""
 
-    def __init__(self, root, signer, db_class=None):
+    def __init__(self, root, signer, db_class=None, reserve=RESERVE):
+        self.reserve = reserve
         store.reserve()  # the tree buffers, before anything else cuts the heap up
         self.root = root
         if isinstance(signer, (bytes, bytearray)):
@@ -330,11 +334,18 @@ class Store:
             st["root"] = store.empty_root(self.blocks)
         return st
 
+    def _room(self, need=0):
+        """StoreError if a write would eat into the space kept for collection."""
+        if self.reserve and self.blocks.free() < self.reserve + need:
+            raise StoreError("disk full: %d bytes free, %d kept for collection"
+                             % (self.blocks.free(), self.reserve))
+
     def set_data(self, mid, offset, data):
         """Write data at offset of cur (a gap before offset reads as zeros); new size."""
         if offset < 0:
             raise StoreError("negative offset")
         st = self._cur(mid)
+        self._room(len(data))
         root, size = store.patch(self.blocks, st["root"], offset, data)
         return self._commit_cur(st, root, size)
 
@@ -343,6 +354,8 @@ class Store:
         if size < 0:
             raise StoreError("negative size")
         st = self._cur(mid)
+        if size > st["size"]:
+            self._room()
         root, size = store.patch(self.blocks, st["root"], 0, b"", new_size=size)
         return self._commit_cur(st, root, size)
 
@@ -444,6 +457,7 @@ class Store:
         st = self._state(mid)
         if len(st["vers"]) >= _MAX_VERSIONS:
             raise StoreError("MiMei %s has %d versions: delete some" % (mid, _MAX_VERSIONS))
+        self._room()
         if st["type"] == "file":
             root, size = st["root"], st["size"]
         else:
@@ -639,6 +653,7 @@ class Store:
                 if v[1] == h:
                     return rec
                 raise StoreError("MiMei %s already has another version %d" % (mid, rec["n"]))
+        self._room(len(data))
         pending = self.root + "/pending/" + _hex(h)
         store.write_file(pending, data)  # keeps the partial tree from collect()
         self.blocks.put(data)
@@ -710,8 +725,8 @@ class Store:
         return st["rights"].get(member, 0)
 
     def free(self):
-        s = os.statvfs(self.root)
-        return s[4] * s[1]
+        """Bytes free for content (the file system's free space less the reserve)."""
+        return max(0, self.blocks.free() - self.reserve)
 
 
 def _pieces(reader):

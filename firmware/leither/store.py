@@ -180,7 +180,9 @@ class BlockStore:
         self._prefix = bytearray()  # 8-byte hash prefixes of open-pack records
         self._offsets = []  # their offsets (<= PACK_RECORDS entries)
         self._end = 0  # end of the last good record in the open pack
-        self._wf = None  # append handle of the open pack
+        # The open pack's one handle, read and write ("r+b"): LittleFS and FAT file handles
+        # keep their own view of a file's size, so a second handle would not see appends.
+        self._wf = None
         self._broken = False  # an append failed: seal at _end before writing more
         self._dirty = False  # appended since the last sync
         self._handles = []  # [(name, file)] most recent last, <= _HANDLES
@@ -300,10 +302,15 @@ class BlockStore:
             pos = self._prefix.find(prefix, pos + 1)
         return -1
 
+    def _pack_reader(self, n):
+        if n == self._open:
+            if self._wf is None:
+                self._wf = open(self._name(n, "pk"), "r+b")
+            return self._wf
+        return self._handle(n, "pk")
+
     def _read_hash(self, n, off):
-        if self._wf is not None and n == self._open:
-            self._wf.flush()
-        f = self._handle(n, "pk")
+        f = self._pack_reader(n)
         f.seek(off)
         return f.read(32)
 
@@ -358,11 +365,9 @@ class BlockStore:
         return self._read(where[0], where[1], h, buf)
 
     def _read(self, n, off, h, buf=None):
-        if self._wf is not None and n == self._open:
-            self._wf.flush()
         head = self._hdr
         try:
-            f = self._handle(n, "pk")
+            f = self._pack_reader(n)
             f.seek(off)
             got = f.readinto(head)
             length = (head[32] << 8) | head[33] if got == _HDR else -1
@@ -407,14 +412,15 @@ class BlockStore:
         try:
             if self._open is None:
                 n = self._sealed[-1] + 1 if self._sealed else 1
-                self._wf = open(self._name(n, "pk"), "wb")
+                self._wf = open(self._name(n, "pk"), "w+b")
                 self._open = n
                 self._end = 0
                 self._prefix = bytearray()
                 self._offsets = []
             elif self._wf is None:
-                self._wf = open(self._name(self._open, "pk"), "ab")
+                self._wf = open(self._name(self._open, "pk"), "r+b")
             total = len(data) + (len(head) if head else 0)
+            self._wf.seek(self._end)
             self._wf.write(h + struct.pack(">H", total))
             if head:
                 self._wf.write(head)
@@ -539,15 +545,21 @@ class BlockStore:
                 off, length = struct.unpack(">IH", entry[32:])
                 yield entry[:32], off, length
 
+    def free(self):
+        """Bytes free on the file system holding the store."""
+        st = os.statvfs(self.path)
+        return st[4] * st[1]
+
     def sweep(self, is_live, min_dead=0.25):
         """Compact sealed packs whose dead share of bytes is >= min_dead (all-dead: remove).
 
         is_live(hash) -> bool must never say False for a live block (a Bloom filter of the
-        live set is fine: a false positive only keeps garbage a while longer).
+        live set is fine: a false positive only keeps garbage a while longer). Packs with no
+        live block go first (removing them needs no space), then the others, most dead first,
+        each only if the free space holds its live part: a full flash can always be freed.
         """
-        rewritten = 0
-        freed = 0
-        for n in list(self._sealed):
+        work = []  # (live bytes, dead bytes, pack): bound: one entry per sealed pack
+        for n in self._sealed:
             live = 0
             dead = 0
             for h, _off, length in self._entries(n):
@@ -555,13 +567,24 @@ class BlockStore:
                     live += _HDR + length
                 else:
                     dead += _HDR + length
-            if dead == 0 or dead < min_dead * (live + dead):
-                continue
+            if dead and dead >= min_dead * (live + dead):
+                work.append((live, dead, n))
+        work.sort(key=lambda w: (w[0] > 0, -w[1] * 1000 // (w[0] + w[1])))
+        rewritten = 0
+        freed = 0
+        for live, _dead, n in work:
             if live:
-                for h, off, _length in self._entries(n):
-                    if is_live(h) and self._locate(h, skip=n) is None:
-                        self._append(h, self._read(n, off, h))
-                self.sync()
+                if self.free() < live + _IX_HEAD + PACK_RECORDS * _IX_ENTRY + 8192:
+                    continue  # not enough room to move the live blocks out yet
+                try:
+                    for h, off, _length in self._entries(n):
+                        if is_live(h) and self._locate(h, skip=n) is None:
+                            self._append(h, self._read(n, off, h))
+                    self.sync()
+                except StoreError:
+                    # Full after all (file systems need room of their own): keep this pack;
+                    # the copies made so far are harmless duplicates. Stop here.
+                    break
             size = os.stat(self._name(n, "pk"))[6]
             self._drop_handles(n)
             i = self._sealed.index(n)

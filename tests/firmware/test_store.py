@@ -328,7 +328,7 @@ def test_full_disk_is_a_clear_error_and_harmless():
 
         def full_open(path, mode="r"):
             f = open(path, mode)
-            return _FullFile(f, budget) if "w" in mode or "a" in mode else f
+            return _FullFile(f, budget) if "w" in mode or "+" in mode else f
 
         store.open = full_open
         try:
