@@ -141,7 +141,7 @@ def test_every_bit_flip_rejected():
 
 
 def test_reflection_and_wrong_key_rejected():
-    a, b = pair()
+    a, _ = pair()
     sealed = a.seal(b"\x01")
     raises(AuthError, a.open, sealed)  # our own frame sent back to us
     other = rpc.Channel(K1, M1, K1, bytes(32))  # right cipher key, wrong MAC key

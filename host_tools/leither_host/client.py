@@ -1,0 +1,222 @@
+# The host end of the node RPC (protocol in leither.rpc): connect, run the mutual handshake,
+# then sealed calls. Async for the fleet code; SyncSession for a CLI verb that makes a few calls.
+"""Async RPC client for Leither nodes, plus a small synchronous wrapper."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from types import TracebackType
+from typing import Any
+
+from leither import rpc
+from leither.errors import AuthError, DecodeError, RPCError
+
+from leither_host.errors import CliError
+from leither_host.keys import HostKey
+
+CONNECT_TIMEOUT = 10.0  # seconds for TCP connect + handshake (a board signs in ~0.1-3 s)
+CALL_TIMEOUT = 30.0  # seconds for one call's reply
+_REPLY_OVERHEAD = 64  # bytes of CBOR and tag around a bulk result in a reply frame
+
+
+class ConnectError(CliError):
+    """The node could not be reached, or the connection broke."""
+
+
+def _seed_of(key: HostKey | bytes) -> bytes:
+    seed = key.seed if isinstance(key, HostKey) else bytes(key)
+    if len(seed) != 32:
+        raise ValueError("host key seed must be 32 bytes")
+    return seed
+
+
+class Session:
+    """An authenticated, sealed connection to one node. Calls go one at a time, in order."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                 shake: rpc.ClientHandshake, host: str, port: int) -> None:
+        if shake.channel is None or shake.node_key is None:
+            raise AuthError("handshake not finished")
+        self._reader = reader
+        self._writer = writer
+        self._channel: rpc.Channel = shake.channel
+        self._lock = asyncio.Lock()
+        self._next_id = 1
+        self._closed = False
+        self.host = host
+        self.port = port
+        self.node_key: bytes = shake.node_key
+        self.node_id: str = shake.node_id or ""
+        self.role: str = shake.role or rpc.GUEST
+        # The node's inbound frame limit for us: a request must seal to at most this.
+        self.max_frame: int = shake.max_frame or rpc.HANDSHAKE_MAX_FRAME
+
+    @property
+    def max_data(self) -> int:
+        """Bytes of bulk data one request may carry (e.g. MFSetData) to fit the node's limit."""
+        return self.max_frame - rpc.TAG_LEN - _REPLY_OVERHEAD
+
+    async def call(self, method: str, params: Any = None, timeout: float | None = CALL_TIMEOUT
+                   ) -> Any:
+        """The result of ``method(params)`` on the node; RPCError(code, msg) if it fails."""
+        async with self._lock:
+            if self._closed:
+                raise ConnectError(f"session to {self.host}:{self.port} is closed")
+            msgid = self._next_id
+            self._next_id = 1 if msgid >= rpc.MAX_MSGID else msgid + 1
+            request = rpc.encode_request(msgid, method, params)
+            if len(request) + rpc.TAG_LEN > self.max_frame:  # check before sealing: the
+                # counter must only advance for frames that are sent
+                raise RPCError("too_big", f"request of {len(request)} bytes; the node takes "
+                               f"{self.max_frame} (send at most {self.max_data} bytes of data)")
+            body = self._channel.seal(request)
+            try:
+                self._writer.write(rpc.frame_header(len(body)) + body)
+                await self._writer.drain()
+                reply = await asyncio.wait_for(self._read_frame(rpc.MAX_FRAME), timeout)
+            except asyncio.TimeoutError:
+                await self._abort()
+                raise ConnectError(f"{self.host}:{self.port} did not answer {method} in "
+                                   f"{timeout:.0f} s") from None
+            except (OSError, EOFError) as err:
+                await self._abort()
+                raise ConnectError(f"connection to {self.host}:{self.port} lost during "
+                                   f"{method}: {err or 'closed by the node'}") from None
+            try:
+                got_id, ok, value = rpc.decode_reply(self._channel.open(reply))
+            except (AuthError, DecodeError):
+                await self._abort()
+                raise
+            if got_id != msgid:
+                await self._abort()
+                raise DecodeError(f"reply to msgid {got_id}, expected {msgid}")
+        if not ok:
+            raise RPCError(value["code"], value["msg"])
+        if method == "Claim" and isinstance(value, dict):
+            # A claim upgrades this very session: the node now takes owner-sized frames.
+            self.role = str(value.get("role", self.role))
+            self.max_frame = int(value.get("max_frame", self.max_frame))
+        return value
+
+    async def read_chunks(self, method: str, params: dict[str, Any], chunk: int | None = None
+                          ) -> AsyncIterator[bytes]:
+        """Stream a bulk read: call ``method`` with ``offset``/``length`` added until the node
+        returns empty bytes (e.g. MFGetData). Each result stays within one frame."""
+        size = chunk or (rpc.MAX_FRAME - rpc.TAG_LEN - _REPLY_OVERHEAD)
+        offset = int(params.get("offset", 0))
+        while True:
+            data = await self.call(method, dict(params, offset=offset, length=size))
+            if not isinstance(data, (bytes, bytearray)):
+                raise DecodeError(f"{method} returned {type(data).__name__}, not bytes")
+            if not data:
+                return
+            yield bytes(data)
+            offset += len(data)
+
+    async def _read_frame(self, limit: int) -> bytes:
+        length = rpc.parse_header(await self._reader.readexactly(rpc.HEADER_LEN), limit)
+        return await self._reader.readexactly(length)
+
+    async def _abort(self) -> None:
+        self._closed = True
+        self._writer.close()
+        try:
+            await self._writer.wait_closed()
+        except (OSError, asyncio.CancelledError):
+            pass
+
+    async def close(self) -> None:
+        if not self._closed:
+            await self._abort()
+
+    async def __aenter__(self) -> Session:
+        return self
+
+    async def __aexit__(self, kind: type[BaseException] | None, value: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.close()
+
+
+async def _handshake(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                     shake: rpc.ClientHandshake) -> None:
+    async def read(limit: int) -> bytes:
+        length = rpc.parse_header(await reader.readexactly(rpc.HEADER_LEN), limit)
+        return await reader.readexactly(length)
+
+    writer.write(rpc.encode_frame(shake.hello()))
+    await writer.drain()
+    msg3 = shake.reply(await read(rpc.HANDSHAKE_MAX_FRAME))
+    writer.write(rpc.encode_frame(msg3))
+    await writer.drain()
+    shake.finish(await read(rpc.HANDSHAKE_MAX_FRAME))
+
+
+async def connect(host: str, port: int, my_key: HostKey | bytes,
+                  expected_node_id: str | None = None,
+                  timeout: float = CONNECT_TIMEOUT) -> Session:
+    """Open an authenticated session. With ``expected_node_id`` a node with another key is
+    refused (AuthError); without it, read ``session.node_id`` to learn (and pin) the node."""
+    shake = rpc.ClientHandshake(_seed_of(my_key), expected_node_id)
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+    except asyncio.TimeoutError:
+        raise ConnectError(f"no answer from {host}:{port} in {timeout:.0f} s") from None
+    except OSError as err:
+        raise ConnectError(f"cannot connect to {host}:{port}: {err.strerror or err}") from None
+    try:
+        await asyncio.wait_for(_handshake(reader, writer, shake), timeout)
+    except BaseException as err:
+        writer.close()
+        if isinstance(err, asyncio.TimeoutError):
+            raise ConnectError(f"{host}:{port} did not complete the handshake in "
+                               f"{timeout:.0f} s") from None
+        if isinstance(err, (OSError, EOFError)):
+            raise ConnectError(f"{host}:{port} closed the connection during the handshake"
+                               ) from None
+        raise
+    return Session(reader, writer, shake, host, port)
+
+
+class SyncSession:
+    """A Session driven from synchronous code (one private event loop per session)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, session: Session) -> None:
+        self._loop = loop
+        self.session = session
+
+    @property
+    def node_id(self) -> str:
+        return self.session.node_id
+
+    @property
+    def role(self) -> str:
+        return self.session.role
+
+    def call(self, method: str, params: Any = None, timeout: float | None = CALL_TIMEOUT) -> Any:
+        return self._loop.run_until_complete(self.session.call(method, params, timeout))
+
+    def close(self) -> None:
+        if not self._loop.is_closed():
+            self._loop.run_until_complete(self.session.close())
+            self._loop.close()
+
+    def __enter__(self) -> SyncSession:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+
+def connect_sync(host: str, port: int, my_key: HostKey | bytes,
+                 expected_node_id: str | None = None,
+                 timeout: float = CONNECT_TIMEOUT) -> SyncSession:
+    """Blocking ``connect`` for CLI verbs: ``with connect_sync(...) as s: s.call(...)``."""
+    loop = asyncio.new_event_loop()
+    try:
+        session = loop.run_until_complete(connect(host, port, my_key, expected_node_id, timeout))
+    except BaseException:
+        loop.close()
+        raise
+    return SyncSession(loop, session)
