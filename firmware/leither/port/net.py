@@ -74,12 +74,16 @@ def _aton(ip):
     return bytes([int(p) for p in parts])
 
 
+# struct sockaddr_in starts with sin_family in host byte order: take those two bytes from
+# what the unix port's own getaddrinfo builds, so the layout is right on any CPU.
+_FAMILY = (bytes(socket.getaddrinfo("127.0.0.1", 1)[0][-1][:2]) if RAW_SOCKADDR else b"")
+
+
 def sockaddr(ip, port):
     """The address form this port's sendto() takes."""
     if RAW_SOCKADDR:
-        # struct sockaddr_in: family (host order, AF_INET=2 little-endian on x86/ARM Linux),
-        # port (network order), address, 8 bytes of zero padding.
-        return bytes([2, 0, port >> 8, port & 0xFF]) + _aton(ip) + bytes(8)
+        # struct sockaddr_in: family, port (network order), address, 8 bytes of padding.
+        return _FAMILY + bytes([port >> 8, port & 0xFF]) + _aton(ip) + bytes(8)
     return (ip, port)
 
 
