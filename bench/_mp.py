@@ -50,7 +50,8 @@ def run(code: str, heap: str | int = "64K", timeout: float = 120) -> tuple[bool,
     """Run code under MicroPython with the given heap ("64K", or an int in KiB)."""
     if isinstance(heap, int):
         heap = f"{heap}K"
-    env = dict(os.environ, MICROPYPATH=str(BUILD))
+    # .frozen keeps the modules frozen into the unix port (asyncio) importable.
+    env = dict(os.environ, MICROPYPATH=f"{BUILD}:.frozen")
     try:
         proc = subprocess.run([micropython(), "-X", f"heapsize={heap}", "-c", code],
                               capture_output=True, text=True, timeout=timeout, env=env,

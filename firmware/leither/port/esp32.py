@@ -102,4 +102,5 @@ class Board:
     def free_heap(self):
         import gc
 
+        gc.collect()  # free heap means live data only, not garbage awaiting collection
         return gc.mem_free()

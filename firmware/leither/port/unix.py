@@ -58,5 +58,6 @@ class Board:
         import gc
 
         if hasattr(gc, "mem_free"):
+            gc.collect()  # free heap means live data only, not garbage awaiting collection
             return gc.mem_free()
         return None

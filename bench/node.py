@@ -1,0 +1,195 @@
+# Whole-node figures on the unix MicroPython (and CPython for comparison): boot to ready and
+# to announced on mDNS, heap used when idle, and the smallest heap at which a node still boots
+# and serves 10 concurrent clients. The unix port loads .mpy code into its heap, where a real
+# board keeps it in flash (frozen or ROMFS), so the code's share is measured and shown apart.
+"""Node benchmark: `python bench/node.py [--runs N]`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _mp import BUILD, build, micropython, run  # noqa: E402
+
+from leither_host import keys  # noqa: E402
+from leither_host.client import connect  # noqa: E402
+
+MODULES = ("node", "api", "mimei", "store", "server", "rpc", "mdns", "dns", "crypto", "cbor",
+           "identity", "led", "ids", "ed25519", "x25519", "sha512", "port.unix", "port.net")
+PORT = 4870
+
+
+def code_heap() -> int:
+    """Heap bytes the node's modules take once imported (what freezing would move to flash)."""
+    imports = "\n".join(f"import leither.{m}" for m in MODULES)
+    code = f"import gc\ngc.collect()\na=gc.mem_alloc()\n{imports}\ngc.collect()\n" \
+           f"print(gc.mem_alloc()-a)"
+    ok, out = run(code, heap="2M")
+    if not ok:
+        raise SystemExit(out)
+    return int(out.strip().splitlines()[-1])
+
+
+def start_node(root: Path, heap: str | None, interpreter: str) -> subprocess.Popen[bytes]:
+    args = ["--root", str(root), "--port", str(PORT), "--addr", "127.0.0.1", "--name",
+            f"bench{os.getpid() % 1000}"]
+    if interpreter == "micropython":
+        argv = [micropython(), "-X", f"heapsize={heap}", "-m", "leither", *args]
+    else:
+        argv = [sys.executable, "-m", "leither", *args]
+    env = dict(os.environ, MICROPYPATH=f"{BUILD}:.frozen")
+    log = open(root / "node.log", "wb")
+    return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
+
+
+def wait_for(root: Path, text: str, proc: subprocess.Popen[bytes], timeout: float = 30
+             ) -> float | None:
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if text.encode() in (root / "node.log").read_bytes():
+            return time.monotonic()
+        if proc.poll() is not None:
+            return None
+        time.sleep(0.005)
+    return None
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(2)
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+async def clients(root: Path, n: int, calls: int) -> int:
+    """n concurrent owner sessions, each `calls` GetVar + MFGetData calls; returns heap free."""
+    key = keys.HostKey.generate()
+    first = await connect("127.0.0.1", PORT, key)
+    token = (root / "claim.token").read_text().strip()
+    await first.call("Claim", {"token": token})
+    mid = await first.call("MMCreate", {"app": "bench"})
+    data = os.urandom(16384)
+    step = first.max_data
+    for offset in range(0, len(data), step):
+        await first.call("MFSetData", {"mid": mid, "offset": offset,
+                                       "data": data[offset:offset + step]})
+
+    async def one() -> None:
+        s = await connect("127.0.0.1", PORT, key)
+        try:
+            for i in range(calls):
+                await s.call("GetVar", {"name": "uptime"})
+                data = await s.call("MFGetData", {"mid": mid, "offset": (i * 4096) % 16384,
+                                                  "length": 4096})
+                assert len(data) == 4096
+        finally:
+            await s.close()
+
+    await asyncio.gather(*(one() for _ in range(n)))
+    free = await first.call("GetVar", {"name": "heap"})
+    await first.close()
+    return int(free or 0)
+
+
+def trial(heap_kib: int, n_clients: int = 10) -> tuple[bool, int | None]:
+    root = Path(tempfile.mkdtemp(prefix="leither-bench-node-"))
+    proc = start_node(root, f"{heap_kib}K", "micropython")
+    try:
+        if wait_for(root, " ready", proc) is None:
+            return False, None
+        try:
+            free = asyncio.run(asyncio.wait_for(clients(root, n_clients, 10), 60))
+        except Exception:  # noqa: BLE001 - any failure means this heap is too small
+            return False, None
+        return proc.poll() is None, free
+    finally:
+        stop(proc)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def boot_times(runs: int, interpreter: str) -> tuple[list[float], list[float], list[int]]:
+    ready, announced, idle_free = [], [], []
+    for _ in range(runs):
+        root = Path(tempfile.mkdtemp(prefix="leither-bench-boot-"))
+        t0 = time.monotonic()
+        proc = start_node(root, "512K", interpreter)
+        try:
+            t_ready = wait_for(root, " ready", proc)
+            t_ann = wait_for(root, "mdns: announced", proc)
+            if t_ready is None or t_ann is None:
+                raise SystemExit((root / "node.log").read_text())
+            ready.append(t_ready - t0)
+            announced.append(t_ann - t0)
+            if interpreter == "micropython":
+                idle_free.append(asyncio.run(_idle_free()))
+        finally:
+            stop(proc)
+            shutil.rmtree(root, ignore_errors=True)
+    return ready, announced, idle_free
+
+
+async def _idle_free() -> int:
+    s = await connect("127.0.0.1", PORT, keys.HostKey.generate())
+    try:
+        return int(await s.call("GetVar", {"name": "heap"}))
+    finally:
+        await s.close()
+
+
+def pct(values: list[float], p: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=10, help="boots per interpreter")
+    args = parser.parse_args()
+    build()
+    bundle = sum(f.stat().st_size for f in (BUILD / "leither").rglob("*.mpy"))
+    code = code_heap()
+    print(f"firmware bundle (.mpy): {bundle / 1024:.1f} KiB; node modules once imported: "
+          f"{code / 1024:.1f} KiB of heap on the unix port")
+    print()
+    print(f"{'interpreter':<12} {'boot->ready p50/p95 (s)':>26} {'boot->announced p50/p95 (s)':>30}")
+    idle_used = []
+    for interp in ("micropython", "cpython"):
+        ready, ann, free = boot_times(args.runs, interp)
+        print(f"{interp:<12} {pct(ready, 50):>12.2f} / {pct(ready, 95):<11.2f} "
+              f"{pct(ann, 50):>15.2f} / {pct(ann, 95):<12.2f}")
+        if free:
+            idle_used = [512 * 1024 - f for f in free]
+    print()
+    used = statistics.median(idle_used)
+    print(f"MicroPython idle heap used (512K heap, after boot): {used / 1024:.1f} KiB total, "
+          f"{(used - code) / 1024:.1f} KiB without the module code")
+    lo, hi = 128, 1024  # KiB; bisect in 16 KiB steps
+    while hi - lo > 16:
+        mid = (lo + hi) // 2 // 16 * 16
+        ok, _ = trial(mid)
+        if ok:
+            hi = mid
+        else:
+            lo = mid
+    ok, free = trial(hi)
+    peak = hi * 1024 - (free or 0)
+    print(f"smallest heap that boots and serves 10 concurrent clients: {hi} KiB "
+          f"(code {code / 1024:.1f} KiB; so {hi - code / 1024:.0f} KiB of data and headroom "
+          f"with code in flash)")
+    print(f"  heap in use right after the 10 clients, at {hi} KiB: {peak / 1024:.1f} KiB")
+
+
+if __name__ == "__main__":
+    main()
