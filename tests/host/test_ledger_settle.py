@@ -7,6 +7,7 @@ from ledger_world import make_world
 from leither import cbor, crypto, ids, smtverify
 from leither.errors import AuthError, DecodeError, ProofError
 from leither_host.ledger import pool, settle, tx
+from leither_host.ledger.db import NODE_BYTES
 from leither_host.ledger.settle import SettlementError
 
 
@@ -158,10 +159,20 @@ def test_tampering_is_found_by_verify(tmp_path):
                          w.org.supervisors())
     _settle(w, 10_000)
     assert settle.verify_all(w.org)["ok"]
+    # Someone edits the file: member 1's leaf now says 51 (its stored hash left as it was).
     conn = sqlite3.connect(w.org.db.path)
-    conn.execute("UPDATE nodes SET balance = balance + 1 WHERE balance = 50")
+    changed = 0
+    for page, data in conn.execute("SELECT page, data FROM node_pages").fetchall():
+        data = bytearray(data)
+        for off in range(0, len(data), NODE_BYTES):
+            if data[off] == 2 and int.from_bytes(data[off + 53:off + 61], "big") == 50:
+                data[off + 53:off + 61] = (51).to_bytes(8, "big")
+                changed += 1
+        conn.execute("UPDATE node_pages SET data=? WHERE page=?", (bytes(data), page))
     conn.commit()
     conn.close()
+    assert changed == 1
+    w.org.db._pages.clear()
     w.org.db._tree = None
     with pytest.raises(SettlementError, match="sum"):
         settle.verify_all(w.org)

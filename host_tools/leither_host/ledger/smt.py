@@ -89,6 +89,7 @@ class SMT:
 
     def __init__(self, root: Child = None, loader: Loader | None = None) -> None:
         self.loader: Loader = loader or _no_loader
+        self.fresh: list[Inner | Leaf] = []  # nodes made and not yet numbered, in order made
         self.root: Node = self._resolve(root)
 
     # -- reading ---------------------------------------------------------------------------------
@@ -196,33 +197,40 @@ class SMT:
                 lo: int, hi: int) -> Node:
         """node's subtree after the batch keys[lo:hi] (all under node's prefix), collapsed."""
         if type(node) is not Inner:
+            if hi - lo == 1:  # fast paths: one key meets an empty subtree or a single leaf
+                v = values[lo]
+                if node is None or node.key == keys[lo]:  # type: ignore[union-attr]
+                    if v is None:
+                        return None
+                    leaf = Leaf(keys[lo], v[0], v[1])
+                    self.fresh.append(leaf)
+                    return leaf
             return self._rebuild(node, depth, keys, values, lo, hi)  # type: ignore[arg-type]
         shift = 159 - depth
         split = bisect_left(keys, ((keys[lo] >> shift >> 1) << shift << 1) | (1 << shift), lo, hi)
         left: Child = node.left
         right: Child = node.right
-        if split > lo:
-            if type(left) is int:
-                left = self.loader(left)
-            left = self._update(left, depth + 1, keys, values, lo, split)  # type: ignore[arg-type]
-        if hi > split:
-            if type(right) is int:
-                right = self.loader(right)
-            right = self._update(right, depth + 1, keys, values, split, hi)  # type: ignore
-        # The parent of the two new subtrees, collapsed when it holds one leaf or none.
         if type(left) is int:
             left = self.loader(left)
         if type(right) is int:
             right = self.loader(right)
+        if split > lo:
+            left = self._update(left, depth + 1, keys, values, lo, split)  # type: ignore[arg-type]
+        if hi > split:
+            right = self._update(right, depth + 1, keys, values, split, hi)  # type: ignore
+        # The parent of the two new subtrees, collapsed when it holds one leaf or none.
         if left is None:
             if right is None or type(right) is Leaf:
-                return right
-            return Inner(None, right, EMPTY, right.hash)  # type: ignore[union-attr]
-        if right is None:
+                return right  # type: ignore[return-value]
+            inner = Inner(None, right, EMPTY, right.hash)  # type: ignore[union-attr]
+        elif right is None:
             if type(left) is Leaf:
                 return left
-            return Inner(left, None, left.hash, EMPTY)  # type: ignore[union-attr]
-        return Inner(left, right, left.hash, right.hash)  # type: ignore[union-attr]
+            inner = Inner(left, None, left.hash, EMPTY)  # type: ignore[union-attr]
+        else:
+            inner = Inner(left, right, left.hash, right.hash)  # type: ignore[union-attr]
+        self.fresh.append(inner)
+        return inner
 
     def _rebuild(self, old: Leaf | None, depth: int, keys: list[int], values: list,
                  lo: int, hi: int) -> Node:
@@ -231,7 +239,9 @@ class SMT:
         for i in range(lo, hi):
             v = values[i]
             if v is not None:
-                leaves.append(Leaf(keys[i], v[0], v[1]))
+                leaf = Leaf(keys[i], v[0], v[1])
+                self.fresh.append(leaf)
+                leaves.append(leaf)
         if old is not None:
             i = bisect_left(keys, old.key, lo, hi)
             if i == hi or keys[i] != old.key:
@@ -250,29 +260,43 @@ class SMT:
             split += 1
         left = self._build(leaves, depth + 1, lo, split)
         right = self._build(leaves, depth + 1, split, hi)
-        return Inner(left, right, left.hash if left is not None else EMPTY,
-                     right.hash if right is not None else EMPTY)
+        inner = Inner(left, right, left.hash if left is not None else EMPTY,
+                      right.hash if right is not None else EMPTY)
+        self.fresh.append(inner)
+        return inner
 
     def new_nodes(self, next_id: int) -> list[Inner | Leaf]:
-        """Number the nodes not yet stored (children before parents), from next_id up."""
+        """Number the nodes made since the last call (children before parents) from next_id.
+
+        Nodes are listed as they were made, which is bottom-up, so a parent always comes after
+        its children. If several batches were applied since the last call, nodes the later
+        batches replaced are listed too (storing them wastes space, never correctness).
+        """
+        out = self.fresh
+        self.fresh = []
+        for node in out:
+            node.id = next_id
+            next_id += 1
+        return out
+
+
+    def drop_replaced(self) -> None:
+        """Forget made nodes that later batches replaced: keep only those the current root
+        reaches (a walk over the unstored part of the tree, children before parents)."""
         out: list[Inner | Leaf] = []
+        self.fresh = out
         if self.root is None or self.root.id:
-            return out
-        # Iterative post-order over unstored nodes only: a stored node's subtree is stored.
+            return
         stack: list[tuple[Inner | Leaf, bool]] = [(self.root, False)]
         while stack:
             node, expanded = stack.pop()
             if type(node) is Leaf or expanded:
-                node.id = next_id
-                next_id += 1
                 out.append(node)
                 continue
-            assert type(node) is Inner
             stack.append((node, True))
-            for child in (node.right, node.left):
+            for child in (node.right, node.left):  # type: ignore[union-attr]
                 if child is not None and type(child) is not int and not child.id:  # type: ignore
                     stack.append((child, False))  # type: ignore[arg-type]
-        return out
 
 
 def child_id(child: Child) -> int:
