@@ -25,7 +25,7 @@ BOARD_MAX_FRAME = const(8192)
 _CONFIG = "config.json"
 # Services the node runs beside storage, RPC and mDNS: module names under leither/, each with a
 # Service(node) class (see Node.start). Imported lazily so a board without one still boots.
-SERVICES = ("pairing",)
+SERVICES = ("pairing", "backup")
 USAGE = """usage: leither --root DIR [--board NAME] [--name NAME] [--port N] [--addr IP]
        [--claim-token TOKEN] [--no-mdns]
 Runs a Leither node whose state lives under DIR."""
@@ -259,10 +259,18 @@ class Node:
 
         addresses = [self.addr] if self.addr else net.local_ipv4()
         self.mdns = MDNS(self.name, self.port, self.txt(), addresses)
-        await self.mdns.start()
-        if self.mdns.name != self.name:
-            print("leither: name %s taken on the network; now %s" % (self.name, self.mdns.name))
-            self.name = self.mdns.name
+        await self.mdns.start()  # probing goes on in the background
+        self._tasks.append(asyncio.create_task(self._follow_name()))
+
+    async def _follow_name(self):
+        """Take the name mDNS settled on (it renames on a conflict, now or later)."""
+        while self.mdns is not None:
+            await self.mdns.announced.wait()
+            if self.mdns is not None and self.mdns.name != self.name:
+                print("leither: name %s taken on the network; now %s" % (
+                    self.name, self.mdns.name))
+                self.name = self.mdns.name
+            await asyncio.sleep(1)
 
     async def stop(self):
         """Say goodbye on mDNS, stop serving, close the stores."""

@@ -140,7 +140,7 @@ class Sim:
                     shutil.rmtree(root)
                 root.mkdir(parents=True)
                 board = Board(name=name, root=str(root), port=BASE_PORT if use_lan else
-                              BASE_PORT + i, interpreter=interpreter, heap=heap,
+                              _free_port(BASE_PORT + i), interpreter=interpreter, heap=heap,
                               claim_token=os.urandom(8).hex())
                 (root / "claim.token").write_text(board.claim_token)
                 (root / "config.json").write_text(json.dumps({"name": name, "board": "unix"}))
@@ -308,6 +308,21 @@ class Sim:
         if self.state_path.exists():
             self.state_path.unlink()
         return count
+
+
+def _free_port(wanted: int) -> int:
+    """wanted if no one listens there on loopback, else a free port the kernel picks (boards
+    of several simulations, or tests running side by side, must not collide)."""
+    import socket
+
+    for port in (wanted, 0):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return int(s.getsockname()[1])
+    raise CliError("no free TCP port on loopback")
 
 
 def _host_dict(host: lanmod.Host) -> dict[str, Any]:

@@ -32,15 +32,9 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Sim]
     os.environ["LEITHER_HOME"] = str(home)
     sim = Sim()  # the default place under LEITHER_HOME, where `leither claim` looks for tokens
     try:
-        import leither_host.sim as simmod
-
-        # Ports away from the default 4800 so a demo or another test here does not clash.
-        old = simmod.BASE_PORT
-        simmod.BASE_PORT = 4900 + (os.getpid() % 50) * 2
-        try:
-            sim.up(3, "micropython", use_lan=False)
-        finally:
-            simmod.BASE_PORT = old
+        # Free loopback ports and names of our own: other simulations on this machine share
+        # loopback's mDNS, and a name taken there would be renamed (as on a real LAN).
+        sim.up(3, "micropython", use_lan=False, prefix=f"cli{os.getpid() % 10000}b")
         from leither_host.commands.sim import _remember
 
         _remember(sim)
