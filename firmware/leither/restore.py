@@ -1,0 +1,177 @@
+# Restore (DESIGN §5): a fresh node, handed a dead node's identity seed and backup key by the
+# owner, pulls every MiMei and version the dead node had pushed back from its partner, checks
+# every block, and then takes the dead node's place (its key, its pairing record) at restart.
+# Imported only when a restore runs (leither.backup's BackupRestore).
+"""Pull a dead node's backups from its partner into this node: ``await run(node, svc, params)``.
+
+Every blob is opened with the backup key and checked: a version record against its sealed name
+(and its Ed25519 signature, by the store's import), every tree block against the hash it was
+asked for. Versions are imported in the order they were pushed; the MiMei's metadata (app, ext,
+mark, release, references, rights) follows; then each MiMei's cur becomes its last version.
+"""
+
+import asyncio
+
+from leither import cbor, crypto, ids, mimei, rpc, rpcclient, seal
+from leither.compat import IS_MICROPYTHON, time_ms
+from leither.errors import AuthError, RPCError, StoreError
+from leither.identity import write_atomic
+
+try:
+    from micropython import const
+except ImportError:
+    from leither.compat import const
+
+_WANT = const(32)  # hashes asked per round of a tree pull
+_GET_MAX = const(16384) if IS_MICROPYTHON else const(49152)  # bytes of blobs per BKGet reply
+_CALL_MS = const(15000)
+_META = ("app", "ext", "mark", "ctime", "release", "refs", "rights")
+
+
+class _Pull:
+    def __init__(self, client, keys, dead_id):
+        self.client = client
+        self.keys = keys
+        self.dead_id = dead_id
+        self.blocks = 0
+        self.bytes = 0
+
+    async def fetch(self, names):
+        """The blobs under names, in order (several BKGet calls if the replies fill up)."""
+        out = []
+        while len(out) < len(names):
+            got = await self.client.call("BKGet", {"names": names[len(out):],
+                                                   "max": _GET_MAX}, _CALL_MS)
+            if not got:
+                raise StoreError("partner returned no blobs")
+            for blob in got:
+                if blob is None:
+                    raise StoreError("the partner lacks a sealed block of this backup")
+                self.bytes += len(blob)
+                out.append(blob)
+        return out
+
+    async def open_named(self, name):
+        blob = (await self.fetch([name]))[0]
+        return self.keys.open_blob(name, blob)
+
+    async def version(self, store, name):
+        """Import one version (record by sealed name); its record dict."""
+        data = await self.open_named(name)
+        rec = mimei.check_record(data)
+        if rec["author"] != self.dead_id:
+            raise AuthError("a version record in the backup is not the node's own")
+        if store.exists(rec["mid"]):
+            for v in store.versions(rec["mid"]):
+                if v["n"] == rec["n"]:
+                    return rec
+        while True:
+            want = []
+            walk = store.missing(rec["root"])
+            try:
+                for h in walk:
+                    want.append(h)
+                    if len(want) >= _WANT:
+                        break
+            finally:
+                walk.close()  # gives the walk's pool buffers back (MicroPython: no finalizer)
+            if not want:
+                break
+            blobs = await self.fetch([self.keys.name(h) for h in want])
+            for i in range(len(want)):
+                plain = self.keys.open_blob(self.keys.name(want[i]), blobs[i], want[i])
+                store.put_block(plain)
+                self.blocks += 1
+            blobs = None
+        store.blocks.sync()
+        return store.import_version(data)
+
+
+def _check(params):
+    if not isinstance(params, dict):
+        raise RPCError("bad_request", "BackupRestore takes a map")
+    seed, key, partner = params.get("seed"), params.get("key"), params.get("partner")
+    if not isinstance(seed, bytes) or len(seed) != 32:
+        raise RPCError("bad_request", "seed: the dead node's 32-byte identity seed")
+    if not isinstance(key, bytes) or len(key) != 32:
+        raise RPCError("bad_request", "key: the dead node's 32-byte backup key")
+    if (not isinstance(partner, dict) or not isinstance(partner.get("id"), str)
+            or not isinstance(partner.get("addr"), str) or not isinstance(partner.get("port"), int)):
+        raise RPCError("bad_request", "partner: {id, addr, port} of the dead node's partner")
+    return seed, key, partner
+
+
+async def run(node, service, params):
+    """Restore into node (see the module docstring); a summary dict. The node restarts itself
+    shortly after as the dead node (its identity is written last)."""
+    seed, key, partner = _check(params)
+    dead_id = ids.make_id(crypto.sign_public(seed))
+    keys = seal.Keys(key)
+    store = node.store
+    client = await rpcclient.connect(partner["addr"], partner["port"], seed,
+                                     expected_node_id=partner["id"], max_reply=rpc.MAX_FRAME)
+    pull = _Pull(client, keys, dead_id)
+    metas = {}  # MiMei tag -> sealed name of its newest metadata (bound: MiMei count)
+    pair_name = None
+    versions = 0
+    pushed = {}  # mid -> [last n, root]
+    try:
+        offset = 0
+        while True:
+            page = await client.call("BKList", {"offset": offset, "count": 64}, _CALL_MS)
+            entries = page["entries"]
+            if not entries:
+                break
+            offset += len(entries)
+            for kind, tag, _n, name in entries:
+                if kind == 118:
+                    rec = await pull.version(store, name)
+                    versions += 1
+                    last = pushed.get(rec["mid"])
+                    if last is None or rec["n"] > last[0]:
+                        pushed[rec["mid"]] = [rec["n"], rec["root"]]
+                elif kind == 109:
+                    metas[bytes(tag)] = name
+                elif kind == 112:
+                    pair_name = name
+        for name in metas.values():
+            meta = cbor.loads(await pull.open_named(name))
+            mid = meta["id"]
+            if not store.exists(mid):
+                continue
+            st = store._state(mid)  # the fields import_version could not know
+            for field in _META:
+                st[field] = meta[field]
+            store._save(st)
+        for mid in pushed:
+            store.restore(mid, "last")
+        pair = await pull.open_named(pair_name) if pair_name is not None else None
+    finally:
+        await client.close()
+    # Take the dead node's place: backup key and state first, pairing record, identity last
+    # (a crash before that leaves a node that simply restores again).
+    write_atomic(service.dir + "/backup.key", key, private=True)
+    service.keys = keys
+    now = time_ms()
+    service.state.update({"partner": partner["id"], "meta": {}, "pair": None, "cursor": None,
+                          "last_ok": now, "last_error": None,
+                          "mm": {mid: {"n": v[0], "root": v[1], "t": now, "err": None}
+                                 for mid, v in pushed.items()}})
+    service._save()
+    if pair is not None:
+        write_atomic(node.root + "/pair.cbor", pair, private=True)
+    write_atomic(node.root + "/node.key", seed, private=True)
+    service.state["served"] += pull.bytes
+    service._save()
+    print("leither: restored %d versions of %d MiMei as node %s; restarting"
+          % (versions, len(pushed), dead_id))
+    asyncio.create_task(_restart(node))
+    return {"id": dead_id, "mimei": len(pushed), "versions": versions, "blocks": pull.blocks,
+            "bytes": pull.bytes, "restart": True}
+
+
+async def _restart(node):
+    await asyncio.sleep(0.5)  # let the reply go out first
+    stopping = getattr(node, "_stopping", None)
+    if stopping is not None:
+        stopping.set()  # run_forever ends; the board's main (or the sim) starts it again

@@ -1,0 +1,99 @@
+# Sealing for paired backup (DESIGN §5): how a node's blocks look on its partner. Pure bytes in,
+# bytes out — no files, no sockets — so the owner node, the partner, the restoring node and the
+# host (failover reads) all share this one definition.
+"""Sealed blocks: names that hide content hashes, AES-128-CTR + HMAC-SHA256 (encrypt-then-MAC).
+
+Keys (``Keys(backup_key)``; the 32-byte backup key is the owner's, escrowed on the host)::
+
+    enc(16) | name(32) | check(32) = HKDF-SHA256(backup_key, salt="leither-backup/1",
+                                                 info="seal", 80)
+
+* ``name(h) = HMAC(name_key, "b" || h)``: the partner stores and is asked for blocks under this
+  32-byte name; without the name key it cannot link a name to a content hash (nor test a guess).
+* ``seal(h, data) -> blob = ct || tag`` with ``ct = AES-128-CTR(enc, iv=name[:16])(data)`` and
+  ``tag = HMAC(check_key, name || ct)``. The IV is derived from the name, so sealing is
+  deterministic: the same block seals to the same blob (dedup on the partner, and the owner can
+  recompute any blob to check an audit answer without keeping a copy).
+* The partner is given ``check_key`` (never ``enc`` nor ``name``): it verifies every blob on
+  arrival and at rest (bit rot, a truncated transfer) yet can neither read nor name the data.
+  Authenticity against the partner itself comes from the name: ``open_blob`` decrypts and checks
+  that the plaintext hashes to ``h`` (or, when ``h`` is unknown, that ``name(SHA-256(plain))``
+  is the name asked for) — a partner without the name key cannot produce such a pair.
+* ``mtag(mid)``: a 16-byte opaque tag for a MiMei in the partner's catalog.
+* Audits: the owner sends a fresh nonce and a name; the partner answers
+  ``HMAC(nonce, blob)`` (``audit_answer``), which only a holder of the blob can compute.
+"""
+
+from leither import crypto
+from leither.errors import AuthError
+
+try:
+    from micropython import const
+except ImportError:
+    from leither.compat import const
+
+NAME_LEN = const(32)  # bytes of a sealed block's name
+TAG_LEN = const(32)  # bytes of HMAC-SHA256 at the end of a blob
+MTAG_LEN = const(16)  # bytes of a MiMei's catalog tag
+OVERHEAD = const(32)  # blob bytes over plaintext bytes (the tag; the IV is the name's)
+_SALT = b"leither-backup/1"
+
+
+class Keys:
+    """The keys derived from one backup key (see the module docstring)."""
+
+    def __init__(self, backup_key):
+        if len(backup_key) != 32:
+            raise AuthError("a backup key is 32 bytes")
+        okm = crypto.hkdf(bytes(backup_key), _SALT, b"seal", 80)
+        self.enc = okm[:16]
+        self.name_key = okm[16:48]
+        self.check = okm[48:80]  # the partner's verification key (given to it)
+
+    def name(self, h):
+        """The partner-side name of the block with SHA-256 h."""
+        return crypto.hmac_sha256(self.name_key, b"b" + bytes(h))
+
+    def mtag(self, mid):
+        """The opaque catalog tag of a MiMei ID (text)."""
+        return crypto.hmac_sha256(self.name_key, b"m" + mid.encode())[:MTAG_LEN]
+
+    def seal(self, h, data, name=None):
+        """(name, blob) for the block data whose SHA-256 is h."""
+        if name is None:
+            name = self.name(h)
+        ct = crypto.CTR(self.enc, name[:16]).crypt(data)
+        mac = crypto.HMACSHA256(self.check, name)
+        mac.update(ct)
+        return name, ct + mac.digest()
+
+    def open_blob(self, name, blob, h=None):
+        """The plaintext of a blob fetched by name; AuthError unless it is genuine.
+
+        With h (the content hash the caller expects) the plaintext must hash to h; without it,
+        name(SHA-256(plaintext)) must equal name (so the name key vouches for the content).
+        """
+        if not check(self.check, name, blob):
+            raise AuthError("sealed block fails its tag")
+        plain = crypto.CTR(self.enc, bytes(name[:16])).crypt(memoryview(blob)[:-TAG_LEN])
+        digest = crypto.sha256(plain)
+        if h is not None:
+            if not crypto.equal(digest, bytes(h)):
+                raise AuthError("sealed block does not hold the block asked for")
+        elif not crypto.equal(self.name(digest), bytes(name)):
+            raise AuthError("sealed block does not match its name")
+        return plain
+
+
+def check(check_key, name, blob):
+    """True if blob's tag is right for name under check_key (what a partner can verify)."""
+    if len(blob) < TAG_LEN or len(name) != NAME_LEN:
+        return False
+    mac = crypto.HMACSHA256(check_key, bytes(name))
+    mac.update(memoryview(blob)[:-TAG_LEN])
+    return crypto.equal(mac.digest(), bytes(memoryview(blob)[-TAG_LEN:]))
+
+
+def audit_answer(nonce, blob):
+    """The answer to an audit challenge: HMAC(nonce, blob)."""
+    return crypto.hmac_sha256(bytes(nonce), blob)

@@ -1,0 +1,84 @@
+# Which blocks a backup push sends (leither.backup): the difference between a version's Merkle
+# tree and the previous pushed version's, found by walking both canonical trees side by side.
+# Pure: a BlockStore in, hashes out.
+"""Tree diff and random block choice over leither.store trees."""
+
+from leither import crypto, store
+
+
+def _manifest(bs, h):
+    level, _size, hashes = store.decode_manifest(bs.get(h))
+    return level, hashes
+
+
+def _align(bs, level, hashes, target):
+    """The node at level target on the leftmost path under (level, hashes), or None."""
+    while level > target:
+        if not len(hashes):
+            return None
+        h = bytes(hashes[:32])
+        if not bs.has(h):
+            return None
+        level, hashes = _manifest(bs, h)
+    return hashes if level == target else None
+
+
+def tree_diff(bs, new_root, old_root=None):
+    """Yield the hashes under new_root (manifests before children) that are not at the same
+    place under old_root. Canonical trees put equal content at equal places, so unchanged
+    subtrees are skipped unread. RAM: two manifests per level (<= 8 levels)."""
+    new_root = bytes(new_root)
+    if old_root is not None and bytes(old_root) == new_root:
+        return
+    yield new_root
+    level, hashes = _manifest(bs, new_root)
+    old = None
+    if old_root is not None and bs.has(old_root):
+        old_level, old_hashes = _manifest(bs, old_root)
+        if old_level >= level:
+            old = _align(bs, old_level, old_hashes, level)
+        else:
+            old = (old_level, old_hashes, bytes(old_root))  # on the new one's leftmost path
+    stack = [(level, hashes, old, 0)]  # bound: one entry per level, <= 8
+    while stack:
+        level, hashes, old, i = stack.pop()
+        if 32 * i >= len(hashes):
+            continue
+        stack.append((level, hashes, old, i + 1))
+        h = bytes(hashes[32 * i:32 * i + 32])
+        old_h = None
+        sub_old = None
+        if isinstance(old, tuple):  # deeper new tree: the old root hangs under child 0
+            if i == 0:
+                if old[0] == level - 1:
+                    old_h = old[2]
+                else:
+                    sub_old = old
+        elif old is not None and 32 * i + 32 <= len(old):
+            old_h = bytes(old[32 * i:32 * i + 32])
+        if old_h == h:
+            continue
+        yield h
+        if level == 1:
+            continue
+        sub_level, sub = _manifest(bs, h)
+        if old_h is not None and bs.has(old_h):
+            sub_old = _manifest(bs, old_h)[1]
+        stack.append((sub_level, sub, sub_old, 0))
+
+
+def random_block(bs, record_hash, root):
+    """A uniformly-ish random block of a version: its record or a node of its tree."""
+    r = crypto.random(2)
+    if r[0] < 16:
+        return bytes(record_hash)
+    h = bytes(root)
+    while True:
+        level, hashes = _manifest(bs, h)
+        count = len(hashes) // 32
+        if not count or crypto.random(1)[0] < 40:
+            return h
+        i = int.from_bytes(crypto.random(2), "big") % count
+        h = bytes(hashes[32 * i:32 * i + 32])
+        if level == 1:
+            return h

@@ -1,0 +1,262 @@
+# The partner's side of paired backup (DESIGN §5): what a node keeps for its partner. Everything
+# in here is sealed by the partner's owner (leither.seal): this node can check each blob's tag
+# with the check key it was handed, answer audits and hand blobs back, but it holds no key that
+# reads content or links a name to a content hash.
+"""Partner-side sealed storage: ``Vault(dir)`` per partner node.
+
+Layout of ``dir`` (``<root>/vault/<partner node id>``):
+
+* ``blocks/`` — a ``SealedStore``: leither.store's packs and indexes, keyed by sealed *name*
+  (not by the SHA-256 of the stored bytes), each blob checked against its HMAC tag (check key)
+  when it arrives, when the open pack is rescanned after a crash, and on every read;
+* ``info.cbor`` — ``{"owner": owner's public key, "check": check key, "stats": {...}}``;
+* ``catalog`` — fixed 53-byte records ``kind(1) | tag(16) | n (u32 BE) | name(32)``, appended
+  only after every block of what they name is stored and synced: ``v`` a version (tag: the
+  MiMei's opaque tag, n: version number, name: the sealed version record), ``m`` a MiMei's
+  metadata, ``p`` the owner node's pairing record. A torn last record is cut at open.
+"""
+
+import os
+import struct
+
+from leither import cbor, crypto, seal, store
+from leither.compat import makedirs
+from leither.errors import AuthError, DecodeError, QuotaError, StoreError
+from leither.identity import write_atomic
+
+try:
+    from micropython import const
+except ImportError:
+    from leither.compat import const
+
+ENTRY_LEN = const(53)  # catalog record: kind 1 + tag 16 + n 4 + name 32
+KINDS = (118, 109, 112)  # "v" version, "m" MiMei metadata, "p" pairing record
+_HDR = const(34)  # store record header: name 32 + length 2
+
+
+class SealedStore(store.BlockStore):
+    """A BlockStore whose records are keyed by sealed name and verified by their tag."""
+
+    def __init__(self, path, check_key):
+        self.check_key = check_key  # set first: the base constructor rescans the open pack
+        super().__init__(path)
+
+    def put_sealed(self, name, blob):
+        """Store blob under name once; True if it was new. AuthError if its tag is wrong."""
+        if len(blob) > store.BLOCK_MAX:
+            raise StoreError("sealed block of %d bytes > %d" % (len(blob), store.BLOCK_MAX))
+        if not seal.check(self.check_key, name, blob):
+            raise AuthError("sealed block fails its tag")
+        name = bytes(name)
+        if self._locate(name) is not None:
+            return False
+        self._append(name, blob)
+        return True
+
+    def _read(self, n, off, h, buf=None):
+        # As BlockStore._read, but a record is genuine when its tag checks, not its SHA-256.
+        if self._wf is not None and n == self._open:
+            self._wf.flush()
+        head = self._hdr
+        try:
+            f = self._handle(n, "pk")
+            f.seek(off)
+            got = f.readinto(head)
+            length = (head[32] << 8) | head[33] if got == _HDR else -1
+            data = f.read(length) if 0 <= length <= store.BLOCK_MAX else b""
+        except OSError as err:
+            raise StoreError(f"reading sealed block: {err}")
+        if head[:32] != h or len(data) != length or not seal.check(self.check_key, h, data):
+            raise StoreError("corrupt sealed block in pack %d" % n)
+        if buf is not None:
+            view = memoryview(buf)[:length]
+            view[:] = data
+            return view
+        return data
+
+    def _scan_open(self, n):
+        # As BlockStore._scan_open (bounded by PACK_RECORDS), with the tag as the check: a record
+        # that fails it (never synced before a crash) stays unindexed and reads as missing.
+        self._open = n
+        self._prefix = bytearray()
+        self._offsets = []
+        off = 0
+        hdr = bytearray(_HDR)
+        with open(self._name(n, "pk"), "rb") as f:
+            size = f.seek(0, 2)
+            f.seek(0)
+            while len(self._offsets) < store.PACK_RECORDS:
+                if f.readinto(hdr) != _HDR:
+                    break
+                length = (hdr[32] << 8) | hdr[33]
+                if length > store.BLOCK_MAX or off + _HDR + length > size:
+                    break
+                data = f.read(length)
+                if seal.check(self.check_key, hdr[:32], data):
+                    self._prefix.extend(hdr[:8])
+                    self._offsets.append(off)
+                off += _HDR + length
+        self._end = off
+        self._broken = size != off or len(self._offsets) >= store.PACK_RECORDS
+
+
+def _read_file(path):
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+class Vault:
+    """What this node stores for one partner (see the module docstring)."""
+
+    def __init__(self, path):
+        self.path = path
+        makedirs(path)
+        self.info = {"owner": None, "check": None,
+                     "stats": {"received": 0, "dups": 0, "served": 0, "audits": 0}}
+        data = _read_file(path + "/info.cbor")
+        if data:
+            try:
+                info = cbor.loads(data)
+                if isinstance(info, dict):
+                    self.info.update(info)
+            except DecodeError as err:
+                print(f"leither: vault {path}: unreadable info ({err}); waiting for a hello")
+        self.blocks = None
+        self._used = 0
+        if self.info["check"] is not None:
+            self._open_blocks()
+        self._fix_catalog()
+
+    def _open_blocks(self):
+        self.blocks = SealedStore(self.path + "/blocks", self.info["check"])
+        self._used = self.blocks.used()
+
+    def _fix_catalog(self):
+        """Cut a torn last catalog record (an append interrupted by a crash)."""
+        path = self.path + "/catalog"
+        try:
+            size = os.stat(path)[6]
+        except OSError:
+            return
+        if size % ENTRY_LEN:
+            keep = size - size % ENTRY_LEN
+            with open(path, "rb") as f:
+                data = f.read(keep)
+            write_atomic(path, data)
+
+    def save_info(self):
+        write_atomic(self.path + "/info.cbor", cbor.dumps(self.info))
+
+    def close(self):
+        if self.blocks is not None:
+            self.blocks.close()
+            self.blocks = None
+
+    # -- owner's side of the protocol ---------------------------------------------------------
+
+    def hello(self, owner_key, check_key):
+        """The partner tells who its owner is and which check key its blobs carry."""
+        if self.info["check"] is not None and not crypto.equal(self.info["check"], check_key):
+            if self.entries_count() or self._used:
+                raise AuthError("this vault holds blobs under another backup key")
+        changed = self.info["owner"] != owner_key or self.info["check"] != check_key
+        self.info["owner"] = owner_key
+        self.info["check"] = check_key
+        if changed:
+            self.save_info()
+        if self.blocks is None:
+            self._open_blocks()
+
+    def _need_blocks(self):
+        if self.blocks is None:
+            raise StoreError("vault has no check key yet: send BKHello first")
+        return self.blocks
+
+    def used(self):
+        return self._used
+
+    def put(self, name, blob, quota):
+        """Store one sealed block; True if new. QuotaError past quota bytes."""
+        blocks = self._need_blocks()
+        if blocks.has(name):
+            self.info["stats"]["dups"] += 1
+            return False
+        if quota is not None and self._used + len(blob) + _HDR > quota:
+            raise QuotaError("backup quota exhausted: %d of %d bytes used, %d more asked"
+                             % (self._used, quota, len(blob) + _HDR))
+        if blocks.put_sealed(name, blob):
+            self._used += len(blob) + _HDR
+            self.info["stats"]["received"] += len(blob)
+            return True
+        return False
+
+    def has(self, name):
+        return self.blocks is not None and self.blocks.has(name)
+
+    def get(self, name):
+        """The blob under name, or None."""
+        blocks = self._need_blocks()
+        if not blocks.has(name):
+            return None
+        blob = blocks.get(name)
+        self.info["stats"]["served"] += len(blob)
+        return blob
+
+    def audit(self, name, nonce):
+        blocks = self._need_blocks()
+        if not blocks.has(name):
+            raise StoreError("no such sealed block")
+        self.info["stats"]["audits"] += 1
+        return seal.audit_answer(nonce, blocks.get(name))
+
+    def commit(self, entries):
+        """Make stored blobs durable, then append catalog entries [[kind, tag, n, name]]."""
+        out = bytearray()
+        for e in entries:
+            kind, tag, n, name = e
+            if (kind not in KINDS or not isinstance(tag, bytes) or len(tag) != seal.MTAG_LEN
+                    or not isinstance(n, int) or not 0 <= n < (1 << 32)
+                    or not isinstance(name, bytes) or len(name) != seal.NAME_LEN):
+                raise DecodeError("bad catalog entry")
+            if not self.has(name):
+                raise StoreError("catalog entry names a block not stored")
+            out.append(kind)
+            out.extend(tag)
+            out.extend(struct.pack(">I", n))
+            out.extend(name)
+        self._need_blocks().sync()
+        if out:
+            from leither.compat import fsync
+
+            with open(self.path + "/catalog", "ab") as f:
+                f.write(out)
+                fsync(f)
+        self.save_info()
+        return self.entries_count()
+
+    def entries_count(self):
+        try:
+            return os.stat(self.path + "/catalog")[6] // ENTRY_LEN
+        except OSError:
+            return 0
+
+    def entries(self, offset, count):
+        """Up to count catalog entries from offset: [[kind, tag, n, name]]."""
+        out = []
+        try:
+            f = open(self.path + "/catalog", "rb")
+        except OSError:
+            return out
+        try:
+            f.seek(offset * ENTRY_LEN)
+            for _ in range(count):
+                rec = f.read(ENTRY_LEN)
+                if len(rec) != ENTRY_LEN:
+                    break
+                out.append([rec[0], rec[1:17], struct.unpack(">I", rec[17:21])[0], rec[21:]])
+        finally:
+            f.close()
+        return out
