@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # Tests run on both cores; a module's CPython and MicroPython runs stay on one worker.
 PYTEST_ARGS ?= -n 2 --dist loadfile
 
-.PHONY: all deps venv build test test-fast fuzz bench demo lint clean
+.PHONY: all deps venv build test test-fast mptest fuzz bench demo lint clean
 
 all: test
 
@@ -31,11 +31,18 @@ test: $(STAMP) deps build
 test-fast: $(STAMP) build
 	$(BIN)/python -m pytest $(PYTEST_ARGS) -m "not slow and not root" tests
 
+# One firmware test module straight under MicroPython: make mptest T=test_cbor [HEAP=64K]
+HEAP ?= 64K
+mptest: $(STAMP) build
+	$(BIN)/python -c "import sys; sys.path.insert(0, 'tests'); import conftest; conftest.build_for_micropython()"
+	MICROPYPATH=build/tests/firmware:build/unix:.frozen $(BIN)/micropython -X heapsize=$(HEAP) tests/mp_run.py $(T)
+
 fuzz: $(STAMP) build
 	FUZZ_EXAMPLES=20000 $(BIN)/python -m pytest -q -k fuzz tests
 
 bench: $(STAMP) deps build
-	$(BIN)/python bench/primitives.py
+	for b in primitives store db node discovery rpc ledger pairing backup; do \
+	    [ -f bench/$$b.py ] && $(BIN)/python bench/$$b.py || true; done
 
 demo: $(STAMP) deps build
 	$(BIN)/leither demo
