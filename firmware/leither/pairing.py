@@ -415,6 +415,10 @@ class Machine:
                 continue  # a flood of names: the ones seen first are what counts
             flag = txt.get("pair") == "1"
             old = self.seen.get(node_id)
+            if old is not None and not node.get("addresses") and old[0].get("addresses"):
+                # This view missed its A record: keep the address an earlier view resolved.
+                node = dict(node)
+                node["addresses"] = old[0]["addresses"]
             self.seen[node_id] = [node, now, flag, flag or (old is not None and old[3])]
         cands = self.candidates()
         if len(cands) >= 2:
@@ -481,6 +485,18 @@ class Machine:
 
 def _log(line):
     print("leither: " + line)
+
+
+def _ipv4_of(addr):
+    """The IPv4 address in a Caller.addr "a.b.c.d:port", or None."""
+    host = addr.rsplit(":", 1)[0] if isinstance(addr, str) else ""
+    parts = host.split(".")
+    if len(parts) != 4:
+        return None
+    for part in parts:
+        if not part.isdigit() or int(part) > 255:
+            return None
+    return host
 
 
 class Service:
@@ -746,8 +762,10 @@ class Service:
             self._fail("pairing with %s failed: %s" % (ids.make_id(caller.key), err))
             raise
         cand = pending[1] or {}
-        addrs = cand.get("addresses") or [caller.addr.rsplit(":", 1)[0]]
+        addrs = cand.get("addresses") or [_ipv4_of(caller.addr)]
         self._commit(result, addrs[0], cand.get("port"))
+        if not addrs[0] or not cand.get("port"):
+            self._spawn(self.locate_partner())  # learn where to reach it from mDNS
         return done
 
     async def _rpc_open(self, caller, params):
@@ -790,8 +808,8 @@ class Service:
         self.partner = record
         self.code = record["code"]
         self.machine.done()
-        _log("paired with %s; code %s (check that the other node shows the same)"
-             % (record["peer_id"], record["code"]))
+        _log("paired with %s at %s:%s; code %s (check that the other node shows the same)"
+             % (record["peer_id"], addr, port, record["code"]))
         self.node.announce()
         self._show("pairing", code=record["code"], for_ms=CODE_SHOW_MS)
 

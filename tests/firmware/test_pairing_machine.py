@@ -122,9 +122,11 @@ def test_exchange_states():
 
 def test_seen_is_bounded():
     m = opened()
-    many = [node(ids.make_id(bytes([i]))) for i in range(20)]
-    assert m.observe(many, T0 + 100) == pairing.OVERLAP
+    names = [ids.make_id(bytes([i])) for i in range(18)]  # two over the bound of 16
+    view = [{"id": n, "txt": {"pair": "1"}} for n in names]
+    assert m.observe(view, T0 + 100) == pairing.OVERLAP
     assert m.reason.startswith("session overlap: 16 nodes") and m.reason.endswith(", ...)")
+    view = None
     m.press(T0 + 200)
-    m.observe([node(ids.make_id(bytes([i])), pair="0") for i in range(20)], T0 + 300)
-    assert len(m.seen) <= 16
+    m.observe([{"id": n, "txt": {"pair": "0"}} for n in names], T0 + 300)
+    assert len(m.seen) == 16
