@@ -68,6 +68,7 @@ import hashlib
 import struct
 
 from leither import cbor, crypto, ids
+from leither.compat import IS_MICROPYTHON
 from leither.errors import AuthError, DecodeError
 
 try:
@@ -85,6 +86,7 @@ MAX_FRAME = const(65536)
 # Bound on handshake bodies (bytes): message 2 is ~150 bytes, message 3 ~120 (+ tag). Junk
 # before authentication never makes the node allocate more than this.
 HANDSHAKE_MAX_FRAME = const(256)
+_CTR_BATCH = const(256)  # bytes of keystream per AES-ECB call on a board: 16 blocks
 MAX_METHOD = const(64)  # bytes of a method name; Leither's longest names are ~12
 MAX_MSGID = 0xFFFFFFFF  # msgid is a uint32: clients count up and wrap
 _MAX_COUNTER = 0xFFFFFFFFFFFF  # frames per direction before the session must end (2**48)
@@ -232,8 +234,44 @@ class _Direction:
         return struct.pack(">Q", n)
 
 
+def _ctr_inplace(key, counter, view):
+    """XOR ``view`` (a writable buffer) with the AES-128-CTR keystream of iv = counter || 0^8.
+
+    MicroPython: built on cryptolib's ECB in 256-byte batches, so sealing a frame needs no
+    frame-sized allocation (the board's heap fragments; see leither.server). CPython: one
+    pycryptodome call and a copy back. Same keystream as leither.crypto.CTR (tested).
+    """
+    if not IS_MICROPYTHON:
+        view[:] = crypto.CTR(key, counter + bytes(8)).crypt(bytes(view))
+        return
+    import cryptolib
+
+    ecb = cryptolib.aes(key, 1)
+    blocks = bytearray(_CTR_BATCH)
+    stream = bytearray(_CTR_BATCH)
+    for j in range(0, _CTR_BATCH, 16):
+        blocks[j:j + 8] = counter
+    size = len(view)
+    pos = 0
+    block = 0
+    while pos < size:
+        take = min(_CTR_BATCH, size - pos)
+        for j in range(0, take, 16):
+            struct.pack_into(">Q", blocks, j + 8, block)
+            block += 1
+        ecb.encrypt(blocks, stream)
+        mixed = int.from_bytes(view[pos:pos + take], "big") ^ int.from_bytes(
+            stream if take == _CTR_BATCH else memoryview(stream)[:take], "big")
+        view[pos:pos + take] = mixed.to_bytes(take, "big")
+        pos += take
+
+
 class Channel:
-    """A sealed, counted channel: ``seal`` for frames we send, ``open`` for frames we get."""
+    """A sealed, counted channel: ``seal`` for frames we send, ``open`` for frames we get.
+
+    ``seal_into``/``open_inplace`` work inside a caller's buffer (no frame-sized copies);
+    ``seal``/``seal_parts``/``open`` return new bytes.
+    """
 
     def __init__(self, send_enc, send_mac, recv_enc, recv_mac):
         self._send = _Direction(send_enc, send_mac)
@@ -241,18 +279,37 @@ class Channel:
 
     def seal(self, plaintext):
         """Body (ciphertext || tag) of the next outgoing frame."""
-        ct, tag = self.seal_parts(plaintext)
-        return ct + tag
+        body = bytearray(len(plaintext) + TAG_LEN)
+        body[:len(plaintext)] = plaintext
+        self._seal(memoryview(body), len(plaintext))
+        return bytes(body)
 
     def seal_parts(self, plaintext):
-        """(ciphertext, tag) of the next outgoing frame, to be written one after the other
-        (saves a board the copy that joining them would take)."""
+        """(ciphertext, tag) of the next outgoing frame."""
+        body = self.seal(plaintext)
+        return body[:-TAG_LEN], body[-TAG_LEN:]
+
+    def seal_into(self, frame, length):
+        """Seal in place a frame whose plaintext sits at frame[4:4 + length]: encrypts it,
+        writes the tag after it and the header before it; returns the frame's total size."""
+        view = memoryview(frame)
+        self._seal(view[HEADER_LEN:HEADER_LEN + length + TAG_LEN], length)
+        struct.pack_into(">I", frame, 0, length + TAG_LEN)
+        return HEADER_LEN + length + TAG_LEN
+
+    def _seal(self, body, length):
         counter = self._send.next_counter()
-        ct = crypto.CTR(self._send.enc_key, counter + bytes(8)).crypt(plaintext)
-        return ct, _tag(self._send.pads, counter, ct)
+        ct = body[:length]
+        _ctr_inplace(self._send.enc_key, counter, ct)
+        body[length:length + TAG_LEN] = _tag(self._send.pads, counter, ct)
 
     def open(self, body):
         """Plaintext of the next incoming frame; AuthError if it is not that frame, intact."""
+        return bytes(self.open_inplace(bytearray(body)))
+
+    def open_inplace(self, body):
+        """Check and decrypt a frame body held in a writable buffer; returns a memoryview
+        of the plaintext inside it. AuthError if it is not the next frame, intact."""
         n = len(body) - TAG_LEN
         if n < 1:
             raise DecodeError("sealed frame too short")
@@ -261,7 +318,8 @@ class Channel:
         if not crypto.equal(_tag(self._recv.pads, counter, view[:n]), view[n:]):
             # The counter stays advanced: the session is dead after a bad frame.
             raise AuthError("frame failed authentication (altered, replayed or reordered)")
-        return crypto.CTR(self._recv.enc_key, counter + bytes(8)).crypt(view[:n])
+        _ctr_inplace(self._recv.enc_key, counter, view[:n])
+        return view[:n]
 
     @property
     def sent(self):

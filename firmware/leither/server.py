@@ -36,9 +36,10 @@ lock), so ten clients sending big frames at once cost one big buffer, not ten.
 """
 
 import asyncio
+import gc
 import hashlib
 
-from leither import crypto, ids, rpc
+from leither import cbor, crypto, ids, rpc
 from leither.compat import IS_MICROPYTHON, ticks_diff, ticks_ms
 from leither.errors import (
     AuthError,
@@ -63,6 +64,9 @@ PUBLIC_FACTS = ("id", "v", "name", "board", "fw", "uptime", "free", "heap", "cla
                 "pair", "peer")
 
 _MAX_CONNS = const(12)  # connections: 10 clients + 2 spare for handshakes, fits ~90 KB heap
+# Default frame limit on MicroPython (bytes): two such buffers are made at start; a 64 KiB
+# frame would not fit a board's heap beside its copies. CPython nodes take rpc.MAX_FRAME.
+_BOARD_FRAME = const(8192)
 _GUEST_MAX_FRAME = const(4096)  # bytes a guest may send in one frame: small calls only
 _SMALL_FRAME = const(2048)  # bytes: larger inbound frames are received one at a time
 _REPLY_OVERHEAD = const(64)  # bytes of CBOR around a bulk result ([id, 0, h'..'] + tag)
@@ -146,7 +150,7 @@ class Server:
     """A Leither node's RPC endpoint. See the module docstring for how to embed it."""
 
     def __init__(self, identity_seed, facts_provider=None, owner_key=None, claim_token=None,
-                 on_claim=None, max_conns=_MAX_CONNS, max_frame=rpc.MAX_FRAME,
+                 on_claim=None, max_conns=_MAX_CONNS, max_frame=None,
                  guest_max_frame=_GUEST_MAX_FRAME, handshake_ms=_HANDSHAKE_MS,
                  frame_ms=_FRAME_MS, idle_ms=_IDLE_MS, claim_backoff_ms=_CLAIM_BACKOFF_MS,
                  log=None):
@@ -162,7 +166,9 @@ class Server:
         # names a right? None: only the roles listed for the method.
         self.rights = None
         self.max_conns = max_conns
-        self.max_frame = min(max_frame, rpc.MAX_FRAME)
+        if max_frame is None:
+            max_frame = _BOARD_FRAME if IS_MICROPYTHON else rpc.MAX_FRAME
+        self.max_frame = max(rpc.HANDSHAKE_MAX_FRAME, min(max_frame, rpc.MAX_FRAME))
         self.guest_max_frame = min(guest_max_frame, self.max_frame)
         self.handshake_ms = handshake_ms
         self.frame_ms = frame_ms
@@ -175,6 +181,8 @@ class Server:
         self._methods = {}
         self._conns = []
         self._big = asyncio.Lock()
+        self._out = None  # frame buffers, made by start()
+        self._in = None
         self._srv = None
         self._watch = None
         self._claim_fail = None
@@ -207,6 +215,12 @@ class Server:
         return GUEST
 
     async def start(self, host="0.0.0.0", port=4800):
+        # Made at start, while the heap is whole: a board's heap fragments under load and
+        # then cannot find frame-sized holes. One reply buffer (filled and sent without an
+        # await between) and one inbound buffer for big frames (under self._big).
+        if self._out is None:
+            self._out = _FrameBuffer(self.max_frame)
+            self._in = bytearray(self.max_frame)
         self._srv = await asyncio.start_server(self._serve, host, port, backlog=_BACKLOG)
         self.port = port
         sockets = getattr(self._srv, "sockets", None)
@@ -296,6 +310,8 @@ class Server:
                 why = "bad input: %s" % err
             except OSError as err:
                 why = "socket error %s" % err
+            except Exception as err:  # noqa: BLE001 - e.g. MemoryError: drop this one only
+                why = "failed: %r" % (err,)
             finally:
                 if conn in self._conns:
                     self._conns.remove(conn)
@@ -325,17 +341,28 @@ class Server:
             raise EOFError("EOF")
         return data
 
+    async def _read_into(self, conn, view):
+        """Fill a memoryview from the connection, or EOFError."""
+        n = len(view)
+        if IS_MICROPYTHON:
+            got = 0
+            while got < n:
+                k = await conn.reader.readinto(view[got:])
+                if not k:
+                    raise EOFError("EOF")
+                got += k
+        else:
+            view[:] = await conn.reader.readexactly(n)
+
     async def _read_frame(self, conn, limit):
         return await self._read(conn, rpc.parse_header(await self._read(conn, 4), limit))
 
     async def _write(self, conn, body, tail=b""):
+        # One write per frame: MicroPython does not set TCP_NODELAY, and a frame split over
+        # writes meets Nagle + delayed ACK (40 ms a reply on Linux). The join costs one copy.
         conn.deadline(self.frame_ms)
-        writer = conn.writer
-        writer.write(rpc.frame_header(len(body) + len(tail)))
-        writer.write(body)
-        if tail:
-            writer.write(tail)
-        await writer.drain()
+        conn.writer.write(b"".join((rpc.frame_header(len(body) + len(tail)), body, tail)))
+        await conn.writer.drain()
 
     async def _handshake(self, conn, addr):
         conn.deadline(self.handshake_ms)
@@ -347,13 +374,18 @@ class Server:
             # Tell a confused client (wrong port, old version) why, in one plain frame.
             try:
                 conn.writer.write(rpc.encode_frame(
-                    _cbor().dumps(["error", "bad_hello", str(err)[:80]])))
+                    cbor.dumps(["error", "bad_hello", str(err)[:80]])))
             except OSError:
                 pass
             raise
         conn.phase = _KEYED
         await self._write(conn, msg2)
         key = shake.verify(await self._read_frame(conn, rpc.HANDSHAKE_MAX_FRAME))
+        if IS_MICROPYTHON:
+            # The session's lasting objects (keys, MAC pads, caller) come next: collect the
+            # handshake's big-int garbage first so they pack low in the heap instead of
+            # landing between the holes, which would leave no frame-sized gap later.
+            gc.collect()
         role = self.role_of(key)
         conn.max_frame = self.guest_max_frame if role == GUEST else self.max_frame
         conn.channel, msg4 = shake.accept(role, conn.max_frame)
@@ -373,8 +405,10 @@ class Server:
             await self._big.acquire()
         try:
             conn.deadline(self.frame_ms)
-            body = await self._read(conn, n)
-            msg = rpc.decode_array(conn.channel.open(body), 3)
+            # Big frames go into the one preallocated inbound buffer (hence the lock).
+            body = memoryview(self._in)[:n] if big else memoryview(bytearray(n))
+            await self._read_into(conn, body)
+            msg = rpc.decode_array(conn.channel.open_inplace(body), 3)
             body = None
         finally:
             if big:
@@ -384,44 +418,65 @@ class Server:
         if not isinstance(msgid, int) or isinstance(msgid, bool) or not 0 <= msgid <= rpc.MAX_MSGID:
             raise DecodeError("bad msgid")
         conn.limit = None  # handler time is the node's
-        reply = await self.dispatch(conn.caller, msgid, method, params)
-        sealed = conn.channel.seal_parts(reply)
-        reply = None
-        await self._write(conn, sealed[0], sealed[1])
+        ok, value = await self.call(conn.caller, method, params)
+        params = None
+        # From here to writer.write nothing awaits: the shared reply buffer is ours alone.
+        out = self._out
+        self._encode_reply(out, msgid, ok, value, conn.caller, method)
+        value = None
+        size = conn.channel.seal_into(out.buf, out.pos - rpc.HEADER_LEN)
+        conn.deadline(self.frame_ms)
+        # MicroPython's writer sends at once and copies only what the socket did not take;
+        # CPython's transport may keep a reference, so it gets its own bytes.
+        conn.writer.write(out.view[:size] if IS_MICROPYTHON else bytes(out.view[:size]))
+        await conn.writer.drain()
+
+    def _encode_reply(self, out, msgid, ok, value, caller, method):
+        out.pos = rpc.HEADER_LEN
+        try:
+            cbor.dump([msgid, 0 if ok else 1, value], out)
+            return
+        except _Overflow:
+            error = {"code": "too_big", "msg": "result over %d bytes; ask for less"
+                     % self.max_data}
+        except Exception as err:  # noqa: BLE001 - a result CBOR cannot carry is a node bug
+            self._log_failure(caller, method, err)
+            error = {"code": "internal", "msg": "result does not encode"}
+        out.pos = rpc.HEADER_LEN
+        cbor.dump([msgid, 1, error], out)
 
     # ---- dispatch ------------------------------------------------------------------------
 
-    async def dispatch(self, caller, msgid, method, params):
-        """Encoded reply (result or error) to one request by ``caller`` (a Caller)."""
+    async def call(self, caller, method, params):
+        """(True, result) or (False, {"code", "msg"}) of one request by ``caller``."""
         self.stats["calls"] += 1
         if not isinstance(method, str):
-            return rpc.encode_error(msgid, "bad_request", "method must be text")
+            return False, {"code": "bad_request", "msg": "method must be text"}
         entry = self._methods.get(method)
         if entry is None:
-            return rpc.encode_error(msgid, "no_method", "no method %s" % method)
+            return False, {"code": "no_method", "msg": "no method %s" % method}
         handler, roles, right = entry
         if caller.role not in roles and not self._allowed(caller, right, method, params):
-            return rpc.encode_error(msgid, "forbidden",
-                                    "%s is not allowed to call %s" % (caller.role, method))
+            return False, {"code": "forbidden",
+                           "msg": "%s is not allowed to call %s" % (caller.role, method)}
         try:
             result = handler(caller, params)
             if hasattr(result, "send"):  # a coroutine (CPython) or generator (MicroPython)
                 result = await result
-        except Exception as err:
+        except Exception as err:  # noqa: BLE001 - every handler failure becomes a reply
             code = error_code(err)
             if code == "internal":
                 self._log_failure(caller, method, err)
             msg = err.msg if isinstance(err, RPCError) else str(err)
-            return rpc.encode_error(msgid, code, msg[:200])
-        try:
-            reply = rpc.encode_result(msgid, result)
-        except Exception as err:
-            self._log_failure(caller, method, err)
-            return rpc.encode_error(msgid, "internal", "result does not encode")
-        if len(reply) + rpc.TAG_LEN > self.max_frame:  # our frame limit binds replies too
-            return rpc.encode_error(msgid, "too_big", "result of %d bytes; ask for less (%d)"
-                                    % (len(reply), self.max_data))
-        return reply
+            return False, {"code": code, "msg": msg[:200]}
+        return True, result
+
+    async def dispatch(self, caller, msgid, method, params):
+        """The encoded reply (as sent, before sealing) to one request by ``caller``."""
+        ok, value = await self.call(caller, method, params)
+        out = _FrameBuffer(self.max_frame)
+        self._encode_reply(out, msgid, ok, value, caller, method)
+        return bytes(out.view[rpc.HEADER_LEN:out.pos])
 
     def _log_failure(self, caller, method, err):
         self.log("%s %s failed: %r" % (caller.addr, method, err))
@@ -494,6 +549,27 @@ class Server:
                 "max_frame": self.max_frame}
 
 
+class _Overflow(Exception):
+    pass
+
+
+class _FrameBuffer:
+    """A frame being built in place: header room, CBOR written by cbor.dump, tag room."""
+
+    def __init__(self, max_frame):
+        self.buf = bytearray(rpc.HEADER_LEN + max_frame)
+        self.view = memoryview(self.buf)
+        self.limit = rpc.HEADER_LEN + max_frame - rpc.TAG_LEN
+        self.pos = rpc.HEADER_LEN
+
+    def write(self, data):
+        end = self.pos + len(data)
+        if end > self.limit:
+            raise _Overflow()
+        self.view[self.pos:end] = data
+        self.pos = end
+
+
 def _ping(caller, params):
     return params
 
@@ -501,12 +577,6 @@ def _ping(caller, params):
 def _digest(token):
     """SHA-256 of a token, so the constant-time compare sees equal lengths."""
     return hashlib.sha256(token.encode() if isinstance(token, str) else token).digest()
-
-
-def _cbor():
-    from leither import cbor
-
-    return cbor
 
 
 def _print_log(msg):

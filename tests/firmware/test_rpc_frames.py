@@ -90,11 +90,26 @@ def test_channel_construction():
     # Frame n: AES-128-CTR with iv = n (8 bytes BE) || 0 (8 bytes), tag = HMAC(n || ct)[:16].
     a, _ = pair()
     a.seal(b"\x01")
-    msg = b"hello, sealed world"
-    sealed = a.seal(msg)
-    n = b"\x00" * 7 + b"\x01"
-    ct = crypto.CTR(K1, n + bytes(8)).crypt(msg)
-    assert sealed == ct + crypto.hmac_sha256(M1, n + ct)[:16]
+    for i, msg in enumerate((b"hello, sealed world", random_bytes(700, seed=7))):
+        sealed = a.seal(msg)  # 700 bytes: crosses the board's 256-byte keystream batches
+        n = b"\x00" * 7 + bytes((i + 1,))
+        ct = crypto.CTR(K1, n + bytes(8)).crypt(msg)
+        assert sealed == ct + crypto.hmac_sha256(M1, n + ct)[:16]
+
+
+def test_in_place_sealing():
+    a, b = pair()
+    ref_a, _ = pair()
+    msg = cbor.dumps([5, 0, random_bytes(300, seed=5)])
+    frame = bytearray(rpc.HEADER_LEN + len(msg) + rpc.TAG_LEN + 10)  # room to spare
+    frame[rpc.HEADER_LEN:rpc.HEADER_LEN + len(msg)] = msg
+    size = a.seal_into(frame, len(msg))
+    assert size == rpc.HEADER_LEN + len(msg) + rpc.TAG_LEN
+    assert bytes(frame[:size]) == rpc.encode_frame(ref_a.seal(msg))
+    body = bytearray(frame[rpc.HEADER_LEN:size])
+    plain = b.open_inplace(body)
+    assert bytes(plain) == msg
+    raises(AuthError, b.open_inplace, bytearray(frame[rpc.HEADER_LEN:size]))  # replay
 
 
 def test_replay_rejected():

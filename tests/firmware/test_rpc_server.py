@@ -28,6 +28,7 @@ def call(srv, caller, method, params=None, msgid=1):
 
 
 def make(**kwargs):
+    kwargs.setdefault("max_frame", 2048)  # bytes; several servers live at once in a test
     srv = server.Server(NODE_SEED, log=lambda msg: None, **kwargs)
     srv.peer_keys.add(PEER)
     return srv
