@@ -138,6 +138,23 @@ def _check(root: str, fid: str, did: str | None, exp: Expect) -> None:
         s.close()
 
 
+def _first_line(proc: subprocess.Popen) -> str:
+    """The writer's first line, read byte by byte from the pipe itself: a buffered readline
+    could swallow later lines that communicate() (reading the raw pipe) would then miss."""
+    assert proc.stdout is not None
+    fd = proc.stdout.fileno()
+    line = b""
+    deadline = time.monotonic() + 20
+    while not line.endswith(b"\n"):
+        ready = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))[0]
+        assert ready, "writer did not start"
+        byte = os.read(fd, 1)
+        if not byte:
+            break
+        line += byte
+    return line.decode()
+
+
 def _run(cmd: list[str], env: dict[str, str], tmp: Path, seed: int) -> dict[str, int]:
     root = str(tmp / "store")
     rng = random.Random(seed)
@@ -153,9 +170,7 @@ def _run(cmd: list[str], env: dict[str, str], tmp: Path, seed: int) -> dict[str,
             time.sleep(rng.uniform(0, 0.06))  # often inside the recovery at open
             stats["early"] += 1
         else:
-            ready = select.select([proc.stdout], [], [], 20)[0]
-            assert ready, "writer did not start: %s" % proc.stderr.read().decode()
-            lines.append(proc.stdout.readline().decode())
+            lines.append(_first_line(proc))
             time.sleep(rng.uniform(0, 0.08))
         proc.send_signal(signal.SIGKILL)
         out, err = proc.communicate()
@@ -176,7 +191,11 @@ def _run(cmd: list[str], env: dict[str, str], tmp: Path, seed: int) -> dict[str,
                 stats[kind] = stats.get(kind, 0) + 1
         stats["kills"] += 1
         if fid is not None:
-            _check(root, fid, did, exp)
+            try:
+                _check(root, fid, did, exp)
+            except AssertionError as err:
+                raise AssertionError("%s\nrun %d, writer's last lines: %r\nstderr: %s" % (
+                    err, k, lines[-6:], ""))
     # The runs did the work they were meant to interrupt.
     assert stats["ops"] > KILLS and len(exp.versions) > 0
     return stats
