@@ -1,0 +1,323 @@
+# MiMei storage benchmarks (issue 3): throughput against a plain file copy, MicroPython heap
+# high-water mark for 10 MB, space after 10 versions with 1% changes, db ops/s, and the flash
+# cost of the on-flash layout on LittleFS and FAT (RAM block devices under MicroPython).
+# Prints tables of numbers; never pass/fail.
+#
+#   .venv/bin/python bench/store.py [--quick] [--skip-heap]
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _mp  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "firmware"))
+
+# -- workloads: the same source runs under CPython (exec) and MicroPython (-c) ----------------
+
+# Write N bytes into a file MiMei in PIECE-byte set_data calls, back it up, read it back; then
+# the same bytes through a plain file on the same disk. Prints "RESULT name seconds".
+THROUGHPUT = """
+import os, time, struct
+from leither import mimei, compat
+R, N, PIECE = %r, %d, %d
+def now():
+    return compat.ticks_ms()
+buf = bytearray(os.urandom(PIECE))
+s = mimei.Store(R + '/store', bytes(32))
+m = s.create('bench', '', 'w')
+t = now()
+for i in range(N // PIECE):
+    for j in range(0, PIECE, 4096):
+        buf[j:j + 4] = struct.pack('>I', i * 64 + j // 4096)
+    s.set_data(m, i * PIECE, buf)
+t1 = now()
+s.backup(m)
+t2 = now()
+for i in range(N // PIECE):
+    s.get_data(m, i * PIECE, PIECE)
+t3 = now()
+s.close()
+f = open(R + '/plain', 'wb')
+for i in range(N // PIECE):
+    for j in range(0, PIECE, 4096):
+        buf[j:j + 4] = struct.pack('>I', i * 64 + j // 4096)
+    f.write(buf)
+compat.fsync(f)
+f.close()
+t4 = now()
+f = open(R + '/plain', 'rb')
+while f.readinto(buf):
+    pass
+f.close()
+t5 = now()
+print('RESULT write', (t1 - t) / 1000)
+print('RESULT backup', (t2 - t1) / 1000)
+print('RESULT read', (t3 - t2) / 1000)
+print('RESULT plain_write', (t4 - t3) / 1000)
+print('RESULT plain_read', (t5 - t4) / 1000)
+"""
+
+# Smallest heap: store N bytes in 4 KiB writes and read them back (verified reads).
+HEAP = """
+import os, binascii
+from leither import mimei
+s = mimei.Store(%r + binascii.hexlify(os.urandom(6)).decode(), bytes(32))
+m = s.create('bench', '', 'h')
+b = bytearray(os.urandom(4096))
+for i in range(%d):
+    b[0] = i & 255
+    b[1] = i >> 8
+    s.set_data(m, i * 4096, b)
+s.backup(m)
+for i in range(%d):
+    s.get_data(m, i * 4096, 4096)
+print('OK')
+"""
+HEAP_IMPORT = """
+import os, binascii
+from leither import mimei
+s = mimei.Store(%r + binascii.hexlify(os.urandom(6)).decode(), bytes(32))
+m = s.create('bench', '', 'h')
+s.set_data(m, 0, b'x')
+print('OK')
+"""
+
+# 10 versions of a 1 MB file, 1% (10486 bytes, one random run) changed between versions.
+SPACE = """
+import os
+from leither import mimei
+R = %r
+s = mimei.Store(R, bytes(32))
+m = s.create('bench', '', 's')
+size = 1 << 20
+for i in range(0, size, 8192):
+    s.set_data(m, i, os.urandom(8192))
+s.backup(m)
+seed = 7
+for v in range(9):
+    seed = (seed * 1103515245 + 12345) & 0x7fffffff
+    at = seed %% (size - 10486)
+    s.set_data(m, at, os.urandom(10486))
+    s.backup(m)
+s.blocks._seal()
+s.collect(min_dead=0.0)
+s.close()
+print('OK')
+"""
+
+# db ops/s with 10,000 keys (leither.db): load in transactions, then time each method.
+DB_OPS = """
+from leither import compat
+from leither.db import DB
+db = DB(%r)
+K, OPS = 10000, %d
+for b in range(0, K, 500):
+    db.Begin()
+    for i in range(b, b + 500):
+        db.Set('k%%d' %% i, 'v%%d' %% i)
+    db.Commit()
+def timed(name, fn):
+    t = compat.ticks_ms()
+    for i in range(OPS):
+        fn(i)
+    dt = compat.ticks_diff(compat.ticks_ms(), t)
+    print('RESULT', name, OPS * 1000 / max(dt, 1))
+timed('Set', lambda i: db.Set('k%%d' %% (i * 7919 %% K), 'x%%d' %% i))
+timed('Hset', lambda i: db.Hset('h', 'f%%d' %% i, 'v'))
+timed('Zadd', lambda i: db.Zadd('z', i * 31 %% 977, 'm%%d' %% i))
+for i in range(200):
+    db.Rpush('l', 'item%%d' %% i)
+timed('Lrange', lambda i: db.Lrange('l', i %% 100, i %% 100 + 9))
+timed('Get', lambda i: db.Get('k%%d' %% (i * 7919 %% K)))
+db.close()
+"""
+
+# Flash used on LittleFS2 / FAT (4 KiB blocks, RAM block device) by N full chunks and M small
+# blocks (manifest tails, records), stored one file per block or through the BlockStore.
+LAYOUT = """
+import os, hashlib, binascii
+from leither import store
+class RAM:
+    def __init__(self, bs, n):
+        self.bs = bs; self.n = n; self.data = bytearray(bs * n)
+    def readblocks(self, b, buf, off=0):
+        a = b * self.bs + off
+        buf[:] = self.data[a:a + len(buf)]
+    def writeblocks(self, b, buf, off=0):
+        a = b * self.bs + off
+        self.data[a:a + len(buf)] = buf
+    def ioctl(self, op, arg):
+        if op == 4: return self.n
+        if op == 5: return self.bs
+        return 0
+KIND, LAYOUT, NFULL, NSMALL = %r, %r, %d, %d
+bd = RAM(4096, 2048)
+vfs = os.VfsLfs2 if KIND == 'lfs' else os.VfsFat
+vfs.mkfs(bd)
+os.mount(vfs(bd), '/m')
+def used():
+    st = os.statvfs('/m')
+    return (st[2] - st[3]) * st[0]
+u0 = used()
+def block(i):
+    if i < NFULL:
+        return hashlib.sha256(b'%%d' %% i).digest() * 128
+    return hashlib.sha256(b'%%d' %% i).digest() * 10
+if LAYOUT == 'files':
+    for d in range(16):
+        os.mkdir('/m/%%x' %% d)
+    for i in range(NFULL + NSMALL):
+        data = block(i)
+        name = binascii.hexlify(hashlib.sha256(data).digest()).decode()
+        with open('/m/%%s/%%s' %% (name[0], name), 'wb') as f:
+            f.write(data)
+else:
+    bs = store.BlockStore('/m/blocks')
+    for i in range(NFULL + NSMALL):
+        bs.put(block(i))
+    bs.close()
+print('RESULT used', used() - u0)
+print('RESULT data', NFULL * 4096 + NSMALL * 320)
+"""
+
+
+def results(out: str) -> dict[str, float]:
+    found = {}
+    for m in re.finditer(r"^RESULT (\S+) (\S+)$", out, re.M):
+        found[m.group(1)] = float(m.group(2))
+    return found
+
+
+def run_cpython(code: str) -> dict[str, float]:
+    env = dict(os.environ, PYTHONPATH=str(REPO / "firmware"))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=env, check=False)
+    if proc.returncode:
+        raise SystemExit(proc.stdout + proc.stderr)
+    return results(proc.stdout)
+
+
+def run_mp(code: str, heap: str = "1M") -> dict[str, float]:
+    ok, out = _mp.run(code, heap=heap, timeout=900)
+    if not ok:
+        raise SystemExit(out)
+    return results(out)
+
+
+def disk_bytes(path: str) -> tuple[int, int]:
+    """(sum of file sizes, sum rounded up to 4 KiB per file) below path."""
+    total = blocks = 0
+    for dirpath, _dirs, files in os.walk(path):
+        for name in files:
+            size = os.path.getsize(os.path.join(dirpath, name))
+            total += size
+            blocks += -(-size // 4096) * 4096
+    return total, blocks
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="2 MB instead of 10 MB")
+    parser.add_argument("--skip-heap", action="store_true", help="no heap bisection")
+    args = parser.parse_args()
+    try:
+        _mp.build()
+    except subprocess.CalledProcessError:
+        print("warning: build failed; using the existing build/unix", file=sys.stderr)
+    mb = 2 if args.quick else 10
+    size = mb * 1024 * 1024
+    tmp = tempfile.mkdtemp(prefix="leither-bench-store-")
+    try:
+        print(f"== throughput: {mb} MB file MiMei (set_data pieces, backup, get_data) vs plain "
+              f"file on the same disk ==")
+        print(f"{'interpreter':<12} {'piece':>6} {'write MB/s':>10} {'backup s':>9} "
+              f"{'read MB/s':>9} {'plain w':>8} {'plain r':>8} {'w ratio':>8} {'r ratio':>8}")
+        for name, piece in (("cpython", 65536), ("cpython", 8192), ("micropython", 8192)):
+            root = os.path.join(tmp, "tp")
+            shutil.rmtree(root, ignore_errors=True)
+            os.mkdir(root)
+            code = THROUGHPUT % (root, size, piece)
+            r = run_cpython(code) if name == "cpython" else run_mp(code)
+            w = mb / r["write"]
+            rd = mb / max(r["read"], 1e-3)
+            pw = mb / max(r["plain_write"], 1e-3)
+            pr = mb / max(r["plain_read"], 1e-3)
+            print(f"{name:<12} {piece:>6} {w:>10.2f} {r['backup']:>9.3f} {rd:>9.2f} "
+                  f"{pw:>8.1f} {pr:>8.1f} {w / pw:>8.3f} {rd / pr:>8.3f}")
+            shutil.rmtree(root, ignore_errors=True)
+
+        print("\n== space: 10 versions of a 1 MB file, 1% (one 10486-byte run) changed "
+              "between versions, after collect ==")
+        root = os.path.join(tmp, "space")
+        run_cpython(SPACE % root)
+        logical = (1 << 20) + 9 * 10486
+        files, rounded = disk_bytes(root)
+        print(f"{'on-disk bytes (files)':<36} {files:>10}  ratio {files / logical:.3f}")
+        print(f"{'on-disk bytes (4 KiB per file)':<36} {rounded:>10}  ratio "
+              f"{rounded / logical:.3f}")
+        print(f"{'unique data (1 MiB + 9 x 10486)':<36} {logical:>10}")
+        shutil.rmtree(root, ignore_errors=True)
+
+        print("\n== flash layout: LittleFS2 / FAT, 4 KiB blocks, RAM block device "
+              "(MicroPython) ==")
+        print(f"{'fs':<4} {'layout':<18} {'full':>5} {'small':>6} {'used':>9} {'data':>9} "
+              f"{'ratio':>6}")
+        for kind in ("lfs", "fat"):
+            for layout in ("files", "packs"):
+                for nfull, nsmall in ((1000, 0), (1000, 200)):
+                    r = run_mp(LAYOUT % (kind, layout, nfull, nsmall), heap="12M")
+                    label = "one file per block" if layout == "files" else "BlockStore packs"
+                    print(f"{kind:<4} {label:<18} {nfull:>5} {nsmall:>6} {int(r['used']):>9} "
+                          f"{int(r['data']):>9} {r['used'] / r['data']:>6.3f}")
+
+        print("\n== db ops/s with 10,000 keys (leither.db; MicroPython at the first heap that "
+              "works of 64K, 96K, 128K, 256K) ==")
+        for name, heaps in (("cpython", [None]), ("micropython", ["64K", "96K", "128K", "256K"])):
+            for heap in heaps:
+                root = os.path.join(tmp, "db-%s-%s" % (name, heap))
+                os.mkdir(root)
+                code = DB_OPS % (root, 300)
+                try:
+                    r = run_cpython(code) if heap is None else run_mp(code, heap=heap)
+                except SystemExit as err:
+                    print(f"{name:<12} heap {heap or '-':<5} failed: "
+                          f"{str(err).strip().splitlines()[-1]}")
+                    continue
+                line = "  ".join(f"{k} {v:,.0f}" for k, v in r.items())
+                print(f"{name:<12} heap {heap or '-':<5} {line}")
+                break
+
+        if not args.skip_heap:
+            print(f"\n== MicroPython heap: smallest -X heapsize storing and reading back "
+                  f"{mb} MB (4 KiB writes, backup, verified reads) ==")
+            # RAM disk when there is one: the heap does not depend on the disk, time does.
+            shm = tempfile.mkdtemp(prefix="leither-bench-heap-",
+                                   dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
+            root = os.path.join(shm, "heap")
+            base = _mp.min_heap(HEAP_IMPORT % root, low=16, high=128)
+            shutil.rmtree(root, ignore_errors=True)
+            n = size // 4096
+            t = time.time()
+            need = _mp.min_heap(HEAP % (root, n, n), low=16, high=128, timeout=900)
+            print(f"{'open store + one write':<36} {base} KiB")
+            print(f"{'store + read back ' + str(mb) + ' MB':<36} {need} KiB "
+                  f"(bisected in {time.time() - t:.0f} s)")
+            if base and need:
+                print(f"{'working set of the 10 MB workload':<36} {need - base} KiB")
+            shutil.rmtree(shm, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
