@@ -175,10 +175,13 @@ class BlockStore:
         self.path = path
         makedirs(path)
         self._sealed = []  # pack numbers with an index, ascending
-        self._blooms = bytearray()  # _BLOOM_BYTES per sealed pack, same order
+        self._blooms = []  # one bytearray(_BLOOM_BYTES) per sealed pack, same order
         self._open = None  # number of the open pack, or None
-        self._prefix = bytearray()  # 8-byte hash prefixes of open-pack records
-        self._offsets = []  # their offsets (<= PACK_RECORDS entries)
+        # The open pack's RAM index, allocated once at full size (no growing buffers to
+        # fragment the heap): 8-byte hash prefixes and offsets of its first _count records.
+        self._prefix = bytearray(8 * PACK_RECORDS)
+        self._offsets = [0] * PACK_RECORDS
+        self._count = 0
         self._end = 0  # end of the last good record in the open pack
         # The open pack's one handle, read and write ("r+b"): LittleFS and FAT file handles
         # keep their own view of a file's size, so a second handle would not see appends.
@@ -224,7 +227,7 @@ class BlockStore:
         if len(head) != _IX_HEAD or head[:4] != b"LPX1":
             raise StoreError("bad pack index %d" % n)
         self._sealed.append(n)
-        self._blooms.extend(head[12:])
+        self._blooms.append(bytearray(head[12:]))
 
     def _scan_open(self, n):
         """Index the open pack's records, verifying each (bounded: PACK_MAX bytes).
@@ -235,8 +238,7 @@ class BlockStore:
         append, after which nothing may be written (the pack is sealed before it).
         """
         self._open = n
-        self._prefix = bytearray()
-        self._offsets = []
+        self._count = 0
         off = 0
         hdr = bytearray(_HDR)
         buf = bytearray(512)  # hash records in slices: no block-sized allocation at open
@@ -244,7 +246,7 @@ class BlockStore:
         with open(self._name(n, "pk"), "rb") as f:
             size = f.seek(0, 2)
             f.seek(0)
-            while len(self._offsets) < PACK_RECORDS:
+            while self._count < PACK_RECORDS:
                 if f.readinto(hdr) != _HDR:
                     break
                 length = (hdr[32] << 8) | hdr[33]
@@ -259,11 +261,16 @@ class BlockStore:
                     hasher.update(view[:got])
                     left -= got
                 if hasher.digest() == bytes(hdr[:32]):
-                    self._prefix.extend(hdr[:8])
-                    self._offsets.append(off)
+                    self._add(hdr[:8], off)
                 off += _HDR + length
         self._end = off
-        self._broken = size != off or len(self._offsets) >= PACK_RECORDS
+        self._broken = size != off or self._count >= PACK_RECORDS
+
+    def _add(self, prefix, off):
+        c = self._count
+        self._prefix[8 * c:8 * c + 8] = prefix
+        self._offsets[c] = off
+        self._count = c + 1
 
     # -- lookup ------------------------------------------------------------------------------
 
@@ -293,13 +300,14 @@ class BlockStore:
         if self._open is None:
             return -1
         prefix = h[:8]
-        pos = self._prefix.find(prefix)
+        end = 8 * self._count
+        pos = self._prefix.find(prefix, 0, end)
         while pos >= 0:
             if pos & 7 == 0:
                 off = self._offsets[pos >> 3]
                 if self._read_hash(self._open, off) == h:
                     return off
-            pos = self._prefix.find(prefix, pos + 1)
+            pos = self._prefix.find(prefix, pos + 1, end)
         return -1
 
     def _pack_reader(self, n):
@@ -342,7 +350,7 @@ class BlockStore:
         i = len(self._sealed) - 1
         while i >= 0:
             n = self._sealed[i]
-            if n != skip and _bloom_has(self._blooms, h, i * _BLOOM_BYTES):
+            if n != skip and _bloom_has(self._blooms[i], h, 0):
                 found = self._find_sealed(h, i)
                 if found is not None:
                     return n, found[0]
@@ -407,7 +415,7 @@ class BlockStore:
 
     def _append(self, h, data, head=None):
         if self._broken or (self._open is not None and (
-                self._end + _HDR + len(data) > PACK_MAX or len(self._offsets) >= PACK_RECORDS)):
+                self._end + _HDR + len(data) > PACK_MAX or self._count >= PACK_RECORDS)):
             self._seal()
         try:
             if self._open is None:
@@ -415,8 +423,7 @@ class BlockStore:
                 self._wf = open(self._name(n, "pk"), "w+b")
                 self._open = n
                 self._end = 0
-                self._prefix = bytearray()
-                self._offsets = []
+                self._count = 0
             elif self._wf is None:
                 self._wf = open(self._name(self._open, "pk"), "r+b")
             total = len(data) + (len(head) if head else 0)
@@ -430,8 +437,7 @@ class BlockStore:
             self._broken = True
             self._close_writer()
             raise _oserror(err, "storing a block")
-        self._prefix.extend(h[:8])
-        self._offsets.append(self._end)
+        self._add(h[:8], self._end)
         self._end += _HDR + total
 
     def sync(self):
@@ -460,7 +466,7 @@ class BlockStore:
             return
         self.sync()
         self._close_writer()
-        count = len(self._offsets)
+        count = self._count
         prefix = self._prefix
 
         def key(i):  # first 3 hash bytes: a small int on every port (no allocation)
@@ -501,10 +507,9 @@ class BlockStore:
                 pass
             raise _oserror(err, "sealing a pack")
         self._sealed.append(n)
-        self._blooms.extend(bloom)
+        self._blooms.append(bloom)
         self._open = None
-        self._prefix = bytearray()
-        self._offsets = []
+        self._count = 0
         self._broken = False
 
     def close(self):
@@ -524,7 +529,7 @@ class BlockStore:
 
     def count(self):
         """Number of blocks stored (an upper bound: includes dead ones not yet swept)."""
-        total = len(self._offsets)
+        total = self._count
         for n in self._sealed:
             with open(self._name(n, "ix"), "rb") as f:
                 f.seek(4)
@@ -589,7 +594,7 @@ class BlockStore:
             self._drop_handles(n)
             i = self._sealed.index(n)
             self._sealed.pop(i)
-            self._blooms[i * _BLOOM_BYTES:(i + 1) * _BLOOM_BYTES] = b""
+            self._blooms.pop(i)
             # Pack first, then index: a crash in between leaves an orphan index, dropped at open.
             os.remove(self._name(n, "pk"))
             os.remove(self._name(n, "ix"))
