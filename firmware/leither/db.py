@@ -501,7 +501,8 @@ class DB:
         return self._tree().size()
 
     def export(self):
-        """Yield the canonical serialization in pieces of about 1 KiB (see leither.dbio)."""
+        """Yield the canonical serialization of the committed content (not an open
+        transaction's writes) in pieces of about 1 KiB (see leither.dbio)."""
         from leither.dbio import export
 
         return export(self)

@@ -31,15 +31,16 @@ _STRING = const(0x73)
 
 
 def export(db):
-    """Yield the export of db in pieces (the db must not change meanwhile)."""
+    """Yield the export of db's committed content in pieces (an open transaction's writes
+    are not in it; the db must not be written meanwhile)."""
     t = db._tree()
     writes = t.writes
     out = _Out()
-    out.add(_head(5, t.user))
+    out.add(_head(5, t._committed[3]))
     k = None  # encoding of the current key
     kind = 0
     left = 0  # records of the current key still expected
-    for rk, v in t.scan(b""):
+    for rk, v in t.scan(b"", None, True):
         if t.writes != writes:
             raise StoreError("db changed during export")
         if k is not None and rk.startswith(k) and len(rk) > len(k):

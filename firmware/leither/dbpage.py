@@ -491,8 +491,8 @@ class Tree:
 
     # ----- reads -----
 
-    def _leaf(self, key, path=None):
-        pid = self.root
+    def _leaf(self, key, path=None, root=None):
+        pid = self.root if root is None else root
         while True:
             page = self._load(pid)
             if page.level() == 0:
@@ -513,15 +513,17 @@ class Tree:
             return leaf.val(i)
         return None
 
-    def scan(self, lo, hi=None):
+    def scan(self, lo, hi=None, committed=False):
         """Yield (key, value) for lo <= key < hi in order. Survives writes made meanwhile by
-        re-seeking after the last key it yielded."""
+        re-seeking after the last key it yielded. committed: read the tree as of the last
+        commit (its pages are never edited in place, so they are all still there)."""
         after = None
-        while self.root != _NONE:
+        while (self._committed[0] if committed else self.root) != _NONE:
             self._evict()
             writes = self.writes + self.moves
             path = []
-            leaf = self._leaf(lo if after is None else after, path)
+            leaf = self._leaf(lo if after is None else after, path,
+                              self._committed[0] if committed else None)
             i = leaf.search(lo) if after is None else leaf.search(after + b"\x00")
             while True:
                 if i >= leaf.count():

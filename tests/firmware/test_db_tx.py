@@ -149,3 +149,27 @@ def test_restore_round_trip():
         a.close()
         rmtree(p1)
         rmtree(p2)
+
+
+def test_export_is_the_committed_content():
+    path = tmpdir("dbec")
+    db = DB(path)
+    try:
+        db.Set("a", "1")
+        db.Hset("h", "f", "v")
+        before = _export(db)
+        db.Begin()
+        db.Set("a", "2")
+        for i in range(150):  # enough to move pages: the committed ones stay readable
+            db.Hset("h", "g%d" % i, "w")
+        db.Del("h")
+        assert _export(db) == before  # a backup sees no half of a transaction
+        db.Commit()
+        after = _export(db)
+        assert after != before
+        db.close()
+        db = DB(path)
+        assert _export(db) == after
+    finally:
+        db.close()
+        rmtree(path)

@@ -286,8 +286,8 @@ def run(ops, cache=4):
                 if saved is not None:
                     m, saved = saved, None
                 continue
-            if op == "export":
-                assert b"".join(db.export()) == canonical(m)
+            if op == "export":  # the committed content: no part of an open transaction
+                assert b"".join(db.export()) == canonical(m if saved is None else saved)
                 continue
             try:
                 want = model_apply(m, op, args)
