@@ -34,7 +34,9 @@ steer the 6-digit code: a man in the middle matches both users' codes with chanc
 
 Window rules (Machine): a node pairs only while its own window is open, only with the single
 node it has seen with ``pair=1`` since its window opened (that node still showing ``pair=1``),
-only after that view held for ``SETTLE_MS``. Two or more nodes seen with ``pair=1`` during the
+and only once its own window has been open ``SETTLE_MS``: by then it has heard every node
+pressed within a second of it (their announcements, or their answers to its first query), and
+both sides must be ready, so the later of two presses sets the pace. Two or more nodes seen with ``pair=1`` during the
 window abort it (state ``overlap``, LED "error"); the aborting node keeps ``pair=1`` for
 ``LINGER_MS`` more so that the others see the overlap too. R refuses a PairHello from any key
 but the one of the node in its view (``not_ready``), and answers ``overlap`` once it saw one
@@ -59,7 +61,7 @@ except ImportError:
 VERSION = const(1)
 WINDOW_MS = const(120000)  # DESIGN §5: a press opens a 120 s window
 VIEW_MS = const(1000)  # one mDNS browse: one PTR query, answers within ~0.1-1 s (RFC 6762 §6)
-SETTLE_MS = const(1000)  # the single candidate must hold this long: presses ~1 s apart overlap
+SETTLE_MS = const(1000)  # ms a window is open before it pairs: presses ~1 s apart overlap
 FRESH_MS = const(3500)  # a candidate unseen this long is not paired with (3 views missed)
 # After an overlap a node keeps TXT pair=1 this long (ms) while refusing to pair, so that every
 # node in the window sees two or more candidates too and aborts (a view takes VIEW_MS, and
@@ -356,9 +358,10 @@ class Machine:
         self.state = PAIRED if paired else IDLE
         self.reason = None  # why the last window ended badly (overlap, failed)
         self.until = None  # ticks when the window closes
-        self.since = None  # ticks when the exchange began (PAIRING) or the candidate appeared
+        self.opened = None  # ticks when the window opened
+        self.since = None  # ticks when the exchange began (PAIRING)
         self.candidate = None  # the mDNS node dict of the single candidate, or None
-        self.ready = None  # its ID once it held for settle_ms
+        self.ready = None  # its ID once our window has been open settle_ms
         # node ID -> [node dict, ticks last seen, pair=1 now, pair=1 seen in this window];
         # at most _SEEN_MAX entries
         self.seen = {}
@@ -375,6 +378,7 @@ class Machine:
             return False
         self.state = OPEN
         self.until = now + self.window_ms
+        self.opened = now
         self.reason = None
         self.since = None
         self.candidate = None
@@ -435,11 +439,11 @@ class Machine:
             # It left its window (or the network) before we could pair: nobody to pair with.
             self.candidate = self.since = self.ready = None
             return None
-        if self.candidate is None or self.candidate["id"] != cand["id"]:
-            self.since = now
-            self.ready = None
         self.candidate = cand
-        if ticks_diff(now, self.since) < self.settle_ms:
+        if ticks_diff(now, self.opened) < self.settle_ms:
+            # Too early to know we are alone with it: a node pressed together with us (its
+            # announcement, or its answer to our first query) may still be on its way.
+            self.ready = None
             return None
         self.ready = cand["id"]
         return INITIATE if self._my_raw < _raw(cand["id"]) else WAIT

@@ -24,17 +24,16 @@ def opened(now=T0):
 
 def test_single_candidate_after_settle_and_lower_id_initiates():
     m = opened()
-    assert m.observe([node(A)], T0 + 1000) is None  # seen once: not settled yet
+    assert m.observe([node(A)], T0 + 500) is None  # our window is too young to be sure
     assert not m.ready_for(A)
-    action = m.observe([node(A)], T0 + 2000)
+    action = m.observe([node(A)], T0 + pairing.SETTLE_MS)
     mine, theirs = ids.id_raw(ME), ids.id_raw(A)
     assert action == (pairing.INITIATE if mine < theirs else pairing.WAIT)
     assert m.ready_for(A) and not m.ready_for(B)
     # The other side decides the opposite: exactly one of them connects.
     other = pairing.Machine(A)
     other.press(T0)
-    other.observe([node(ME)], T0 + 1000)
-    back = other.observe([node(ME)], T0 + 2000)
+    back = other.observe([node(ME)], T0 + 1000)
     assert {action, back} == {pairing.INITIATE, pairing.WAIT}
 
 
