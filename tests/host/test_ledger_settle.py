@@ -6,7 +6,7 @@ import pytest
 from ledger_world import make_world
 from leither import cbor, crypto, ids, smtverify
 from leither.errors import AuthError, DecodeError, ProofError
-from leither_host.ledger import pool, settle, tx
+from leither_host.ledger import credit, pool, settle, tx
 from leither_host.ledger.db import NODE_BYTES
 from leither_host.ledger.settle import SettlementError
 
@@ -29,7 +29,7 @@ def test_income_split_by_performance_and_conserved(tmp_path):
     assert summary["supply"] == 1_000_003 and summary["rejected"] == []
     total = sum(b for _k, b, _n in w.org.db.tree().items())
     assert total == 1_000_003
-    # Member 1 proved 3x the storage of member 0; member 0 owes member 1 for it (credit).
+    # Member 1 proved 3x the storage of member 0: it earns more of the performance share.
     assert w.balance(1) > w.balance(0) > 0
     assert (tmp_path / "reports" / "epoch-1.json").exists()
     assert settle.verify_all(w.org)["ok"]
@@ -141,6 +141,10 @@ def test_credit_netting_pays_debtor_to_creditor_and_carries_the_rest(tmp_path):
     w = make_world(tmp_path / "o")
     pool.add_transaction(w.org.db, tx.reward(w.founder, w.org.id, w.ids[0], 5, 1), w.org.id,
                          w.org.supervisors())
+    # Only paired nodes with a credit line net their service: member 1 grants member 0 one;
+    # members 2 and 3 have none, so their receipts only earn through the contract.
+    credit.store_grant(w.org.db, credit.grant(w.seeds[1], w.org.id, w.ids[0], 100), w.org.id)
+    pool.import_receipts(w.org.db, [w.receipt(2, 3, 2000, 3000, stored=50)])
     # The price is 2^30 per GiB-hour: 1 token a byte-hour. Member 0 used 9 byte-hours of
     # member 1's storage, member 1 used 2 of member 0's: member 0 owes 7.
     pool.import_receipts(w.org.db, [w.receipt(0, 1, 2000, 3000, stored=9),
@@ -150,6 +154,11 @@ def test_credit_netting_pays_debtor_to_creditor_and_carries_the_rest(tmp_path):
     assert debts == {(w.ids[0], w.ids[1]): 2}  # 5 paid from member 0's balance, 2 carried
     report = dict(w.org.db.conn.execute("SELECT member, report FROM reports WHERE epoch=1"))
     assert '"credit_out": 5' in report[w.ids[0]]
+    assert '"credit_in": 0' in report[w.ids[3]] and '"receipts": 1' in report[w.ids[3]]
+    assert '"credit_out": 0' in report.get(w.ids[2], '"credit_out": 0')
+    lines = credit.lines(w.org.db)
+    assert lines == [{"grantor": w.ids[1], "grantee": w.ids[0], "limit": 100, "used": 2,
+                      "left": 98, "over": False}]
     assert settle.verify_all(w.org)["ok"]
 
 

@@ -26,6 +26,7 @@ import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +82,9 @@ class Context:
     spent: Callable[[bytes], bool] = lambda _id: False
     marks: dict[tuple[str, str], int] = field(default_factory=dict)
     debts: dict[tuple[str, str], int] = field(default_factory=dict)
+    # Pairs (lower ID, higher ID) with a credit line in either direction: only their receipts
+    # are valued and netted; other receipts only earn through the contract.
+    credit_pairs: set[tuple[str, str]] = field(default_factory=set)
 
 
 @dataclass
@@ -114,7 +118,14 @@ def compute(ctx: Context, receipts: list[ReceiptRow], txs: list[bytes]) -> Plan:
     """Run one epoch over its inputs without touching any store."""
     plan = Plan()
     by_id = {m.id: m for m in ctx.members}
+    raws = {m.id: m.raw for m in ctx.members}  # ID text -> raw key; base58 is slow to decode
     balances: dict[bytes, list[int]] = {}
+
+    def raw_of(member_id: str) -> bytes:
+        raw = raws.get(member_id)
+        if raw is None:
+            raw = raws[member_id] = ids.id_raw(member_id)
+        return raw
     reports = plan.reports
 
     def account(raw: bytes) -> list[int]:
@@ -133,48 +144,57 @@ def compute(ctx: Context, receipts: list[ReceiptRow], txs: list[bytes]) -> Plan:
         return r
 
     # 1. receipts ---------------------------------------------------------------------------
-    performance: dict[bytes, contract_mod.Performance] = {}
+    # Hot loop (100,000 receipts an epoch): plain lists and local names, reports filled after.
+    totals: dict[str, list[int]] = {}  # partner ID -> [receipts, stored, served, ok, failed]
     usage: dict[tuple[str, str], list[int]] = {}
     marks = dict(ctx.marks)
-    for r in sorted(receipts, key=lambda r: (r.issuer, r.partner, r.start, r.id)):
-        if r.end <= ctx.start_ms:
+    start_ms, end_ms = ctx.start_ms, ctx.end_ms
+    accepted = plan.receipts
+    for r in sorted(receipts, key=attrgetter("issuer", "partner", "start", "id")):
+        if r.end <= start_ms:
             _reject(plan, "receipt", r.id, f"out of period: ended at {r.end}, before this "
-                                           f"epoch began at {ctx.start_ms}")
+                                           f"epoch began at {start_ms}")
             continue
-        if r.end > ctx.end_ms:
+        if r.end > end_ms:
             plan.deferred.append(r.id)
             continue
         if r.issuer not in by_id or r.partner not in by_id:
             who = r.issuer if r.issuer not in by_id else r.partner
             _reject(plan, "receipt", r.id, f"{who} is not a member")
             continue
-        mark = marks.get((r.issuer, r.partner), 0)
+        pair = (r.issuer, r.partner)
+        mark = marks.get(pair, 0)
         if r.start < mark:
             _reject(plan, "receipt", r.id, f"duplicate: {r.issuer} already receipted "
                                            f"{r.partner} up to {mark}")
             continue
-        marks[(r.issuer, r.partner)] = r.end
-        plan.marks[(r.issuer, r.partner)] = r.end
-        plan.receipts.append(r.id)
-        raw = by_id[r.partner].raw
-        perf = performance.get(raw)
-        if perf is None:
-            perf = performance[raw] = contract_mod.Performance()
-        perf.stored += r.stored
-        perf.served += r.served
-        perf.audits += r.audits_ok
-        perf.audits_failed += r.audits_failed
-        rep = report(raw)
-        rep["receipts"] += 1
-        rep["stored"] += r.stored
-        rep["served"] += r.served
-        rep["audits_ok"] += r.audits_ok
-        rep["audits_failed"] += r.audits_failed
-        u = usage.get((r.issuer, r.partner))
+        marks[pair] = r.end
+        accepted.append(r.id)
+        t = totals.get(r.partner)
+        if t is None:
+            t = totals[r.partner] = [0, 0, 0, 0, 0]
+        t[0] += 1
+        t[1] += r.stored
+        t[2] += r.served
+        t[3] += r.audits_ok
+        t[4] += r.audits_failed
+        u = usage.get(pair)
         if u is None:
-            u = usage[(r.issuer, r.partner)] = [0, 0]
+            u = usage[pair] = [0, 0]
         u[0] += r.stored
         u[1] += r.served
+    for pair in usage:
+        plan.marks[pair] = marks[pair]
+    performance: dict[bytes, contract_mod.Performance] = {}
+    for partner, (count, stored, served, ok, failed) in totals.items():
+        raw = by_id[partner].raw
+        performance[raw] = contract_mod.Performance(stored, served, ok, failed)
+        rep = report(raw)
+        rep["receipts"] += count
+        rep["stored"] += stored
+        rep["served"] += served
+        rep["audits_ok"] += ok
+        rep["audits_failed"] += failed
 
     # 2.-5. transactions, decoded and checked once ---------------------------------------------
     opened: dict[str, list[tuple[bytes, dict[str, Any], bytes]]] = {k: [] for k in tx_mod.KINDS}
@@ -228,7 +248,7 @@ def compute(ctx: Context, receipts: list[ReceiptRow], txs: list[bytes]) -> Plan:
                                          f"({rewarded} already given)")
             continue
         try:
-            raw = ids.id_raw(body["to"])
+            raw = raw_of(body["to"])
         except DecodeError as err:
             _reject(plan, "reward", tid, str(err))
             continue
@@ -243,11 +263,13 @@ def compute(ctx: Context, receipts: list[ReceiptRow], txs: list[bytes]) -> Plan:
     # 4. credit lines: value this epoch's usage and net it with earlier debts
     price_stored = ctx.contract.price_stored if ctx.contract else 0
     price_served = ctx.contract.price_served if ctx.contract else 0
+    pairs = ctx.credit_pairs
     valued = [(issuer, partner, credit_mod.usage_value(s, v, price_stored, price_served))
-              for (issuer, partner), (s, v) in sorted(usage.items())]
+              for (issuer, partner), (s, v) in sorted(usage.items())
+              if (min(issuer, partner), max(issuer, partner)) in pairs]
     debts = credit_mod.net(ctx.debts, [u for u in valued if u[2]])
     for (debtor, creditor), amount in sorted(debts.items()):
-        d_raw, c_raw = ids.id_raw(debtor), ids.id_raw(creditor)
+        d_raw, c_raw = raw_of(debtor), raw_of(creditor)
         pay = min(amount, account(d_raw)[0])
         if pay:
             account(d_raw)[0] -= pay
@@ -261,9 +283,9 @@ def compute(ctx: Context, receipts: list[ReceiptRow], txs: list[bytes]) -> Plan:
 
     # 5. transfers and burns, by sender then nonce
     moves = sorted(opened["transfer"] + opened["burn"],
-                   key=lambda t: (ids.id_raw(t[1]["from"]), t[1]["nonce"], t[0]))
+                   key=lambda t: (raw_of(t[1]["from"]), t[1]["nonce"], t[0]))
     for tid, body, data in moves:
-        sender = ids.id_raw(body["from"])
+        sender = raw_of(body["from"])
         acc = account(sender)
         if body["nonce"] != acc[1] + 1:
             _reject(plan, body["type"], tid, f"nonce {body['nonce']}, expected {acc[1] + 1} "
@@ -279,7 +301,7 @@ def compute(ctx: Context, receipts: list[ReceiptRow], txs: list[bytes]) -> Plan:
         if body["type"] == "burn":
             plan.burned += body["amount"]
         else:
-            receiver = ids.id_raw(body["to"])
+            receiver = raw_of(body["to"])
             account(receiver)[0] += body["amount"]
             report(receiver)["received"] += body["amount"]
         plan.txs.append(data)
@@ -308,7 +330,7 @@ def encode_inputs(ctx: Context, plan: Plan, members_version: int) -> bytes:
     """Everything a replay needs besides stored receipts, member lists and contracts."""
     involved = set(plan.marks) | set(ctx.debts)
     return bytes(cbor.dumps({
-        "receipts": plan.receipts,
+        "receipts": b"".join(plan.receipts),  # 32-byte IDs back to back: cheap at 100k
         "txs": plan.txs,
         "marks_before": [[i, p, ctx.marks[(i, p)]] for (i, p) in sorted(plan.marks)
                          if (i, p) in ctx.marks],
@@ -316,6 +338,7 @@ def encode_inputs(ctx: Context, plan: Plan, members_version: int) -> bytes:
                          if (d, c) in ctx.debts],
         "members": members_version,
         "contract": ctx.contract.digest() if ctx.contract else b"",
+        "credit_pairs": [list(p) for p in sorted(ctx.credit_pairs)],
     }))
 
 
@@ -337,9 +360,11 @@ def run_epoch(org: Any, end_ms: int | None = None, now_ms: int | None = None,
     active = pool.active_contract(db)
     marks = {(i, p): e for i, p, e in db.conn.execute("SELECT * FROM receipt_marks")}
     debts = {(d, c): a for d, c, a in db.conn.execute("SELECT * FROM credit_debts")}
+    credit_pairs = {(min(g, e), max(g, e)) for g, e in db.conn.execute(
+        "SELECT grantor, grantee FROM credit_lines")}
     ctx = Context(org_id=org.id, treasury=org.raw, epoch=number, start_ms=start, end_ms=end,
                   members=members, supervisors=org.supervisors(), contract=active,
-                  get=tree.get, marks=marks, debts=debts,
+                  get=tree.get, marks=marks, debts=debts, credit_pairs=credit_pairs,
                   spent=lambda i: db.conn.execute("SELECT 1 FROM spent WHERE id=?",
                                                   (i,)).fetchone() is not None)
     receipts = pool.pending_receipts(db)
@@ -347,6 +372,9 @@ def run_epoch(org: Any, end_ms: int | None = None, now_ms: int | None = None,
     plan = compute(ctx, receipts, txs)
     members_version = db.conn.execute("SELECT max(version) FROM member_lists").fetchone()[0]
     inputs = encode_inputs(ctx, plan, members_version)
+    names = {m.raw: m.id for m in members}
+    names[org.raw] = org.id
+    named = {names.get(raw) or ids.b58encode(raw): rep for raw, rep in plan.reports.items()}
     org_seed = org.seed()
     prev_root = tree.root_hash()
     supply = (last["supply"] if last else 0) + plan.minted - plan.burned
@@ -362,8 +390,12 @@ def run_epoch(org: Any, end_ms: int | None = None, now_ms: int | None = None,
         db.add_epoch({"epoch": number, "root_id": root_id, "root": root, "start_ms": start,
                       "end_ms": end, "supply": supply, "minted": plan.minted,
                       "burned": plan.burned, "record": record, "inputs": inputs})
-        conn.executemany("UPDATE receipt_pool SET status='settled', epoch=? WHERE id=?",
-                         [(number, rid) for rid in plan.receipts])
+        # Every pending receipt was accepted, rejected or deferred: mark all settled in one
+        # statement, then put back the few deferred ones and mark the rejected ones.
+        conn.execute("UPDATE receipt_pool SET status='settled', epoch=? WHERE status='pending'",
+                     (number,))
+        conn.executemany("UPDATE receipt_pool SET status='pending', epoch=NULL WHERE id=?",
+                         [(rid,) for rid in plan.deferred])
         conn.executemany("UPDATE receipt_pool SET status='rejected', epoch=?, reason=? "
                          "WHERE id=?", [(number, r["reason"], bytes.fromhex(r["id"]))
                                         for r in plan.rejected if r["kind"] == "receipt"])
@@ -376,8 +408,7 @@ def run_epoch(org: Any, end_ms: int | None = None, now_ms: int | None = None,
         conn.executemany("INSERT OR REPLACE INTO credit_debts VALUES (?,?,?)",
                          [(d, c, a) for (d, c), a in plan.debts.items() if a])
         conn.executemany("INSERT INTO reports VALUES (?,?,?)", [
-            (number, ids.b58encode(raw), json.dumps(rep, sort_keys=True))
-            for raw, rep in plan.reports.items()])
+            (number, name, json.dumps(rep, sort_keys=True)) for name, rep in named.items()])
         conn.executemany("INSERT INTO rejections VALUES (?,?,?,?)", [
             (number, r["kind"], r["id"], r["reason"]) for r in plan.rejected])
     summary = {"epoch": number, "root": root.hex(), "prev_root": prev_root.hex(),
@@ -386,7 +417,7 @@ def run_epoch(org: Any, end_ms: int | None = None, now_ms: int | None = None,
                "transactions": len(plan.txs), "deferred": len(plan.deferred),
                "rejected": plan.rejected, "members": len(plan.reports), "lines": plan.lines}
     if reports_dir is not None:
-        export_report(reports_dir, summary, {ids.b58encode(k): v for k, v in plan.reports.items()})
+        export_report(reports_dir, summary, named)
     return summary
 
 
@@ -434,7 +465,8 @@ def replay(org: Any, number: int, check_receipt_signatures: bool = True) -> dict
     supervisors = {m["id"]: m["key"] for m in listing["members"] if m["role"] == "supervisor"}
     active = pool.contract_by_digest(db, inputs["contract"]) if inputs["contract"] else None
     receipts = []
-    for rid in inputs["receipts"]:
+    packed = inputs["receipts"]
+    for rid in (packed[i:i + 32] for i in range(0, len(packed), 32)):
         found = db.conn.execute("SELECT data FROM receipt_pool WHERE id=?", (rid,)).fetchone()
         if found is None:
             raise SettlementError(f"epoch {number}: receipt {rid.hex()} is missing")
@@ -448,7 +480,8 @@ def replay(org: Any, number: int, check_receipt_signatures: bool = True) -> dict
                   end_ms=row["end_ms"], members=members, supervisors=supervisors,
                   contract=active, get=get,
                   marks={(i, p): e for i, p, e in inputs["marks_before"]},
-                  debts={(d, c): a for d, c, a in inputs["debts_before"]})
+                  debts={(d, c): a for d, c, a in inputs["debts_before"]},
+                  credit_pairs={(a, b) for a, b in inputs["credit_pairs"]})
     plan = compute(ctx, receipts, list(inputs["txs"]))
     if plan.rejected or len(plan.receipts) != len(receipts) or len(plan.txs) != len(
             inputs["txs"]):
