@@ -27,7 +27,7 @@ from typing import Any, Self
 
 from leither.errors import StoreError
 
-from leither_host.ledger.smt import SMT, Inner, Leaf, child_id
+from leither_host.ledger.smt import SMT, Inner, Leaf, child_id, gc_paused
 
 SCHEMA_VERSION = 1
 PAGE_NODES = 1024  # nodes per stored page: ~70 KB BLOBs, SQLite's sweet spot for blobs
@@ -201,6 +201,10 @@ class LedgerDB:
 
     def write_nodes(self, tree: SMT) -> int:
         """Store the tree's new nodes (inside a transaction); returns the root's number."""
+        with gc_paused():
+            return self._write_nodes(tree)
+
+    def _write_nodes(self, tree: SMT) -> int:
         first = self.next_node_id
         nodes = tree.new_nodes(first)
         pack_inner, pack_leaf = _INNER.pack, _LEAF.pack
