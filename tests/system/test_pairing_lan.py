@@ -100,21 +100,29 @@ def pair_file(sim: Sim, name: str) -> Path:
     return Path(sim.board(name).root) / "pair.cbor"
 
 
-def test_two_boards_pair_by_button_survive_restart_and_unpair(lan_sim: Callable[[int], Sim]
-                                                               ) -> None:
+def test_pair_survive_restart_replace_and_unpair(lan_sim: Callable[[int], Sim]) -> None:
     sim = lan_sim(3)
     one, two, three = (node_id(sim, b) for b in ("board1", "board2", "board3"))
-    for board in ("board1", "board2"):
+    for board in ("board1", "board2", "board3"):
         assert cli(sim, "claim", board).returncode == 0
 
-    sim.press("board1")
+    # board1's window opened from the host (`leither pair --wait`), board2's by its button.
+    waiter = subprocess.Popen(sim.cli_argv([sys.executable, "-m", "leither_host", "pair",
+                                            "board1", "--wait", "--json"]),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env=os.environ)
+    wait_log(sim, "board1", "pairing window open")
     sim.press("board2")
+    out, err = waiter.communicate(timeout=30)
+    assert waiter.returncode == 0, err
+    waited = json.loads(out)
     peer_of_1, addr_of_2, code_1 = wait_log(sim, "board1", PAIRED).groups()
     peer_of_2, addr_of_1, code_2 = wait_log(sim, "board2", PAIRED).groups()
     assert (peer_of_1, peer_of_2) == (two, one)
     assert (addr_of_1, addr_of_2) == (f"{sim.board('board1').ip}:4800",
                                       f"{sim.board('board2').ip}:4800")
     assert code_1 == code_2
+    assert waited["pair_state"] == "paired" and waited["pair_code"] == code_1
     # What the owner compares: GetVar through `leither pair --status`, and the LED blinking.
     for board, peer, other in (("board1", two, "board2"), ("board2", one, "board1")):
         status = cli_json(sim, "pair", board, "--status")
@@ -129,7 +137,7 @@ def test_two_boards_pair_by_button_survive_restart_and_unpair(lan_sim: Callable[
     assert three not in (peer_of_1, peer_of_2)
 
     # Power cut and reboot: the pairing is still there, and the partner's key is a peer key
-    # again (the Unpair below is only acknowledged by a partner that knows our key).
+    # again (board2 below only accepts PairDrop from its partner's key).
     sim.kill("board2")
     sim.start("board2")
     status = cli_json(sim, "pair", "board2", "--status")
@@ -137,13 +145,25 @@ def test_two_boards_pair_by_button_survive_restart_and_unpair(lan_sim: Callable[
     assert status["pair_code"] == code_1
     assert f"leither: paired with {one} (since" in log_of(sim, "board2")
 
+    # Pairing anew replaces the old partner on both ends: board2 is told and lets go.
+    since = {b: len(log_of(sim, b)) for b in ("board1", "board3")}
+    sim.press("board1")
+    sim.press("board3")
+    peer, _addr, code = wait_log(sim, "board1", PAIRED, since=since["board1"]).groups()
+    assert peer == three
+    assert wait_log(sim, "board3", PAIRED, since=since["board3"]).group(3) == code
+    wait_log(sim, "board2", f"partner {one} unpaired; no partner now")
+    status = cli_json(sim, "pair", "board2", "--status")
+    assert status["pair_state"] == "idle" and status["peer"] is None
+    assert not pair_file(sim, "board2").exists()
+
+    # Unpair from the owner: both ends drop it.
     result = cli_json(sim, "pair", "board1", "--unpair")
-    assert result == {"unpaired": two, "told": True}
-    for board in ("board1", "board2"):
+    assert result == {"unpaired": three, "told": True}
+    for board in ("board1", "board3"):
         status = cli_json(sim, "pair", board, "--status")
         assert status["pair_state"] == "idle" and status["peer"] is None
         assert not pair_file(sim, board).exists()
-    wait_log(sim, "board2", f"partner {one} unpaired; no partner now")
 
 
 def test_three_pressed_together_all_abort(lan_sim: Callable[[int], Sim]) -> None:
