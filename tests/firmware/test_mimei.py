@@ -329,3 +329,4 @@ def test_altered_block_is_an_error_not_wrong_data():
         s.close()
     finally:
         rmtree(d)
+
