@@ -146,3 +146,29 @@ def verify(root, key, proof):
                 raise ProofError("absence proof's leaf is off the key's path",
                                  expected=bytes(root), computed=node)
     return result
+
+
+EPOCH_DOMAIN = b"leither-epoch/1"  # what the organization key signs epoch records under
+
+
+def check_bundle(data, org_key):
+    """Check a proof bundle (`leither ledger proof --out`) against the organization's key.
+
+    A bundle is CBOR {org_key, record, member, key, proof}; record is the epoch record the
+    organization signed (CBOR map with "root", "epoch", "sig"). Returns
+    {"epoch", "member", "balance", "nonce", "included"}; AuthError if the record is not signed
+    by org_key, ProofError if the proof does not lead to the signed root.
+    """
+    from leither import cbor, crypto
+    from leither.errors import AuthError
+
+    bundle = cbor.loads(data, max_depth=2, max_len=8192, max_items=16)
+    if type(bundle) is not dict or bundle.get("org_key") != bytes(org_key):
+        raise AuthError("proof bundle is not from this organization")
+    record = cbor.loads(bundle["record"], max_depth=2, max_len=256, max_items=32)
+    sig = record.pop("sig", b"")
+    if not crypto.verify(org_key, EPOCH_DOMAIN + cbor.dumps(record), sig):
+        raise AuthError("epoch record is not signed by the organization")
+    value = verify(record["root"], bundle["key"], bundle["proof"])
+    return {"epoch": record["epoch"], "member": bundle["member"], "included": value is not None,
+            "balance": value[0] if value else 0, "nonce": value[1] if value else 0}

@@ -58,3 +58,28 @@ def test_credit_check():
     assert receipt.check_credit(100, 40, 60) == 0
     err = raises(QuotaError, receipt.check_credit, 100, 40, 61, "node-x")
     assert "credit line exhausted" in str(err) and "node-x" in str(err)
+
+
+def test_epoch_proof_bundle_checks_offline():
+    # A one-account ledger: the root is the leaf; the organization signs the epoch record.
+    from leither import smtverify
+
+    org_seed = bytes(range(1, 33))
+    org_key = crypto.sign_public(org_seed)
+    key = ids.id_raw(PARTNER)
+    root = smtverify.leaf_hash(key, 1234, 2)
+    body = {"type": "epoch", "org": ids.make_id(org_key), "epoch": 7, "root": root}
+    body["sig"] = crypto.sign(org_seed, smtverify.EPOCH_DOMAIN + cbor.dumps(body))
+    proof = b"\x00\x00" + smtverify.encode_value(1234, 2)
+    bundle = {"org_key": org_key, "record": cbor.dumps(body), "member": PARTNER, "key": key,
+              "proof": proof}
+    got = smtverify.check_bundle(cbor.dumps(bundle), org_key)
+    assert (got["epoch"], got["balance"], got["nonce"], got["included"]) == (7, 1234, 2, True)
+    bundle["proof"] = b"\x00\x00" + smtverify.encode_value(1235, 2)  # claims more than signed
+    from leither.errors import ProofError
+    raises(ProofError, smtverify.check_bundle, cbor.dumps(bundle), org_key)
+    raises(AuthError, smtverify.check_bundle, cbor.dumps(bundle), crypto.sign_public(SEED))
+    body["epoch"] = 8  # a record altered after signing
+    bundle["record"] = cbor.dumps(body)
+    bundle["proof"] = proof
+    raises(AuthError, smtverify.check_bundle, cbor.dumps(bundle), org_key)

@@ -6,7 +6,7 @@ import os
 import stat
 
 import pytest
-from leither import cbor, crypto, ids, receipt
+from leither import cbor, crypto, ids, receipt, smtverify
 from leither.compat import time_ms
 from leither_host.cli import main
 
@@ -87,6 +87,9 @@ def test_full_story(org, tmp_path, capsys):
                        str(proof_file))
     assert checked["balance"] == bob["balance"] and checked["epoch"] == 1
     bundle = cbor.loads(proof_file.read_bytes())
+    # The board's own check (leither.smtverify.check_bundle) agrees with the host's.
+    on_board = smtverify.check_bundle(proof_file.read_bytes(), bundle["org_key"])
+    assert on_board["balance"] == bob["balance"] and on_board["epoch"] == 1
     bundle["proof"] = bundle["proof"][:-1] + bytes([bundle["proof"][-1] ^ 1])
     proof_file.write_bytes(cbor.dumps(bundle))
     code, _, err = run(capsys, tmp_path / "elsewhere", "ledger", "verify", "--proof",
