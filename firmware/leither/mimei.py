@@ -35,7 +35,8 @@ Versions
     ``record_bytes(mid, version)``; ``release(mid, version)``; ``restore(mid, version)``;
     ``del_versions(mid, versions) -> count``; ``verify(mid, version)`` reads every block back;
     ``retain(mid, keep_last=10, now=None) -> [deleted n]`` (staggered thinning, see ``thin``);
-    ``collect() -> dict`` mark-and-sweep of blocks nothing references (crash-safe).
+    ``collect() -> dict`` mark-and-sweep of blocks nothing references (crash-safe);
+    ``maintain(keep_last=10)`` retain on every MiMei then collect (run it now and then).
 
 References and rights
     ``add_ref(mid, other) -> count``, ``del_ref(mid, other) -> count``, ``get_ref(mid) -> dict``;
@@ -552,6 +553,17 @@ class Store:
         if drop:
             self.del_versions(mid, drop)
         return drop
+
+    def maintain(self, keep_last=KEEP_LAST, now=None, min_dead=0.25):
+        """Retention for every MiMei (retain), then collect: what a node runs now and then.
+
+        Returns {"deleted": versions dropped, "packs": packs rewritten, "freed": bytes}."""
+        deleted = 0
+        for mid in self.list():
+            deleted += len(self.retain(mid, keep_last, now))
+        result = self.collect(min_dead)
+        result["deleted"] = deleted
+        return result
 
     def verify(self, mid, version="last"):
         """Read back and check a version: record signature, every block, the tree's shape."""

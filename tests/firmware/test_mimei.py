@@ -239,6 +239,10 @@ def test_retain_and_collect_free_space():
         s.close()
         s = _store(d)
         check(s.get_data(mid, 0, 3000) == random_bytes(3000, seed=5))
+        # maintain(): retention on every MiMei, then collection.
+        res = s.maintain(keep_last=1, now=10 ** 13)
+        check(res["deleted"] >= 1 and [v["n"] for v in s.versions(mid)][-1] == 6)
+        check(2 in [v["n"] for v in s.versions(mid)])  # the release stays
         s.close()
     finally:
         rmtree(d)
