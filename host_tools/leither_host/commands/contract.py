@@ -91,9 +91,10 @@ def run_show(args: argparse.Namespace) -> int:
         print(f"contract {parsed.name!r} v{chosen['version']}, digest {chosen['digest']}, "
               f"from epoch {chosen['from_epoch']}")
         from leither_host.output import print_table
-        print_table(["share", "millionths", "basis", "to"], [
-            (s.name, s.millionths, s.basis, s.member or s.role or "all members"
-             + (f" ({', '.join(f'{m}={w}' for m, w in s.weights)})" if s.weights else ""))
+        print_table(["share", "millionths", "basis", "to", "weights", "vesting"], [
+            (s.name, s.millionths, s.basis, s.member or s.role or "all members",
+             ", ".join(f"{m}={w}" for m, w in s.weights),
+             f"cliff {s.cliff_ms} ms, over {s.vesting_ms} ms" if s.vesting_ms else "")
             for s in parsed.shares])
         print(f"rewards: up to {parsed.reward_cap} per epoch; credit prices: "
               f"{parsed.price_stored}/GiB-hour stored, {parsed.price_served}/GiB served")
