@@ -625,6 +625,9 @@ class Service:
             await self._window()
         except asyncio.CancelledError:
             pass
+        except Exception as err:  # noqa: BLE001 - a bug or a full disk must not stay silent
+            self._responder = None
+            self._fail("pairing window failed: %r" % (err,))
 
     async def _window(self):
         machine = self.machine
@@ -712,7 +715,10 @@ class Service:
                     return  # the window ended meanwhile (overlap seen by R, unpair, ...)
             confirm = ini.confirm(reply)
             result = ini.finish(await client.call("PairConfirm", confirm, STEP_MS))
-            self._commit(result, host, port)
+            try:
+                self._commit(result, host, port)
+            except OSError as err:
+                self._fail("could not save the pairing: %s" % err)
         except RPCError as err:
             if err.code == "overlap":
                 machine.abort(OVERLAP, "session overlap seen by %s" % cand["id"])
@@ -767,7 +773,11 @@ class Service:
             raise
         cand = pending[1] or {}
         addrs = cand.get("addresses") or [_ipv4_of(caller.addr)]
-        self._commit(result, addrs[0], cand.get("port"))
+        try:
+            self._commit(result, addrs[0], cand.get("port"))
+        except OSError as err:
+            self._fail("could not save the pairing: %s" % err)
+            raise RPCError("store", "responder could not save the pairing")
         if not addrs[0] or not cand.get("port"):
             self._spawn(self.locate_partner())  # learn where to reach it from mDNS
         return done
