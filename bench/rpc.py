@@ -62,7 +62,19 @@ def heap(caller, params):
     gc.collect()
     return [gc.mem_alloc(), gc.mem_free()] if hasattr(gc, "mem_alloc") else None
 
+PATTERN_VIEW = memoryview(PATTERN)
+
+def blob_into(caller, params):
+    n = max(0, min(params["length"], params["size"] - params["offset"], srv.max_data))
+    start = params["offset"] % 256
+
+    def fill(view):
+        view[:] = PATTERN_VIEW[start:start + n]
+
+    return server.Bulk(n, fill)
+
 srv.register("Blob", blob)
+srv.register("BlobInto", blob_into)
 srv.register("Heap", heap)
 
 async def main():
@@ -291,22 +303,23 @@ def heap_rows(full: bool) -> list[list[str]]:
     rows = []
     tmp = Path(tempfile.mkdtemp(prefix="leither-bench-rpc-"))
     try:
-        def rpc_run(heap: int, many: bool) -> bool:
+        def rpc_run(heap: int, method: str | None) -> bool:
             port = free_port()
             node = start_rpc_node("micropython", port, tmp, heap)
             try:
                 if not node.ready:
                     return False
-                if many:
-                    ok = asyncio.run(ten_clients(port, "Blob", {"size": 65536}, 65536))
+                if method:
+                    ok = asyncio.run(ten_clients(port, method, {"size": 65536}, 65536))
                 else:
                     ok = asyncio.run(one_call(port))
                 return ok and node.alive()
             finally:
                 node.stop()
 
-        idle = bisect(lambda h: rpc_run(h, False))
-        busy = bisect(lambda h: rpc_run(h, True))
+        idle = bisect(lambda h: rpc_run(h, None))
+        busy = bisect(lambda h: rpc_run(h, "Blob"))
+        busy_bulk = bisect(lambda h: rpc_run(h, "BlobInto"))
         live = None
         port = free_port()
         node = start_rpc_node("micropython", port, tmp, 512)
@@ -319,8 +332,9 @@ def heap_rows(full: bool) -> list[list[str]]:
 
             live = asyncio.run(read_heap())
         node.stop()
-        rows.append(["rpc only", _kib(idle), _kib(busy),
+        rows.append(["rpc only, bytes results", _kib(idle), _kib(busy),
                      f"{live[0] / 1024:.1f} KiB" if live else "?"])
+        rows.append(["rpc only, Bulk results", "", _kib(busy_bulk), ""])
         if full:
             root = tmp / "root"
             port = free_port()

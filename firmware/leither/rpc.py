@@ -193,45 +193,35 @@ def decode_reply(body):
 # ---- sealed channel ----------------------------------------------------------------------
 
 
-def _pads(key):
-    """HMAC-SHA256 inner and outer padded keys (RFC 2104), computed once per direction."""
-    if len(key) > 64:
-        key = hashlib.sha256(key).digest()
-    ipad = bytearray(64)
-    opad = bytearray(64)
-    for i in range(len(key)):
-        ipad[i] = key[i]
-        opad[i] = key[i]
+def _direction_key(enc_key, mac_key):
+    """One direction's key material in one object (a board keeps one per session per
+    direction): AES key (16) || HMAC inner pad (64) || HMAC outer pad (64), RFC 2104."""
+    if len(mac_key) > 64:
+        mac_key = hashlib.sha256(mac_key).digest()
+    out = bytearray(16 + 128)
+    out[:16] = enc_key
     for i in range(64):
-        ipad[i] ^= 0x36
-        opad[i] ^= 0x5C
-    return bytes(ipad), bytes(opad)
+        k = mac_key[i] if i < len(mac_key) else 0
+        out[16 + i] = k ^ 0x36
+        out[80 + i] = k ^ 0x5C
+    return bytes(out)
 
 
-def _tag(pads, counter_bytes, ct):
+def _tag(material, counter_bytes, ct):
     """HMAC-SHA256(key, counter || ct)[:TAG_LEN], streamed so the ciphertext is not copied."""
-    inner = hashlib.sha256(pads[0])
+    view = memoryview(material)
+    inner = hashlib.sha256(view[16:80])
     inner.update(counter_bytes)
     inner.update(ct)
-    outer = hashlib.sha256(pads[1])
+    outer = hashlib.sha256(view[80:144])
     outer.update(inner.digest())
     return outer.digest()[:TAG_LEN]
 
 
-class _Direction:
-    """Key, MAC pads and frame counter of one direction."""
-
-    def __init__(self, enc_key, mac_key):
-        self.enc_key = bytes(enc_key)
-        self.pads = _pads(mac_key)
-        self.counter = 0
-
-    def next_counter(self):
-        n = self.counter
-        if n >= _MAX_COUNTER:
-            raise AuthError("frame counter exhausted; reconnect")
-        self.counter = n + 1
-        return struct.pack(">Q", n)
+def _counter_bytes(n):
+    if n >= _MAX_COUNTER:
+        raise AuthError("frame counter exhausted; reconnect")
+    return struct.pack(">Q", n)
 
 
 def _ctr_inplace(key, counter, view):
@@ -274,8 +264,10 @@ class Channel:
     """
 
     def __init__(self, send_enc, send_mac, recv_enc, recv_mac):
-        self._send = _Direction(send_enc, send_mac)
-        self._recv = _Direction(recv_enc, recv_mac)
+        self._send = _direction_key(send_enc, send_mac)
+        self._recv = _direction_key(recv_enc, recv_mac)
+        self.sent = 0  # frames sealed so far (the next frame's counter)
+        self.received = 0  # frames opened (or refused) so far
 
     def seal(self, plaintext):
         """Body (ciphertext || tag) of the next outgoing frame."""
@@ -298,10 +290,11 @@ class Channel:
         return HEADER_LEN + length + TAG_LEN
 
     def _seal(self, body, length):
-        counter = self._send.next_counter()
+        counter = _counter_bytes(self.sent)
+        self.sent += 1
         ct = body[:length]
-        _ctr_inplace(self._send.enc_key, counter, ct)
-        body[length:length + TAG_LEN] = _tag(self._send.pads, counter, ct)
+        _ctr_inplace(self._send[:16], counter, ct)
+        body[length:length + TAG_LEN] = _tag(self._send, counter, ct)
 
     def open(self, body):
         """Plaintext of the next incoming frame; AuthError if it is not that frame, intact."""
@@ -314,20 +307,12 @@ class Channel:
         if n < 1:
             raise DecodeError("sealed frame too short")
         view = memoryview(body)
-        counter = self._recv.next_counter()
-        if not crypto.equal(_tag(self._recv.pads, counter, view[:n]), view[n:]):
-            # The counter stays advanced: the session is dead after a bad frame.
+        counter = _counter_bytes(self.received)
+        self.received += 1  # advanced even on failure: the session is dead after a bad frame
+        if not crypto.equal(_tag(self._recv, counter, view[:n]), view[n:]):
             raise AuthError("frame failed authentication (altered, replayed or reordered)")
-        _ctr_inplace(self._recv.enc_key, counter, view[:n])
+        _ctr_inplace(self._recv[:16], counter, view[:n])
         return view[:n]
-
-    @property
-    def sent(self):
-        return self._send.counter
-
-    @property
-    def received(self):
-        return self._recv.counter
 
 
 def _channel_from(okm, is_client):

@@ -18,8 +18,9 @@ A handler is ``handler(caller, params) -> result`` (plain or ``async def``); ``c
 ``key`` (32-byte Ed25519 public key), ``id`` (its ID), ``role`` and ``addr``. It raises
 ``RPCError(code, msg)`` for a reply ``{"code", "msg"}``; other Leither errors map to codes
 (see ``error_code``), anything else to ``internal`` (and a log line). A result must encode as
-CBOR and fit one frame (``MAX_FRAME``): bulk reads take ``offset``/``length`` and the client
-loops (``max_data`` tells handlers the most bytes a result may carry).
+CBOR and fit one frame (``max_frame``): bulk reads take ``offset``/``length`` and the client
+loops (``max_data`` tells handlers the most bytes a result may carry). A handler can return
+``Bulk(length, fill)`` to write bytes straight into the reply frame (no copy, no allocation).
 
 Hostile input (every case closes that one connection and nothing else):
 * any frame length over the limit of the connection's phase, an empty frame, EOF mid-frame;
@@ -434,11 +435,28 @@ class Server:
     def _encode_reply(self, out, msgid, ok, value, caller, method):
         out.pos = rpc.HEADER_LEN
         try:
+            if ok and isinstance(value, Bulk):
+                out.write(_REPLY_OK_HEAD)
+                out.write(cbor.dumps(msgid))
+                out.write(b"\x00")
+                out.write(cbor.encode_head(cbor.BYTES, value.length))
+                end = out.pos + value.length
+                if end > out.limit:
+                    raise _Overflow()
+                got = value.fill(out.view[out.pos:end])
+                if got is not None and got != value.length:
+                    raise RPCError("internal", "bulk result filled %d of %d bytes"
+                                   % (got, value.length))
+                out.pos = end
+                return
             cbor.dump([msgid, 0 if ok else 1, value], out)
             return
         except _Overflow:
             error = {"code": "too_big", "msg": "result over %d bytes; ask for less"
                      % self.max_data}
+        except LeitherError as err:  # a Bulk fill that failed (a store error...)
+            error = {"code": error_code(err), "msg": (err.msg if isinstance(err, RPCError)
+                                                     else str(err))[:200]}
         except Exception as err:  # noqa: BLE001 - a result CBOR cannot carry is a node bug
             self._log_failure(caller, method, err)
             error = {"code": "internal", "msg": "result does not encode"}
@@ -547,6 +565,23 @@ class Server:
         self.log("claimed by %s" % caller.id)
         return {"owner": caller.id, "node": self.node_id, "role": OWNER,
                 "max_frame": self.max_frame}
+
+
+class Bulk:
+    """A handler result of ``length`` bytes that ``fill(view)`` writes straight into the reply
+    frame (``view`` is a memoryview of exactly ``length`` bytes; fill it all, or raise).
+
+    For bulk reads on a board: returning bytes costs a frame-sized allocation per call, and
+    under load a fragmented heap has no such hole left; a Bulk costs nothing. The client sees
+    an ordinary byte string. ``length`` must fit ``Server.max_data``.
+    """
+
+    def __init__(self, length, fill):
+        self.length = length
+        self.fill = fill
+
+
+_REPLY_OK_HEAD = b"\x83"  # CBOR array of 3 items: [msgid, 0, result]
 
 
 class _Overflow(Exception):

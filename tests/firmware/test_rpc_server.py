@@ -201,3 +201,34 @@ def test_register_validates():
     srv = make()
     raises(ValueError, srv.register, "", lambda c, p: None)
     raises(ValueError, srv.register, "X", lambda c, p: None, ("admin",))
+
+
+def test_bulk_results_fill_the_frame_in_place():
+    srv = make(owner_key=OWNER)
+    owner = caller(srv, OWNER)
+
+    def fill_from(offset):
+        def fill(view):
+            for i in range(len(view)):
+                view[i] = (offset + i) & 0xFF
+        return fill
+
+    srv.register("Read", lambda c, p: server.Bulk(p["length"], fill_from(p["offset"])))
+    result = call(srv, owner, "Read", {"offset": 250, "length": 10}, msgid=77)
+    assert result == (True, bytes((250 + i) & 0xFF for i in range(10)))
+    result = call(srv, owner, "Read", {"offset": 0, "length": 0})
+    assert result == (True, b"")
+    ok, data = call(srv, owner, "Read", {"offset": 0, "length": srv.max_data})
+    assert ok and len(data) == srv.max_data
+    ok, err = call(srv, owner, "Read", {"offset": 0, "length": srv.max_data + 64})
+    assert not ok and err["code"] == "too_big"
+
+    def broken(view):
+        raise StoreError("block 3 fails its hash")
+
+    srv.register("Broken", lambda c, p: server.Bulk(4, broken))
+    ok, err = call(srv, owner, "Broken")
+    assert not ok and err == {"code": "store", "msg": "block 3 fails its hash"}
+    srv.register("Short", lambda c, p: server.Bulk(4, lambda view: 2))
+    ok, err = call(srv, owner, "Short")
+    assert not ok and err["code"] == "internal"

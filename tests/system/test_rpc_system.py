@@ -51,6 +51,19 @@ def blob(caller, params):
     return PATTERN[start:start + n]
 
 srv.register("Blob", blob, ("owner", "peer"))
+PATTERN_VIEW = memoryview(PATTERN)
+
+def blob_into(caller, params):  # the same bytes, written straight into the reply frame
+    offset = params["offset"]
+    n = max(0, min(params["length"], params["size"] - offset, len(PATTERN) - 256))
+    start = offset % 256
+
+    def fill(view):
+        view[:] = PATTERN_VIEW[start:start + n]
+
+    return server.Bulk(n, fill)
+
+srv.register("BlobInto", blob_into, ("owner", "peer"))
 
 async def main():
     await srv.start("127.0.0.1", port)
@@ -151,6 +164,8 @@ def test_owner_peer_and_guest_sessions(node: Node) -> None:
             data = b"".join([c async for c in owner.read_chunks("Blob", {"size": 10000},
                                                                   chunk=3000)])
             assert data == bytes((i % 256) for i in range(10000))
+            data = b"".join([c async for c in owner.read_chunks("BlobInto", {"size": 20000})])
+            assert data == bytes((i % 256) for i in range(20000))
         async with await client.connect("127.0.0.1", node.port, PEER.seed) as peer:
             assert peer.role == "peer"
             assert await peer.call("GetVar", "role") == "peer"
