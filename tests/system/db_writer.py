@@ -3,6 +3,8 @@
 # A unit is a transaction of many writes or, every third unit, one multi-field write outside
 # any transaction; either way meta.u holds the number of the last unit in the db. The writer
 # prints "R <u>" once open and "C <u>" after each unit's commit returned.
+# `db_writer.py PATH restore FILE...` instead restores the db from the export files in turn,
+# forever, printing "C <file index>" after each restore returned.
 import sys
 
 
@@ -45,9 +47,32 @@ def say(line):
         sys.stdout.flush()
 
 
+def pieces(name):
+    with open(name, "rb") as f:
+        while True:
+            piece = f.read(512)
+            if not piece:
+                return
+            yield piece
+
+
+def restore_forever(path, names):
+    from leither.db import DB
+
+    say("R 0")
+    k = 0
+    while True:
+        DB.restore(path, pieces(names[k % len(names)]))
+        say("C %d" % (k % len(names)))
+        k += 1
+
+
 def main():
     from leither.db import DB
 
+    if len(sys.argv) > 2 and sys.argv[2] == "restore":
+        restore_forever(sys.argv[1], sys.argv[3:])
+        return
     db = DB(sys.argv[1])
     u = current(db)
     say("R %d" % u)

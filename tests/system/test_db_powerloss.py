@@ -4,6 +4,8 @@
 # kill the db is reopened here and compared with a reference db that replayed exactly the
 # committed units: every acknowledged unit is there, the one in flight is all there or not at
 # all, and the canonical export matches byte for byte (nothing torn, nothing extra).
+# A second run kills the writer while it restores the db from one export or another: the db
+# is then exactly one of them, never a mix.
 from __future__ import annotations
 
 import fcntl
@@ -90,10 +92,54 @@ def _run(cmd: list[str], env: dict[str, str], tmp: Path, seed: int) -> dict[str,
     return stats
 
 
+def _run_restores(cmd: list[str], env: dict[str, str], tmp: Path, seed: int) -> int:
+    """Kill restores midway: the db must read back as one of the exports, whole."""
+    writer = _writer_module()
+    rnd = random.Random(seed)
+    files = []
+    digests = []
+    for n, units in enumerate((25, 40)):  # two different contents, both several pages
+        ref = DB(str(tmp / ("ref%d" % n)))
+        for u in range(1, units + 1):
+            writer.apply(ref, u)
+        ref.Begin()  # enough pages that a restore spills some before its commit
+        for i in range(400 + 200 * n):
+            ref.Hset("wide", "field %d" % i, "value %d of %d" % (i, n))
+        ref.Commit()
+        name = tmp / ("export%d" % n)
+        name.write_bytes(b"".join(ref.export()))
+        files.append(str(name))
+        digests.append(_digest(ref))
+        ref.close()
+    path = tmp / "restored"
+    seen = set()
+    for _ in range(KILLS // 4):
+        proc = subprocess.Popen(cmd + [str(path), "restore"] + files, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, env=env)
+        assert proc.stdout is not None
+        assert select.select([proc.stdout], [], [], 20)[0], "writer did not start"
+        time.sleep(rnd.random() * 0.5)
+        proc.send_signal(signal.SIGKILL)
+        out, err = proc.communicate(timeout=20)
+        assert proc.returncode == -signal.SIGKILL, err.decode()[-2000:]
+        if not (path / "root").exists():
+            continue  # killed before the first restore committed: no db yet
+        db = DB(str(path))
+        try:
+            d = _digest(db)
+        finally:
+            db.close()
+        assert d in digests, "a killed restore left a db that is neither old nor new"
+        seen.add(d)
+    assert len(seen) == 2  # both contents were reached: kills landed between and within
+    return len(seen)
+
+
 def test_db_powerloss_cpython(tmp_path: Path) -> None:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(REPO / "firmware")
     stats = _run([sys.executable, "-u", str(WRITER)], env, tmp_path, seed=11)
+    _run_restores([sys.executable, "-u", str(WRITER)], env, tmp_path, seed=13)
     print("cpython", stats)
 
 
@@ -116,4 +162,5 @@ def test_db_powerloss_micropython(tmp_path: Path) -> None:
     env["MICROPYPATH"] = str(_build())
     # the writer runs from source (compiling it takes heap): 256K, not the board's 64K
     stats = _run([binary, "-X", "heapsize=256K", str(WRITER)], env, tmp_path, seed=12)
+    _run_restores([binary, "-X", "heapsize=256K", str(WRITER)], env, tmp_path, seed=14)
     print("micropython", stats)
