@@ -177,11 +177,10 @@ class BlockStore:
         self._sealed = []  # pack numbers with an index, ascending
         self._blooms = []  # one bytearray(_BLOOM_BYTES) per sealed pack, same order
         self._open = None  # number of the open pack, or None
-        # The open pack's RAM index, allocated once at full size (no growing buffers to
-        # fragment the heap): 8-byte hash prefixes and offsets of its first _count records.
-        self._prefix = bytearray(8 * PACK_RECORDS)
-        self._offsets = [0] * PACK_RECORDS
-        self._count = 0
+        # The open pack's RAM index: 8-byte hash prefixes and offsets of its records (<=
+        # PACK_RECORDS). Subclasses (leither.vault) rebuild these two in their own scan.
+        self._prefix = bytearray()
+        self._offsets = []
         self._end = 0  # end of the last good record in the open pack
         # The open pack's one handle, read and write ("r+b"): LittleFS and FAT file handles
         # keep their own view of a file's size, so a second handle would not see appends.
@@ -238,7 +237,8 @@ class BlockStore:
         append, after which nothing may be written (the pack is sealed before it).
         """
         self._open = n
-        self._count = 0
+        self._prefix = bytearray()
+        self._offsets = []
         off = 0
         hdr = bytearray(_HDR)
         buf = bytearray(512)  # hash records in slices: no block-sized allocation at open
@@ -246,7 +246,7 @@ class BlockStore:
         with open(self._name(n, "pk"), "rb") as f:
             size = f.seek(0, 2)
             f.seek(0)
-            while self._count < PACK_RECORDS:
+            while len(self._offsets) < PACK_RECORDS:
                 if f.readinto(hdr) != _HDR:
                     break
                 length = (hdr[32] << 8) | hdr[33]
@@ -264,13 +264,11 @@ class BlockStore:
                     self._add(hdr[:8], off)
                 off += _HDR + length
         self._end = off
-        self._broken = size != off or self._count >= PACK_RECORDS
+        self._broken = size != off or len(self._offsets) >= PACK_RECORDS
 
     def _add(self, prefix, off):
-        c = self._count
-        self._prefix[8 * c:8 * c + 8] = prefix
-        self._offsets[c] = off
-        self._count = c + 1
+        self._prefix.extend(prefix)
+        self._offsets.append(off)
 
     # -- lookup ------------------------------------------------------------------------------
 
@@ -300,7 +298,7 @@ class BlockStore:
         if self._open is None:
             return -1
         prefix = h[:8]
-        end = 8 * self._count
+        end = len(self._prefix)
         pos = self._prefix.find(prefix, 0, end)
         while pos >= 0:
             if pos & 7 == 0:
@@ -415,7 +413,7 @@ class BlockStore:
 
     def _append(self, h, data, head=None):
         if self._broken or (self._open is not None and (
-                self._end + _HDR + len(data) > PACK_MAX or self._count >= PACK_RECORDS)):
+                self._end + _HDR + len(data) > PACK_MAX or len(self._offsets) >= PACK_RECORDS)):
             self._seal()
         try:
             if self._open is None:
@@ -423,7 +421,8 @@ class BlockStore:
                 self._wf = open(self._name(n, "pk"), "w+b")
                 self._open = n
                 self._end = 0
-                self._count = 0
+                self._prefix = bytearray()
+                self._offsets = []
             elif self._wf is None:
                 self._wf = open(self._name(self._open, "pk"), "r+b")
             total = len(data) + (len(head) if head else 0)
@@ -466,7 +465,7 @@ class BlockStore:
             return
         self.sync()
         self._close_writer()
-        count = self._count
+        count = len(self._offsets)
         prefix = self._prefix
 
         def key(i):  # first 3 hash bytes: a small int on every port (no allocation)
@@ -509,7 +508,8 @@ class BlockStore:
         self._sealed.append(n)
         self._blooms.append(bloom)
         self._open = None
-        self._count = 0
+        self._prefix = bytearray()
+        self._offsets = []
         self._broken = False
 
     def close(self):
@@ -529,7 +529,7 @@ class BlockStore:
 
     def count(self):
         """Number of blocks stored (an upper bound: includes dead ones not yet swept)."""
-        total = self._count
+        total = len(self._offsets)
         for n in self._sealed:
             with open(self._name(n, "ix"), "rb") as f:
                 f.seek(4)
