@@ -418,3 +418,43 @@ def test_corrupt_page_is_detected():
     finally:
         db.close()
         shutil.rmtree(path)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.lists(st.tuples(st.booleans(), st.integers(0, 150), st.integers(1, 413),
+                          st.integers(0, 600)), min_size=20, max_size=300),
+       st.integers(1, 4))
+def test_tree_with_big_entries(steps, cache):
+    """The page tree with keys and values up to the limits (long separators in internal
+    pages, 1-3 entries per page): contents, order, rank and select agree with a dict."""
+    path = tempfile.mkdtemp(prefix="dbtree")
+    t = dbpage.Tree(path, cache=cache)
+    model = {}
+    try:
+        for j, (put, i, klen, vlen) in enumerate(steps):
+            k = (b"%03d" % i) * (klen // 3 + 1)
+            k = k[:klen]
+            if put:
+                v = bytes([i & 0xFF]) * min(vlen, dbpage.MAX_ENTRY - len(k))
+                assert t.put(k, v) == (k not in model)
+                model[k] = v
+            else:
+                assert t.delete(k) == (k in model)
+                model.pop(k, None)
+            if j % 40 == 39:
+                t.commit()
+                t.close()
+                t = dbpage.Tree(path, cache=cache)
+        assert t.count == len(model)
+        assert list(t.scan(b"")) == sorted(model.items())
+        keys = sorted(model)
+        for r, k in enumerate(keys):
+            assert t.rank(k) == r and t.select(r) == k
+        lo = keys[len(keys) // 3] if keys else b""
+        hi = keys[2 * len(keys) // 3] if keys else b""
+        assert [k for k, _ in t.scan(lo, hi)] == [k for k in keys if lo <= k < hi]
+        with pytest.raises(StoreError):
+            t.put(b"k", bytes(dbpage.MAX_ENTRY))
+    finally:
+        t.close()
+        shutil.rmtree(path)
