@@ -231,6 +231,22 @@ def _entry(key, val):
     return struct.pack(">HH", len(key), len(val)) + key + val
 
 
+def _root_record(name):
+    """The fields of the root record in file name; None if there is no such file or (only
+    for root.tmp, which may be cut short) it does not check out."""
+    try:
+        with open(name, "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    size = struct.calcsize(_ROOT_FMT)
+    if len(data) != size + 4 or struct.unpack(">I", data[size:])[0] != crc32(data[:size]):
+        if name.endswith(".tmp"):
+            return None
+        raise StoreError("db root record corrupt")
+    return struct.unpack(_ROOT_FMT, data[:size])
+
+
 def _bit(bm, i):
     return (bm[i >> 3] >> (i & 7)) & 1
 
@@ -278,19 +294,21 @@ class Tree:
     # ----- root record and recovery -----
 
     def _read_root(self):
-        try:
-            with open(self.path + "/root", "rb") as f:
-                data = f.read()
-        except OSError:
-            data = None
+        data = _root_record(self.path + "/root")
         if data is None:
-            self.gen, self.root, self.npages, self.fgen, self.count, self.user = 0, _NONE, 0, 0, 0, 0
+            # MicroPython's FAT driver renames over a file by deleting it first: power lost
+            # in between leaves only root.tmp, written and synced in full before the rename.
+            # (Anywhere else a root.tmp without root is a first commit cut short: its CRC
+            # fails or it is complete, and both readings are right.)
+            tmp = self.path + "/root.tmp"
+            data = _root_record(tmp)
+            if data is not None:
+                os.rename(tmp, self.path + "/root")
+        if data is None:
+            self.gen, self.root, self.npages, self.fgen, self.count, self.user = \
+                0, _NONE, 0, 0, 0, 0
         else:
-            size = struct.calcsize(_ROOT_FMT)
-            if len(data) != size + 4 or struct.unpack(">I", data[size:])[0] != crc32(data[:size]):
-                raise StoreError("db root record corrupt")
-            magic, self.gen, self.root, self.npages, self.fgen, self.count, self.user = \
-                struct.unpack(_ROOT_FMT, data[:size])
+            magic, self.gen, self.root, self.npages, self.fgen, self.count, self.user = data
             if magic != _MAGIC:
                 raise StoreError("not a db directory")
         self._committed = (self.root, self.npages, self.count, self.user)

@@ -458,3 +458,34 @@ def test_tree_with_big_entries(steps, cache):
     finally:
         t.close()
         shutil.rmtree(path)
+
+
+def test_root_left_only_as_tmp_is_adopted():
+    """FAT under MicroPython renames over a file by deleting it first: a crash in between
+    leaves only root.tmp, which must be taken as the committed root; a cut-short root.tmp
+    of a first commit is an empty db."""
+    path = tempfile.mkdtemp(prefix="dbroot")
+    db = DB(path)
+    try:
+        db.Set("a", "1")
+        db.Set("b", "2")
+        db.close()
+        os.rename(os.path.join(path, "root"), os.path.join(path, "root.tmp"))
+        db = DB(path)
+        assert db.Get("b") == "2" and os.path.exists(os.path.join(path, "root"))
+        db.close()
+        shutil.rmtree(path)
+        os.mkdir(path)
+        with open(os.path.join(path, "root.tmp"), "wb") as f:
+            f.write(b"LDB1\x00\x00")
+        db = DB(path)
+        assert db.Get("a") is None
+        db.Set("a", "3")
+        db.close()
+        with open(os.path.join(path, "root"), "r+b") as f:
+            f.write(b"X")
+        with pytest.raises(StoreError):
+            DB(path)
+    finally:
+        db.close()
+        shutil.rmtree(path)
