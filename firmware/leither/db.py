@@ -22,10 +22,15 @@
 #   Members with equal scores sort by their CBOR encoding (shorter first, then bytewise).
 # * Like Redis, an empty hash, list, set or sorted set does not exist; WRONGTYPE, non-integer
 #   values and bad arguments raise StoreError.
+# * Returns as Redis: "OK" (Set, Hmset, Lset, Begin, Commit, Rollback), counts of added or
+#   removed items, new lengths, None for a missing value; Hgetall gives a dict, Smembers,
+#   Sinter, Sunion, Sdiff and Hkeys lists in canonical order, withscores a flat list
+#   [member, score, ...]. Zrangebyscore bounds: an int, "(n" (exclusive), "-inf", "+inf".
 # * Outside a transaction every write method is atomic and durable when it returns. Between
 #   Begin and Commit the writes are visible to this handle and become durable all together at
 #   Commit; Rollback, close() or a crash drops them. A write that fails half way inside a
-#   transaction poisons it: Commit then rolls back and raises.
+#   transaction poisons it: Commit then rolls back and raises. export() streams the committed
+#   content only. One DB object per directory, used by one task at a time.
 """Redis-like database stored on flash, crash safe, bounded RAM (the `db` MiMei type)."""
 
 import struct

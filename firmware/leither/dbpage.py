@@ -5,9 +5,10 @@
 # * A page reachable from the committed root is never written in place. Changing it gives it a
 #   fresh slot ("copy on write"); its old slot is freed only once the new root is committed.
 # * A commit writes the dirty pages to their fresh slots, syncs them, then writes the small root
-#   record to root.tmp, syncs it and renames it over `root` (atomic on POSIX, LittleFS and FAT
-#   via the port's rename). Power lost before the rename leaves the old root and its untouched
-#   pages; after it, the new one. Pages of an interrupted commit are simply free again.
+#   record to root.tmp, syncs it and renames it over `root` (atomic on POSIX and LittleFS;
+#   MicroPython's FAT unlinks `root` first, so a lone complete root.tmp is adopted at open).
+#   Power lost before the rename leaves the old root and its untouched pages; after it, the
+#   new one. Pages of an interrupted commit are simply free again.
 # * Recovery at open reads the root record and walks the internal pages only (about 1 % of the
 #   pages) to rebuild the free-slot bitmap: time and RAM bounded by the db size / 100.
 # * Every page carries a CRC-32: a flipped bit on disk reads as StoreError, never as data.
