@@ -226,3 +226,12 @@ def test_membership_needs_signed_application_and_supervisor(tmp_path):
     assert listing["version"] == 3  # founder, member 0, newcomer
     with pytest.raises(AuthError):
         open_member_list(w.org.member_list(), crypto.sign_public(w.founder))
+
+
+def test_big_epoch_replays(tmp_path):
+    # More receipts than one CBOR string of default size holds as packed IDs (2048 x 32 bytes).
+    w = make_world(tmp_path / "o", members=2)
+    pool.import_receipts(w.org.db, [w.receipt(n % 2, 1 - n % 2, 2000 + n * 2, 2001 + n * 2,
+                                              stored=1) for n in range(2100)], parallel=False)
+    assert _settle(w, 10_000)["receipts"] == 2100
+    assert settle.verify_all(w.org, check_receipt_signatures=False)["ok"]

@@ -16,7 +16,7 @@ from leither_host.ledger import pool, settle, tx
 from leither_host.ledger.org import Organization, make_application
 
 KILLS = 20  # bounded: each round costs ~0.5 s
-MEMBERS = 1500  # every member is paid each epoch, so a commit writes thousands of rows
+MEMBERS = 1000  # every member is paid each epoch, so a commit writes thousands of rows
 RECEIPTS = 150  # new receipts per round
 REPO = Path(__file__).resolve().parents[2]
 CONTRACT = """

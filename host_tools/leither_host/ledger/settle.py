@@ -462,7 +462,8 @@ def replay(org: Any, number: int, check_receipt_signatures: bool = True) -> dict
     if row is None:
         raise SettlementError(f"no epoch {number}")
     record = open_epoch_record(bytes(row["record"]), org.public)
-    inputs = cbor.loads(bytes(row["inputs"]), max_items=1 << 24, max_total=1 << 30)
+    inputs = cbor.loads(bytes(row["inputs"]), max_len=1 << 30, max_items=1 << 24,
+                        max_total=1 << 31)
     if hashlib.sha256(bytes(row["inputs"])).digest() != record["inputs"]:
         raise SettlementError(f"epoch {number}: stored inputs do not match the signed record")
     prev_tree = db.tree(number - 1) if number > 1 else None
