@@ -476,11 +476,13 @@ def replay(org: Any, number: int, check_receipt_signatures: bool = True) -> dict
     active = pool.contract_by_digest(db, inputs["contract"]) if inputs["contract"] else None
     receipts = []
     packed = inputs["receipts"]
+    # The receipts this epoch settled, in one query; each must hash to its listed ID.
+    stored = {bytes(i): bytes(d) for i, d in db.conn.execute(
+        "SELECT id, data FROM receipt_pool WHERE epoch=?", (number,))}
     for rid in (packed[i:i + 32] for i in range(0, len(packed), 32)):
-        found = db.conn.execute("SELECT data FROM receipt_pool WHERE id=?", (rid,)).fetchone()
-        if found is None:
+        data = stored.get(rid)  # type: ignore[assignment]
+        if data is None:
             raise SettlementError(f"epoch {number}: receipt {rid.hex()} is missing")
-        data = bytes(found[0])
         if hashlib.sha256(data).digest() != rid:
             raise SettlementError(f"epoch {number}: receipt {rid.hex()} was altered")
         fields = receipt_mod.verify(data) if check_receipt_signatures else \
