@@ -129,12 +129,12 @@ def rows(keys: int = 10000, ops: int = 300) -> list[tuple[str, str, list[str]]]:
     out.append(("CPython", "-", [str(cp.get(m, "?")) for m in METHODS]
                 + ["%.0f" % (cp["size"] / keys)]))
     kib = min_heap(keys)
-    heap = "64K" if kib is not None and kib <= 64 else "%sK" % kib
-    ok, mp, text = run_micropython(keys, ops, heap)
+    heap = "64K" if kib is not None and kib <= 64 else f"{kib}K"
+    _, mp, _ = run_micropython(keys, ops, heap)
     out.append(("MicroPython", heap, [str(mp.get(m, "?")) for m in METHODS]
                 + (["%.0f" % (mp["size"] / keys)] if "size" in mp else ["?"])))
-    out.append(("MicroPython needs", "%sK" % kib, ["-"] * len(METHODS) + ["-"]))
-    out.append(("  strings+hashes only", "%sK" % min_heap(keys, STRINGS),
+    out.append(("MicroPython needs", f"{kib}K", ["-"] * len(METHODS) + ["-"]))
+    out.append(("  strings+hashes only", f"{min_heap(keys, STRINGS)}K",
                 ["-"] * len(METHODS) + ["-"]))
     return out
 
@@ -146,7 +146,7 @@ def main() -> None:
     args = parser.parse_args()
     print("== db ops/s with %d keys (leither.db), each op durable on return "
           "(\"Set in tx\": inside one transaction)" % args.keys)
-    head = ["interpreter", "heap"] + ["%s/s" % m for m in METHODS] + ["disk B/key"]
+    head = ["interpreter", "heap"] + [f"{m}/s" for m in METHODS] + ["disk B/key"]
     table = [head] + [[name, heap] + cells for name, heap, cells in rows(args.keys, args.ops)]
     widths = [max(len(r[i]) for r in table) for i in range(len(head))]
     for r in table:

@@ -95,7 +95,7 @@ def _enc(x, limit):
         data = bytes(x)
         major = 2
     else:
-        raise StoreError("expected str or bytes, not {}".format(type(x).__name__))
+        raise StoreError(f"expected str or bytes, not {type(x).__name__}")
     if len(data) > limit:
         raise StoreError("too long: %d bytes (limit %d)" % (len(data), limit))
     return _head(major, len(data)) + data
@@ -120,9 +120,9 @@ def _value(b, o=0):
 
 def _int(x, what):
     if type(x) is not int:
-        raise StoreError("{} is not an integer".format(what))
+        raise StoreError(f"{what} is not an integer")
     if x < -_BIAS or x >= _BIAS:
-        raise StoreError("{} out of range".format(what))
+        raise StoreError(f"{what} out of range")
     return x
 
 
@@ -213,11 +213,11 @@ class DB:
     def call(self, name, args):
         """Run method `name` with the argument list of an RPC request."""
         if name not in API:
-            raise StoreError("unknown db method {}".format(name))
+            raise StoreError(f"unknown db method {name}")
         try:
             return getattr(self, name)(*args)
         except TypeError as err:
-            raise StoreError("bad arguments for {}: {}".format(name, err))
+            raise StoreError(f"bad arguments for {name}: {err}")
 
     def _tree(self):
         if self._t is None:
@@ -239,7 +239,7 @@ class DB:
             else:
                 t.rollback()
             if isinstance(err, OSError):
-                raise StoreError("db write failed (disk full?): {}".format(err))
+                raise StoreError(f"db write failed (disk full?): {err}")
             raise
 
     def _meta(self, key, want):
@@ -477,7 +477,7 @@ class DB:
             t.commit()
         except OSError as err:
             t.rollback()
-            raise StoreError("db commit failed (disk full?): {}".format(err))
+            raise StoreError(f"db commit failed (disk full?): {err}")
         return "OK"
 
     def Rollback(self):

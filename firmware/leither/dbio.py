@@ -12,8 +12,8 @@
 import os
 import struct
 
-from leither.db import _NAMES, MAX_KEY, MAX_VALUE, _enc, _head, _unscore
 from leither import dbpage
+from leither.db import _NAMES, MAX_KEY, MAX_VALUE, _enc, _head, _unscore
 from leither.dbpage import Tree
 from leither.errors import DecodeError, StoreError
 

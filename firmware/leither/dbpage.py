@@ -54,7 +54,7 @@ _SCRATCH = bytearray(PAGE)  # the old content of a page being split or compacted
 # Page buffers are allocated together when a tree opens, and then recycled: MicroPython's
 # heap fragments quickly and soon has no free 2 KiB run (measured at 64 KB), so a page is
 # never allocated on the hot path unless every buffer is in use.
-_POOL_MAX = const(10)  # spare page buffers kept (2 KiB each), shared by all open trees
+_POOL_MAX = const(6)  # spare page buffers kept (2 KiB each): one tree's cache and a spare
 _pool = []
 
 

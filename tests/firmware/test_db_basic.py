@@ -1,8 +1,7 @@
 # DB MiMei engine (leither.db): strings, keys, hashes, errors and the RPC entry point.
-from testutil import raises, rmtree, tmpdir
-
 from leither.db import DB
 from leither.errors import StoreError
+from testutil import raises, rmtree, tmpdir
 
 # The engine (db + dbpage, ~30 KB of code on the 64-bit unix port) and this module do not
 # leave a 64 KB heap room for the page cache; test_db_big.py runs 10,000 keys at 64K.

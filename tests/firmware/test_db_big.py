@@ -1,7 +1,6 @@
 # 10,000 keys in a DB MiMei at the board's heap (64K under MicroPython), read back after reopen.
-from testutil import rmtree, tmpdir
-
 from leither.db import DB
+from testutil import rmtree, tmpdir
 
 MP_TIMEOUT = 120
 

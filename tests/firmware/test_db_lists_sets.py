@@ -1,8 +1,7 @@
 # DB MiMei engine (leither.db): lists and sets with Redis semantics.
-from testutil import raises, rmtree, tmpdir
-
 from leither.db import DB
 from leither.errors import StoreError
+from testutil import raises, rmtree, tmpdir
 
 # db + dbcoll + dbpage are ~45 KB of code on the 64-bit unix port: with the page cache and
 # this module they need more than 64 KB (test_db_big.py covers the 64K heap).

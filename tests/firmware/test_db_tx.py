@@ -1,8 +1,7 @@
 # DB MiMei engine (leither.db): transactions, canonical export and atomic restore.
-from testutil import raises, rmtree, tmpdir
-
 from leither.db import DB
 from leither.errors import DecodeError, StoreError
+from testutil import raises, rmtree, tmpdir
 
 # db + dbcoll + dbio + dbpage are ~50 KB of code on the 64-bit unix port (see
 # test_db_lists_sets); test_db_big.py covers the 64K heap.

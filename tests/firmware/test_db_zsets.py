@@ -1,8 +1,7 @@
 # DB MiMei engine (leither.db): sorted sets with integer scores and Redis semantics.
-from testutil import raises, rmtree, tmpdir
-
 from leither.db import DB
 from leither.errors import StoreError
+from testutil import raises, rmtree, tmpdir
 
 # db + dbcoll + dbpage are ~45 KB of code on the 64-bit unix port (see test_db_lists_sets).
 MP_HEAP = "96K"
@@ -71,7 +70,7 @@ def test_zset_ranks_across_pages():
         db.Commit()
         assert db.Zcard("z") == n
         for s in (0, 1, 299, 300, 598, 599):
-            i = [j for j in range(n) if (j * 7919) % n == s][0]
+            i = next(j for j in range(n) if (j * 7919) % n == s)
             assert db.Zrank("z", "m%d" % i) == s
             assert db.Zrange("z", s, s) == ["m%d" % i]
         assert len(db.Zrange("z", 100, 399)) == 300

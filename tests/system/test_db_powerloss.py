@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 from leither.db import DB
@@ -29,8 +30,9 @@ WRITER = Path(__file__).with_name("db_writer.py")
 KILLS = int(os.environ.get("DB_POWERLOSS_KILLS", "100"))  # per interpreter
 
 
-def _writer_module():
+def _writer_module() -> ModuleType:
     spec = importlib.util.spec_from_file_location("db_writer", WRITER)
+    assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
