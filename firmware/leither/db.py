@@ -64,7 +64,8 @@ API = (
     "Lpush", "Rpush", "Lpop", "Rpop", "Lrange", "Lindex", "Llen", "Lset",
     "Sadd", "Srem", "Scard", "Smembers", "Sismember", "Sinter", "Sunion", "Sdiff",
     "Zadd", "Zrem", "Zscore", "Zrank", "Zrange", "Zrevrange", "Zrangebyscore", "ZincrBy",
-    "Zcard", "Zcount",
+    "Zcard", "Zcount", "Zrevrangebyscore", "Zremrangebyscore",
+    "Hscan", "Hmclear", "Lclear", "Sclear", "Zclear",
     "Begin", "Commit", "Rollback",
 )
 

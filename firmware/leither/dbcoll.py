@@ -345,7 +345,100 @@ def Zcount(self, key, lo, hi):
     return self._t.rank(b) - self._t.rank(a)
 
 
+def Zrevrangebyscore(self, key, hi, lo, withscores=False, offset=0, count=-1):
+    """Members with hi >= score >= lo from the highest (Redis argument order: hi, lo)."""
+    k, m, a, b = self._zbounds(key, lo, hi)
+    if m is None or a >= b:
+        return []
+    total = self._t.rank(b) - self._t.rank(a)
+    offset = max(offset, 0)
+    # descending positions offset.. are ascending positions ..total - 1 - offset
+    end = total - offset
+    start = 0 if count < 0 else max(end - count, 0)
+    if end <= start:
+        return []
+    out = self._zlist(k, a, b, start, end - start, withscores, end - start)
+    out.reverse()
+    if withscores:
+        for j in range(0, len(out), 2):
+            out[j], out[j + 1] = out[j + 1], out[j]
+    return out
+
+
+def _zremrangebyscore(self, key, lo, hi):
+    k, m, a, b = self._zbounds(key, lo, hi)
+    n = 0
+    while m is not None and a < b:
+        batch = [rk for rk, _ in _first(self._t.scan(a, b), 32)]
+        if not batch:
+            break
+        for rk in batch:  # K "s" score(8) member -> also drop K "m" member
+            self._t.delete(rk)
+            self._t.delete(k + b"m" + rk[len(k) + 9:])
+        n += len(batch)
+    self._resize(k, m, _Z, -n)
+    return n
+
+
+Zremrangebyscore = _writer(_zremrangebyscore)  # (key, lo, hi) -> how many were removed
+
+
+def _first(it, n):
+    out = []
+    for item in it:
+        out.append(item)
+        if len(out) >= n:
+            break
+    return out
+
+
+def _clearer(kind):
+    """Hmclear, Lclear, Sclear, Zclear (LedisDB's names): delete a key of that type only;
+    returns how many fields, items or members it held."""
+
+    def clear(self, key):
+        k, m = self._meta(key, kind)
+        if m is None:
+            return 0
+        n = struct.unpack(">I", m[-4:])[0]
+        self._drop_key(k, m)
+        return n
+
+    return _writer(clear)
+
+
+Hmclear = _clearer(0x68)
+Lclear = _clearer(_L)
+Sclear = _clearer(_T)
+Zclear = _clearer(_Z)
+
+
+def Hscan(self, key, cursor="", count=10):
+    """Up to count fields after field `cursor` ("" : from the start) in canonical order:
+    [next cursor ("" when done), [field, value, ...]]."""
+    k, m = self._meta(key, 0x68)
+    if m is None:
+        return ["", []]
+    lo = k + b"f" + (_enc(cursor, MAX_KEY) + b"\x00" if cursor != "" else b"")
+    count = max(_int(count, "count"), 1)
+    out = []
+    last = ""
+    for rk, v in _first(self._t.scan(lo, k + b"g"), count):
+        last = _value(rk, len(k) + 1)
+        out.append(last)
+        out.append(_value(v))
+    return [last if len(out) == 2 * count else "", out]
+
+
 METHODS = (
+    "Zrevrangebyscore",
+    "_zremrangebyscore",
+    "Zremrangebyscore",
+    "Hmclear",
+    "Lclear",
+    "Sclear",
+    "Zclear",
+    "Hscan",
     "_list",
     "_item",
     "_relist",

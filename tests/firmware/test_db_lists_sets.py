@@ -83,3 +83,27 @@ def test_sets():
     finally:
         db.close()
         rmtree(path)
+
+
+def test_clear_and_scan():
+    path = tmpdir("dbc")
+    db = DB(path)
+    try:
+        db.Hset("h", "a", "1", "b", "2", "c", "3")
+        assert db.Hscan("h", "", 2) == ["b", ["a", "1", "b", "2"]]
+        assert db.Hscan("h", "b", 2) == ["", ["c", "3"]]
+        assert db.Hscan("h") == ["", ["a", "1", "b", "2", "c", "3"]]
+        assert db.Hscan("nope") == ["", []]
+        db.Rpush("l", "x", "y")
+        db.Sadd("s", "m")
+        assert db.Lclear("l") == 2 and db.Llen("l") == 0
+        assert db.Sclear("s") == 1 and db.Hmclear("h") == 3 and db.Exists("h", "s") == 0
+        assert db.Lclear("l") == 0 and db.Sclear("nope") == 0
+        db.Set("str", "v")
+        raises(StoreError, db.Lclear, "str")
+        raises(StoreError, db.Hmclear, "str")
+        raises(StoreError, db.Hscan, "str")
+        assert db.call("Hmclear", ["nope"]) == 0
+    finally:
+        db.close()
+        rmtree(path)

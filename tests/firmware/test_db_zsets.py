@@ -80,3 +80,27 @@ def test_zset_ranks_across_pages():
     finally:
         db.close()
         rmtree(path)
+
+
+def test_zset_reverse_and_remove_by_score():
+    path = tmpdir("dbz3")
+    db = DB(path)
+    try:
+        db.Zadd("z", 1, "a", 2, "b", 3, "c", 4, "d")
+        assert db.Zrevrangebyscore("z", "+inf", "-inf") == ["d", "c", "b", "a"]
+        assert db.Zrevrangebyscore("z", 3, "(1", True) == ["c", 3, "b", 2]
+        assert db.Zrevrangebyscore("z", "+inf", "-inf", False, 1, 2) == ["c", "b"]
+        assert db.Zrevrangebyscore("z", 4, 1, False, 3, 5) == ["a"]
+        assert db.Zrevrangebyscore("z", 1, 4) == [] and db.Zrevrangebyscore("q", 9, 0) == []
+        assert db.Zremrangebyscore("z", 2, "(4") == 2
+        assert db.Zrange("z", 0, -1, True) == ["a", 1, "d", 4]
+        assert db.Zremrangebyscore("z", 5, 9) == 0 and db.Zremrangebyscore("q", 0, 1) == 0
+        assert db.Zremrangebyscore("z", "-inf", "+inf") == 2 and db.Exists("z") == 0
+        db.Zadd("z", 7, "x")
+        assert db.Zclear("z") == 1 and db.Zclear("z") == 0
+        db.Set("s", "v")
+        raises(StoreError, db.Zclear, "s")
+        raises(StoreError, db.Zremrangebyscore, "s", 0, 1)
+    finally:
+        db.close()
+        rmtree(path)

@@ -197,6 +197,30 @@ def model_apply(m, op, args):
     if op == "Zrangebyscore":
         k, lo, hi = args
         return [x for x, s in zsorted(m.get(k, "zset") or {}) if lo <= s <= hi]
+    if op == "Zrevrangebyscore":
+        k, hi, lo = args
+        return [x for x, s in reversed(zsorted(m.get(k, "zset") or {})) if lo <= s <= hi]
+    if op == "Zremrangebyscore":
+        k, lo, hi = args
+        z = dict(m.get(k, "zset") or {})
+        gone = [x for x, s in z.items() if lo <= s <= hi]
+        for x in gone:
+            del z[x]
+        m.put(k, "zset", z)
+        return len(gone)
+    if op in ("Hmclear", "Lclear", "Sclear", "Zclear"):
+        kind = {"H": "hash", "L": "list", "S": "set", "Z": "zset"}[op[0]]
+        v = m.get(args[0], kind)
+        m.d.pop(args[0], None) if v is not None else None
+        return 0 if v is None else len(v)
+    if op == "Hscan":
+        k, cursor, count = args
+        names = sorted(m.get(k, "hash") or {}, key=enc)
+        if cursor != "":
+            names = [f for f in names if enc(f) > enc(cursor)]
+        part = names[:count]
+        flat = [y for f in part for y in (f, m.d[k][1][f])]
+        return [part[-1] if len(part) == count else "", flat]
     if op == "Zcount":
         k, lo, hi = args
         return sum(1 for s in (m.get(k, "zset") or {}).values() if lo <= s <= hi)
@@ -237,6 +261,11 @@ OPS = st.one_of(
               st.tuples(key, INDEX, INDEX, st.booleans())),
     st.tuples(st.sampled_from(["Zrangebyscore", "Zcount"]), st.tuples(key, SCORES, SCORES)),
     st.tuples(st.sampled_from(["Zrank", "Zscore"]), st.tuples(key, name)),
+    st.tuples(st.sampled_from(["Zrevrangebyscore", "Zremrangebyscore"]),
+              st.tuples(key, SCORES, SCORES)),
+    st.tuples(st.sampled_from(["Hmclear", "Lclear", "Sclear", "Zclear"]), st.tuples(key)),
+    st.tuples(st.just("Hscan"), st.tuples(key, st.sampled_from(NAMES + [""]),
+                                          st.integers(1, 3))),
     st.tuples(st.sampled_from(["Begin", "Commit", "Rollback", "reopen", "export"]),
               st.just(())),
 )
