@@ -275,7 +275,7 @@ class Service:
         while True:
             try:
                 await asyncio.wait_for(self._kick.wait(), _TICK_MS / 1000)
-            except TimeoutError:
+            except asyncio.TimeoutError:  # noqa: UP041 - MicroPython has no builtin alias
                 pass
             kicked = self._kick.is_set()
             self._kick.clear()
@@ -380,6 +380,10 @@ class Service:
 
     async def _call(self, method, params):
         client = await self._connect()
+        if IS_MICROPYTHON:
+            import gc
+
+            gc.collect()  # a request is one contiguous block of KiB: free the last one first
         return await client.call(method, params, _CALL_MS)
 
     async def push_all(self):
@@ -544,7 +548,7 @@ class Service:
             self.kick()
             try:
                 await asyncio.wait_for(self._idle.wait(), max(1, timeout_ms // 1000))
-            except TimeoutError:
+            except asyncio.TimeoutError:  # noqa: UP041 - MicroPython has no builtin alias
                 break
             if self.status()["pending"] == 0 and self.busy is None:
                 return True
@@ -674,6 +678,13 @@ class Service:
         try:
             await self._disconnect()
             result = await restore.run(self.node, self, params)
+        except Exception as err:
+            _log("restore failed: %r" % (err,))
+            if IS_MICROPYTHON:
+                import sys
+
+                sys.print_exception(err)
+            raise
         finally:
             self._restoring = False
         return result

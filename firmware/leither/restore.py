@@ -40,6 +40,7 @@ class _Pull:
         """The blobs under names, in order (several BKGet calls if the replies fill up)."""
         out = []
         while len(out) < len(names):
+            _collect()
             got = await self.client.call("BKGet", {"names": names[len(out):],
                                                    "max": _GET_MAX}, _CALL_MS)
             if not got:
@@ -77,14 +78,36 @@ class _Pull:
                 walk.close()  # gives the walk's pool buffers back (MicroPython: no finalizer)
             if not want:
                 break
-            blobs = await self.fetch([self.keys.name(h) for h in want])
-            for i in range(len(want)):
-                plain = self.keys.open_blob(self.keys.name(want[i]), blobs[i], want[i])
-                store.put_block(plain)
-                self.blocks += 1
-            blobs = None
+            names = [self.keys.name(h) for h in want]
+            done = 0
+            while done < len(want):  # each reply's blobs are stored before the next call
+                _collect()
+                got = await self.client.call("BKGet", {"names": names[done:],
+                                                       "max": _GET_MAX}, _CALL_MS)
+                if not got:
+                    raise StoreError("partner returned no blobs")
+                for blob in got:
+                    if blob is None:
+                        raise StoreError("the partner lacks a sealed block of this backup")
+                    self.bytes += len(blob)
+                    plain = self.keys.open_blob(names[done], blob, want[done])
+                    blob = None
+                    store.put_block(plain)
+                    plain = None
+                    self.blocks += 1
+                    done += 1
+                got = None
         store.blocks.sync()
         return store.import_version(data)
+
+
+def _collect():
+    """Free the last reply's garbage before the next one is decoded: a reply needs one
+    contiguous block of several KiB, which a fragmented board heap may not have."""
+    if IS_MICROPYTHON:
+        import gc
+
+        gc.collect()
 
 
 def _check(params):
@@ -118,6 +141,7 @@ async def run(node, service, params):
     try:
         offset = 0
         while True:
+            _collect()
             page = await client.call("BKList", {"offset": offset, "count": 64}, _CALL_MS)
             entries = page["entries"]
             if not entries:

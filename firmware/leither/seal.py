@@ -37,6 +37,7 @@ TAG_LEN = const(32)  # bytes of HMAC-SHA256 at the end of a blob
 MTAG_LEN = const(16)  # bytes of a MiMei's catalog tag
 OVERHEAD = const(32)  # blob bytes over plaintext bytes (the tag; the IV is the name's)
 _SALT = b"leither-backup/1"
+_PIECE = const(512)  # bytes per CTR call: the board's CTR keystream batch
 
 
 class Keys:
@@ -62,10 +63,15 @@ class Keys:
         """(name, blob) for the block data whose SHA-256 is h."""
         if name is None:
             name = self.name(h)
-        ct = crypto.CTR(self.enc, name[:16]).crypt(data)
+        size = len(data)
+        blob = bytearray(size + TAG_LEN)  # the one block-sized allocation (a board's heap
+        # is fragmented: pieces of _PIECE bytes fit where another 4 KiB would not)
+        _crypt_into(crypto.CTR(self.enc, name[:16]), data, blob)
+        view = memoryview(blob)
         mac = crypto.HMACSHA256(self.check, name)
-        mac.update(ct)
-        return name, ct + mac.digest()
+        mac.update(view[:size])
+        view[size:] = mac.digest()
+        return name, blob
 
     def open_blob(self, name, blob, h=None):
         """The plaintext of a blob fetched by name; AuthError unless it is genuine.
@@ -75,7 +81,8 @@ class Keys:
         """
         if not check(self.check, name, blob):
             raise AuthError("sealed block fails its tag")
-        plain = crypto.CTR(self.enc, bytes(name[:16])).crypt(memoryview(blob)[:-TAG_LEN])
+        plain = bytearray(len(blob) - TAG_LEN)
+        _crypt_into(crypto.CTR(self.enc, bytes(name[:16])), memoryview(blob)[:-TAG_LEN], plain)
         digest = crypto.sha256(plain)
         if h is not None:
             if not crypto.equal(digest, bytes(h)):
@@ -83,6 +90,15 @@ class Keys:
         elif not crypto.equal(self.name(digest), bytes(name)):
             raise AuthError("sealed block does not match its name")
         return plain
+
+
+def _crypt_into(ctr, data, out):
+    """out[:len(data)] = the CTR stream applied to data, _PIECE bytes at a time."""
+    source = memoryview(data)
+    target = memoryview(out)
+    for pos in range(0, len(data), _PIECE):
+        piece = source[pos:pos + _PIECE]
+        target[pos:pos + len(piece)] = ctr.crypt(piece)
 
 
 def check(check_key, name, blob):

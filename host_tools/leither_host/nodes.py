@@ -1,21 +1,29 @@
 # How a verb reaches a node: resolve the name the user gave (fleet inventory, or an address),
 # open an authenticated session with the host key, pin the node's ID, remember where it was.
+# When the node is offline and its backups are escrowed here, reads go to its partner instead
+# (FailoverSession: the partner hands out sealed blocks, this host opens them).
 """Connecting to a node named on the command line."""
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
-from leither.errors import AuthError, RPCError
-from leither_host import keys
-from leither_host.client import ConnectError, SyncSession, connect_sync
+from leither.errors import AuthError, LeitherError, RPCError
+
+from leither_host import escrow, keys
+from leither_host.client import CALL_TIMEOUT, ConnectError, SyncSession, connect_sync
 from leither_host.errors import CliError
 from leither_host.fleet import Fleet
 
 
-def open_node(ref: str, fleet: Fleet | None = None, timeout: float = 10.0
-              ) -> tuple[SyncSession, dict[str, Any]]:
-    """A session to the node `ref` (name, ID prefix or host:port) and its inventory record."""
+def open_node(ref: str, fleet: Fleet | None = None, timeout: float = 10.0,
+              failover: bool = True) -> tuple[SyncSession, dict[str, Any]]:
+    """A session to the node `ref` (name, ID prefix or host:port) and its inventory record.
+
+    If the node is offline, its backups are escrowed here and its partner answers, the
+    session is a FailoverSession serving reads of its backed-up versions (failover=False: no).
+    """
     own_fleet = fleet is None
     fleet = fleet or Fleet()
     try:
@@ -28,6 +36,9 @@ def open_node(ref: str, fleet: Fleet | None = None, timeout: float = 10.0
             session = connect_sync(host, int(port), key, expected_node_id=record.get("id"),
                                    timeout=timeout)
         except ConnectError as err:
+            backup = _failover(record, fleet, key, timeout) if failover else None
+            if backup is not None:
+                return backup, record
             raise CliError(f"node {record.get('name') or ref} is offline: {err}") from None
         except AuthError as err:
             raise CliError(f"node {record.get('name') or ref} at {host}:{port} failed "
@@ -49,3 +60,93 @@ def call(session: SyncSession, method: str, params: Any = None, timeout: float =
         raise CliError(f"{method}: {err.msg} ({err.code})") from None
     except ConnectError as err:
         raise CliError(f"{method}: {err}") from None
+
+
+_FAILOVER_READ = 262144  # bytes per MFGetData answered from a backup (the caller loops)
+
+
+def _failover(record: dict[str, Any], fleet: Fleet, key: keys.HostKey, timeout: float
+              ) -> FailoverSession | None:
+    """A session reading an offline node's backups through its partner, or None."""
+    node_id = record.get("id")
+    entry = escrow.load(node_id) if node_id else None
+    if entry is None:
+        return None
+    partner = entry.partner or (record.get("txt") or {}).get("peer")
+    if not partner:
+        return None
+    try:
+        prec = fleet.resolve(partner)
+    except CliError:
+        return None
+    if not prec.get("host"):
+        return None
+    try:
+        session = connect_sync(prec["host"], int(prec.get("port") or 4800), key,
+                               expected_node_id=partner, timeout=timeout)
+    except (ConnectError, AuthError):
+        return None
+    try:
+        reader = escrow.BackupReader(session, entry)
+    except (CliError, LeitherError):
+        session.close()
+        return None
+    name = record.get("name") or node_id
+    print(f"leither: {name} is offline; reading its backups from its partner "
+          f"{prec.get('name') or partner}", file=sys.stderr)
+    return FailoverSession(session, reader, str(node_id), str(name))
+
+
+class FailoverSession(SyncSession):
+    """Stands in for an offline node's session: MiMei reads answered from its backup on its
+    partner (MMList, MMInfo, MMVersions, MFGetSize, MFGetData of numbered, last or release
+    versions); anything else fails with a clear error."""
+
+    def __init__(self, partner: SyncSession, reader: escrow.BackupReader, node_id: str,
+                 name: str) -> None:
+        super().__init__(partner._loop, partner.session)
+        self.partner = partner
+        self.reader = reader
+        self.dead_id = node_id
+        self.name = name
+
+    @property
+    def node_id(self) -> str:
+        return self.dead_id
+
+    @property
+    def role(self) -> str:
+        return "owner"
+
+    def call(self, method: str, params: Any = None, timeout: float | None = CALL_TIMEOUT
+             ) -> Any:
+        p = params if isinstance(params, dict) else {}
+        r = self.reader
+        if method == "MFGetSize":
+            return r.record(p["mid"], p.get("version", "cur"))["size"]
+        if method == "MFGetData":
+            length = min(int(p.get("length", _FAILOVER_READ)), _FAILOVER_READ)
+            return r.read(p["mid"], p.get("version", "cur"), int(p.get("offset", 0)), length)
+        if method == "MMVersions":
+            return r.versions_of(p["mid"])
+        if method == "MMInfo":
+            return self._info(p["mid"])
+        if method == "MMList":
+            return [self._info(mid) for mid in r.mimei_ids()]
+        if method == "GetVar" and p.get("name") == "id":
+            return self.dead_id
+        raise ConnectError(f"{self.name} is offline; its partner serves reads of its backed-up "
+                           f"versions only ({method} needs the node itself)")
+
+    def _info(self, mid: str) -> dict[str, Any]:
+        meta = self.reader.meta(mid)
+        numbers = sorted(self.reader.numbers(mid))
+        last = self.reader.record(mid, numbers[-1])
+        return {"id": mid, "type": meta["type"], "app": meta["app"], "ext": meta["ext"],
+                "mark": meta["mark"], "author": self.dead_id, "ctime": meta["ctime"],
+                "mtime": last["time"], "size": last["size"], "last": numbers[-1],
+                "release": meta["release"], "versions": len(numbers),
+                "refs": len(meta["refs"]), "backup": True}
+
+    def close(self) -> None:
+        self.partner.close()

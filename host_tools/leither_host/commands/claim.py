@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 
+from leither_host.client import SyncSession
 from leither_host.errors import CliError
 from leither_host.fleet import Fleet
 from leither_host.nodes import call, open_node
@@ -48,11 +49,29 @@ def run(args: argparse.Namespace) -> int:
         with session:
             result = call(session, "Claim", {"token": token})
             name = call(session, "GetVar", {"name": "name"})
+            escrowed = _escrow(session, name)
         fleet.remember({"id": session.node_id, "name": name, "claimed": True})
     finally:
         fleet.close()
     if args.json:
-        print_json(result)
+        print_json(dict(result, escrow=escrowed))
     else:
         print(f"claimed {name} ({result['node']}); you ({result['owner']}) are its owner")
+        if escrowed:
+            print(f"its identity and backup key are escrowed in {escrowed} (for restore)")
     return 0
+
+
+def _escrow(session: SyncSession, name: str) -> str | None:
+    """Install a backup key on the node just claimed and escrow it with the node's identity
+    (what `leither restore` needs when the board dies). A node without backup: None."""
+    from leither.errors import RPCError
+
+    from leither_host import escrow
+
+    try:
+        entry = escrow.take(session, name=name)
+    except (CliError, RPCError) as err:
+        print(f"leither: warning: no backup escrow for {name}: {err}")
+        return None
+    return str(escrow.escrow_dir() / f"{entry.id}.json")

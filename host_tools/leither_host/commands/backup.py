@@ -1,0 +1,156 @@
+# `leither backup`: a node's backups to its paired partner — where each MiMei stands (status),
+# push now and watch it finish (now), challenge the partner (audit), escrow the node's identity
+# and backup key on this host (key; `leither claim` does it for new nodes).
+"""The backup verb."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any
+
+from leither_host import escrow
+from leither_host.client import SyncSession
+from leither_host.errors import CliError
+from leither_host.nodes import call, open_node
+from leither_host.output import Progress, human_bytes, print_json, print_table
+
+EXAMPLES = """examples:
+  leither backup status board1            # per MiMei: version on the partner, pending, errors
+  leither backup now board1               # push now, with a progress bar, until done
+  leither backup now board1 --no-wait     # just start it
+  leither backup audit board1 --count 8   # challenge the partner on 8 random sealed blocks
+  leither backup key board1               # escrow the node's identity and backup key here
+"""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("backup", help="backups to the paired partner: status, now, audit, key",
+                       epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    verbs = p.add_subparsers(dest="backup_verb", metavar="ACTION")
+    verbs.required = True
+    a = verbs.add_parser("status", help="where each MiMei's backup stands")
+    a.add_argument("node", help="node name, ID prefix or host:port")
+    a.add_argument("--json", action="store_true", help="print JSON")
+    a.set_defaults(func=_status)
+    a = verbs.add_parser("now", help="push new versions to the partner now")
+    a.add_argument("node", help="node name, ID prefix or host:port")
+    a.add_argument("--no-wait", action="store_true", help="start the push and return")
+    a.add_argument("--timeout", type=float, default=600, help="seconds to wait (default 600)")
+    a.add_argument("--json", action="store_true", help="print JSON")
+    a.set_defaults(func=_now)
+    a = verbs.add_parser("audit", help="challenge the partner on random sealed blocks")
+    a.add_argument("node", help="node name, ID prefix or host:port")
+    a.add_argument("--count", type=int, default=4, help="blocks to challenge (1-64)")
+    a.add_argument("--json", action="store_true", help="print JSON")
+    a.set_defaults(func=_audit)
+    a = verbs.add_parser("key", help="escrow the node's identity and backup key on this host")
+    a.add_argument("node", help="node name, ID prefix or host:port")
+    a.add_argument("--json", action="store_true", help="print JSON")
+    a.set_defaults(func=_key)
+
+
+def _session(ref: str) -> tuple[SyncSession, dict[str, Any]]:
+    return open_node(ref, failover=False)
+
+
+def _when(ms: Any) -> str:
+    if not ms:
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(int(ms) / 1000))
+
+
+def fetch_status(s: SyncSession) -> dict[str, Any]:
+    status = call(s, "BackupStatus", {})
+    escrow.note_partner(s.node_id, status.get("partner"))
+    return dict(status)
+
+
+def show_status(st: dict[str, Any]) -> None:
+    quota = st.get("quota")
+    print(f"partner {st.get('partner') or '(none: press both buttons to pair)'}  "
+          f"state {st['state']}  on partner {human_bytes(st.get('used_on_partner') or 0)}"
+          f"{' of ' + human_bytes(quota) if quota else ''}  pending "
+          f"{human_bytes(st['pending'])}")
+    print(f"last success {_when(st.get('last_ok'))}  audits ok {st['audits']['ok']} "
+          f"failed {st['audits']['failed']}"
+          + (f"  last error: {st['last_error']}" if st.get("last_error") else ""))
+    rows = [(mid, m["last_n"] or "-", m["partner_n"] or "-", human_bytes(m["pending"]),
+             _when(m["last_ok"]), m["last_error"] or "")
+            for mid, m in sorted(st["mimei"].items())]
+    if rows:
+        print_table(["mid", "last", "on partner", "pending", "last success", "error"], rows)
+    else:
+        print("no MiMei")
+
+
+def _status(args: argparse.Namespace) -> int:
+    s, _record = _session(args.node)
+    with s:
+        st = fetch_status(s)
+    if args.json:
+        print_json(st)
+    else:
+        show_status(st)
+    return 0
+
+
+def _now(args: argparse.Namespace) -> int:
+    s, record = _session(args.node)
+    with s:
+        st = call(s, "BackupNow", {})
+        if st.get("partner") is None:
+            raise CliError(f"{record.get('name') or args.node} has no partner: press both "
+                           f"boards' buttons (or `leither pair`) first")
+        start = time.monotonic()
+        total = max(int(st["pending"]), 1)
+        if not args.no_wait:
+            with Progress(total, f"backup {record.get('name') or args.node}",
+                          force=False) as bar:
+                done = 0
+                while True:
+                    st = fetch_status(s)
+                    now_done = max(0, total - int(st["pending"]))
+                    if now_done > done:
+                        bar.update(now_done - done)
+                        done = now_done
+                    if st["pending"] == 0 and st["state"] in ("idle", "pending"):
+                        break
+                    if time.monotonic() - start > args.timeout:
+                        raise CliError(f"backup not done after {args.timeout:.0f} s "
+                                       f"(state {st['state']}, last error "
+                                       f"{st.get('last_error')})")
+                    time.sleep(0.3)
+        st = fetch_status(s)
+    st["seconds"] = round(time.monotonic() - start, 3)
+    if args.json:
+        print_json(st)
+    else:
+        show_status(st)
+    return 0
+
+
+def _audit(args: argparse.Namespace) -> int:
+    s, _record = _session(args.node)
+    with s:
+        result = call(s, "BackupAudit", {"count": args.count}, timeout=120)
+    if args.json:
+        print_json(result)
+        return 0
+    for r in result["results"]:
+        print(f"{'pass' if r['ok'] else 'FAIL'}  {r['mid']} v{r['n']}"
+              + (f"  ({r['error']})" if r.get("error") else ""))
+    print(f"audits so far this period: {result['ok']} passed, {result['failed']} failed")
+    return 0 if all(r["ok"] for r in result["results"]) else 1
+
+
+def _key(args: argparse.Namespace) -> int:
+    s, record = _session(args.node)
+    with s:
+        entry = escrow.take(s, name=record.get("name"))
+    path = escrow.escrow_dir() / f"{entry.id}.json"
+    if args.json:
+        print_json({"id": entry.id, "escrow": str(path), "partner": entry.partner})
+    else:
+        print(f"escrowed {entry.id}'s identity and backup key in {path} (mode 0600)")
+    return 0
