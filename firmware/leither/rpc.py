@@ -46,8 +46,11 @@ ephemeral key pair (e, E) per connection::
 * The client's static key travels sealed (message 3), so a passive observer learns which node
   was contacted but not who contacted it.
 * The server maps P_c to a role — ``owner`` (the claimed owner's key), ``peer`` (a paired
-  node's key) or ``guest`` — and announces it with its inbound frame limit in message 4,
-  which also confirms the session key to the client.
+  node's key) or ``guest`` — and announces it with its frame limit for this session in
+  message 4 (8 KiB on a board, 64 KiB on CPython, 4 KiB for guests; replies keep to it too),
+  which also confirms the session key to the client. A claim upgrades a guest session.
+* A node that cannot take a hello (bad version, not our protocol) answers one plain frame
+  ``["error", code, msg]`` and closes; any other fault just closes the connection.
 
 Sealed channel
 --------------

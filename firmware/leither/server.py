@@ -34,6 +34,12 @@ junk go first: a client that sent its hello is never displaced by them); failing
 idle guest session that has waited longest; failing that the new connection is refused.
 Frames larger than ``_SMALL_FRAME`` are received one at a time across all connections (a
 lock), so ten clients sending big frames at once cost one big buffer, not ten.
+
+Heap (MicroPython): ``start()`` makes two frame buffers (reply, big inbound) before the heap
+fragments; frames are opened and sealed inside them, replies are built there by cbor.dump
+and written with one call. A session costs ~2.4 KB (asyncio stream and task, keys, caller).
+Under load a board's heap is chopped into small holes: a handler that returns a frame-sized
+bytes object is what fails first, hence ``Bulk``.
 """
 
 import asyncio

@@ -38,7 +38,7 @@ owner = arg(3) and binascii.unhexlify(arg(3))
 facts = {"name": "sys-node", "board": "unix", "fw": "test", "secret": "s3"}
 srv = server.Server(seed, facts_provider=lambda name: facts[name], owner_key=owner,
                     claim_token=arg(5), on_claim=lambda key: print("CLAIMED"),
-                    max_conns=int(sys.argv[6]), handshake_ms=3000, frame_ms=2000,
+                    max_conns=int(sys.argv[6]), handshake_ms=3000, frame_ms=2000, idle_ms=4000,
                     claim_backoff_ms=0, log=lambda msg: None)
 if arg(4):
     srv.peer_keys.add(binascii.unhexlify(arg(4)))
@@ -354,6 +354,30 @@ def test_flood_does_not_starve_a_good_client(node: Node) -> None:
         # and the node is still healthy afterwards
         async with await client.connect("127.0.0.1", node.port, PEER) as peer:
             assert await peer.call("GetVar", "id") == node.id
+
+    run(scenario())
+
+
+def test_deadlines_close_silent_connections(node: Node) -> None:
+    async def scenario() -> None:
+        started = time.monotonic()
+        silent_reader, silent = await asyncio.open_connection("127.0.0.1", node.port)
+        half_reader, half = await asyncio.open_connection("127.0.0.1", node.port)
+        half.write(b"\x00\x00\x00\x30\x83")  # a hello that never finishes
+        idle_session = await client.connect("127.0.0.1", node.port, OWNER)
+        busy = await client.connect("127.0.0.1", node.port, PEER)
+        closed = await asyncio.gather(_closed_by_node(silent_reader),
+                                      _closed_by_node(half_reader))
+        assert closed == [True, True]
+        assert time.monotonic() - started < 8  # handshake deadline: 3 s (+ watchdog tick)
+        for _ in range(3):  # a session that keeps talking is not idle
+            await asyncio.sleep(1)
+            assert await busy.call("Ping", 1) == 1
+        with pytest.raises(client.ConnectError):  # idle deadline (4 s) passed: node closed it
+            await idle_session.call("Ping", 1)
+        silent.close()
+        half.close()
+        await busy.close()
 
     run(scenario())
 
