@@ -65,11 +65,21 @@ def blob_into(caller, params):  # the same bytes, written straight into the repl
 
 srv.register("BlobInto", blob_into, ("owner", "peer"))
 
+stopping = asyncio.Event()
+
+def stop(caller, params):
+    stopping.set()
+    return True
+
+srv.register("Stop", stop)
+
 async def main():
     await srv.start("127.0.0.1", port)
     print("READY", srv.node_id)
-    while True:
-        await asyncio.sleep(3600)
+    await stopping.wait()
+    await asyncio.sleep(0.2)  # let the reply go out
+    await srv.stop()
+    print("STOPPED", srv.connections)
 
 asyncio.run(main())
 """
@@ -380,6 +390,22 @@ def test_deadlines_close_silent_connections(node: Node) -> None:
         await busy.close()
 
     run(scenario())
+
+
+def test_stop_closes_sessions_and_port(node: Node) -> None:
+    async def scenario() -> None:
+        other = await client.connect("127.0.0.1", node.port, PEER)
+        async with await client.connect("127.0.0.1", node.port, OWNER) as owner:
+            assert await owner.call("Stop") is True
+        await asyncio.sleep(1.0)  # the node stops 0.2 s after answering
+        with pytest.raises(client.ConnectError):
+            await other.call("Ping", 1, timeout=10)
+
+    run(scenario())
+    out, _ = node.proc.communicate(timeout=20)
+    assert node.proc.returncode == 0 and "STOPPED 0" in out, out
+    with pytest.raises(client.ConnectError):
+        client.connect_sync("127.0.0.1", node.port, OWNER, timeout=2)
 
 
 def test_sync_wrapper(node: Node) -> None:
