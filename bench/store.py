@@ -240,21 +240,27 @@ def main() -> None:
     try:
         print(f"== throughput: {mb} MB file MiMei (set_data pieces, backup, get_data) vs plain "
               f"file on the same disk ==")
-        print(f"{'interpreter':<12} {'piece':>6} {'write MB/s':>10} {'backup s':>9} "
+        print(f"{'disk':<9} {'interpreter':<12} {'piece':>6} {'write MB/s':>10} {'backup s':>9} "
               f"{'read MB/s':>9} {'plain w':>8} {'plain r':>8} {'w ratio':>8} {'r ratio':>8}")
-        for name, piece in (("cpython", 65536), ("cpython", 8192), ("micropython", 8192)):
-            root = os.path.join(tmp, "tp")
-            shutil.rmtree(root, ignore_errors=True)
-            os.mkdir(root)
-            code = THROUGHPUT % (root, size, piece)
-            r = run_cpython(code) if name == "cpython" else run_mp(code)
-            w = mb / r["write"]
-            rd = mb / max(r["read"], 1e-3)
-            pw = mb / max(r["plain_write"], 1e-3)
-            pr = mb / max(r["plain_read"], 1e-3)
-            print(f"{name:<12} {piece:>6} {w:>10.2f} {r['backup']:>9.3f} {rd:>9.2f} "
-                  f"{pw:>8.1f} {pr:>8.1f} {w / pw:>8.3f} {rd / pr:>8.3f}")
-            shutil.rmtree(root, ignore_errors=True)
+        disks = [("disk", tmp)]
+        if os.path.isdir("/dev/shm"):
+            disks.append(("tmpfs", tempfile.mkdtemp(prefix="leither-bench-tp-", dir="/dev/shm")))
+        for disk, base in disks:
+            for name, piece in (("cpython", 65536), ("cpython", 8192), ("micropython", 8192)):
+                root = os.path.join(base, "tp")
+                shutil.rmtree(root, ignore_errors=True)
+                os.mkdir(root)
+                code = THROUGHPUT % (root, size, piece)
+                r = run_cpython(code) if name == "cpython" else run_mp(code)
+                w = mb / r["write"]
+                rd = mb / max(r["read"], 1e-3)
+                pw = mb / max(r["plain_write"], 1e-3)
+                pr = mb / max(r["plain_read"], 1e-3)
+                print(f"{disk:<9} {name:<12} {piece:>6} {w:>10.2f} {r['backup']:>9.3f} "
+                      f"{rd:>9.2f} {pw:>8.1f} {pr:>8.1f} {w / pw:>8.3f} {rd / pr:>8.3f}")
+                shutil.rmtree(root, ignore_errors=True)
+            if base != tmp:
+                shutil.rmtree(base, ignore_errors=True)
 
         print("\n== space: 10 versions of a 1 MB file, 1% (one 10486-byte run) changed "
               "between versions, after collect ==")
