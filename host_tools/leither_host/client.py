@@ -154,28 +154,44 @@ async def _handshake(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
 
 async def connect(host: str, port: int, my_key: HostKey | bytes,
                   expected_node_id: str | None = None,
-                  timeout: float = CONNECT_TIMEOUT) -> Session:
+                  timeout: float = CONNECT_TIMEOUT, attempts: int = 3) -> Session:
     """Open an authenticated session. With ``expected_node_id`` a node with another key is
-    refused (AuthError); without it, read ``session.node_id`` to learn (and pin) the node."""
-    shake = rpc.ClientHandshake(_seed_of(my_key), expected_node_id)
-    try:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
-    except asyncio.TimeoutError:
-        raise ConnectError(f"no answer from {host}:{port} in {timeout:.0f} s") from None
-    except OSError as err:
-        raise ConnectError(f"cannot connect to {host}:{port}: {err.strerror or err}") from None
-    try:
-        await asyncio.wait_for(_handshake(reader, writer, shake), timeout)
-    except BaseException as err:
-        writer.close()
-        if isinstance(err, asyncio.TimeoutError):
-            raise ConnectError(f"{host}:{port} did not complete the handshake in "
-                               f"{timeout:.0f} s") from None
-        if isinstance(err, (OSError, EOFError)):
-            raise ConnectError(f"{host}:{port} closed the connection during the handshake"
+    refused (AuthError); without it, read ``session.node_id`` to learn (and pin) the node.
+
+    A node under a flood of half-open connections may drop ours before our hello arrives
+    (it sheds the oldest silent connection first): a connection closed before the node's
+    answer is retried, up to ``attempts`` times in all, within ``timeout``.
+    """
+    seed = _seed_of(my_key)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    for attempt in range(1, attempts + 1):
+        shake = rpc.ClientHandshake(seed, expected_node_id)
+        left = max(0.1, deadline - loop.time())
+        try:
+            reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), left)
+        except asyncio.TimeoutError:
+            raise ConnectError(f"no answer from {host}:{port} in {timeout:.0f} s") from None
+        except OSError as err:
+            raise ConnectError(f"cannot connect to {host}:{port}: {err.strerror or err}"
                                ) from None
-        raise
-    return Session(reader, writer, shake, host, port)
+        try:
+            await asyncio.wait_for(_handshake(reader, writer, shake),
+                                   max(0.1, deadline - loop.time()))
+        except BaseException as err:
+            writer.close()
+            if isinstance(err, asyncio.TimeoutError):
+                raise ConnectError(f"{host}:{port} did not complete the handshake in "
+                                   f"{timeout:.0f} s") from None
+            if isinstance(err, (OSError, EOFError)):
+                if shake.node_key is None and attempt < attempts and loop.time() < deadline:
+                    await asyncio.sleep(0.05 * attempt)
+                    continue
+                raise ConnectError(f"{host}:{port} closed the connection during the "
+                                   f"handshake") from None
+            raise
+        return Session(reader, writer, shake, host, port)
+    raise ConnectError(f"{host}:{port} closed the connection during the handshake")
 
 
 class SyncSession:
