@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _mp  # noqa: E402
+import _mp
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "firmware"))
@@ -193,7 +193,7 @@ print('RESULT data', NFULL * 4096 + NSMALL * 320)
 
 def results(out: str) -> dict[str, float]:
     found = {}
-    for m in re.finditer(r"^RESULT (\S+) (\S+)$", out, re.M):
+    for m in re.finditer(r"^RESULT (\S+) (\S+)$", out, re.MULTILINE):
         found[m.group(1)] = float(m.group(2))
     return found
 
@@ -290,7 +290,7 @@ def main() -> None:
               "works of 64K, 96K, 128K, 256K) ==")
         for name, heaps in (("cpython", [None]), ("micropython", ["64K", "96K", "128K", "256K"])):
             for heap in heaps:
-                root = os.path.join(tmp, "db-%s-%s" % (name, heap))
+                root = os.path.join(tmp, f"db-{name}-{heap}")
                 os.mkdir(root)
                 code = DB_OPS % (root, 300)
                 try:

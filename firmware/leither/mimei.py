@@ -110,8 +110,7 @@ def thin(versions, now, keep_last=KEEP_LAST):
     """
     keep = set()
     cut = len(versions) - keep_last if keep_last > 0 else len(versions)
-    if cut < 0:
-        cut = 0
+    cut = max(cut, 0)
     for n, _t in versions[cut:]:
         keep.add(n)
     buckets = set()
@@ -142,7 +141,7 @@ def check_record(data):
     try:
         rec = cbor.loads(data, canonical=True)
     except DecodeError as err:
-        raise StoreError("bad version record: %s" % err)
+        raise StoreError(f"bad version record: {err}")
     if not isinstance(rec, dict) or sorted(rec.keys()) != list(_RECORD_KEYS):
         raise StoreError("bad version record fields")
     if (rec["type"] not in TYPES or not isinstance(rec["n"], int) or rec["n"] < 1
@@ -225,7 +224,7 @@ class Store:
         try:
             raw = ids.id_raw(mid)
         except (DecodeError, TypeError):
-            raise StoreError("bad MiMei id %r" % (mid,))
+            raise StoreError(f"bad MiMei id {mid!r}")
         path = self.root + "/mm/" + _hex(raw)
         self._path_cache = (mid, path)
         return path
@@ -246,7 +245,7 @@ class Store:
         cached = self._st_cache
         if cached is not None and cached["id"] == mid:
             if kind is not None and cached["type"] != kind:
-                raise StoreError("MiMei %s is a %s, not a %s" % (mid, cached["type"], kind))
+                raise StoreError("MiMei {} is a {}, not a {}".format(mid, cached["type"], kind))
             return cached
         path = self._path(mid)
         try:
@@ -257,9 +256,9 @@ class Store:
         try:
             st = cbor.loads(data)
         except DecodeError as err:
-            raise StoreError("corrupt state of MiMei %s: %s" % (mid, err))
+            raise StoreError(f"corrupt state of MiMei {mid}: {err}")
         if kind is not None and st["type"] != kind:
-            raise StoreError("MiMei %s is a %s, not a %s" % (mid, st["type"], kind))
+            raise StoreError("MiMei {} is a {}, not a {}".format(mid, st["type"], kind))
         self._st_cache = st
         return st
 
@@ -277,7 +276,7 @@ class Store:
     def create(self, app, ext="", mark="", type="file"):
         """The ID of the MiMei (author, app, ext, mark), created empty if new."""
         if type not in TYPES:
-            raise StoreError("MiMei type must be file or db, not %r" % (type,))
+            raise StoreError(f"MiMei type must be file or db, not {type!r}")
         if mark == "{{auto}}":
             mark = ids.b58encode(crypto.random(16))
         mid = ids.make_id(cbor.dumps([self.node_id, app, ext, mark]))
@@ -373,8 +372,7 @@ class Store:
         if version == "cur":
             if st["type"] == "file":
                 if st["root"] is None:
-                    raise StoreError("MiMei %s has no working copy here: restore a version"
-                                     % mid)
+                    raise StoreError(f"MiMei {mid} has no working copy here: restore a version")
                 return store.TreeReader(self.blocks, st["root"])
             raise StoreError("read a db's cur with db(); back it up to read it as content")
         rec = self._record_of(st, version)
@@ -482,21 +480,21 @@ class Store:
             for v in st["vers"]:
                 if v[1] == version:
                     return v
-            raise StoreError("MiMei %s has no version with that hash" % st["id"])
+            raise StoreError("MiMei {} has no version with that hash".format(st["id"]))
         if version == "last":
             if not st["vers"]:
-                raise StoreError("MiMei %s has no versions" % st["id"])
+                raise StoreError("MiMei {} has no versions".format(st["id"]))
             return st["vers"][-1]
         if version == "release":
             if st["release"] is None:
-                raise StoreError("MiMei %s has no release" % st["id"])
+                raise StoreError("MiMei {} has no release".format(st["id"]))
             version = st["release"]
         if isinstance(version, str) and version.isdigit():
             version = int(version)
         for v in st["vers"]:
             if v[0] == version:
                 return v
-        raise StoreError("MiMei %s has no version %r" % (st["id"], version))
+        raise StoreError("MiMei {} has no version {!r}".format(st["id"], version))
 
     def _record_of(self, st, version):
         return cbor.loads(self.blocks.get(self._find(st, version)[1]))
@@ -633,8 +631,7 @@ class Store:
         st = self._state(mid)
         entry = self._find(st, version)
         yield entry[1]
-        for h in store.walk(self.blocks, cbor.loads(self.blocks.get(entry[1]))["root"]):
-            yield h
+        yield from store.walk(self.blocks, cbor.loads(self.blocks.get(entry[1]))["root"])
 
     def missing(self, root):
         return store.walk(self.blocks, root, store.MISSING)
@@ -659,7 +656,7 @@ class Store:
                   "vers": [], "next": 1, "head": None, "release": None, "refs": {},
                   "rights": {}, "root": None, "size": 0}
         if st["type"] != rec["type"] or st["author"] != rec["author"]:
-            raise StoreError("version record does not match MiMei %s" % mid)
+            raise StoreError(f"version record does not match MiMei {mid}")
         for v in st["vers"]:
             if v[0] == rec["n"]:
                 if v[1] == h:
@@ -680,7 +677,7 @@ class Store:
                     self.blocks.put(got)
                     progress = True
         for want in store.walk(self.blocks, rec["root"], store.MISSING):
-            raise StoreError("import incomplete: missing block %s" % _hex(want))
+            raise StoreError(f"import incomplete: missing block {_hex(want)}")
         self.blocks.sync()
         st["vers"].append([rec["n"], h, rec["time"], rec["size"]])
         st["vers"].sort(key=lambda v: v[0])
@@ -706,7 +703,7 @@ class Store:
         st = self._state(mid)
         count = st["refs"].get(other, 0) - 1
         if count < 0:
-            raise StoreError("MiMei %s has no reference to %s" % (mid, other))
+            raise StoreError(f"MiMei {mid} has no reference to {other}")
         if count:
             st["refs"][other] = count
         else:

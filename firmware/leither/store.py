@@ -106,8 +106,8 @@ def _hex(h):
 
 def _oserror(err, what):
     if err.args and err.args[0] == _ENOSPC:
-        return StoreError("disk full while %s" % what)
-    return StoreError("%s failed: %s" % (what, err))
+        return StoreError(f"disk full while {what}")
+    return StoreError(f"{what} failed: {err}")
 
 
 def replace(tmp, path):
@@ -722,7 +722,7 @@ class TreeReader:
         span = FANOUT ** (level - 1)
         left = self.n - start
         k = (left + span - 1) // span
-        return k if k < FANOUT else FANOUT
+        return min(FANOUT, k)
 
     def node(self, level, start):
         """Hash of the level-`level` node (0 = chunk) covering chunks from `start`."""

@@ -207,12 +207,12 @@ def test_thin_keeps_last_and_staggered_history():
     times = [t for (num, t) in vers if num in keep]
     # Younger than a day (beyond the last 5): at most one per hour bucket.
     young = [t for t in times[:-5] if now - t < day]
-    check(len(young) == len(set(t // hour for t in young)))
+    check(len(young) == len({t // hour for t in young}))
     # Between a day and 30 days: one per day; beyond 30 days: one per week.
     mid = [t for t in times if day <= now - t < 30 * day]
-    check(len(mid) == len(set(t // day for t in mid)))
+    check(len(mid) == len({t // day for t in mid}))
     old = [t for t in times if now - t >= 30 * day]
-    check(len(old) == len(set(t // (7 * day) for t in old)) and len(old) >= 4)
+    check(len(old) == len({t // (7 * day) for t in old}) and len(old) >= 4)
     check(len(keep) < len(vers))
     check(mimei.thin(vers[:3], now, keep_last=5) == {1, 2, 3})
 
@@ -322,7 +322,7 @@ def test_altered_block_is_an_error_not_wrong_data():
         s.close()
         import os
 
-        pack = d + "/blocks/" + [n for n in os.listdir(d + "/blocks") if n.endswith(".pk")][0]
+        pack = d + "/blocks/" + next(n for n in os.listdir(d + "/blocks") if n.endswith(".pk"))
         with open(pack, "r+b") as f:
             f.seek(40)  # inside the first record's data (the "A" chunk)
             f.write(b"B")

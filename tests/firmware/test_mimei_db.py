@@ -5,7 +5,7 @@ from testutil import rmtree, skip, tmpdir
 
 # Imports (cbor, crypto, ids, store, mimei, db and its page tree) plus the store's buffers on
 # the 64-bit unix port; see test_mimei.py.
-MP_HEAP = "192K"
+MP_HEAP = "256K"
 
 SEED = bytes(range(32))
 

@@ -80,7 +80,7 @@ def _cycle(kind, reserve=mimei.RESERVE):
             except StoreError as e:
                 err = e
                 break
-        check(err is not None and "full" in str(err), "no disk-full error: %r" % (err,))
+        check(err is not None and "full" in str(err), f"no disk-full error: {err!r}")
         size = s.size(other)
         check(s.get_data(mid, 100, 6, 2) == b"second")
         s.verify(mid, 1)

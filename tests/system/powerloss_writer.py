@@ -66,7 +66,7 @@ def main():
     did = s.create("powerloss", "", "db", "db") if DB is not None else None
     size = s.size(fid)
     model = bytearray(s.get_data(fid, 0, size)) if size else bytearray()
-    say("READY %s %s" % (fid, did or "-"))
+    say("READY {} {}".format(fid, did or "-"))
     tx = 0
     if did is not None:
         seen = s.db(did).Get("tx")

@@ -174,7 +174,7 @@ def _run(cmd: list[str], env: dict[str, str], tmp: Path, seed: int) -> dict[str,
             time.sleep(rng.uniform(0, 0.08))
         proc.send_signal(signal.SIGKILL)
         out, err = proc.communicate()
-        assert proc.returncode == -signal.SIGKILL, "writer stopped by itself: %s" % err.decode()
+        assert proc.returncode == -signal.SIGKILL, f"writer stopped by itself: {err.decode()}"
         lines += out.decode().splitlines()
         for line in lines:
             if line.startswith("READY"):
