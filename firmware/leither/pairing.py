@@ -61,6 +61,10 @@ except ImportError:
 VERSION = const(1)
 WINDOW_MS = const(120000)  # DESIGN §5: a press opens a 120 s window
 VIEW_MS = const(1000)  # one mDNS browse: one PTR query, answers within ~0.1-1 s (RFC 6762 §6)
+# The first view of a window is longer than one query period of the nodes already browsing:
+# a browsing node answers its own queries, so its PTR goes out once a period and the 1 s rate
+# limit (RFC 6762 §6) swallows its answer to our first query; we then hear its next one (ms).
+FIRST_VIEW_MS = const(1300)
 SETTLE_MS = const(1000)  # ms a window is open before it pairs: presses ~1 s apart overlap
 FRESH_MS = const(3500)  # a candidate unseen this long is not paired with (3 views missed)
 # After an overlap a node keeps TXT pair=1 this long (ms) while refusing to pair, so that every
@@ -632,6 +636,7 @@ class Service:
     async def _window(self):
         machine = self.machine
         warned = False
+        view_ms = FIRST_VIEW_MS
         while True:
             now = ticks_ms()
             if machine.stale(now):
@@ -651,7 +656,8 @@ class Service:
                     warned = True
                 await asyncio.sleep(0.5)
                 continue
-            nodes = await mdns.browse(timeout_ms=VIEW_MS)
+            nodes = await mdns.browse(timeout_ms=view_ms)
+            view_ms = VIEW_MS
             action = machine.observe(nodes, ticks_ms())
             if action == OVERLAP:
                 self._aborted()
