@@ -18,13 +18,11 @@ PUB_FILE = "host.pub"  # 64 hex digits: the public key (for people and scripts; 
 
 
 def config_dir() -> Path:
-    """$LEITHER_HOME, else $XDG_CONFIG_HOME/leither, else ~/.config/leither."""
-    home = os.environ.get("LEITHER_HOME")
-    if home:
-        return Path(home)
-    xdg = os.environ.get("XDG_CONFIG_HOME")
-    base = Path(xdg) if xdg else Path.home() / ".config"
-    return base / "leither"
+    """$LEITHER_HOME/config, else $XDG_CONFIG_HOME/leither, else ~/.config/leither: the one
+    layout every host tool shares (leither_host.paths)."""
+    from leither_host.paths import config_dir as shared
+
+    return shared()
 
 
 @dataclass(frozen=True)

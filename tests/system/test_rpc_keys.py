@@ -17,7 +17,7 @@ def test_location_follows_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
     assert keys.config_dir() == tmp_path / "xdg" / "leither"
     monkeypatch.setenv("LEITHER_HOME", str(tmp_path / "home"))
-    assert keys.config_dir() == tmp_path / "home"
+    assert keys.config_dir() == tmp_path / "home" / "config"
     monkeypatch.delenv("LEITHER_HOME")
     monkeypatch.delenv("XDG_CONFIG_HOME")
     monkeypatch.setenv("HOME", str(tmp_path))
