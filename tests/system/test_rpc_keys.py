@@ -31,15 +31,16 @@ def test_created_private_and_stable(monkeypatch: pytest.MonkeyPatch, tmp_path: P
         key = keys.load_or_create()
     finally:
         os.umask(old_umask)
-    path = tmp_path / "cfg" / keys.KEY_FILE
+    folder = tmp_path / "cfg" / "config"
+    path = folder / keys.KEY_FILE
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert stat.S_IMODE((tmp_path / "cfg").stat().st_mode) == 0o700
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
     assert key.public == crypto.sign_public(key.seed)
     assert key.id == ids.make_id(key.public)
-    assert (tmp_path / "cfg" / keys.PUB_FILE).read_text().strip() == key.public.hex()
+    assert (folder / keys.PUB_FILE).read_text().strip() == key.public.hex()
     again = keys.load_or_create()
     assert again == key
-    assert not list((tmp_path / "cfg").glob("*.tmp"))
+    assert not list(folder.glob("*.tmp"))
 
 
 def test_refuses_readable_or_corrupt_keys(tmp_path: Path) -> None:
