@@ -41,7 +41,9 @@ except ImportError:
 # the engine's code takes ~40 KB of a 64 KB heap and leaves no free 4 KiB run (measured).
 PAGE = const(2048)
 _HDR = const(12)  # bytes of page header before the slot array
-_SEG = const(16)  # pages per segment file (32 KiB): bounds LittleFS rewrite cost per write
+_SEG = const(16)  # pages per segment file (32 KiB, eight 4 KiB blocks): LittleFS rewrites a
+# file from the written block to its end, so this bounds a page write to eight blocks (fewer
+# files would mean fewer file switches: 8 pages per file tipped the 96K tests over, measured)
 _NONE = const(0xFFFFFFFF)  # "no page" (empty tree)
 # bytes of key + value: a full page plus one such entry always splits into two pages that fit
 # ((PAGE - _HDR) + 2 * (MAX_ENTRY + 6) <= 2 * (PAGE - _HDR))
@@ -55,7 +57,7 @@ _SCRATCH = bytearray(PAGE)  # the old content of a page being split or compacted
 # heap fragments quickly and soon has no free 2 KiB run (measured at 64 KB), so a page is
 # never allocated on the hot path unless every buffer is in use.
 _POOL_MAX = const(6)  # spare page buffers kept (2 KiB each): one tree's cache and a spare
-_pool = []
+_pool = []  # kept when the last tree closes: allocating again later may find no 2 KiB run
 
 
 def _take():
@@ -279,7 +281,12 @@ class Tree:
         self._dlo = 1 << 30
         self._dhi = 0
         if fresh_gen is None:
-            self._read_root()
+            try:
+                self._read_root()
+                self._recover()
+            except Exception:
+                self.close()
+                raise
         else:
             self.gen = 0
             self.root = _NONE
@@ -289,8 +296,6 @@ class Tree:
             self.user = 0
             self._committed = (_NONE, 0, 0, 0)
             self._maps(0)
-        if fresh_gen is None:
-            self._recover()
 
     # ----- root record and recovery -----
 
