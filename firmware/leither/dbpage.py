@@ -250,6 +250,20 @@ def _root_record(name):
     return struct.unpack(_ROOT_FMT, data[:size])
 
 
+def _sync_dir(path):
+    """Make a rename in directory path durable where the OS allows (CPython on Linux: the
+    directory itself must be synced, or power loss may undo the rename after Commit
+    returned). MicroPython has no os.open: LittleFS and FAT commit a rename themselves."""
+    opener = getattr(os, "open", None)
+    if opener is None:
+        return
+    fd = opener(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _bit(bm, i):
     return (bm[i >> 3] >> (i & 7)) & 1
 
@@ -784,6 +798,7 @@ class Tree:
             f.write(body + struct.pack(">I", crc32(body)))
             fsync(f)
         os.rename(tmp, self.path + "/root")
+        _sync_dir(self.path)
         self._settle(self.pend)
         self._committed = (self.root, self.npages, self.count, self.user)
 
