@@ -20,8 +20,15 @@ MiMei
     ``info(mid) -> dict``; ``remove(mid)`` (the whole MiMei; blocks go at the next collect).
 
 Files (streamed; nothing holds the whole file)
-    ``set_data(mid, offset, data) -> new size`` (atomic: after a crash `cur` is before or after);
-    ``get_data(mid, offset, length, version="cur") -> bytes``; ``size(mid, version="cur")``;
+    ``set_data(mid, offset, data, sync=True) -> new size`` (atomic: after a crash `cur` is
+    before or after). ``sync=False`` is for bulk writes: the blocks are appended but nothing
+    is made durable yet -- after a crash `cur` is the last durable state or a later one written
+    since, never torn. It becomes durable at the next sync=True write (or ``sync()``, backup,
+    collect, close, work on another MiMei), and by itself every ``SYNC_BYTES``. Appends at the
+    end (an upload) stream into the tree without rebuilding its path each time;
+    ``sync()`` commits whatever is pending;
+    ``get_data(mid, offset, length, version="cur") -> bytes``; ``get_into(mid, offset, view,
+    version="cur") -> n`` fills a writable buffer with no allocation; ``size(mid, version="cur")``;
     ``truncate(mid, size)``; ``stat(mid) -> dict``;
     ``reader(mid, version="cur")`` -> stream with ``.size``, ``read(n)``, ``readinto(buf)``,
     ``read_at(offset, n)``, ``close()`` (a db's version reads as its canonical export).
@@ -89,6 +96,8 @@ _HOUR = const(3600000)  # ms
 _DAY = const(86400000)  # ms
 _MONTH = 30 * 86400000  # ms: 30 days, past which one version per week is kept
 _WEEK = 7 * 86400000  # ms
+SYNC_BYTES = 1048576  # bytes written with sync=False before they are made durable anyway: what
+# a crash may lose of an upload (a state file and two fsyncs per MiB cost nothing at that size)
 RESERVE = 65536  # bytes of flash kept free for collection and sealing: writes stop before
 _RECORD_KEYS = ("author", "key", "mid", "n", "prev", "root", "sig", "size", "time", "type")
 
@@ -206,8 +215,15 @@ class Store:
         self._st_cache = None
         self._path_cache = None
         self._reader = None
+        # Write-back of sync=False writes: the cached state is ahead of its file when _dirty is
+        # set (only ever the cached one: switching MiMei commits it first), and an upload being
+        # appended holds an open store.appender (3-4 pool buffers) until it settles.
+        self._dirty = False
+        self._unsynced = 0  # bytes written since the last durable commit (<= SYNC_BYTES)
+        self._app = None
 
     def close(self):
+        self.sync()
         self._drop_reader()
         self._st_cache = None
         for _mid, db in self._dbs:
@@ -241,8 +257,26 @@ class Store:
         except OSError:
             return False
 
+    def _settle(self):
+        """Finish an open appender: the cached state gets its root (still not durable)."""
+        app = self._app
+        if app is not None:
+            self._app = None
+            root, size = app.finish()
+            self._st_cache["root"] = root
+            self._st_cache["size"] = size
+
+    def sync(self):
+        """Make every write so far durable (commit the state that sync=False writes left)."""
+        self._settle()
+        if self._dirty:
+            self._save(self._st_cache)
+
     def _state(self, mid, kind=None):
+        self._settle()
         cached = self._st_cache
+        if cached is not None and cached["id"] != mid and self._dirty:
+            self._save(cached)
         if cached is not None and cached["id"] == mid:
             if kind is not None and cached["type"] != kind:
                 raise StoreError("MiMei {} is a {}, not a {}".format(mid, cached["type"], kind))
@@ -263,8 +297,17 @@ class Store:
         return st
 
     def _save(self, st):
-        """Commit a state (callers change the dict they got from _state, then save it)."""
+        """Commit a state (callers change the dict they got from _state, then save it).
+
+        The blocks go to disk first: a state file never points at blocks a crash can lose.
+        """
+        cached = self._st_cache
+        if self._dirty and cached is not None and cached["id"] != st["id"]:
+            self.sync()  # the other MiMei's pending writes go first (and stay in order)
+        self._dirty = False
+        self._unsynced = 0
         try:
+            self.blocks.sync()
             store.write_file(self._path(st["id"]), cbor.dumps(st))
         except Exception:
             self._st_cache = None  # it holds the change that did not commit
@@ -322,6 +365,7 @@ class Store:
         if st["type"] == "db":
             self._db_close(mid)
         self._st_cache = None
+        self._dirty = False  # its pending writes go with it
         os.remove(path)
         if st["type"] == "db":
             _rmtree(self._db_path(mid))
@@ -340,14 +384,46 @@ class Store:
             raise StoreError("disk full: %d bytes free, %d kept for collection"
                              % (self.blocks.free(), self.reserve))
 
-    def set_data(self, mid, offset, data):
-        """Write data at offset of cur (a gap before offset reads as zeros); new size."""
+    def set_data(self, mid, offset, data, sync=True):
+        """Write data at offset of cur (a gap before offset reads as zeros); new size.
+
+        sync=False: not durable yet (see the module docstring); appends stream.
+        """
         if offset < 0:
             raise StoreError("negative offset")
-        st = self._cur(mid)
+        st = self._st_cache
+        app = self._app
+        if app is None or sync or st["id"] != mid or offset != st["size"]:
+            st = self._cur(mid)  # settles an open appender
+            app = None
         self._room(len(data))
-        root, size = store.patch(self.blocks, st["root"], offset, data)
-        return self._commit_cur(st, root, size)
+        if sync:
+            root, size = store.patch(self.blocks, st["root"], offset, data)
+            return self._commit_cur(st, root, size)
+        if app is None and offset == st["size"]:
+            app = store.appender(self.blocks, st["root"])
+            self._app = app
+        try:
+            if app is not None:
+                app.write(data)
+                st["size"] = app.size
+            else:
+                st["root"], st["size"] = store.patch(self.blocks, st["root"], offset, data)
+        except Exception:
+            # The cached state may be ahead of what the blocks hold: forget it (cur is again
+            # its state file) and let a later write start over.
+            self._app = None
+            if app is not None:
+                app.abandon()
+            self._st_cache = None
+            self._dirty = False
+            raise
+        st["mtime"] = time_ms()
+        self._dirty = True
+        self._unsynced += len(data)
+        if self._unsynced >= SYNC_BYTES:
+            self.sync()
+        return st["size"]
 
     def truncate(self, mid, size):
         """Set cur's size (cut, or extend with zeros)."""
@@ -360,7 +436,6 @@ class Store:
         return self._commit_cur(st, root, size)
 
     def _commit_cur(self, st, root, size):
-        self.blocks.sync()
         st["root"] = root
         st["size"] = size
         st["mtime"] = time_ms()
@@ -382,6 +457,23 @@ class Store:
         """Up to length bytes from offset (a bytearray; fewer at the end)."""
         if offset < 0 or length < 0:
             raise StoreError("negative offset or length")
+        return self._cached_reader(mid, version).read_at(offset, length)
+
+    def get_into(self, mid, offset, view, version="cur"):
+        """Fill view (a bytearray or memoryview) from offset; return the bytes read (fewer at
+        the end). Nothing is allocated: verified chunks are read straight into view."""
+        if offset < 0:
+            raise StoreError("negative offset")
+        return self._cached_reader(mid, version).read_into(offset, view)
+
+    def read_length(self, mid, offset, length, version="cur"):
+        """How many bytes get_data would return (it raises where get_data would)."""
+        if offset < 0 or length < 0:
+            raise StoreError("negative offset or length")
+        size = self._cached_reader(mid, version).size
+        return max(0, min(length, size - offset))
+
+    def _cached_reader(self, mid, version):
         st = self._state(mid)
         if version == "cur" and st["type"] == "file" and st["root"] is not None:
             root = st["root"]
@@ -392,7 +484,7 @@ class Store:
             self._drop_reader()
             reader = self.reader(mid, version)
             self._reader = reader
-        return reader.read_at(offset, length)
+        return reader
 
     def size(self, mid, version="cur"):
         st = self._state(mid)
@@ -602,6 +694,7 @@ class Store:
 
     def collect(self, min_dead=0.25):
         """Mark every block reachable from a MiMei, then compact packs of dead blocks."""
+        self.sync()  # the mark reads state files: what they point at must be what is live
         self._drop_reader()
         live = _Bloom(self.blocks.count())
         for h, is_tree, partial in self._roots():

@@ -785,6 +785,31 @@ class TreeReader:
             offset += b - a
         return out
 
+    def read_into(self, offset, view):
+        """Fill view (a writable buffer) from offset; return the bytes read (fewer at the end).
+
+        No allocation: a chunk that view covers whole is read and verified straight into it,
+        the ends of the range through the reader's one chunk buffer.
+        """
+        end = min(self.size, offset + len(view))
+        pos = 0
+        if not isinstance(view, memoryview):
+            view = memoryview(view)
+        while offset < end:
+            i = offset // CHUNK
+            a = offset - i * CHUNK
+            length = self.chunk_len(i)
+            b = min(length, end - i * CHUNK)
+            if a == 0 and b == length:
+                got = self.bs.get(self.node(0, i), view[pos:pos + length])
+                if len(got) != length:
+                    raise StoreError("bad chunk length")
+            else:
+                view[pos:pos + b - a] = self.chunk(i)[a:b]
+            pos += b - a
+            offset += b - a
+        return pos
+
     def read(self, n=-1):
         if n < 0:
             n = self.size - self.pos
@@ -793,9 +818,9 @@ class TreeReader:
         return data
 
     def readinto(self, buf):
-        data = self.read(len(buf))
-        buf[:len(data)] = data
-        return len(data)
+        got = self.read_into(self.pos, buf)
+        self.pos += got
+        return got
 
 
 class TreeWriter:
@@ -857,12 +882,57 @@ class TreeWriter:
                 self._flush(level)
         acc = self._levels[depth - 1]
         root = put_manifest(self.bs, depth, acc[2], memoryview(acc[0])[:32 * acc[1]])
+        self.abandon()
+        return root, self.size
+
+    def abandon(self):
+        """Give the buffers back without finishing (blocks written so far become garbage)."""
         for acc in self._levels:
             give(acc[0])
         give(self._buf)
         self._levels = []
         self._buf = None
-        return root, self.size
+
+
+def appender(bs, root):
+    """A TreeWriter that continues the content under root: writes append after its end, and
+    finish() gives the same root as building the whole content in one go.
+
+    It takes over the tree's right edge -- the hashes of the complete subtrees in each level's
+    last, unfinished group and the partial last chunk's bytes -- reading one manifest per
+    level, so appending costs one chunk hash per 4 KiB instead of a copy-on-write patch.
+    """
+    w = TreeWriter(bs)
+    old = TreeReader(bs, root)
+    try:
+        size = old.size
+        full = size // CHUNK
+        # Items a TreeWriter that wrote `full` chunks has received at each level, and how many
+        # of them it still holds: it flushes a level only when an item arrives at a full one.
+        got = full
+        level = 1
+        span = 1  # chunks under one item at this level
+        while got:
+            held = (got - 1) % FANOUT + 1
+            acc = [take(), held, held * span * CHUNK]
+            first = got - held
+            for k in range(held):
+                acc[0][32 * k:32 * k + 32] = old.node(level - 1, (first + k) * span)
+            w._levels.append(acc)
+            got = (got - 1) // FANOUT
+            level += 1
+            span *= FANOUT
+        tail = size - full * CHUNK
+        if tail:
+            w._buf[:tail] = old.chunk(full)
+            w._fill = tail
+        w.size = size
+    except Exception:
+        w.abandon()
+        raise
+    finally:
+        old.close()
+    return w
 
 
 def build(bs, stream_pieces):

@@ -1,6 +1,7 @@
 # The victim of the power-loss test (tests/system/test_powerloss.py): under MicroPython or
 # CPython it opens a MiMei store and works on it without pause -- file writes and truncates,
-# backups, deletes of versions, db transactions, block collection -- until it is killed.
+# backups, deletes of versions, db transactions, block collection -- until it is killed. Half
+# the file writes are sync=False ("U"): not durable until a later sync point.
 # Before each operation it prints what the store may look like if it dies during it ("B ..."),
 # after it what the store must look like from now on ("C ..."), one flushed line each.
 #
@@ -74,16 +75,22 @@ def main():
     while True:
         op = rnd.below(100)
         if op < 45:
+            # Half the writes are sync=False ("U": durable only at a later sync point), and
+            # half of those append at the end (an upload, streamed by the store's appender).
+            unsynced = rnd.below(2) == 0
             offset = rnd.below(MAX_SIZE - 3000)
+            if unsynced and rnd.below(2) and len(model) < MAX_SIZE - 3000:
+                offset = len(model)
             data = rnd.bytes(1 + rnd.below(3000))
             after = bytearray(model)
             if offset > len(after):
                 after.extend(bytes(offset - len(after)))
             after[offset:offset + len(data)] = data
-            say("B W " + hexdigest(after))
-            s.set_data(fid, offset, data)
+            tag = "U " if unsynced else "W "
+            say("B " + tag + hexdigest(after))
+            s.set_data(fid, offset, data, sync=not unsynced)
             model = after
-            say("C W " + hexdigest(model))
+            say("C " + tag + hexdigest(model))
         elif op < 52:
             new_size = rnd.below(MAX_SIZE)
             after = model[:new_size] + bytes(max(0, new_size - len(model)))
@@ -106,7 +113,7 @@ def main():
             say("B G")
             s.blocks.sync()
             s.collect(min_dead=0.1)
-            say("C G")
+            say("C G " + hexdigest(model))  # collect commits pending writes first
         elif did is not None:
             db = s.db(did)
             tx += 1
