@@ -6,6 +6,7 @@
 from leither import mimei
 from leither.errors import RPCError
 from leither.rpc import OWNER, PEER
+from leither.server import Bulk
 
 # Db methods that only read; every other db method needs the write right.
 DB_READ = ("Get", "Strlen", "Hget", "Hlen", "Hmget", "Hgetall", "Hkeys", "Lrange", "Lindex",
@@ -147,8 +148,11 @@ class API:
     # -- files ---------------------------------------------------------------------------------
 
     def mf_set_data(self, caller, params):
+        # "sync": false for the pieces of an upload but its last: they are written without a
+        # durable commit each (see mimei.Store.set_data); the last piece commits them all.
         data = _arg(params, "data", (bytes, bytearray))
-        return self.store.set_data(_arg(params, "mid", str), _arg(params, "offset", int, 0), data)
+        return self.store.set_data(_arg(params, "mid", str), _arg(params, "offset", int, 0), data,
+                                   _arg(params, "sync", bool, True) is not False)
 
     def mf_get_data(self, caller, params):
         length = _arg(params, "length", int, self.max_data)
@@ -156,8 +160,17 @@ class API:
             raise RPCError("bad_request", "length must be a count of bytes")
         if self.max_data is not None and length > self.max_data:
             length = self.max_data  # the client loops over offset; see Server.max_data
-        return self.store.get_data(_arg(params, "mid", str), _arg(params, "offset", int, 0),
-                                   length, _version(params))
+        mid = _arg(params, "mid", str)
+        offset = _arg(params, "offset", int, 0)
+        version = _version(params)
+        store = self.store
+        n = store.read_length(mid, offset, length, version)
+
+        def fill(view):
+            # Straight into the reply frame: no frame-sized bytes per call (server.Bulk).
+            return store.get_into(mid, offset, view, version)
+
+        return Bulk(n, fill)
 
     def mf_get_size(self, caller, params):
         return self.store.size(_arg(params, "mid", str), _version(params))

@@ -129,13 +129,16 @@ def _put(s: SyncSession, args: argparse.Namespace) -> Any:
     start = time.monotonic()
     try:
         with Progress(total, f"put {args.mid[:8]}") as bar:
-            while True:
-                data = source.read(step)
-                if not data:
-                    break
-                call(s, "MFSetData", {"mid": args.mid, "offset": offset + written, "data": data})
+            # Every piece but the last goes with sync=False (no durable commit per piece on
+            # the node); the last one commits them all. One piece read ahead tells the last.
+            data = source.read(step)
+            while data:
+                following = source.read(step)
+                call(s, "MFSetData", {"mid": args.mid, "offset": offset + written, "data": data,
+                                      "sync": not following})
                 written += len(data)
                 bar.update(len(data))
+                data = following
     finally:
         if source is not sys.stdin.buffer:
             source.close()
