@@ -798,9 +798,14 @@ class Tree:
             f.write(body + struct.pack(">I", crc32(body)))
             fsync(f)
         os.rename(tmp, self.path + "/root")
-        _sync_dir(self.path)
+        # Committed on disk now: nothing below may fail into a rollback (that would free the
+        # pages the new root uses).
         self._settle(self.pend)
         self._committed = (self.root, self.npages, self.count, self.user)
+        try:
+            _sync_dir(self.path)
+        except OSError:
+            pass  # the rename stands; only its durability before the next sync is weaker
 
     def rollback(self):
         """Forget every change since the last commit."""

@@ -517,3 +517,45 @@ def test_root_left_only_as_tmp_is_adopted():
     finally:
         db.close()
         shutil.rmtree(path)
+
+
+@pytest.mark.parametrize("stage", ["page", "root"])
+def test_full_disk_at_commit_damages_nothing(monkeypatch, stage):
+    """ENOSPC while a commit writes its pages or its root record: a clear StoreError, the
+    committed content intact, the db usable once there is room again."""
+    path = tempfile.mkdtemp(prefix="dbfull")
+    db = DB(path)
+    try:
+        for i in range(50):
+            db.Hset("h", "f%d" % i, "v%d" % i)
+        before = b"".join(db.export())
+        real_write = dbpage.Tree._write
+        real_open = open
+
+        def no_room_write(self, page):
+            raise OSError(28, "No space left on device")
+
+        def no_room_open(name, *args, **kwargs):
+            if str(name).endswith("root.tmp"):
+                raise OSError(28, "No space left on device")
+            return real_open(name, *args, **kwargs)
+
+        if stage == "page":
+            monkeypatch.setattr(dbpage.Tree, "_write", no_room_write)
+        else:
+            monkeypatch.setattr("builtins.open", no_room_open)
+        with pytest.raises(StoreError):
+            db.Hset("h", "new", "x")
+        db.Begin()
+        db.Hset("h", "f1", "changed")
+        with pytest.raises(StoreError):
+            db.Commit()
+        monkeypatch.undo()
+        assert b"".join(db.export()) == before and db.Hget("h", "f1") == "v1"
+        db.Hset("h", "new", "x")
+        db.close()
+        db = DB(path)
+        assert db.Hget("h", "new") == "x" and db.Hlen("h") == 51
+    finally:
+        db.close()
+        shutil.rmtree(path)
