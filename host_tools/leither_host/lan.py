@@ -102,6 +102,7 @@ class LAN:
                  "forward_delay", "0", "mcast_snooping", "0"], check=False)
             _sh([_IP, "-n", self.bridge_ns, "link", "set", "br0", "up"])
             self._up = True
+            guard_subnet(self.subnet)
             for _ in range(self._initial):
                 self.add_host()
         except BaseException:
@@ -157,6 +158,7 @@ class LAN:
             _kill_ns_pids(ns)
             _sh([_IP, "netns", "del", ns], check=False)
         self._made_ns = []
+        unguard_subnet(self.subnet)
         self._up = False
 
     # ---- running things ---------------------------------------------------------------
@@ -249,6 +251,20 @@ def _kill_ns_pids(ns: str) -> None:
         if not _sh([_IP, "netns", "pids", ns], check=False).stdout.split():
             break
         time.sleep(0.05)
+
+
+def guard_subnet(subnet: str) -> None:
+    """Blackhole the LAN's /24 in the root namespace while the LAN is up.
+
+    The hosts' addresses exist only inside their namespaces; from the root namespace the same
+    private range would follow the default route off this machine. A blackhole route makes
+    any such mistake (a CLI run outside the LAN, a stale inventory entry) fail at once, here,
+    instead of sending a packet anywhere."""
+    _sh([_IP, "route", "replace", "blackhole", f"{subnet}.0/24"], check=False)
+
+
+def unguard_subnet(subnet: str) -> None:
+    _sh([_IP, "route", "del", "blackhole", f"{subnet}.0/24"], check=False)
 
 
 def cleanup_prefix(prefix: str) -> int:

@@ -303,6 +303,7 @@ class Sim:
                 pass
         if self.lan is not None:
             lanmod.cleanup_prefix(self.lan["prefix"])
+            lanmod.unguard_subnet(self.lan["subnet"])
             self.lan = None
         self.boards = []
         if self.state_path.exists():
