@@ -26,25 +26,31 @@ sys.path.insert(0, str(REPO / "firmware"))
 
 # Write N bytes into a file MiMei in PIECE-byte set_data calls, back it up, read it back; then
 # the same bytes through a plain file on the same disk. Prints "RESULT name seconds".
+# BULK=0: every piece a durable commit, reads by get_data (new bytes each); BULK=1: an upload
+# as `leither mm put` sends it (sync=False but the last piece), reads by get_into one buffer.
 THROUGHPUT = """
 import os, time, struct
 from leither import mimei, compat
-R, N, PIECE = %r, %d, %d
+R, N, PIECE, BULK = %r, %d, %d, %d
 def now():
     return compat.ticks_ms()
 buf = bytearray(os.urandom(PIECE))
 s = mimei.Store(R + '/store', bytes(32))
 m = s.create('bench', '', 'w')
 t = now()
+last = N // PIECE - 1
 for i in range(N // PIECE):
     for j in range(0, PIECE, 4096):
         buf[j:j + 4] = struct.pack('>I', i * 64 + j // 4096)
-    s.set_data(m, i * PIECE, buf)
+    s.set_data(m, i * PIECE, buf, not BULK or i == last)
 t1 = now()
 s.backup(m)
 t2 = now()
 for i in range(N // PIECE):
-    s.get_data(m, i * PIECE, PIECE)
+    if BULK:
+        s.get_into(m, i * PIECE, buf)
+    else:
+        s.get_data(m, i * PIECE, PIECE)
 t3 = now()
 s.close()
 f = open(R + '/plain', 'wb')
@@ -240,23 +246,29 @@ def main() -> None:
     try:
         print(f"== throughput: {mb} MB file MiMei (set_data pieces, backup, get_data) vs plain "
               f"file on the same disk ==")
-        print(f"{'disk':<9} {'interpreter':<12} {'piece':>6} {'write MB/s':>10} {'backup s':>9} "
-              f"{'read MB/s':>9} {'plain w':>8} {'plain r':>8} {'w ratio':>8} {'r ratio':>8}")
+        print("mode each: every set_data a durable commit, get_data reads; bulk: sync=False "
+              "but the last piece (as leither mm put), get_into one buffer")
+        print(f"{'disk':<9} {'interpreter':<12} {'piece':>6} {'mode':<5} {'write MB/s':>10} "
+              f"{'backup s':>9} {'read MB/s':>9} {'plain w':>8} {'plain r':>8} {'w ratio':>8} "
+              f"{'r ratio':>8}")
         disks = [("disk", tmp)]
         if os.path.isdir("/dev/shm"):
             disks.append(("tmpfs", tempfile.mkdtemp(prefix="leither-bench-tp-", dir="/dev/shm")))
         for disk, base in disks:
-            for name, piece in (("cpython", 65536), ("cpython", 8192), ("micropython", 8192)):
+            for name, piece, bulk in (("cpython", 65536, 0), ("cpython", 8192, 0),
+                                      ("micropython", 8192, 0), ("cpython", 65536, 1),
+                                      ("cpython", 8192, 1), ("micropython", 8192, 1)):
                 root = os.path.join(base, "tp")
                 shutil.rmtree(root, ignore_errors=True)
                 os.mkdir(root)
-                code = THROUGHPUT % (root, size, piece)
+                code = THROUGHPUT % (root, size, piece, bulk)
                 r = run_cpython(code) if name == "cpython" else run_mp(code)
                 w = mb / r["write"]
                 rd = mb / max(r["read"], 1e-3)
                 pw = mb / max(r["plain_write"], 1e-3)
                 pr = mb / max(r["plain_read"], 1e-3)
-                print(f"{disk:<9} {name:<12} {piece:>6} {w:>10.2f} {r['backup']:>9.3f} "
+                mode = "bulk" if bulk else "each"
+                print(f"{disk:<9} {name:<12} {piece:>6} {mode:<5} {w:>10.2f} {r['backup']:>9.3f} "
                       f"{rd:>9.2f} {pw:>8.1f} {pr:>8.1f} {w / pw:>8.3f} {rd / pr:>8.3f}")
                 shutil.rmtree(root, ignore_errors=True)
             if base != tmp:

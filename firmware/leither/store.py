@@ -188,6 +188,7 @@ class BlockStore:
         self._broken = False  # an append failed: seal at _end before writing more
         self._dirty = False  # appended since the last sync
         self._handles = []  # [(name, file)] most recent last, <= _HANDLES
+        self._hint = 0  # index in _sealed of the pack of the last block found there
         self._hdr = bytearray(_HDR)  # record header buffer for reads
         self._recover()
 
@@ -345,12 +346,21 @@ class BlockStore:
         off = self._find_open(h)
         if off >= 0:
             return self._open, off
+        # The pack of the last hit first: the chunks of a file sit together, so a sequential
+        # read finds most of them there without testing every pack's Bloom filter.
+        hint = self._hint
+        if hint < len(self._sealed) and self._sealed[hint] != skip and _bloom_has(
+                self._blooms[hint], h, 0):
+            found = self._find_sealed(h, hint)
+            if found is not None:
+                return self._sealed[hint], found[0]
         i = len(self._sealed) - 1
         while i >= 0:
             n = self._sealed[i]
-            if n != skip and _bloom_has(self._blooms[i], h, 0):
+            if n != skip and i != hint and _bloom_has(self._blooms[i], h, 0):
                 found = self._find_sealed(h, i)
                 if found is not None:
+                    self._hint = i
                     return n, found[0]
             i -= 1
         return None
