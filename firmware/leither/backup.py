@@ -29,7 +29,22 @@ its owner in BKHello, with ``node``: the partner's node ID): ``BKHello``, ``BKHa
 import asyncio
 import os
 
-from leither import cbor, crypto, ids, seal, store, treediff
+# Everything a push, an audit, a receipt, a restore or the partner's vault needs is imported
+# here, at boot: on the unix port .mpy code lives in the heap, and a module imported later lands
+# in the middle of a heap that bulk transfers need in contiguous 4-8 KiB pieces.
+from leither import (  # noqa: F401 - restore is used through this module's import of it
+    cbor,
+    crypto,
+    ids,
+    receipt,
+    restore,
+    rpc,
+    rpcclient,
+    seal,
+    store,
+    treediff,
+    vault,
+)
 from leither.compat import IS_MICROPYTHON, makedirs, ticks_diff, ticks_ms, time_ms
 from leither.errors import AuthError, LeitherError, RPCError, StoreError
 from leither.identity import read_file, write_atomic
@@ -326,8 +341,6 @@ class Service:
     async def _connect(self):
         if self._client is not None and not self._client.closed:
             return self._client
-        from leither import rpc, rpcclient
-
         p = self._partner()
         if p is None:
             raise StoreError("no partner")
@@ -605,8 +618,6 @@ class Service:
 
     def cut_receipt(self):
         """Sign a receipt for the period so far (if the partner did anything); reset it."""
-        from leither import receipt
-
         s = self.state
         p = self._partner()
         now = time_ms()
@@ -670,8 +681,6 @@ class Service:
         return self.receipts(int(params.get("since", 0)))
 
     async def _rpc_restore(self, caller, params):
-        from leither import restore
-
         if self._restoring:
             raise RPCError("busy", "a restore is running")
         self._restoring = True
@@ -694,13 +703,11 @@ class Service:
     def _vault(self, node_id):
         v = self.vaults.get(node_id)
         if v is None:
-            from leither.vault import Vault
-
             ids.id_raw(node_id)  # a node ID, not a path
             for other in list(self.vaults):  # bound: the partner's vault and one being read
                 if len(self.vaults) >= 2:
                     self.vaults.pop(other).close()
-            v = Vault(self.node.root + "/vault/" + node_id)
+            v = vault.Vault(self.node.root + "/vault/" + node_id)
             self.vaults[node_id] = v
         return v
 

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import subprocess
@@ -17,6 +18,11 @@ from typing import Callable
 from leither_host import lan as lanmod
 from leither_host.errors import CliError
 from leither_host.sim import Sim
+
+# MicroPython heap per demo board. The unix port loads every .mpy module into the heap (a real
+# board freezes them into flash): node, pairing, backup and the db engine together take ~350 KB
+# of the sim's default 512K, too little left for bulk transfers in 4-8 KiB frames.
+DEMO_HEAP = "1M"
 
 
 class Story:
@@ -46,7 +52,19 @@ class Story:
         return proc.stdout
 
 
-def run_demo(boards: int = 2, interpreter: str = "micropython", use_lan: bool | None = None,
+def wait_log(sim: Sim, name: str, text: str, timeout: float = 30.0) -> str:
+    """The first line of a board's log containing text (waiting for it)."""
+    deadline = time.monotonic() + timeout
+    log = Path(sim.board(name).root) / "node.log"
+    while time.monotonic() < deadline:
+        for line in log.read_text(errors="replace").splitlines():
+            if text in line:
+                return line
+        time.sleep(0.2)
+    raise CliError(f"demo: {name} never logged {text!r}:\n{sim.log_tail(sim.board(name))}")
+
+
+def run_demo(boards: int = 3, interpreter: str = "micropython", use_lan: bool | None = None,
              keep: bool = False, out: Callable[[str], None] = print) -> None:
     if use_lan is None:
         use_lan = lanmod.available() is None
@@ -58,10 +76,11 @@ def run_demo(boards: int = 2, interpreter: str = "micropython", use_lan: bool | 
     try:
         story.say(f"Start {boards} simulated boards ({interpreter}, "
                   f"{'each in its own network namespace on a bridge' if use_lan else 'on loopback'})")
-        story.leither("sim", "--dir", str(sim.base), "up", str(boards),
+        story.leither("sim", "--dir", str(sim.base), "up", str(boards), "--heap", DEMO_HEAP,
                       *(["--lan"] if use_lan else []),
                       *(["--cpython"] if interpreter == "cpython" else []))
-        sim.__init__(sim.base)  # reload the state the sim command wrote
+        sim = Sim(sim.base)  # reload the state the sim command wrote
+        story.sim = sim
         names = [b.name for b in sim.boards]
 
         story.say("Discover them on the network (mDNS, _leither._tcp)")
@@ -99,6 +118,8 @@ def run_demo(boards: int = 2, interpreter: str = "micropython", use_lan: bool | 
         story.leither("mm", "backup", names[0], dbid)
         story.leither("mm", "ls", names[0])
         story.leither("status", *names)
+        if len(names) >= 3:
+            _backup_story(story, sim, names, mid, dbid, home, out)
     finally:
         story.say("Stop the boards cleanly (goodbye on mDNS) and clean up")
         if keep:
@@ -110,3 +131,48 @@ def run_demo(boards: int = 2, interpreter: str = "micropython", use_lan: bool | 
 
             shutil.rmtree(home, ignore_errors=True)
     out(f"\ndemo finished in {time.monotonic() - started:.1f} s")
+
+
+def _backup_story(story: Story, sim: Sim, names: list[str], mid: str, dbid: str, home: Path,
+                  out: Callable[[str], None]) -> None:
+    """Pair two boards by their buttons, back one up to the other, lose it, read it through its
+    partner, restore it onto the third board, and show the receipts it signed."""
+    first, second, fresh = names[0], names[1], names[2]
+    story.say(f"Pair {first} and {second}: press both buttons within 120 s (like WPS)")
+    story.leither("sim", "--dir", str(sim.base), "press", first)
+    story.leither("sim", "--dir", str(sim.base), "press", second)
+    for name in (first, second):
+        out(f"[{name}] " + wait_log(sim, name, "paired with").split("leither: ", 1)[-1])
+    out("(both show the same 6-digit code: compare them, as with Bluetooth)")
+
+    story.say(f"{first} backs its versions up to {second}, sealed: {second} cannot read them")
+    story.leither("backup", "now", first)
+    story.leither("backup", "audit", first, "--count", "4")
+    story.leither("backup", "status", second)
+
+    story.say(f"Pull {first}'s plug")
+    story.leither("sim", "--dir", str(sim.base), "kill", first)
+    story.say(f"Read {first}'s MiMei anyway: the CLI falls back to its partner {second}")
+    copy = home / "failover.txt"
+    story.leither("mm", "get", first, mid, "--version", "last", "-o", str(copy))
+    expect = "Leither on a board: version two, longer.\n" * 200
+    if copy.read_text() != expect:
+        raise CliError("demo: the version read through the partner is not what was written")
+    out("(read back byte-identical through the partner, unsealed here with the escrowed key)")
+
+    story.say(f"Restore {first} onto the fresh board {fresh}, from {second}")
+    node_id = json.loads(story.leither("restore", first, "--onto", fresh, "--json",
+                                       timeout=600))["id"]
+    story.leither("mm", "versions", node_id, mid)
+    story.leither("mm", "get", node_id, mid, "--version", "1", "-o", str(copy))
+    if copy.read_text() != "Leither on a board: version one.\n" * 100:
+        raise CliError("demo: version 1 did not come back byte-identical")
+    story.leither("db", node_id, dbid, "Hgetall", "board:1")
+    out(f"({fresh} now runs as {node_id}: every version verified; {second} takes its backups "
+        f"again)")
+    story.leither("mm", "backup", node_id, mid)
+    story.leither("backup", "now", node_id)
+
+    story.say(f"Receipts: {node_id[:8]}… signs for what {second} did for it (settlement pays)")
+    story.leither("backup", "audit", node_id, "--count", "3")
+    story.leither("backup", "receipts", node_id, "--cut")

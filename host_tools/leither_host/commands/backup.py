@@ -21,6 +21,7 @@ EXAMPLES = """examples:
   leither backup now board1 --no-wait     # just start it
   leither backup audit board1 --count 8   # challenge the partner on 8 random sealed blocks
   leither backup key board1               # escrow the node's identity and backup key here
+  leither backup receipts board1 --cut    # sign the period so far; show board1's receipts
 """
 
 
@@ -44,6 +45,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     a.add_argument("--count", type=int, default=4, help="blocks to challenge (1-64)")
     a.add_argument("--json", action="store_true", help="print JSON")
     a.set_defaults(func=_audit)
+    a = verbs.add_parser("receipts", help="receipts the node signed for its partner's service")
+    a.add_argument("node", help="node name, ID prefix or host:port")
+    a.add_argument("--cut", action="store_true", help="sign a receipt for the period so far")
+    a.add_argument("--since", type=int, default=0, help="only receipts ending after (ms)")
+    a.add_argument("--json", action="store_true", help="print JSON")
+    a.set_defaults(func=_receipts)
     a = verbs.add_parser("key", help="escrow the node's identity and backup key on this host")
     a.add_argument("node", help="node name, ID prefix or host:port")
     a.add_argument("--json", action="store_true", help="print JSON")
@@ -114,7 +121,7 @@ def _now(args: argparse.Namespace) -> int:
                     if now_done > done:
                         bar.update(now_done - done)
                         done = now_done
-                    if st["pending"] == 0 and st["state"] in ("idle", "pending"):
+                    if st["pending"] == 0 and st["state"] != "pushing":
                         break
                     if time.monotonic() - start > args.timeout:
                         raise CliError(f"backup not done after {args.timeout:.0f} s "
@@ -153,4 +160,33 @@ def _key(args: argparse.Namespace) -> int:
         print_json({"id": entry.id, "escrow": str(path), "partner": entry.partner})
     else:
         print(f"escrowed {entry.id}'s identity and backup key in {path} (mode 0600)")
+    return 0
+
+
+def _receipts(args: argparse.Namespace) -> int:
+    from leither import receipt
+    from leither.errors import LeitherError
+
+    s, _record = _session(args.node)
+    with s:
+        raw = call(s, "GetReceipts", {"since": args.since, "cut": args.cut})
+    rows = []
+    for data in raw:
+        try:
+            r = receipt.verify(bytes(data))
+        except LeitherError as err:
+            raise CliError(f"the node returned a receipt that does not verify: {err}") from None
+        rows.append({"issuer": r["issuer"], "partner": r["partner"], "start": r["start"],
+                     "end": r["end"], "stored_byte_hours": r["stored"], "served": r["served"],
+                     "audits_ok": r["audits_ok"], "audits_failed": r["audits_failed"],
+                     "id": receipt.receipt_id(bytes(data)).hex()})
+    if args.json:
+        print_json(rows)
+    elif not rows:
+        print("no receipts yet (one per period; --cut signs the period so far)")
+    else:
+        print_table(["end", "partner", "stored (byte-h)", "served", "audits ok/failed", "id"],
+                    [(_when(r["end"]), r["partner"], r["stored_byte_hours"],
+                      human_bytes(r["served"]), f"{r['audits_ok']}/{r['audits_failed']}",
+                      r["id"][:16]) for r in rows])
     return 0
