@@ -4,7 +4,7 @@ from leither import crypto, seal, store, treediff
 from leither.errors import AuthError
 from testutil import raises, rmtree, tmpdir
 
-MP_HEAP = "128K"  # store, seal, crypto and treediff load into the heap as .mpy
+MP_HEAP = "192K"  # store, seal, crypto, treediff as .mpy in the heap, plus sets of tree hashes
 KEY = bytes(range(32))
 
 
