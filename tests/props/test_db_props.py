@@ -529,7 +529,6 @@ def test_full_disk_at_commit_damages_nothing(monkeypatch, stage):
         for i in range(50):
             db.Hset("h", "f%d" % i, "v%d" % i)
         before = b"".join(db.export())
-        real_write = dbpage.Tree._write
         real_open = open
 
         def no_room_write(self, page):

@@ -54,7 +54,7 @@ def _run(cmd: list[str], env: dict[str, str], tmp: Path, seed: int) -> dict[str,
     acked = 0
     stats = {"kills": 0, "in_flight_committed": 0, "units": 0}
     try:
-        for k in range(KILLS):
+        for _ in range(KILLS):
             proc = subprocess.Popen(cmd + [str(path)], stdout=subprocess.PIPE,
                                     stderr=subprocess.PIPE, env=env)
             assert proc.stdout is not None
