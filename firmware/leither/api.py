@@ -19,6 +19,31 @@ RIGHT_BITS = {"read": mimei.READ, "write": mimei.WRITE, "admin": mimei.ADMIN,
               "backup": mimei.BACKUP}
 
 
+_ROLES = ((OWNER,), (OWNER, PEER))
+# (method, handler attribute, roles index in _ROLES, right a non-owner needs or None). A constant
+# table: frozen with the code on a board (flash), resolved per call by API.resolve.
+_TABLE = (
+    ("MMCreate", "mm_create", 0, None),
+    ("MMList", "mm_list", 0, None),
+    ("MMInfo", "mm_info", 0, "read"),
+    ("MMVersions", "mm_versions", 0, "read"),
+    ("MMRelease", "mm_release", 0, "admin"),
+    ("MMRestore", "mm_restore", 0, "write"),
+    ("MMDelVers", "mm_del_vers", 0, "admin"),
+    ("MMAddRef", "mm_add_ref", 0, "write"),
+    ("MMDelRef", "mm_del_ref", 0, "write"),
+    ("MMGetRef", "mm_get_ref", 0, "read"),
+    ("MMSetRight", "mm_set_right", 0, None),
+    ("MMGetRight", "mm_get_right", 1, None),
+    ("MMRemove", "mm_remove", 0, None),
+    ("MFSetData", "mf_set_data", 0, "write"),
+    ("MFGetData", "mf_get_data", 0, "read"),
+    ("MFGetSize", "mf_get_size", 0, "read"),
+    ("MFStat", "mf_stat", 0, "read"),
+    ("MFTruncate", "mf_truncate", 0, "write"),
+)
+
+
 def _arg(params, name, kind=None, default=RPCError):
     if not isinstance(params, dict):
         raise RPCError("bad_request", "parameters must be a map")
@@ -48,37 +73,23 @@ class API:
         self.max_data = max_data
 
     def register(self, server):
-        owner = (OWNER,)
-        both = (OWNER, PEER)
         self.max_data = server.max_data
-        table = (
-            ("MMCreate", self.mm_create, owner, None),
-            ("MMList", self.mm_list, owner, None),
-            ("MMInfo", self.mm_info, owner, "read"),
-            ("MMVersions", self.mm_versions, owner, "read"),
-            ("MMBackup", self.mm_backup, owner, "write"),
-            ("MMRelease", self.mm_release, owner, "admin"),
-            ("MMRestore", self.mm_restore, owner, "write"),
-            ("MMDelVers", self.mm_del_vers, owner, "admin"),
-            ("MMAddRef", self.mm_add_ref, owner, "write"),
-            ("MMDelRef", self.mm_del_ref, owner, "write"),
-            ("MMGetRef", self.mm_get_ref, owner, "read"),
-            ("MMSetRight", self.mm_set_right, owner, None),
-            ("MMGetRight", self.mm_get_right, both, None),
-            ("MMRemove", self.mm_remove, owner, None),
-            ("MFSetData", self.mf_set_data, owner, "write"),
-            ("MFGetData", self.mf_get_data, owner, "read"),
-            ("MFGetSize", self.mf_get_size, owner, "read"),
-            ("MFStat", self.mf_stat, owner, "read"),
-            ("MFTruncate", self.mf_truncate, owner, "write"),
-        )
-        for name, handler, roles, right in table:
-            server.register(name, handler, roles, right=right)
-        for name in DB_READ:
-            server.register(name, self._db_method(name), owner, right="read")
-        for name in DB_WRITE:
-            server.register(name, self._db_method(name), owner, right="write")
+        # MMBackup stays a registered method: the backup service wraps it (it reads the entry
+        # back from the server to kick a push after every backup).
+        server.register("MMBackup", self.mm_backup, _ROLES[0], right="write")
+        server.add_table(self.resolve)
         server.rights = self.allows
+
+    def resolve(self, name):
+        """(handler, roles, right) of one of this API's methods, or None (Server.add_table)."""
+        for entry in _TABLE:
+            if entry[0] == name:
+                return getattr(self, entry[1]), _ROLES[entry[2]], entry[3]
+        if name in DB_READ:
+            return self.db_call, _ROLES[0], "read"
+        if name in DB_WRITE:
+            return self.db_call, _ROLES[0], "write"
+        return None
 
     def allows(self, key, right, method, params):
         """Rights of a non-owner: the MiMei's bitmask for the caller's member ID."""
@@ -92,69 +103,69 @@ class API:
 
     # -- MiMei ---------------------------------------------------------------------------------
 
-    def mm_create(self, caller, params):
+    def mm_create(self, caller, params, name=None):
         return self.store.create(_arg(params, "app", str), _arg(params, "ext", str, ""),
                                  _arg(params, "mark", str, ""), _arg(params, "type", str, "file"))
 
-    def mm_list(self, caller, params):
+    def mm_list(self, caller, params, name=None):
         return [self.store.info(mid) for mid in self.store.list()]
 
-    def mm_info(self, caller, params):
+    def mm_info(self, caller, params, name=None):
         return self.store.info(_arg(params, "mid", str))
 
-    def mm_versions(self, caller, params):
+    def mm_versions(self, caller, params, name=None):
         return self.store.versions(_arg(params, "mid", str))
 
-    def mm_backup(self, caller, params):
+    def mm_backup(self, caller, params, name=None):
         rec = self.store.backup(_arg(params, "mid", str))
         return _summary(rec)
 
-    def mm_release(self, caller, params):
+    def mm_release(self, caller, params, name=None):
         self.store.release(_arg(params, "mid", str), _arg(params, "version", (str, int), "last"))
         return self.store.info(params["mid"])["release"]
 
-    def mm_restore(self, caller, params):
+    def mm_restore(self, caller, params, name=None):
         self.store.restore(_arg(params, "mid", str), _arg(params, "version", (str, int, bytes)))
         return self.store.info(params["mid"])
 
-    def mm_del_vers(self, caller, params):
+    def mm_del_vers(self, caller, params, name=None):
         versions = _arg(params, "versions", list)
         return self.store.del_versions(_arg(params, "mid", str), versions)
 
-    def mm_add_ref(self, caller, params):
+    def mm_add_ref(self, caller, params, name=None):
         return self.store.add_ref(_arg(params, "mid", str), _arg(params, "ref", str))
 
-    def mm_del_ref(self, caller, params):
+    def mm_del_ref(self, caller, params, name=None):
         return self.store.del_ref(_arg(params, "mid", str), _arg(params, "ref", str))
 
-    def mm_get_ref(self, caller, params):
+    def mm_get_ref(self, caller, params, name=None):
         return self.store.get_ref(_arg(params, "mid", str))
 
-    def mm_set_right(self, caller, params):
+    def mm_set_right(self, caller, params, name=None):
         bits = _arg(params, "rights", int)
         if bits < 0 or bits > mimei.ALL:
             raise RPCError("bad_request", "rights must be a bitmask 0..%d" % mimei.ALL)
         self.store.set_right(_arg(params, "mid", str), _arg(params, "member", str), bits)
         return bits
 
-    def mm_get_right(self, caller, params):
+    def mm_get_right(self, caller, params, name=None):
         member = _arg(params, "member", str, caller.id)
         return self.store.get_right(_arg(params, "mid", str), member)
 
-    def mm_remove(self, caller, params):
+    def mm_remove(self, caller, params, name=None):
         self.store.remove(_arg(params, "mid", str))
         return True
 
     # -- files ---------------------------------------------------------------------------------
 
-    def mf_set_data(self, caller, params):
+    def mf_set_data(self, caller, params, name=None):
         # "sync": false for the pieces of an upload but its last: they are written without a
         # durable commit each (see mimei.Store.set_data); the last piece commits them all.
         data = _arg(params, "data", (bytes, bytearray))
         return self.store.set_data(_arg(params, "mid", str), _arg(params, "offset", int, 0), data,
                                    _arg(params, "sync", bool, True) is not False)
 
-    def mf_get_data(self, caller, params):
+    def mf_get_data(self, caller, params, name=None):
         length = _arg(params, "length", int, self.max_data)
         if length is None or length < 0:
             raise RPCError("bad_request", "length must be a count of bytes")
@@ -172,22 +183,18 @@ class API:
 
         return Bulk(n, fill)
 
-    def mf_get_size(self, caller, params):
+    def mf_get_size(self, caller, params, name=None):
         return self.store.size(_arg(params, "mid", str), _version(params))
 
-    def mf_stat(self, caller, params):
+    def mf_stat(self, caller, params, name=None):
         return self.store.stat(_arg(params, "mid", str))
 
-    def mf_truncate(self, caller, params):
+    def mf_truncate(self, caller, params, name=None):
         return self.store.truncate(_arg(params, "mid", str), _arg(params, "size", int))
 
     # -- db ------------------------------------------------------------------------------------
 
-    def _db_method(self, name):
-        store = self.store
-
-        def handler(caller, params):
-            args = _arg(params, "args", list, [])
-            return store.db(_arg(params, "mid", str)).call(name, args)
-
-        return handler
+    def db_call(self, caller, params, name):
+        """Db method `name` on the MiMei params["mid"] with params["args"]."""
+        args = _arg(params, "args", list, [])
+        return self.store.db(_arg(params, "mid", str)).call(name, args)

@@ -186,6 +186,7 @@ class Server:
         self.stats = {"accepted": 0, "refused": 0, "evicted": 0, "timeouts": 0, "bad": 0,
                       "sessions": 0, "calls": 0}
         self._methods = {}
+        self._tables = []  # resolve functions of add_table(), in order
         self._conns = []
         self._big = asyncio.Lock()
         self._out = None  # frame buffers, made by start()
@@ -207,7 +208,19 @@ class Server:
         for role in roles:
             if role not in ALL_ROLES:
                 raise ValueError("unknown role %r" % (role,))
-        self._methods[name] = (handler, tuple(roles), right)
+        if type(roles) is not tuple:
+            roles = tuple(roles)  # a tuple given is shared by every method registered with it
+        self._methods[name] = (handler, roles, right)
+
+    def add_table(self, resolve):
+        """Serve the methods of a table: ``resolve(name)`` -> ``(handler, roles, right)`` or
+        None, and ``handler(caller, params, name)``. Methods given to register() come first.
+
+        For big method tables (the MiMei and db API): the table can be a constant tuple that
+        a board keeps in flash with the code, where a registered method costs ~100 bytes of
+        heap (entry, bound method, dict slot) for the node's whole life.
+        """
+        self._tables.append(resolve)
 
     @property
     def max_data(self):
@@ -477,14 +490,24 @@ class Server:
         if not isinstance(method, str):
             return False, {"code": "bad_request", "msg": "method must be text"}
         entry = self._methods.get(method)
+        named = False
         if entry is None:
-            return False, {"code": "no_method", "msg": "no method %s" % method}
+            for resolve in self._tables:
+                entry = resolve(method)
+                if entry is not None:
+                    named = True
+                    break
+            else:
+                return False, {"code": "no_method", "msg": "no method %s" % method}
         handler, roles, right = entry
         if caller.role not in roles and not self._allowed(caller, right, method, params):
             return False, {"code": "forbidden",
                            "msg": "%s is not allowed to call %s" % (caller.role, method)}
         try:
-            result = handler(caller, params)
+            if named:
+                result = handler(caller, params, method)
+            else:
+                result = handler(caller, params)
             if hasattr(result, "send"):  # a coroutine (CPython) or generator (MicroPython)
                 result = await result
         except Exception as err:  # noqa: BLE001 - every handler failure becomes a reply

@@ -103,6 +103,29 @@ def test_method_roles_and_rights_hook():
     assert not ok and err["code"] == "forbidden"
 
 
+def test_method_tables_resolve_per_call():
+    srv = make(owner_key=OWNER)
+    asked = []
+
+    def resolve(name):
+        asked.append(name)
+        if name.startswith("Tab"):
+            return (lambda c, p, n: n + ":" + p), ("owner",), "read"
+        return None
+
+    srv.add_table(resolve)
+    srv.register("TabFixed", lambda c, p: "registered " + p, ("owner",))
+    assert call(srv, caller(srv, OWNER), "TabOne", "x") == (True, "TabOne:x")
+    assert call(srv, caller(srv, OWNER), "TabFixed", "x") == (True, "registered x")
+    ok, err = call(srv, caller(srv, PEER), "TabOne", "x")
+    assert not ok and err["code"] == "forbidden"
+    srv.rights = lambda key, right, method, params: right == "read" and params == "ok"
+    assert call(srv, caller(srv, PEER), "TabTwo", "ok") == (True, "TabTwo:ok")
+    ok, err = call(srv, caller(srv, OWNER), "Other")
+    assert not ok and err["code"] == "no_method"
+    assert asked == ["TabOne", "TabOne", "TabTwo", "Other"]
+
+
 def test_error_codes_and_async_handlers():
     srv = make(owner_key=OWNER)
     owner = caller(srv, OWNER)
