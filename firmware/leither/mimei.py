@@ -193,7 +193,9 @@ class Store:
 
     def __init__(self, root, signer, db_class=None, reserve=RESERVE):
         self.reserve = reserve
-        store.reserve()  # the tree buffers, before anything else cuts the heap up
+        # Two tree buffers, before anything else cuts the heap up: a read (root manifest + one
+        # level or chunk) needs no more; deeper trees and writes take more, kept in the pool.
+        store.reserve(2)
         self.root = root
         if isinstance(signer, (bytes, bytearray)):
             signer = _SeedSigner(signer)
