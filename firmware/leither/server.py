@@ -161,6 +161,16 @@ class Server:
                  guest_max_frame=_GUEST_MAX_FRAME, handshake_ms=_HANDSHAKE_MS,
                  frame_ms=_FRAME_MS, idle_ms=_IDLE_MS, claim_backoff_ms=_CLAIM_BACKOFF_MS,
                  log=None):
+        if max_frame is None:
+            max_frame = _BOARD_FRAME if IS_MICROPYTHON else rpc.MAX_FRAME
+        self.max_frame = max(rpc.HANDSHAKE_MAX_FRAME, min(max_frame, rpc.MAX_FRAME))
+        # The frame buffers: one reply buffer (filled and sent without an await between) and
+        # one inbound buffer for big frames (under self._big). Made here, while the heap is
+        # whole: a node builds its Server before it imports its services (~75 KB of modules on
+        # the unix port, whose imports cut the heap up: made at start(), a node needed 372 KiB
+        # of heap to find two 8 KiB holes), and under load no frame-sized hole is left.
+        self._out = _FrameBuffer(self.max_frame)
+        self._in = bytearray(self.max_frame)
         self._seed = identity_seed
         self.node_key = crypto.sign_public(identity_seed)
         self.node_id = ids.make_id(self.node_key)
@@ -173,9 +183,6 @@ class Server:
         # names a right? None: only the roles listed for the method.
         self.rights = None
         self.max_conns = max_conns
-        if max_frame is None:
-            max_frame = _BOARD_FRAME if IS_MICROPYTHON else rpc.MAX_FRAME
-        self.max_frame = max(rpc.HANDSHAKE_MAX_FRAME, min(max_frame, rpc.MAX_FRAME))
         self.guest_max_frame = min(guest_max_frame, self.max_frame)
         self.handshake_ms = handshake_ms
         self.frame_ms = frame_ms
@@ -189,8 +196,6 @@ class Server:
         self._tables = []  # resolve functions of add_table(), in order
         self._conns = []
         self._big = asyncio.Lock()
-        self._out = None  # frame buffers, made by start()
-        self._in = None
         self._srv = None
         self._watch = None
         self._claim_fail = None
@@ -235,12 +240,6 @@ class Server:
         return GUEST
 
     async def start(self, host="0.0.0.0", port=4800):
-        # Made at start, while the heap is whole: a board's heap fragments under load and
-        # then cannot find frame-sized holes. One reply buffer (filled and sent without an
-        # await between) and one inbound buffer for big frames (under self._big).
-        if self._out is None:
-            self._out = _FrameBuffer(self.max_frame)
-            self._in = bytearray(self.max_frame)
         self._srv = await asyncio.start_server(self._serve, host, port, backlog=_BACKLOG)
         self.port = port
         sockets = getattr(self._srv, "sockets", None)
