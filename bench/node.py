@@ -29,10 +29,13 @@ PORT = 4870
 
 
 def code_heap() -> int:
-    """Heap bytes the node's modules take once imported (what freezing would move to flash)."""
+    """Heap bytes the node's modules take once imported (what freezing would move to flash):
+    the runtime's modules and the services it starts (node.SERVICES, with what they import
+    at module level) -- without them their code would count as the node's data."""
     imports = "\n".join(f"import leither.{m}" for m in MODULES)
-    code = f"import gc\ngc.collect()\na=gc.mem_alloc()\n{imports}\ngc.collect()\n" \
-           f"print(gc.mem_alloc()-a)"
+    services = "for s in leither.node.SERVICES:\n    __import__('leither.' + s)"
+    code = f"import gc\ngc.collect()\na=gc.mem_alloc()\n{imports}\n{services}\n" \
+           f"gc.collect()\nprint(gc.mem_alloc()-a)"
     ok, out = run(code, heap="2M")
     if not ok:
         raise SystemExit(out)

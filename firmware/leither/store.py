@@ -1006,6 +1006,13 @@ def _new_chunk(bs, ctx, i):
         return old.node(0, i)
     length = _new_len(new_size, i)
     buf = memoryview(scratch)[:length]
+    base = i * CHUNK
+    a = b = base
+    if w0 <= i <= w1:
+        a = max(offset, base)
+        b = min(offset + len(data), base + length)
+    if a == base and b == base + length:
+        return bs.put(memoryview(data)[a - offset:b - offset])  # all new: no old chunk read
     keep = 0
     if i < old.n:
         prev = old.chunk(i)
@@ -1013,12 +1020,8 @@ def _new_chunk(bs, ctx, i):
         buf[:keep] = prev[:keep]
     if keep < length:
         buf[keep:] = bytes(length - keep)  # a hole, or the scratch's previous content
-    if w0 <= i <= w1:
-        base = i * CHUNK
-        a = max(offset, base)
-        b = min(offset + len(data), base + length)
-        if a < b:
-            buf[a - base:b - base] = memoryview(data)[a - offset:b - offset]
+    if a < b:
+        buf[a - base:b - base] = memoryview(data)[a - offset:b - offset]
     return bs.put(buf)
 
 
