@@ -290,8 +290,13 @@ class Tree:
         # commit (edited in place); pend: committed pages dropped since (free at commit).
         # Bytes [_dlo, _dhi) hold every fresh or pend bit.
         self._hint = 0  # no free slot below this page id
-        while len(_pool) <= cache:  # the cache plus one spare, allocated while we can
-            _pool.append(bytearray(PAGE))
+        try:
+            while len(_pool) <= cache:  # the cache plus one spare, allocated while we can
+                _pool.append(bytearray(PAGE))
+        except MemoryError:
+            if len(_pool) < 2:
+                raise
+            self.cache_max = len(_pool) - 1  # a fragmented heap: make do with a smaller cache
         self._dlo = 1 << 30
         self._dhi = 0
         if fresh_gen is None:
@@ -445,7 +450,16 @@ class Tree:
         """A free page buffer: a spare one, else the oldest cached page's, else a new one."""
         if not _pool and len(self._cache) >= self.cache_max:
             self._shrink(len(self._cache) - 1)
-        return _take()
+        try:
+            return _take()
+        except MemoryError:
+            # no free 2 KiB run left in the heap: give up a cached page for good
+            n = len(self._cache)
+            self._shrink(n - 1)
+            if len(self._cache) == n:
+                raise
+            self.cache_max = max(n - 1, 1)
+            return _take()
 
     def _recycle(self, page):
         """Take back a page's buffer (the Page object must not be used again)."""
@@ -699,12 +713,17 @@ class Tree:
         while path:
             parent, i = path.pop()
             parent = self._writable(parent)
+            # Pages of the level below are done with once their parent entry is set: unpin
+            # them (tick of an earlier operation) so that a tight heap may write them out
+            # rather than need another page buffer for a split further up.
             if right is None:
                 # child values are 8 bytes: this edits in place
                 parent.set_child(i, child.id, parent.count_at(i) + delta)
+                child.tick = self._tick - 1
             else:
                 parent.set_child(i, child.id, child.total())
                 raw = _entry(right.key(0), struct.pack(">II", right.id, right.total()))
+                child.tick = right.tick = self._tick - 1
                 if parent.insert_raw(i + 1, raw):
                     right = None
                 else:
