@@ -33,7 +33,9 @@ def test_lists():
             assert db.Rpush("l", "v%d" % i, "v%d" % (i + 1), "v%d" % (i + 2)) == i + 3
         assert db.Lrange("l", 150, 152) == ["v150", "v151", "v152"]
         assert db.Lrange("l", -1, -1) == ["v299"] and db.Llen("l") == 300
-        assert db.Lrange("l", 0, -1)[-3:] == ["v297", "v298", "v299"]
+        part = db.Lrange("l", -150, -1)  # across pages
+        assert len(part) == 150 and part[0] == "v150" and part[-1] == "v299"
+        part = None
         db.Set("s", "x")
         raises(StoreError, db.Lpush, "s", "a")
         raises(StoreError, db.Lrange, "s", 0, 1)
@@ -69,15 +71,15 @@ def test_sets():
         raises(StoreError, db.Sunion)
         raises(StoreError, db.Sadd, "b", 5)
         assert db.Scard("b") == 3  # the failed Sadd wrote nothing
-        for i in range(250):
-            db.Sadd("big", "m%04d" % (i * 7 % 250))
+        for i in range(150):  # spans pages
+            db.Sadd("big", "m%04d" % (i * 7 % 150))
         db.close()
         db = DB(path)
         members = db.Smembers("big")
-        assert len(members) == 250
-        for i in range(250):
+        assert len(members) == 150
+        for i in range(150):
             assert members[i] == "m%04d" % i
-        members = None  # 250 strings: a good part of the free heap
+        members = None  # 150 strings: a good part of the free heap
         assert db.Sinter("big", "b") == []
         assert db.Type("big") == "set" and db.Del("big", "b") == 2
     finally:

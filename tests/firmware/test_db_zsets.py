@@ -73,7 +73,7 @@ def test_zset_ranks_across_pages():
             i = next(j for j in range(n) if (j * 7919) % n == s)
             assert db.Zrank("z", "m%d" % i) == s
             assert db.Zrange("z", s, s) == ["m%d" % i]
-        assert len(db.Zrange("z", 100, 399)) == 300
+        assert len(db.Zrange("z", 100, 249)) == 150
         assert db.Zrevrange("z", 0, 0, True)[1] == n - 1
         assert db.Zcount("z", 100, 199) == 100
         assert len(db.Zrangebyscore("z", 590, "+inf")) == 10
