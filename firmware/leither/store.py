@@ -185,12 +185,11 @@ class BlockStore:
         self._open = None  # number of the open pack, or None
         # The open pack's RAM index: 8-byte hash prefixes and offsets of its records (<=
         # PACK_RECORDS). Subclasses (leither.vault) rebuild these two in their own scan.
-        # Both keep their room from pack to pack (made once at full size; a growing pair
-        # reallocated up to 4 KiB of garbage per pack). The open pack has len(_offsets)
-        # records; _prefix may be longer (stale bytes past 8 * that).
-        self._prefix = bytearray(PACK_RECORDS * 8)
-        self._offsets = [0] * PACK_RECORDS
-        del self._offsets[:]  # keeps its room on MicroPython
+        # Made at full size with a pack's first record and kept from pack to pack (a growing
+        # pair reallocated up to 4 KiB of garbage per pack); none on a store never written.
+        # The open pack has len(_offsets) records; _prefix may be longer (stale past that).
+        self._prefix = bytearray()
+        self._offsets = []
         self._end = 0  # end of the last good record in the open pack
         # The open pack's one handle, read and write ("r+b"): LittleFS and FAT file handles
         # keep their own view of a file's size, so a second handle would not see appends.
@@ -288,6 +287,10 @@ class BlockStore:
 
     def _add(self, prefix, off):
         k = 8 * len(self._offsets)
+        if not k and len(self._prefix) < 8 * PACK_RECORDS:
+            self._prefix = bytearray(8 * PACK_RECORDS)
+            self._offsets = [0] * PACK_RECORDS
+            del self._offsets[:]  # keeps its room on MicroPython
         if len(self._prefix) >= k + 8:
             self._prefix[k:k + 8] = prefix
         else:  # a fresh index (leither.vault's own scan builds one)
