@@ -32,7 +32,7 @@ import os
 # Everything a push, an audit, a receipt, a restore or the partner's vault needs is imported
 # here, at boot: on the unix port .mpy code lives in the heap, and a module imported later lands
 # in the middle of a heap that bulk transfers need in contiguous 4-8 KiB pieces.
-from leither import (  # noqa: F401 - restore is used through this module's import of it
+from leither import (
     cbor,
     crypto,
     ids,
@@ -62,6 +62,8 @@ _GET_MAX = const(16384)  # bytes of blobs per BKGet reply (the restoring node ho
 _HAVE_MAX = const(64)  # names per BKHave (2 KiB of request)
 _LIST_MAX = const(64)  # catalog entries per BKList reply (~3.8 KiB)
 _CURSOR_EVERY = const(256)  # blocks between saved transfer positions (1 MiB of chunks)
+_STATUS_PAGE = const(32)  # MiMei per BackupStatus reply (fits a board's 8 KiB frame)
+_WORKERS = const(2)  # MiMei pushed at once, one session each (config "push_workers")
 _CALL_MS = const(5000)  # one backup call: a cut link is noticed this fast
 _CONNECT_MS = const(5000)
 _SCHEDULE_MS = const(60000)  # look for unpushed versions this often even without a kick
@@ -106,11 +108,13 @@ class _Batch:
     """Sealed blobs waiting for one BKPut; the names of the last batch sent stay in doubt
     until its reply arrives."""
 
-    def __init__(self):
-        self.items = []  # [[name, blob]] <= _BATCH bytes
+    def __init__(self, client):
+        self.client = client
+        self.items = []  # [[name, blob]] <= limit bytes
         self.size = 0
         self.last = 0  # sequence index of the last item added
-        self.limit = _BATCH  # bytes per request: the partner's frame limit may be lower
+        # Bytes per request: the partner's frame limit may be lower than ours.
+        self.limit = min(_BATCH, client.max_frame - _CALL_OVERHEAD)
 
 
 class Service:
@@ -124,7 +128,8 @@ class Service:
         key = self._read(_KEY_FILE)
         if key is not None and len(key) == 32:
             self.keys = seal.Keys(key)
-        self.state = {"partner": None, "mm": {}, "meta": {}, "pair": None, "cursor": None,
+        makedirs(self.dir + "/mm")
+        self.state = {"partner": None, "pair": None, "cursors": {},
                       "last_ok": None, "last_error": None, "sent": 0,
                       "period": time_ms(), "stored_ms": 0, "served": 0, "audit_ok": 0,
                       "audit_failed": 0, "used": 0, "quota": None}
@@ -141,7 +146,7 @@ class Service:
         self._idle = asyncio.Event()
         self._task = None
         self._client = None
-        self._resume = None  # [mid, n, acknowledged blocks, names in doubt]
+        self._resumes = {}  # mid -> [mid, n, acknowledged, processed] (bound: _WORKERS + errors)
         self._last_tick = ticks_ms()
         self._last_audit = ticks_ms()
         self._restoring = False
@@ -154,6 +159,29 @@ class Service:
 
     def _save(self):
         write_atomic(self.dir + "/state.cbor", cbor.dumps(self.state))
+
+    # Per-MiMei push state, one small file each (<dir>/mm/<hex raw id>): {"n": newest version
+    # on the partner, "root": its tree root, "t": ms of success, "err": last error, "meta": hash
+    # of the metadata pushed}. Files, not one map: 200 MiMei would make every save a 20 KB
+    # allocation on a board.
+
+    def _mm_path(self, mid):
+        import binascii
+
+        return self.dir + "/mm/" + binascii.hexlify(ids.id_raw(mid)).decode()
+
+    def mm_get(self, mid):
+        data = self._read("mm/" + self._mm_path(mid).rsplit("/", 1)[1])
+        if not data:
+            return {}
+        try:
+            entry = cbor.loads(data)
+        except LeitherError:
+            return {}
+        return entry if isinstance(entry, dict) else {}
+
+    def mm_put(self, mid, entry):
+        write_atomic(self._mm_path(mid), cbor.dumps(entry))
 
     def _config(self, name, default):
         value = self.node.config.get(name) if self.node.config else None
@@ -169,7 +197,7 @@ class Service:
                          ("BKList", self._bk_list), ("BKGet", self._bk_get),
                          ("BKAudit", self._bk_audit), ("BKStat", self._bk_stat)):
             server.register(name, fn, anyone)
-        server.register("BackupStatus", lambda caller, params: self.status(), owner)
+        server.register("BackupStatus", self._rpc_status, owner)
         server.register("BackupNow", self._rpc_now, owner)
         server.register("BackupAudit", self._rpc_audit, owner)
         server.register("BackupKey", self._rpc_key, owner)
@@ -187,6 +215,7 @@ class Service:
             server.register("MMBackup", mm_backup, roles, right=right)
 
     async def start(self):
+        self._kick.set()  # first pass at once: versions made while the node was down
         self._task = asyncio.create_task(self._run())
 
     async def stop(self):
@@ -225,7 +254,7 @@ class Service:
         """Install the owner's backup key (refused if another one already sealed backups)."""
         key = bytes(key)
         old = self._read(_KEY_FILE)
-        if old is not None and old != key and self.state["mm"]:
+        if old is not None and old != key and self.state.get("partner"):
             raise AuthError("this node already backs up under another key")
         write_atomic(self.dir + "/" + _KEY_FILE, key, private=True)
         self.keys = seal.Keys(key)
@@ -238,13 +267,17 @@ class Service:
 
     # -- status ---------------------------------------------------------------------------
 
-    def status(self):
+    def status(self, offset=0, limit=_STATUS_PAGE):
+        """The backup state: totals, and per MiMei for limit of them from offset (a reply must
+        fit one frame: a board's is 8 KiB, ~50 B per MiMei)."""
         p = self._partner()
         mm = {}
         store_ = self.node.store
         pending_total = 0
-        for mid in store_.list() if store_ is not None else []:
-            entry = self.state["mm"].get(mid) or {}
+        mids = store_.list() if store_ is not None else []
+        for i in range(len(mids)):
+            mid = mids[i]
+            entry = self.mm_get(mid)
             vers = store_.versions(mid)
             pushed = entry.get("n", 0)
             pending = 0
@@ -252,6 +285,8 @@ class Service:
                 if v["n"] > pushed:
                     pending += v["size"]
             pending_total += pending
+            if not offset <= i < offset + limit:
+                continue
             mm[mid] = {"partner_n": pushed or None, "last_n": vers[-1]["n"] if vers else None,
                        "pending": pending, "last_ok": entry.get("t"),
                        "last_error": entry.get("err")}
@@ -267,6 +302,7 @@ class Service:
         else:
             state = "idle" if not pending_total else "pending"
         return {"partner": p["peer_id"] if p else None, "state": state, "mimei": mm,
+                "count": len(mids), "offset": offset,
                 "pending": pending_total, "last_ok": s["last_ok"],
                 "last_error": s["last_error"][1] if s["last_error"] else None,
                 "last_error_time": s["last_error"][0] if s["last_error"] else None,
@@ -329,18 +365,23 @@ class Service:
             import sys
 
             sys.print_exception(err)
-        if self._resume is not None:
-            mid = self._resume[0]
-            entry = self.state["mm"].setdefault(mid, {})
+        for mid in self._resumes:  # the transfers that were running
+            entry = self.mm_get(mid)
             entry["err"] = msg[:160]
+            self.mm_put(mid, entry)
         try:
             self._save()
         except (OSError, LeitherError):
             pass
 
     async def _connect(self):
-        if self._client is not None and not self._client.closed:
-            return self._client
+        """The engine's main session to the partner (opened on first use)."""
+        if self._client is None or self._client.closed:
+            self._client = await self._open()
+        return self._client
+
+    async def _open(self):
+        """A new authenticated session to the partner, after BKHello."""
         p = self._partner()
         if p is None:
             raise StoreError("no partner")
@@ -366,7 +407,6 @@ class Service:
             await client.close()
             raise
         self._account(hello)
-        self._client = client
         return client
 
     async def _locate(self):
@@ -391,8 +431,9 @@ class Service:
             if "quota" in reply:
                 self.state["quota"] = reply["quota"]
 
-    async def _call(self, method, params):
-        client = await self._connect()
+    async def _call(self, method, params, client=None):
+        if client is None:
+            client = await self._connect()
         if IS_MICROPYTHON:
             import gc
 
@@ -400,44 +441,78 @@ class Service:
         return await client.call(method, params, _CALL_MS)
 
     async def push_all(self):
-        """Push every version (and MiMei metadata) the partner lacks; True if anything went."""
+        """Push every version (and MiMei metadata) the partner lacks; True if anything went.
+
+        Up to _WORKERS MiMei go at once, each over its own connection: while one waits for
+        its reply the other's batch is on the wire (the calls of one session are lock-step).
+        """
         p = self._partner()
         if p is None:
             return False
         if self.state["partner"] != p["peer_id"]:  # a new partner has none of our data
-            self.state.update({"partner": p["peer_id"], "mm": {}, "meta": {}, "pair": None,
-                               "cursor": None, "used": 0})
+            self.state.update({"partner": p["peer_id"], "pair": None, "cursors": {}, "used": 0})
+            for name in os.listdir(self.dir + "/mm"):
+                os.remove(self.dir + "/mm/" + name)
             self._save()
         st = self.node.store
-        pushed = False
         self._idle.clear()
+        started = ticks_ms()
+        sent = self.state["sent"]
+        keys = self._ensure_key()
+        queue = []  # MiMei with versions to push (bound: the store's MiMei)
         for mid in st.list():
-            versions = st.versions(mid)
-            entry = self.state["mm"].get(mid) or {}
-            done = entry.get("n", 0)
-            todo = [v for v in versions if v["n"] > done]
-            keys = self._ensure_key()
-            if todo:
-                self.busy = "pushing"
-            prev_root = entry.get("root")
-            for v in todo:
-                root = await self._push_version(mid, v, prev_root, keys)
-                prev_root = root
-                entry = self.state["mm"].setdefault(mid, {})
-                entry.update({"n": v["n"], "t": time_ms(), "err": None, "root": root})
-                self.state["cursor"] = None
-                self.state["last_ok"] = time_ms()
-                self._save()
-                pushed = True
-            if self.state["mm"].get(mid, {}).get("n"):
-                await self._push_meta(mid, keys)
+            done = self.mm_get(mid).get("n", 0)
+            vers = st.versions(mid)
+            if vers and vers[-1]["n"] > done:
+                queue.append(mid)
+        count = [0]
+        if queue:
+            self.busy = "pushing"
+            await self._connect()  # the first session (BKHello) before the others
+            workers = min(self._config("push_workers", _WORKERS), len(queue))
+            results = await asyncio.gather(
+                *[self._worker(queue, keys, count, k == 0) for k in range(workers)],
+                return_exceptions=True)
+            for r in results:
+                if isinstance(r, BaseException):
+                    raise r
+        for mid in st.list():
+            entry = self.mm_get(mid)
+            if entry.get("n"):
+                await self._push_meta(mid, entry, keys)
         await self._push_pair()
-        if pushed or self.state["last_ok"] is None:
+        if count[0]:
+            _log("pushed %d versions, %d sealed bytes in %d ms" % (
+                count[0], self.state["sent"] - sent, ticks_diff(ticks_ms(), started)))
+        if count[0] or self.state["last_ok"] is None:
             self.state["last_ok"] = time_ms()
             self._save()
-        return pushed
+        return count[0] > 0
 
-    async def _push_version(self, mid, v, prev_root, keys):
+    async def _worker(self, queue, keys, count, first):
+        client = None
+        try:
+            client = self._client if first else await self._open()
+            while queue:
+                mid = queue.pop(0)
+                entry = self.mm_get(mid)
+                prev_root = entry.get("root")
+                for v in self.node.store.versions(mid):
+                    if v["n"] <= entry.get("n", 0):
+                        continue
+                    root = await self._push_version(client, mid, v, prev_root, keys)
+                    prev_root = root
+                    entry.update({"n": v["n"], "t": time_ms(), "err": None, "root": root})
+                    self.mm_put(mid, entry)
+                    if self.state["cursors"].pop(mid, None) is not None:
+                        self._save()
+                    self.state["last_ok"] = time_ms()
+                    count[0] += 1
+        finally:
+            if client is not None and not first:
+                await client.close()
+
+    async def _push_version(self, client, mid, v, prev_root, keys):
         st = self.node.store
         rec_bytes = st.record_bytes(mid, v["n"])
         rec_hash = crypto.sha256(rec_bytes)
@@ -445,23 +520,21 @@ class Service:
         rec_bytes = None
         # resume = [mid, n, acknowledged, processed]: items 1..acknowledged of the sequence
         # (record, then the tree diff) are on the partner; acknowledged+1..processed in doubt.
-        resume = self._resume
-        if resume is not None and resume[0] == mid and resume[1] == v["n"]:
+        resume = self._resumes.get(mid)
+        if resume is not None and resume[1] == v["n"]:
             skip = resume[2]
             check = resume[3] - resume[2]  # the batch whose reply was lost
         else:
             skip = check = 0
-            cursor = self.state.get("cursor")
-            if cursor and cursor[0] == mid and cursor[1] == v["n"]:
-                skip = cursor[2]  # saved before a reboot: ask about what may follow it
+            cursor = self.state["cursors"].get(mid)
+            if cursor and cursor[0] == v["n"]:
+                skip = cursor[1]  # saved before a reboot: ask about what may follow it
                 check = _CURSOR_EVERY + _BATCH // store.CHUNK + 1
             resume = [mid, v["n"], skip, skip]
-            self._resume = resume
+            self._resumes[mid] = resume
         if skip or check:
             _log("resuming %s v%d after %d blocks (%d to check)" % (mid, v["n"], skip, check))
-        batch = _Batch()
-        client = await self._connect()
-        batch.limit = min(_BATCH, client.max_frame - _CALL_OVERHEAD)  # the partner's frame
+        batch = _Batch(client)
         doubt = []  # [(index, hash)] to ask BKHave about (<= _HAVE_MAX)
         index = 0
         for h in _chain(rec_hash, treediff.tree_diff(st.blocks, root, prev_root)):
@@ -481,14 +554,14 @@ class Service:
             await self._send_missing(doubt, batch, keys, resume)
         await self._flush(batch, resume)
         reply = await self._call("BKCommit", {"entries": [[_V, keys.mtag(mid), v["n"],
-                                                           keys.name(rec_hash)]]})
+                                                           keys.name(rec_hash)]]}, client)
         self._account(reply)
-        self._resume = None
+        self._resumes.pop(mid, None)
         return root
 
     async def _send_missing(self, doubt, batch, keys, resume):
         names = [keys.name(h) for _i, h in doubt]
-        have = await self._call("BKHave", {"names": names})
+        have = await self._call("BKHave", {"names": names}, batch.client)
         for k in range(len(doubt)):
             index, h = doubt[k]
             if not have[k]:
@@ -509,7 +582,7 @@ class Service:
     async def _flush(self, batch, resume):
         if not batch.items:
             return
-        reply = await self._call("BKPut", {"blocks": batch.items})
+        reply = await self._call("BKPut", {"blocks": batch.items}, batch.client)
         self.state["sent"] += batch.size
         batch.items = []
         batch.size = 0
@@ -517,21 +590,21 @@ class Service:
         resume[2] = batch.last
         self._account(reply)
         if resume[2] // _CURSOR_EVERY != before // _CURSOR_EVERY:
-            self.state["cursor"] = [resume[0], resume[1], resume[2]]
+            self.state["cursors"][resume[0]] = [resume[1], resume[2]]
             self._save()
 
-    async def _push_meta(self, mid, keys):
+    async def _push_meta(self, mid, entry, keys):
         st = self.node.store
         s = st._state(mid)  # the MiMei's own fields, not its versions: what restore needs back
         meta = cbor.dumps({"id": mid, "type": s["type"], "app": s["app"], "ext": s["ext"],
                            "mark": s["mark"], "ctime": s["ctime"], "release": s["release"],
                            "refs": s["refs"], "rights": s["rights"]})
         h = crypto.sha256(meta)
-        if self.state["meta"].get(mid) == h:
+        if entry.get("meta") == h:
             return
         await self._put_entry(_M, keys.mtag(mid), h, meta, keys)
-        self.state["meta"][mid] = h
-        self._save()
+        entry["meta"] = h
+        self.mm_put(mid, entry)
 
     async def _push_pair(self):
         try:
@@ -576,13 +649,13 @@ class Service:
         st = self.node.store
         keys = self.keys
         results = []
-        mids = [mid for mid in self.state["mm"] if self.state["mm"][mid].get("n")
-                and st.exists(mid)]
+        mids = [mid for mid in st.list() if self.mm_get(mid).get("n")]
         if keys is None or not mids:
             return results
         for _ in range(count):
             mid = mids[crypto.random(1)[0] % len(mids)]
-            versions = [v for v in st.versions(mid) if v["n"] <= self.state["mm"][mid]["n"]]
+            pushed_n = self.mm_get(mid)["n"]
+            versions = [v for v in st.versions(mid) if v["n"] <= pushed_n]
             if not versions:
                 continue
             v = versions[crypto.random(1)[0] % len(versions)]
@@ -646,11 +719,16 @@ class Service:
 
     # -- owner RPC ------------------------------------------------------------------------
 
+    def _rpc_status(self, caller, params):
+        params = params if isinstance(params, dict) else {}
+        return self.status(max(0, int(params.get("offset", 0))),
+                           max(0, min(int(params.get("limit", _STATUS_PAGE)), _STATUS_PAGE)))
+
     async def _rpc_now(self, caller, params):
         self.kick()
         if isinstance(params, dict) and params.get("wait"):
             await self.wait_idle(int(params.get("timeout_ms", 120000)))
-        return self.status()
+        return self.status(0, 0)
 
     async def _rpc_audit(self, caller, params):
         count = params.get("count", _AUDITS) if isinstance(params, dict) else _AUDITS

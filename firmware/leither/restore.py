@@ -177,11 +177,11 @@ async def run(node, service, params):
     write_atomic(service.dir + "/backup.key", key, private=True)
     service.keys = keys
     now = time_ms()
-    service.state.update({"partner": partner["id"], "meta": {}, "pair": None, "cursor": None,
-                          "last_ok": now, "last_error": None,
-                          "mm": {mid: {"n": v[0], "root": v[1], "t": now, "err": None}
-                                 for mid, v in pushed.items()}})
+    service.state.update({"partner": partner["id"], "pair": None, "cursors": {},
+                          "last_ok": now, "last_error": None})
     service._save()
+    for mid, v in pushed.items():
+        service.mm_put(mid, {"n": v[0], "root": v[1], "t": now, "err": None})
     if pair is not None:
         write_atomic(node.root + "/pair.cbor", pair, private=True)
     write_atomic(node.root + "/node.key", seed, private=True)

@@ -159,7 +159,9 @@ def test_backup_resumes_after_a_cut_and_holds_no_plaintext(world: dict[str, Any]
     node1 = cli_json(sim, "status", "board1")["id"]
     world["node1"] = node1
     vault = Path(b2.root) / "vault" / node1 / "blocks"
-    wait_for("half of the push", lambda: dir_bytes(vault) > 2_500_000, 60, 0.05)
+    wait_for("a third of the push", lambda: dir_bytes(vault) > 1_800_000, 60, 0.05)
+    dups_before = cli_json(sim, "backup", "status", "board2")["held_for_partner"][node1][
+        "stats"]["dups"]
     sim.link(loss=100)  # cut: the bridge drops everything
     try:
         cut_log = len(log_of(sim, "board1"))
@@ -179,8 +181,9 @@ def test_backup_resumes_after_a_cut_and_holds_no_plaintext(world: dict[str, Any]
     assert st["state"] in ("idle", "pending") and st["pending"] == 0
     assert set(st["mimei"]) == set(mids.values())
     held = cli_json(sim, "backup", "status", "board2")["held_for_partner"][node1]
-    # Every sealed block arrived once: nothing that reached board2 was sent again.
-    assert held["stats"]["dups"] <= 1, held
+    # The cut resent at most one batch per transfer in flight (two MiMei go at once; a board's
+    # 8 KiB frames carry one sealed chunk each) - in fact none: what arrived is asked about.
+    assert held["stats"]["dups"] - dups_before <= 2, (dups_before, held)
     assert held["bytes"] > 5_000_000
     # No 4 KiB chunk of board1's data in the clear anywhere under board2's root: 8-byte probes
     # every 512 bytes of each chunk; any copy of a chunk, at any offset, contains one.

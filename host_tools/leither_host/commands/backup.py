@@ -67,10 +67,16 @@ def _when(ms: Any) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(int(ms) / 1000))
 
 
-def fetch_status(s: SyncSession) -> dict[str, Any]:
-    status = call(s, "BackupStatus", {})
+def fetch_status(s: SyncSession, per_mimei: bool = True) -> dict[str, Any]:
+    """BackupStatus, every page of per-MiMei detail merged (or none: per_mimei=False)."""
+    status = dict(call(s, "BackupStatus", {"offset": 0, "limit": 32 if per_mimei else 0}))
+    mm = dict(status["mimei"])
+    while per_mimei and status.get("count", 0) > len(mm) and status["mimei"]:
+        status = dict(call(s, "BackupStatus", {"offset": len(mm), "limit": 32}))
+        mm.update(status["mimei"])
+    status["mimei"] = mm
     escrow.note_partner(s.node_id, status.get("partner"))
-    return dict(status)
+    return status
 
 
 def show_status(st: dict[str, Any]) -> None:
@@ -116,7 +122,7 @@ def _now(args: argparse.Namespace) -> int:
                           force=False) as bar:
                 done = 0
                 while True:
-                    st = fetch_status(s)
+                    st = fetch_status(s, per_mimei=False)
                     now_done = max(0, total - int(st["pending"]))
                     if now_done > done:
                         bar.update(now_done - done)
