@@ -1,0 +1,172 @@
+# The push engine of leither.backup between two in-process services (no sockets): the owner's
+# calls go straight to the partner's handlers through a fake session that can lose a reply.
+# Checks: everything arrives sealed and once, a lost reply resumes without resending, the
+# quota, and who may push or read. Runs under CPython and MicroPython.
+import asyncio
+
+from leither import backup, crypto, ids, mimei, seal
+from leither.errors import AuthError, QuotaError
+from leither.identity import Identity
+from leither.rpcclient import ConnectError
+from testutil import raises, rmtree, tmpdir
+
+MP_HEAP = "512K"  # two stores, two services and the whole backup module, as .mpy in the heap
+
+
+class _Server:
+    def __init__(self):
+        self._methods = {}
+        self._conns = []
+        self.max_data = 60000
+
+    def register(self, name, fn, roles, right=None):
+        self._methods[name] = (fn, roles, right)
+
+
+class _Caller:
+    def __init__(self, key, role):
+        self.key = key
+        self.id = ids.make_id(key)
+        self.role = role
+        self.addr = "127.0.0.1:1"
+
+
+class _Node:
+    def __init__(self, root, seed, owner):
+        self.root = root
+        self.config = {}
+        self.identity = Identity(seed)
+        self.store = mimei.Store(root + "/store", self.identity)
+        self.owner = owner
+        self.port = 4800
+        self.services = []
+        self.server = _Server()
+        self.partner = None
+
+
+class _Session:
+    """Calls the partner's handlers as a peer; loses the reply of call number lose_at."""
+
+    def __init__(self, partner_service, caller):
+        self.svc = partner_service
+        self.caller = caller
+        self.max_frame = 8192
+        self.closed = False
+        self.calls = 0
+        self.lose_at = None
+
+    async def call(self, method, params=None, timeout_ms=0):
+        self.calls += 1
+        result = getattr(self.svc, "_bk_" + method[2:].lower())(self.caller, params)
+        if self.lose_at is not None and self.calls >= self.lose_at:
+            self.lose_at = None
+            self.closed = True
+            raise ConnectError("reply lost")
+        return result
+
+    async def close(self):
+        self.closed = True
+
+
+def _pair(root):
+    owner = crypto.random(32)
+    a = _Node(root + "/a", crypto.random(32), crypto.sign_public(owner))
+    b = _Node(root + "/b", crypto.random(32), crypto.sign_public(owner))
+    a.partner = {"peer_id": b.identity.id, "peer_key": b.identity.public, "addr": "x",
+                 "port": 1, "quota_to_peer": 1 << 30}
+    b.partner = {"peer_id": a.identity.id, "peer_key": a.identity.public, "addr": "x",
+                 "port": 1, "quota_to_peer": 1 << 30}
+    sa, sb = backup.Service(a), backup.Service(b)
+    a.services.append(sa)
+    b.services.append(sb)
+    sa.set_key(bytes(range(32)))
+    sessions = []
+
+    async def open_session():
+        s = _Session(sb, _Caller(a.identity.public, "peer"))
+        sessions.append(s)
+        await s.call("BKHello", {"owner": a.owner, "check": sa.keys.check, "port": 1})
+        s.lose_at = sa.lose_at
+        sa.lose_at = None
+        return s
+
+    sa._open = open_session
+    sa.lose_at = None
+    return a, b, sa, sb, sessions
+
+
+def _write(node, label, chunks, salt):
+    mid = node.store.create("t", label)
+    for i in range(chunks):
+        node.store.set_data(mid, i * 4096, crypto.sha256(b"%s %d %d" % (salt, i, chunks)) * 128)
+    node.store.backup(mid)
+    return mid
+
+
+def _close(*nodes):
+    for n in nodes:
+        for s in n.services:
+            for v in s.vaults.values():
+                v.close()
+        n.store.close()
+
+
+def test_push_is_sealed_complete_and_resumes_without_resending():
+    root = tmpdir("bkeng")
+    try:
+        a, b, sa, sb, sessions = _pair(root)
+        mids = [_write(a, "m%d" % i, 12 + i, b"v1") for i in range(3)]
+        sa.lose_at = 4  # the first session's 4th call loses its reply (a BKPut)
+        err = raises(ConnectError, asyncio.run, sa.push_all())
+        assert "lost" in str(err)
+        sa._client = None
+        assert asyncio.run(sa.push_all())
+        vault = sb.vaults[a.identity.id]
+        assert vault.info["stats"]["dups"] == 0  # the lost batch was asked about, not resent
+        keys = seal.Keys(bytes(range(32)))
+        for mid in mids:
+            for h in a.store.blocks_of(mid, "last"):
+                name = keys.name(h)
+                assert vault.has(name)
+                assert keys.open_blob(name, vault.get(name), h) == a.store.get_block(h)
+        st = sa.status()
+        assert st["pending"] == 0 and all(m["partner_n"] == 1 for m in st["mimei"].values())
+        entries = vault.entries(0, 64)
+        assert len([e for e in entries if e[0] == 118]) == 3
+        # A second version sends only the changed chunk, its manifest and the record.
+        before = vault.info["stats"]["received"]
+        a.store.set_data(mids[0], 4096 * 3, b"changed")
+        a.store.backup(mids[0])
+        assert asyncio.run(sa.push_all())
+        assert vault.info["stats"]["received"] - before < 3 * 4096 + 1000
+        # Audits pass; a wrong blob fails them.
+        results = asyncio.run(sa.audit(4))
+        assert results and all(r["ok"] for r in results)
+        _close(a, b)
+    finally:
+        rmtree(root)
+
+
+def test_quota_and_who_may_push_or_read():
+    root = tmpdir("bkquota")
+    try:
+        a, b, sa, sb, sessions = _pair(root)
+        b.partner["quota_to_peer"] = 20000
+        _write(a, "big", 20, b"q")
+        raises(QuotaError, asyncio.run, sa.push_all())
+        sa._client = None
+        b.partner["quota_to_peer"] = 1 << 30
+        assert asyncio.run(sa.push_all())
+        stranger = _Caller(crypto.sign_public(crypto.random(32)), "guest")
+        raises(AuthError, sb._bk_put, stranger, {"blocks": []})
+        raises(AuthError, sb._bk_have, stranger, {"names": []})
+        raises(AuthError, sb._bk_audit, stranger, {"name": bytes(32), "nonce": bytes(16)})
+        raises(AuthError, sb._bk_list, stranger, {"node": a.identity.id})
+        raises(AuthError, sb._bk_get, stranger, {"node": a.identity.id, "names": []})
+        # The owner of the partner's data may read it (failover), not push it.
+        owner = _Caller(a.owner, "owner")
+        assert sb._bk_list(owner, {"node": a.identity.id})["total"] >= 2
+        raises(AuthError, sb._bk_put, owner, {"blocks": []})
+        _close(a, b)
+    finally:
+        rmtree(root)
