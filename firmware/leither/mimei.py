@@ -193,9 +193,9 @@ class Store:
 
     def __init__(self, root, signer, db_class=None, reserve=RESERVE):
         self.reserve = reserve
-        # Two tree buffers, before anything else cuts the heap up: a read (root manifest + one
-        # level or chunk) needs no more; deeper trees and writes take more, kept in the pool.
-        store.reserve(2)
+        # No tree buffers taken up front (8 KB of an idle node's heap): the pool fills as
+        # trees are read and written and keeps up to four 4 KiB buffers from then on; a port
+        # with a badly fragmenting heap may call store.reserve() before opening the store.
         self.root = root
         if isinstance(signer, (bytes, bytearray)):
             signer = _SeedSigner(signer)

@@ -19,7 +19,7 @@ def check(cond, msg="check failed"):
 # and models beside it: 64K leaves too small a largest free block (measured: 128K passes).
 MP_HEAP = "128K"
 
-store.reserve()  # as the node does at start: the tree buffers before the heap is cut up
+store.reserve()  # the tree buffers before the heap is cut up (a port may do it at start)
 
 
 def _pack_files(path):
