@@ -225,13 +225,16 @@ class Store:
         self._app = None
 
     def close(self):
-        self.sync()
-        self._drop_reader()
-        self._st_cache = None
-        for _mid, db in self._dbs:
-            db.close()
-        self._dbs = []
-        self.blocks.close()
+        try:
+            self.sync()
+        finally:
+            self._drop_reader()
+            self._st_cache = None
+            self._dirty = False
+            for _mid, db in self._dbs:
+                db.close()
+            self._dbs = []
+            self.blocks.close()
 
     # -- state files ---------------------------------------------------------------------------
 
@@ -412,13 +415,14 @@ class Store:
             else:
                 st["root"], st["size"] = store.patch(self.blocks, st["root"], offset, data)
         except Exception:
-            # The cached state may be ahead of what the blocks hold: forget it (cur is again
-            # its state file) and let a later write start over.
-            self._app = None
+            # A failed patch changed nothing. A failed append leaves the appender in between:
+            # drop it and the cached state with it (cur is again its state file: the writes
+            # since the last sync point were never durable) and let a later write start over.
             if app is not None:
+                self._app = None
                 app.abandon()
-            self._st_cache = None
-            self._dirty = False
+                self._st_cache = None
+                self._dirty = False
             raise
         st["mtime"] = time_ms()
         self._dirty = True
