@@ -82,7 +82,16 @@ _FRAME_MS = const(10000)  # rest of a frame after its header; writing one reply
 _IDLE_MS = const(120000)  # between requests on an authenticated session
 _WATCH_MS = const(250)  # how often deadlines are checked
 _CLAIM_BACKOFF_MS = const(1000)  # after a wrong claim token, claims wait this long (anti-guess)
-_BACKLOG = const(8)  # listen backlog: the node accepts fast; a flood waits in the kernel
+# Connections dropped before they authenticated are held open _TARPIT_MS before closing,
+# at most _TARPIT_MAX at once (see Server._serve).
+# Not on a board: its few lwIP sockets are better freed at once.
+_TARPIT_MAX = 0 if IS_MICROPYTHON else 256  # file descriptors: well under the usual 1024
+_TARPIT_MS = const(1000)
+_DROP_LOGS_PER_S = const(5)  # log lines a second about dropped connections (see _log_drop)
+# Listen backlog: connections the kernel completes before we accept them. A board's lwIP
+# keeps few; on a Linux host a short queue overflows under a connect flood and a good
+# client's SYN is then dropped (retried by TCP only after 1 s, 3 s, ...).
+_BACKLOG = 8 if IS_MICROPYTHON else 128
 
 # Connection phases (for eviction): waiting for hello, handshaking, serving.
 _HELLO = const(0)
@@ -199,6 +208,10 @@ class Server:
         self._srv = None
         self._watch = None
         self._claim_fail = None
+        self._tarpit = 0  # dropped sockets being held open (see _TARPIT_MAX)
+        self._drop_window = None  # ticks_ms the current 1 s log window started
+        self._drop_lines = 0  # lines logged in it
+        self._drop_quiet = 0  # drops not logged since the last line
         self.register("GetVar", self._get_var, ALL_ROLES)
         self.register("Claim", self._claim, ALL_ROLES)
         self.register("Ping", _ping, ALL_ROLES)
@@ -298,6 +311,22 @@ class Server:
         victim.task.cancel()
         return True
 
+    def _log_drop(self, addr, why):
+        """Log a dropped connection, at most _DROP_LOGS_PER_S lines a second: under a flood,
+        a line per connection would itself stall a board (a UART console prints ~11 KB/s)
+        or fill a pipe nobody reads. Suppressed lines are counted in the next one."""
+        now = ticks_ms()
+        if self._drop_window is None or ticks_diff(now, self._drop_window) >= 1000:
+            self._drop_window = now
+            self._drop_lines = 0
+        if self._drop_lines < _DROP_LOGS_PER_S:
+            self._drop_lines += 1
+            extra = " (%d more not logged)" % self._drop_quiet if self._drop_quiet else ""
+            self._drop_quiet = 0
+            self.log("%s: %s%s" % (addr, why, extra))
+        else:
+            self._drop_quiet += 1
+
     async def _watchdog(self):
         while True:
             await asyncio.sleep(_WATCH_MS / 1000)
@@ -338,7 +367,19 @@ class Server:
             self.stats["refused"] += 1
             why = "refused: %d connections busy" % len(self._conns)
         if why is not None:
-            self.log("%s: %s" % (addr, why))
+            self._log_drop(addr, why)
+            if conn.caller is None and self._tarpit < _TARPIT_MAX:
+                # A peer we drop before it authenticated (refused, evicted, junk, too slow):
+                # hold its socket a while before closing, so a reconnect flood runs at the
+                # pace of these holds instead of as fast as we can drop, and the CPU goes to
+                # sessions and to a good client's retry. The slot itself is free already.
+                self._tarpit += 1
+                try:
+                    await asyncio.sleep(_TARPIT_MS / 1000)
+                except asyncio.CancelledError:
+                    pass
+                finally:
+                    self._tarpit -= 1
         await _close(writer)
 
     async def _read(self, conn, n):

@@ -154,13 +154,14 @@ async def _handshake(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
 
 async def connect(host: str, port: int, my_key: HostKey | bytes,
                   expected_node_id: str | None = None,
-                  timeout: float = CONNECT_TIMEOUT, attempts: int = 3) -> Session:
+                  timeout: float = CONNECT_TIMEOUT, attempts: int = 20) -> Session:
     """Open an authenticated session. With ``expected_node_id`` a node with another key is
     refused (AuthError); without it, read ``session.node_id`` to learn (and pin) the node.
 
-    A node under a flood of half-open connections may drop ours before our hello arrives
-    (it sheds the oldest silent connection first): a connection closed before the node's
-    answer is retried, up to ``attempts`` times in all, within ``timeout``.
+    A node under a flood of half-open connections may refuse or drop ours before it reads
+    our hello (it sheds silent connections, and refuses newcomers when none is silent): a
+    connection closed before the node's answer is retried, with a growing pause (50 ms to
+    0.5 s), up to ``attempts`` times in all, within ``timeout``.
     """
     seed = _seed_of(my_key)
     loop = asyncio.get_running_loop()
@@ -185,7 +186,7 @@ async def connect(host: str, port: int, my_key: HostKey | bytes,
                                    f"{timeout:.0f} s") from None
             if isinstance(err, (OSError, EOFError)):
                 if shake.node_key is None and attempt < attempts and loop.time() < deadline:
-                    await asyncio.sleep(0.05 * attempt)
+                    await asyncio.sleep(min(0.5, 0.05 * 2 ** (attempt - 1)))
                     continue
                 raise ConnectError(f"{host}:{port} closed the connection during the "
                                    f"handshake") from None
