@@ -90,29 +90,6 @@ def load_board(name, root, config):
     return port.Board(root, config)
 
 
-def _fix_peer_addresses(server):
-    """Workaround: on the unix MicroPython port the stream's peername is a raw struct sockaddr,
-    which server._addr turns into "bytearray(b'...')"; Caller.addr must be "ip:port" (pairing
-    and backup learn the partner's address from it). Decode it with port.net.parse_addr.
-    Remove once server._addr does this itself."""
-    from leither.port import net
-
-    original = server._addr
-
-    def addr(writer):
-        try:
-            peer = writer.get_extra_info("peername")
-        except (AttributeError, OSError, KeyError):
-            return "?"
-        if isinstance(peer, (bytes, bytearray)):
-            ip, port = net.parse_addr(peer)
-            return "%s:%d" % (ip, port)
-        return original(writer)
-
-    server._addr = addr
-    server._addr_checked = True
-
-
 class Node:
     """A running node; see run()."""
 
@@ -251,8 +228,6 @@ class Node:
         self.led = LED(self.board)
         await self.board.network_up()
         self.store = mimei.Store(self.root + "/store", self.identity)
-        if IS_MICROPYTHON and not getattr(server, "_addr_checked", False):
-            _fix_peer_addresses(server)
         self.server = server.Server(self.identity.seed, facts_provider=self.fact,
                                     owner_key=self.owner, claim_token=self.claim_token,
                                     on_claim=self._on_claim,

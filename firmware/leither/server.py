@@ -159,6 +159,14 @@ def _addr(writer):
         return "?"
     if isinstance(peer, tuple):
         return "%s:%s" % (peer[0], peer[1])
+    if isinstance(peer, (bytes, bytearray)):  # the unix MicroPython port: raw struct sockaddr
+        from leither.port import net
+
+        try:
+            ip, port = net.parse_addr(peer)
+            return "%s:%d" % (ip, port)
+        except (ValueError, IndexError, TypeError):
+            return "?"
     return str(peer)
 
 
