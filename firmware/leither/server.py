@@ -35,7 +35,7 @@ idle guest session that has waited longest; failing that the new connection is r
 Frames larger than ``_SMALL_FRAME`` are received one at a time across all connections (a
 lock), so ten clients sending big frames at once cost one big buffer, not ten.
 
-Heap (MicroPython): ``start()`` makes two frame buffers (reply, big inbound) before the heap
+Heap (MicroPython): the constructor makes two frame buffers (reply, big inbound) before the heap
 fragments; frames are opened and sealed inside them, replies are built there by cbor.dump
 and written with one call. A session costs ~2.4 KB (asyncio stream and task, keys, caller).
 Under load a board's heap is chopped into small holes: a handler that returns a frame-sized
