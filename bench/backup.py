@@ -24,6 +24,7 @@ Prints a table; the ratio columns are ours / Syncthing's. Targets (issue 5): sha
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import shutil
@@ -38,8 +39,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "host_tools"))
 sys.path.insert(0, str(REPO / "firmware"))
 
-from leither_host import lan as lanlib  # noqa: E402
-from leither_host.sim import Sim  # noqa: E402
+from leither_host import lan as lanlib
+from leither_host.sim import Sim
 
 FILES = 200
 FILE_SIZE = 100 * 1024  # 20 MB in all
@@ -134,6 +135,11 @@ def ours_first(sim: Sim, files: dict[str, bytes]) -> float:
     """Seconds from starting board1 (its data written while it was down) to pushed."""
     sim.stop("board1")
     seed(Path(sim.board("board1").root), files)
+    if os.environ.get("BENCH_PUSH_BATCH"):  # bytes per BKPut (node config push_batch)
+        cfg = Path(sim.board("board1").root) / "config.json"
+        config = json.loads(cfg.read_text())
+        config["push_batch"] = int(os.environ["BENCH_PUSH_BATCH"])
+        cfg.write_text(json.dumps(config))
     since = log_len(sim, "board1")
     start = time.monotonic()
     sim.start("board1")
@@ -350,6 +356,8 @@ def main() -> None:
     try:
         for interp in interps:
             for shaped in (True, False) if not args.skip_unshaped else (True,):
+                # A fresh host home per simulation: its inventory knows only these boards.
+                os.environ["LEITHER_HOME"] = str(work / f"home-{interp}-{shaped}")
                 sim = paired_sim(work / f"sim-{interp}-{shaped}", interp)
                 try:
                     if shaped:
