@@ -459,24 +459,31 @@ class Service:
         started = ticks_ms()
         sent = self.state["sent"]
         keys = self._ensure_key()
-        queue = []  # MiMei with versions to push (bound: the store's MiMei)
-        for mid in st.list():
+        # The MiMei as the store's file names, listed in one go: a scan that kept an ID string
+        # per MiMei between the garbage of reading each state would sprinkle small survivors
+        # over a board's heap, leaving no 5 KiB hole for a request (measured: 200 MiMei).
+        names = _mimei_names(st)
+        queue = []  # indexes into names of MiMei with versions to push (small ints)
+        for i in range(len(names)):
+            mid = _mid(names[i])
             done = self.mm_get(mid).get("n", 0)
             vers = st.versions(mid)
             if vers and vers[-1]["n"] > done:
-                queue.append(mid)
+                queue.append(i)
+            mid = vers = None
         count = [0]
         if queue:
             self.busy = "pushing"
             await self._connect()  # the first session (BKHello) before the others
             workers = min(self._config("push_workers", _WORKERS), len(queue))
             results = await asyncio.gather(
-                *[self._worker(queue, keys, count, k == 0) for k in range(workers)],
+                *[self._worker(names, queue, keys, count, k == 0) for k in range(workers)],
                 return_exceptions=True)
             for r in results:
                 if isinstance(r, BaseException):
                     raise r
-        for mid in st.list():
+        for name in names:
+            mid = _mid(name)
             entry = self.mm_get(mid)
             if entry.get("n"):
                 await self._push_meta(mid, entry, keys)
@@ -489,12 +496,12 @@ class Service:
             self._save()
         return count[0] > 0
 
-    async def _worker(self, queue, keys, count, first):
+    async def _worker(self, names, queue, keys, count, first):
         client = None
         try:
             client = self._client if first else await self._open()
             while queue:
-                mid = queue.pop(0)
+                mid = _mid(names[queue.pop(0)])
                 entry = self.mm_get(mid)
                 prev_root = entry.get("root")
                 for v in self.node.store.versions(mid):
@@ -898,6 +905,17 @@ class Service:
     def _bk_stat(self, caller, params):
         v = self._reading_vault(caller, params)
         return {"used": v.used(), "entries": v.entries_count(), "stats": v.info["stats"]}
+
+
+def _mimei_names(st):
+    """The file names (hex raw IDs) of the store's MiMei, in one list."""
+    return [n for n in os.listdir(st.root + "/mm") if not n.endswith(".tmp")]
+
+
+def _mid(name):
+    import binascii
+
+    return ids.b58encode(binascii.unhexlify(name))
 
 
 def _chain(first, rest):
