@@ -1,7 +1,7 @@
 # Paired backup (DESIGN §5): the node service that pushes this node's versions to its partner,
 # keeps the partner's sealed data (leither.vault), restores a dead node from its partner, audits
-# the partner and signs receipts for what it did. Sealing is leither.seal's; the tree diff that
-# decides what to send is below (pure: a BlockStore in, hashes out).
+# the partner and signs receipts for what it did. Sealing is leither.seal's, the tree diff that
+# decides what to send leither.treediff's, the partner's storage leither.vault's.
 """Backup service: push, partner vault, restore, audits, receipts.
 
 Push (owner node -> partner), per MiMei and per version not yet on the partner, oldest first:
