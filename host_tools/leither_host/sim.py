@@ -26,8 +26,9 @@ from leither_host.paths import data_dir
 BASE_PORT = 4800
 READY_TIMEOUT_S = 30.0  # boot to "ready": a MicroPython node imports ~25 modules, makes keys
 STOP_GRACE_S = 5.0  # after SIGINT, time for the goodbye and a clean store close
-DEFAULT_HEAP = "512K"  # unix MicroPython heap per board: the unix port loads .mpy code into the heap
-# (~150 KB for the whole node), where a real ESP32 build freezes it into flash; see bench/
+DEFAULT_HEAP = "1M"  # unix MicroPython heap per board: the unix port loads .mpy code into the heap
+# (~240 KB for the whole node with pairing and backup; bench/node.py), where a real ESP32
+# build freezes it into flash; a restore needs room for bulk transfers beside it.
 
 
 @dataclass
