@@ -44,9 +44,11 @@ def _id(home, name):
 
 
 def test_keys_are_private_and_in_home(org):
-    for name in ("default", "alice", "bob"):
+    for name in ("alice", "bob"):
         mode = stat.S_IMODE(os.stat(org / "data" / "keys" / f"{name}.key").st_mode)
         assert mode == 0o600
+    # "default" is the host's own key, the one that claims nodes
+    assert stat.S_IMODE(os.stat(org / "config" / "host.key").st_mode) == 0o600
     assert stat.S_IMODE(os.stat(org / "data" / "orgs" / "coop" / "org.key").st_mode) == 0o600
 
 

@@ -3,7 +3,8 @@
 # $LEITHER_HOME (tests use it to run in a temp dir; DIR/data and DIR/config, as in
 # leither_host.paths). Private keys are written mode 0600.
 #
-#   DATA/keys/NAME.key            personal Ed25519 seeds (NAME "default" unless --key NAME)
+#   CONFIG/host.key               the host's own key: personal key "default" (leither_host.keys)
+#   DATA/keys/NAME.key            other personal Ed25519 seeds (--key NAME)
 #   DATA/orgs/ORG/org.key         an organization's key (held by its supervisors' host)
 #   DATA/orgs/ORG/ledger.sqlite   its books (see db.py)
 #   DATA/orgs/ORG/reports/        per-epoch member reports (JSON), also kept in the database
@@ -44,7 +45,16 @@ class Home:
         return self.data / "keys" / f"{check_name(name, 'key')}.key"
 
     def key(self, name: str = "default", create: bool = True) -> tuple[bytes, bytes]:
-        """(seed, public) of a personal key, made on first use when create."""
+        """(seed, public) of a personal key, made on first use when create. "default" is the
+        host's own key (the one that claims and owns nodes), so the supervisor of an
+        organization and the owner of its nodes are one member."""
+        if name == "default":
+            from leither_host import keys
+
+            if not create and not (self.config / keys.KEY_FILE).exists():
+                raise CliError(f"no host key in {self.config}")
+            host = keys.load_or_create(self.config)
+            return host.seed, host.public
         path = self.key_path(name)
         if not path.exists() and not create:
             raise CliError(f"no key named {name!r} (expected {path})")
