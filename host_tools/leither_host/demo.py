@@ -138,6 +138,7 @@ def _backup_story(story: Story, sim: Sim, names: list[str], mid: str, dbid: str,
     """Pair two boards by their buttons, back one up to the other, lose it, read it through its
     partner, restore it onto the third board, and show the receipts it signed."""
     first, second, fresh = names[0], names[1], names[2]
+    _org_setup(story, first, second)
     story.say(f"Pair {first} and {second}: press both buttons within 120 s (like WPS)")
     story.leither("sim", "--dir", str(sim.base), "press", first)
     story.leither("sim", "--dir", str(sim.base), "press", second)
@@ -176,3 +177,41 @@ def _backup_story(story: Story, sim: Sim, names: list[str], mid: str, dbid: str,
     story.say(f"Receipts: {node_id[:8]}… signs for what {second} did for it (settlement pays)")
     story.leither("backup", "audit", node_id, "--count", "3")
     story.leither("backup", "receipts", node_id, "--cut")
+    _settle_story(story, second, node_id, out)
+
+
+def _org_setup(story: Story, *nodes: str) -> None:
+    """An organization whose members are the nodes (they apply with their own keys, which this
+    host holds since it claimed them) and a contract that pays by proof of performance."""
+    from leither_host.build import REPO
+
+    story.say("An organization: its members are the boards; its contract pays for proven storage")
+    story.leither("org", "create", "demo-coop")
+    for node in nodes:
+        story.leither("org", "apply", "--org", "demo-coop", "--node", node, "--name", node)
+        story.leither("org", "approve", "--org", "demo-coop", _node_id(story, node))
+    story.leither("contract", "deploy", "--org", "demo-coop",
+                  str(REPO / "examples" / "contracts" / "backup-coop.toml"))
+
+
+def _node_id(story: Story, name: str) -> str:
+    from leither_host import escrow
+
+    held = escrow.find(name)
+    if held is None:
+        raise CliError(f"demo: no key held for {name}")
+    return held.id
+
+
+def _settle_story(story: Story, partner: str, payer_id: str, out: Callable[[str], None]) -> None:
+    """The organization pays the partner for the storage its receipts prove."""
+    story.say(f"Settle: the organization pays {partner} for what the receipts prove")
+    story.leither("receipts", "collect", "--org", "demo-coop", payer_id)
+    story.leither("settle", "--org", "demo-coop", "--income", "1000000", "--income-id",
+                  "demo-storage-fees")
+    story.leither("ledger", "balance", "--org", "demo-coop")
+    partner_id = _node_id(story, partner)
+    proof = story.home / f"{partner}.proof"
+    story.leither("ledger", "proof", "--org", "demo-coop", partner_id, "--out", str(proof))
+    story.leither("ledger", "verify", "--proof", str(proof))
+    out(f"({partner}'s balance checks offline against the organization's signed root)")

@@ -28,6 +28,7 @@ EXAMPLES = """examples:
   leither org show --json
   leither org apply --org coop --key alice   # alice applies (queued: the org is on this host)
   leither org apply --to 2dpq… --key bob --out bob.app   # for an org kept elsewhere
+  leither org apply --org coop --node board2 # a node you own applies, with its own key
   leither org approve bob.app                # a supervisor admits bob
   leither org approve 3f9c --role guest      # by application ID prefix or member ID
   leither org members
@@ -56,6 +57,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     a.add_argument("--role", default="member", choices=("supervisor", "member", "guest"))
     a.add_argument("--name", default="", help="a name for the member list")
     a.add_argument("--out", metavar="FILE", help="also write the signed application here")
+    a.add_argument("--node", metavar="NODE",
+                   help="apply for a node you own, signed with its key (kept since the claim)")
     add_common(a, key=True)
     a.set_defaults(func=run_apply)
 
@@ -120,7 +123,16 @@ def run_show(args: argparse.Namespace) -> int:
 
 def run_apply(args: argparse.Namespace) -> int:
     h = home(args)
-    seed, public = h.key(args.key)
+    if args.node:
+        from leither import crypto
+        from leither_host import escrow
+
+        held = escrow.find(args.node)
+        if held is None:
+            raise CliError(f"no key held for node {args.node!r}: claim it from this host first")
+        seed, public = held.seed, crypto.sign_public(held.seed)
+    else:
+        seed, public = h.key(args.key)
     org: Organization | None = None
     if args.to:
         org_id = args.to
