@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from leither import crypto, ids
-
 from leither_host.errors import CliError
+from leither_host.paths import write_private
 
 KEY_FILE = "host.key"  # 64 hex digits: the 32-byte Ed25519 seed; mode 0600
 PUB_FILE = "host.pub"  # 64 hex digits: the public key (for people and scripts; not secret)
@@ -47,23 +47,6 @@ class HostKey:
         return cls.from_seed(crypto.random(32))
 
 
-def _write_private(path: Path, text: str) -> None:
-    """Create path with mode 0600 from the start (never readable by others, even briefly),
-    via a temporary file and a rename so a crash leaves no half-written key."""
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        tmp.unlink()
-    except FileNotFoundError:
-        pass
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.write(fd, text.encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-
-
 def load(directory: Path | None = None) -> HostKey:
     """The saved host key; CliError if missing, unreadable, malformed or not private."""
     path = (directory or config_dir()) / KEY_FILE
@@ -96,6 +79,6 @@ def load_or_create(directory: Path | None = None) -> HostKey:
     except OSError:
         pass  # a folder we do not own (e.g. LEITHER_HOME=/shared): the file mode still holds
     key = HostKey.generate()
-    _write_private(path, key.seed.hex() + "\n")
+    write_private(path, (key.seed.hex() + "\n").encode())
     (folder / PUB_FILE).write_text(key.public.hex() + "\n")
     return key

@@ -32,9 +32,16 @@ def data_dir() -> Path:
 
 
 def write_private(path: Path, data: bytes) -> None:
-    """Write a secret atomically with mode 0600 from the start (never briefly world-readable)."""
+    """Write a secret atomically, readable by its owner only from the first byte (mode 0600):
+    a fresh temporary file (O_EXCL, so no leftover or planted file is reused with other modes),
+    fsync, then rename over path; the parent is made mode 0700 if missing."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        tmp.unlink()
+    except FileNotFoundError:
+        pass
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         os.write(fd, data)
         os.fsync(fd)

@@ -6,12 +6,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 from leither import cbor, crypto, ids
 from leither.errors import AuthError, DecodeError
+from leither_host.paths import write_private
 
 MAX_RECORD = 1 << 20  # bytes: the biggest record is a member list (~100 B a member)
 
@@ -61,20 +61,6 @@ def require(body: dict[str, Any], fields: dict[str, type]) -> None:
 
 
 # -- key files -------------------------------------------------------------------------------------
-
-def write_private(path: Path, data: bytes) -> None:
-    """Write a secret file readable by its owner only (mode 0600 from the first byte)."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
-
 
 def load_or_make_key(path: Path, create: bool = True) -> tuple[bytes, bytes]:
     """(seed, public) of the Ed25519 key stored at path, made there if missing and create."""
