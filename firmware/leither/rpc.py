@@ -470,3 +470,26 @@ class ServerHandshake:
         channel = _channel_from(crypto.hkdf(self._dh, self._h, _SESSION_INFO, 96), False)
         self._dh = None
         return channel, channel.seal(cbor.dumps(["ok", role, max_frame]))
+
+
+_SMALL_READ = const(64)  # bytes: reads up to this use readexactly; larger go into one buffer
+
+
+async def read_exact(reader, n):
+    """Exactly n bytes from an asyncio stream, or EOFError. The one stream helper both ends of
+    a session share. MicroPython reads larger bodies into one preallocated buffer: its
+    readexactly concatenates per packet (quadratic in bytes for a slow sender)."""
+    if n > _SMALL_READ and IS_MICROPYTHON:
+        buf = bytearray(n)
+        view = memoryview(buf)
+        got = 0
+        while got < n:
+            k = await reader.readinto(view[got:])
+            if not k:
+                raise EOFError("EOF")
+            got += k
+        return buf
+    data = await reader.readexactly(n)
+    if len(data) != n:  # some MicroPython versions return short at EOF
+        raise EOFError("EOF")
+    return data

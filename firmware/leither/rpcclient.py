@@ -21,7 +21,6 @@ when the connection cannot be made, times out or breaks (the client is then clos
 import asyncio
 
 from leither import rpc
-from leither.compat import IS_MICROPYTHON
 from leither.errors import AuthError, DecodeError, LeitherError, RPCError
 
 try:
@@ -34,30 +33,13 @@ CALL_MS = const(30000)  # one call's reply: a big store write on a slow flash
 # Largest reply frame we accept (bytes). A board keeps this low: a reply is held whole while it
 # is opened, so this bounds the client's heap. rpc.MAX_FRAME (64 KiB) for bulk transfers.
 DEFAULT_MAX_REPLY = const(16384)
-_SMALL_READ = const(64)  # bytes: reads up to this use readexactly; larger go into one buffer
 
 
 class ConnectError(LeitherError):
     """The node could not be reached in time, or the connection broke."""
 
 
-async def _read(reader, n):
-    """Exactly n bytes or EOFError. MicroPython reads larger bodies into one preallocated
-    buffer: its readexactly concatenates per packet (quadratic for a slow sender)."""
-    if n > _SMALL_READ and IS_MICROPYTHON:
-        buf = bytearray(n)
-        view = memoryview(buf)
-        got = 0
-        while got < n:
-            k = await reader.readinto(view[got:])
-            if not k:
-                raise EOFError("EOF")
-            got += k
-        return buf
-    data = await reader.readexactly(n)
-    if len(data) != n:  # some MicroPython versions return short at EOF
-        raise EOFError("EOF")
-    return data
+_read = rpc.read_exact
 
 
 async def _read_frame(reader, limit):

@@ -391,23 +391,8 @@ class Server:
         await _close(writer)
 
     async def _read(self, conn, n):
-        """Exactly n bytes, or EOFError. MicroPython reads into one buffer: its readexactly
-        concatenates as bytes arrive (a slow sender would cost n**2/packet bytes)."""
-        reader = conn.reader
-        if n > 64 and IS_MICROPYTHON:
-            buf = bytearray(n)
-            view = memoryview(buf)
-            got = 0
-            while got < n:
-                k = await reader.readinto(view[got:])
-                if not k:
-                    raise EOFError("EOF")
-                got += k
-            return buf
-        data = await reader.readexactly(n)
-        if len(data) != n:  # MicroPython's readexactly returns short at EOF on some versions
-            raise EOFError("EOF")
-        return data
+        """Exactly n bytes from the connection, or EOFError (see rpc.read_exact)."""
+        return await rpc.read_exact(conn.reader, n)
 
     async def _read_into(self, conn, view):
         """Fill a memoryview from the connection, or EOFError."""
