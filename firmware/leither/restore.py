@@ -150,9 +150,11 @@ async def run(node, service, params):
             for kind, tag, _n, name in entries:
                 if kind == 118:
                     rec = await pull.version(store, name)
-                    versions += 1
                     last = pushed.get(rec["mid"])
+                    # Versions are listed in push order, rising per MiMei: one listed twice
+                    # (an old catalog) is imported once and counted once.
                     if last is None or rec["n"] > last[0]:
+                        versions += 1
                         pushed[rec["mid"]] = [rec["n"], rec["root"]]
                 elif kind == 109:
                     metas[bytes(tag)] = name

@@ -31,6 +31,7 @@ except ImportError:
 
 ENTRY_LEN = const(53)  # catalog record: kind 1 + tag 16 + n 4 + name 32
 KINDS = (118, 109, 112)  # "v" version, "m" MiMei metadata, "p" pairing record
+_RECENT = const(64)  # catalog entries a commit checks for duplicates (a retried batch)
 _HDR = const(34)  # store record header: name 32 + length 2
 
 
@@ -215,6 +216,12 @@ class Vault:
     def commit(self, entries):
         """Make stored blobs durable, then append catalog entries [[kind, tag, n, name]]."""
         out = bytearray()
+        # A commit retried after a lost reply must not list its versions twice: entries
+        # already among the catalog's last _RECENT ones are skipped (a retry repeats the
+        # batch just committed; looking further back would cost a scan of the whole file).
+        count = self.entries_count()
+        recent = {bytes(e[3]) + bytes((e[0],)) for e in
+                  self.entries(max(0, count - _RECENT), _RECENT)}
         for e in entries:
             kind, tag, n, name = e
             if (kind not in KINDS or not isinstance(tag, bytes) or len(tag) != seal.MTAG_LEN
@@ -223,6 +230,8 @@ class Vault:
                 raise DecodeError("bad catalog entry")
             if not self.has(name):
                 raise StoreError("catalog entry names a block not stored")
+            if bytes(name) + bytes((kind,)) in recent:
+                continue
             out.append(kind)
             out.extend(tag)
             out.extend(struct.pack(">I", n))
