@@ -22,6 +22,9 @@ DEFAULT_PORT = const(4800)
 # 64 KiB frames beside their plaintext copies, and a fragmented heap fails big allocations
 # first: 8 KiB keeps two chunks per frame; clients loop over offsets (Server.max_data).
 BOARD_MAX_FRAME = const(8192)
+# Retention (last N versions + hourly/daily/weekly history) and block collection, every hour:
+# often enough to bound the space old versions hold, rare enough not to wear the flash.
+MAINTAIN_MS = const(3600000)
 _CONFIG = "config.json"
 # Services the node runs beside storage, RPC and mDNS: module names under leither/, each with a
 # Service(node) class (see Node.start). Imported lazily so a board without one still boots.
@@ -192,9 +195,6 @@ class Node:
 
     def announce(self):
         """Tell the network at once that a TXT fact changed (pairing window, partner, ...)."""
-        self._announce()
-
-    def _announce(self):
         if self.mdns is not None:
             txt = self.txt()
             for key in self.mdns.txt:
@@ -203,14 +203,25 @@ class Node:
             self.mdns.update_txt(txt)
 
     async def _housekeeping(self):
-        """Refresh the free-space TXT when it moves."""
+        """Refresh the free-space TXT when it moves; now and then apply the retention policy
+        and collect the blocks nothing references any more (Store.maintain)."""
         last_free = self.free_kib()
+        last_maintain = ticks_ms()
+        every = int(self.config.get("maintain_ms", MAINTAIN_MS))
         while True:
-            await asyncio.sleep(1)
+            await asyncio.sleep(min(1, every / 1000))
+            if ticks_diff(ticks_ms(), last_maintain) >= every:
+                last_maintain = ticks_ms()
+                try:
+                    done = self.store.maintain()
+                    print("leither: maintenance: %d versions thinned, %d bytes freed" % (
+                        done.get("deleted", 0), done.get("freed", 0)))
+                except (OSError, LeitherError) as err:
+                    print("leither: maintenance failed: %s" % err)
             free = self.free_kib()
             if abs(free - last_free) * 100 > max(last_free, 1):  # moved by more than 1%
                 last_free = free
-                self._announce()
+                self.announce()
 
     # -- life cycle -----------------------------------------------------------------------------
 
