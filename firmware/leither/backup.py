@@ -48,6 +48,7 @@ from leither import (
 from leither.compat import IS_MICROPYTHON, makedirs, ticks_diff, ticks_ms, time_ms
 from leither.errors import AuthError, LeitherError, RPCError, StoreError
 from leither.identity import read_file, write_atomic
+from leither.port import net
 
 try:
     from micropython import const
@@ -88,17 +89,6 @@ GUEST = "guest"
 
 def _log(line):
     print("leither: backup: " + line)
-
-
-def _nodelay(writer):
-    """Send small frames at once (TCP_NODELAY): a request is written as header, body and tag,
-    and with Nagle's algorithm each lock-step call would wait out the peer's delayed ACK
-    (~40 ms). Best effort; belongs in leither.port.net (see the report)."""
-    try:
-        sock = writer.get_extra_info("socket") if not IS_MICROPYTHON else writer.s
-        sock.setsockopt(6, 1, 1)  # IPPROTO_TCP, TCP_NODELAY (Linux, lwIP agree)
-    except Exception:  # noqa: BLE001 - a port without the option just goes slower
-        pass
 
 
 # ---- the service -------------------------------------------------------------------------------
@@ -347,7 +337,7 @@ class Service:
                 raise
             except Exception as err:  # noqa: BLE001 - any failure: log, record, retry later
                 self._fail(err)
-                await self._disconnect()
+                await self._disconnect(abort=True)
                 await asyncio.sleep(retry / 1000)
                 retry = min(retry * 2, _RETRY_MAX_MS)
                 self._kick.set()
@@ -397,7 +387,7 @@ class Service:
             client = await rpcclient.connect(p["addr"], p["port"], self.node.identity.seed,
                                              expected_node_id=p["peer_id"],
                                              timeout_ms=_CONNECT_MS, max_reply=rpc.MAX_FRAME)
-        _nodelay(client._writer)
+        net.no_delay(client._writer)
         keys = self._ensure_key()
         try:
             hello = await client.call("BKHello", {"owner": self._owner_key(),
@@ -418,11 +408,11 @@ class Service:
                     return False
         return False
 
-    async def _disconnect(self):
+    async def _disconnect(self, abort=False):
         client = self._client
         self._client = None
         if client is not None:
-            await client.close()
+            await client.close(abort)
 
     def _account(self, reply):
         if isinstance(reply, dict):
@@ -515,6 +505,11 @@ class Service:
                         self._save()
                     self.state["last_ok"] = time_ms()
                     count[0] += 1
+        except BaseException:
+            if client is not None and not first:
+                await client.close(abort=True)  # given up: drop what it still had queued
+                client = None
+            raise
         finally:
             if client is not None and not first:
                 await client.close()
@@ -830,7 +825,7 @@ class Service:
         v.hello(owner, check)
         for conn in self.node.server._conns:  # our partner's session: lock-step bulk calls
             if conn.caller is caller:
-                _nodelay(conn.writer)
+                net.no_delay(conn.writer)
         addr = caller.addr.rsplit(":", 1)[0] if caller.addr else None
         port = params.get("port")
         if addr and isinstance(port, int) and (p.get("addr"), p.get("port")) != (addr, port):

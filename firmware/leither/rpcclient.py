@@ -126,9 +126,15 @@ class Client:
             raise RPCError(value["code"], value["msg"])
         return value
 
-    async def close(self):
+    async def close(self, abort=False):
+        """Close the session; abort=True for a session given up on (a dead link): its unsent
+        requests are dropped instead of reaching the node late (see net.reset_on_close)."""
         if not self.closed:
             self.closed = True
+            if abort:
+                from leither.port import net
+
+                net.reset_on_close(self._writer)
             await _close(self._writer)
 
 

@@ -228,3 +228,42 @@ def local_ipv4():
     except OSError:
         pass
     return found
+
+
+# ---- TCP stream sockets (RPC sessions) ----------------------------------------------------
+
+_IPPROTO_TCP = 6  # Linux and lwIP agree
+_TCP_NODELAY = 1  # Linux and lwIP agree
+_SO_LINGER = getattr(socket, "SO_LINGER", 0x80 if _IS_LWIP else 13)
+
+
+def stream_socket(writer):
+    """The socket under an asyncio stream (MicroPython's Stream keeps it as .s)."""
+    sock = getattr(writer, "s", None)
+    if sock is None:
+        try:
+            sock = writer.get_extra_info("socket")
+        except (AttributeError, OSError):
+            sock = None
+    return sock
+
+
+def no_delay(writer):
+    """Send small frames at once (TCP_NODELAY): with Nagle's algorithm a lock-step call waits
+    out the peer's delayed ACK (~40 ms). Best effort: a port without it just goes slower."""
+    try:
+        stream_socket(writer).setsockopt(_IPPROTO_TCP, _TCP_NODELAY, 1)
+    except (AttributeError, OSError, TypeError, ValueError):
+        pass
+
+
+def reset_on_close(writer):
+    """Make the coming close() abortive (SO_LINGER 0: RST, unsent data dropped). For a session
+    given up on a dead link: otherwise the kernel keeps retransmitting its queued requests
+    once the link is back, and they reach the peer after the new session resent them."""
+    try:
+        import struct
+
+        stream_socket(writer).setsockopt(_SOL_SOCKET, _SO_LINGER, struct.pack("ii", 1, 0))
+    except (AttributeError, OSError, TypeError, ValueError):
+        pass
