@@ -137,6 +137,7 @@ class Service:
         self._task = None
         self._client = None
         self._resumes = {}  # mid -> [mid, n, acknowledged, processed] (bound: _WORKERS + errors)
+        self._pass = None  # 4 random bytes naming the current push pass's sessions
         self._last_tick = ticks_ms()
         self._last_audit = ticks_ms()
         self._restoring = False
@@ -392,7 +393,8 @@ class Service:
         try:
             hello = await client.call("BKHello", {"owner": self._owner_key(),
                                                   "check": keys.check,
-                                                  "port": self.node.port}, _CALL_MS)
+                                                  "port": self.node.port,
+                                                  "pass": self._pass}, _CALL_MS)
         except BaseException:
             await client.close()
             raise
@@ -439,6 +441,7 @@ class Service:
         p = self._partner()
         if p is None:
             return False
+        self._pass = crypto.random(4)  # the sessions of this pass (see _bk_hello)
         if self.state["partner"] != p["peer_id"]:  # a new partner has none of our data
             self.state.update({"partner": p["peer_id"], "pair": None, "cursors": {}, "used": 0})
             for name in os.listdir(self.dir + "/mm"):
@@ -826,9 +829,22 @@ class Service:
         if owner is not None and (not isinstance(owner, bytes) or len(owner) != 32):
             raise RPCError("bad_request", "owner must be a 32-byte key")
         v.hello(owner, check)
-        for conn in self.node.server._conns:  # our partner's session: lock-step bulk calls
-            if conn.caller is caller:
+        push_pass = params.get("pass")
+        for conn in self.node.server._conns:
+            if conn.caller is caller:  # our partner's session: lock-step bulk calls
                 net.no_delay(conn.writer)
+                conn.push_pass = push_pass
+        # Sessions of an earlier push pass are dead to the partner (it gave up on them after a
+        # cut); whatever they still deliver now would land after the new pass asked BKHave
+        # and resent it. Drop them, with the bytes they have not delivered yet.
+        if push_pass is not None:
+            for conn in list(self.node.server._conns):
+                other = conn.caller
+                earlier = getattr(conn, "push_pass", None)
+                if (other is not None and other is not caller and other.key == caller.key
+                        and earlier is not None and earlier != push_pass):
+                    conn.why = "superseded by a new push pass"
+                    conn.task.cancel()
         addr = caller.addr.rsplit(":", 1)[0] if caller.addr else None
         port = params.get("port")
         if addr and isinstance(port, int) and (p.get("addr"), p.get("port")) != (addr, port):
