@@ -47,6 +47,7 @@ import hashlib
 import os
 import struct
 
+from leither import cbor
 from leither.compat import fsync
 from leither.errors import StoreError
 
@@ -642,30 +643,12 @@ class BlockStore:
 # -- Merkle trees ------------------------------------------------------------------------------
 
 
-def _uint_head(out, major, n):
-    mt = major << 5
-    if n < 24:
-        out.append(mt | n)
-    elif n < 0x100:
-        out.append(mt | 24)
-        out.append(n)
-    elif n < 0x10000:
-        out.append(mt | 25)
-        out.extend(struct.pack(">H", n))
-    elif n < 0x100000000:
-        out.append(mt | 26)
-        out.extend(struct.pack(">I", n))
-    else:
-        out.append(mt | 27)
-        out.extend(struct.pack(">Q", n))
-
-
 def manifest_head(level, size, n_bytes):
     """The CBOR bytes before the hashes of manifest [level, size, hashes]."""
     head = bytearray(b"\x83")
-    _uint_head(head, 0, level)
-    _uint_head(head, 0, size)
-    _uint_head(head, 2, n_bytes)
+    head += cbor.encode_head(cbor.UINT, level)
+    head += cbor.encode_head(cbor.UINT, size)
+    head += cbor.encode_head(cbor.BYTES, n_bytes)
     return head
 
 
