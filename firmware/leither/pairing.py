@@ -65,7 +65,10 @@ VIEW_MS = const(1000)  # one mDNS browse: one PTR query, answers within ~0.1-1 s
 # a browsing node answers its own queries, so its PTR goes out once a period and the 1 s rate
 # limit (RFC 6762 §6) swallows its answer to our first query; we then hear its next one (ms).
 FIRST_VIEW_MS = const(1300)
-SETTLE_MS = const(1000)  # ms a window is open before it pairs: presses ~1 s apart overlap
+# ms a window is open before it pairs: past the first view and through a second one, since one
+# view can miss a node pressed at the same moment (its answer rate-limited, or late on a busy
+# host: three boards pressed together once saw two of them pair with 1 s here).
+SETTLE_MS = const(2200)
 FRESH_MS = const(3500)  # a candidate unseen this long is not paired with (3 views missed)
 # After an overlap a node keeps TXT pair=1 this long (ms) while refusing to pair, so that every
 # node in the window sees two or more candidates too and aborts (a view takes VIEW_MS, and

@@ -33,7 +33,7 @@ def test_single_candidate_after_settle_and_lower_id_initiates():
     # The other side decides the opposite: exactly one of them connects.
     other = pairing.Machine(A)
     other.press(T0)
-    back = other.observe([node(ME)], T0 + 1000)
+    back = other.observe([node(ME)], T0 + pairing.SETTLE_MS)
     assert {action, back} == {pairing.INITIATE, pairing.WAIT}
 
 
