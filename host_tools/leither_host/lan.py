@@ -144,22 +144,46 @@ class LAN:
         return host
 
     def down(self) -> None:
-        """Stop every process started here and delete every namespace and link made."""
-        for host in self.hosts:
-            for proc in host.procs:
-                _stop(proc)
-            host.procs = []
-        for host in self.hosts:
-            # Veths normally die with their namespace; one left in the root namespace by a
-            # failure half-way through add_host is removed here.
-            if _sh([_IP, "link", "show", host.veth_host], check=False).returncode == 0:
-                _sh([_IP, "link", "del", host.veth_host], check=False)
-        for ns in reversed(self._made_ns):
-            _kill_ns_pids(ns)
-            _sh([_IP, "netns", "del", ns], check=False)
-        self._made_ns = []
-        unguard_subnet(self.subnet)
-        self._up = False
+        """Stop every process started here and delete every namespace and link made.
+
+        Every step runs whatever the ones before it did (a process that would not die, a
+        command that timed out): a test's cleanup must not leave namespaces or routes behind.
+        A namespace whose deletion fails (busy while its last process exits) is tried again."""
+        try:
+            for host in self.hosts:
+                for proc in host.procs:
+                    try:
+                        _stop(proc)
+                    except (OSError, subprocess.SubprocessError):
+                        pass
+                host.procs = []
+            for host in self.hosts:
+                # Veths normally die with their namespace; one left in the root namespace by a
+                # failure half-way through add_host is removed here.
+                try:
+                    if _sh([_IP, "link", "show", host.veth_host], check=False).returncode == 0:
+                        _sh([_IP, "link", "del", host.veth_host], check=False)
+                except subprocess.SubprocessError:
+                    pass
+            left = []
+            for ns in reversed(self._made_ns):
+                try:
+                    _kill_ns_pids(ns)
+                    if _sh([_IP, "netns", "del", ns], check=False).returncode != 0:
+                        left.append(ns)
+                except subprocess.SubprocessError:
+                    left.append(ns)
+            for ns in left:
+                time.sleep(0.2)
+                try:
+                    _kill_ns_pids(ns)
+                    _sh([_IP, "netns", "del", ns], check=False)
+                except subprocess.SubprocessError:
+                    pass
+            self._made_ns = []
+        finally:
+            unguard_subnet(self.subnet)
+            self._up = False
 
     # ---- running things ---------------------------------------------------------------
 
