@@ -293,22 +293,27 @@ class Sim:
             lan.set_loss(loss)
 
     def down(self) -> int:
-        """Stop every board (goodbye first) and remove the LAN; returns boards stopped."""
+        """Stop every board (goodbye first) and remove the LAN; returns boards stopped.
+        The LAN goes whatever happened to the boards: nothing is left behind."""
         count = 0
-        for board in self.boards:
-            if board.pid and self.alive(board):
-                count += 1
-            try:
-                self.stop(board.name)
-            except CliError:
-                pass
-        if self.lan is not None:
-            lanmod.cleanup_prefix(self.lan["prefix"])
-            lanmod.unguard_subnet(self.lan["subnet"])
-            self.lan = None
-        self.boards = []
-        if self.state_path.exists():
-            self.state_path.unlink()
+        try:
+            for board in self.boards:
+                try:
+                    if board.pid and self.alive(board):
+                        count += 1
+                    self.stop(board.name)
+                except (CliError, OSError, subprocess.SubprocessError):
+                    pass
+        finally:
+            if self.lan is not None:
+                try:
+                    lanmod.cleanup_prefix(self.lan["prefix"])
+                finally:
+                    lanmod.unguard_subnet(self.lan["subnet"])
+                self.lan = None
+            self.boards = []
+            if self.state_path.exists():
+                self.state_path.unlink()
         return count
 
 
