@@ -40,8 +40,13 @@ class Story:
     def leither(self, *args: str, check: bool = True, timeout: float = 120) -> str:
         argv = [sys.executable, "-m", "leither_host", *args]
         self.out("$ leither " + " ".join(shlex.quote(a) for a in args))
-        proc = subprocess.run(self.sim.cli_argv(argv), env=self.env, capture_output=True,
-                              text=True, timeout=timeout)
+        if args[0] != "sim":
+            # Everything but `sim` runs where the CLI host lives. `sim` drives the simulation
+            # from the machine itself: run inside the CLI's namespace, `sim down` would delete
+            # the namespace it runs in and lift the LAN's guard route in the wrong namespace.
+            argv = self.sim.cli_argv(argv)
+        proc = subprocess.run(argv, env=self.env, capture_output=True, text=True,
+                              timeout=timeout)
         text = proc.stdout.rstrip()
         if text:
             self.out(text)
