@@ -315,3 +315,52 @@ def cleanup_prefix(prefix: str) -> int:
         names = left
         time.sleep(0.2)
     return count
+
+
+class LineReader:
+    """Collects a process's stdout lines on a thread; wait_line() finds one by prefix."""
+
+    def __init__(self, proc: subprocess.Popen[Any]):
+        import queue
+        import threading
+
+        self.proc = proc
+        self.lines: list[str] = []
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._pump, daemon=True)
+        self._thread.start()
+
+    def _pump(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self._queue.put(line.rstrip("\n"))
+        self._queue.put(None)
+
+    def wait_line(self, prefix: str, timeout: float) -> str | None:
+        """The first line (seen so far or arriving within timeout) starting with prefix."""
+        import queue
+
+        for line in self.lines:
+            if line.startswith(prefix):
+                return line
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            try:
+                item = self._queue.get(timeout=left)
+            except queue.Empty:
+                return None
+            if item is None:
+                self._queue.put(None)  # keep reporting EOF to later waits
+                time.sleep(min(left, 0.05))
+                return None
+            self.lines.append(item)
+            if item.startswith(prefix):
+                return item
+
+    def send(self, text: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(text)
+        self.proc.stdin.flush()
