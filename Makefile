@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # Tests run on both cores; a module's CPython and MicroPython runs stay on one worker.
 PYTEST_ARGS ?= -n 2 --dist loadfile
 
-.PHONY: all deps venv build test test-fast mptest fuzz bench demo lint clean
+.PHONY: all deps venv build test test-fast mptest heap-margin fuzz bench demo lint clean
 
 all: test
 
@@ -36,6 +36,10 @@ HEAP ?= 64K
 mptest: $(STAMP) build
 	$(BIN)/python -c "import sys; sys.path.insert(0, 'tests'); import conftest; conftest.build_for_micropython()"
 	MICROPYPATH=build/tests/firmware:build/unix:.frozen $(BIN)/micropython -X heapsize=$(HEAP) tests/mp_run.py $(T)
+
+# Each firmware test module's smallest passing MicroPython heap against the one it declares.
+heap-margin: $(STAMP) build
+	$(BIN)/python ci/mp_heap_margin.py $(T)
 
 fuzz: $(STAMP) build
 	FUZZ_EXAMPLES=20000 $(BIN)/python -m pytest -q -k fuzz tests

@@ -42,6 +42,15 @@ def build_for_micropython() -> Path:
     return out
 
 
+def mp_path(tests_build: Path) -> str:
+    """MICROPYPATH for a run with cwd=REPO. Relative on purpose: sys.path and argv live in the
+    MicroPython heap, so absolute paths would shift the heap layout with the checkout's location
+    (a test near its heap limit passed in one directory and failed in another)."""
+    firmware = os.path.relpath(tests_build / "firmware", REPO)
+    unix = os.path.relpath(BUILD / "unix", REPO)
+    return f"{firmware}:{unix}:.frozen"
+
+
 def pytest_collect_file(parent: pytest.Collector, file_path: Path):
     if (file_path.parent == FIRMWARE_TESTS and file_path.name.startswith("test_")
             and file_path.suffix == ".py"):
@@ -83,10 +92,10 @@ class MPFile(pytest.File):
         tests_build = build_for_micropython()
         selected = [i.name for i in self.session.items if i.parent is self]
         env = dict(os.environ)
-        # .frozen: asyncio and friends are frozen into the unix port; MICROPYPATH replaces the default.
-        env["MICROPYPATH"] = f"{tests_build / 'firmware'}:{BUILD / 'unix'}:.frozen"
-        cmd = [binary, "-X", f"heapsize={self.heap}", str(REPO / "tests" / "mp_run.py"),
-               self.path.stem] + selected
+        # .frozen: asyncio and friends, frozen into the unix port (MICROPYPATH replaces the
+        # default path).
+        env["MICROPYPATH"] = mp_path(tests_build)
+        cmd = [binary, "-X", f"heapsize={self.heap}", "tests/mp_run.py", self.path.stem] + selected
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=self.timeout,
                                   env=env, cwd=str(REPO))

@@ -5,7 +5,9 @@ from testutil import raises, rmtree, tmpdir
 
 # db + dbcoll + dbpage are ~45 KB of code on the 64-bit unix port: with the page cache and
 # this module they need more than 64 KB (test_db_big.py covers the 64K heap).
-MP_HEAP = "96K"
+# Passes from 88K (its code and ours sit in the unix port's heap); 20% headroom
+# so a shifted heap layout cannot fail it (ci/mp_heap_margin.py).
+MP_HEAP = "112K"
 
 
 def test_lists():

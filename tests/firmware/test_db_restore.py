@@ -5,7 +5,9 @@ from testutil import raises, rmtree, tmpdir
 
 # db + dbcoll + dbio + dbpage are ~50 KB of code on the 64-bit unix port (see
 # test_db_lists_sets); test_db_big.py covers the 64K heap.
-MP_HEAP = "96K"
+# Passes from 88K (its code and ours sit in the unix port's heap); 20% headroom
+# so a shifted heap layout cannot fail it (ci/mp_heap_margin.py).
+MP_HEAP = "112K"
 
 
 def _fill(db, order):

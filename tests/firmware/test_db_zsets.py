@@ -4,7 +4,9 @@ from leither.errors import StoreError
 from testutil import raises, rmtree, tmpdir
 
 # db + dbcoll + dbpage are ~45 KB of code on the 64-bit unix port (see test_db_lists_sets).
-MP_HEAP = "96K"
+# Passes from 84K (its code and ours sit in the unix port's heap); 20% headroom
+# so a shifted heap layout cannot fail it (ci/mp_heap_margin.py).
+MP_HEAP = "112K"
 
 
 def test_zsets():

@@ -4,7 +4,9 @@ import sys
 
 # The engine's bytecode (~16 KB), the DNS codec (~8 KB), asyncio and this module do not leave
 # enough of a 64K heap for the tests' packets; the node itself runs at 128K.
-MP_HEAP = "96K"
+# Passes from 84K (its code and ours sit in the unix port's heap); 20% headroom
+# so a shifted heap layout cannot fail it (ci/mp_heap_margin.py).
+MP_HEAP = "112K"
 
 if ".frozen" not in sys.path:
     sys.path.append(".frozen")  # MicroPython: asyncio is frozen into the unix port

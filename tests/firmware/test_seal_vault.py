@@ -5,7 +5,9 @@ from leither.errors import AuthError, QuotaError, StoreError
 from leither.vault import Vault
 from testutil import raises, rmtree, tmpdir
 
-MP_HEAP = "128K"  # vault + store + cbor + seal + identity load into the heap as .mpy
+# Passes from 108K (its code and ours sit in the unix port's heap); 20% headroom
+# so a shifted heap layout cannot fail it (ci/mp_heap_margin.py).
+MP_HEAP = "144K"
 KEY = bytes(range(32))
 
 

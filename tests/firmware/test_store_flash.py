@@ -10,7 +10,9 @@ from leither.errors import StoreError
 from testutil import raises, skip
 
 # The flash itself lives in the heap: 96 blocks of 4 KiB = 384 KiB.
-MP_HEAP = "640K"
+# Passes from 556K (its code and ours sit in the unix port's heap); 20% headroom
+# so a shifted heap layout cannot fail it (ci/mp_heap_margin.py).
+MP_HEAP = "704K"
 
 SEED = bytes(range(32))
 _BLOCKS = 96
