@@ -168,7 +168,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         return
     total = {k: sum(s[k] for s in per_heap.values()) for k in ("passed", "failed", "skipped")}
     parts = [f"heap {h}: {s['passed']} passed, {s['failed']} failed, {s['skipped']} skipped"
-             for h, s in sorted(per_heap.items())]
+             for h, s in sorted(per_heap.items(), key=lambda kv: int(kv[0].rstrip("K")))]
     terminalreporter.write_sep("=", "firmware tests under MicroPython")
     terminalreporter.write_line(
         f"micropython: {total['passed']} passed, {total['failed']} failed, "
