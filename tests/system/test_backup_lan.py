@@ -155,29 +155,36 @@ def test_backup_resumes_after_a_cut_and_holds_no_plaintext(world: dict[str, Any]
             "c": [os.urandom(1300 * 1024 + 123)]}
     mids = seed_store(Path(b1.root), data)
     world.update(data=data, mids=mids)
-    sim.start("board1")
-    node1 = cli_json(sim, "status", "board1")["id"]
-    world["node1"] = node1
-    vault = Path(b2.root) / "vault" / node1 / "blocks"
-    wait_for("a third of the push", lambda: dir_bytes(vault) > 1_800_000, 60, 0.05)
-    dups_before = cli_json(sim, "backup", "status", "board2")["held_for_partner"][node1][
-        "stats"]["dups"]
-    sim.link(loss=100)  # cut: the bridge drops everything
+    # 4 Mbit/s: the 5 MB push takes ~11 s, so the cut surely lands in the middle of it (an
+    # unshaped push took 2.5 s and once finished before a loaded machine applied the cut).
+    sim.link(rate="4mbit")
     try:
-        cut_log = len(log_of(sim, "board1"))
-        wait_for("board1 to notice the cut",
-                 lambda: "push failed" in log_of(sim, "board1")[cut_log:], 30, 0.2)
+        sim.start("board1")
+        node1 = cli_json(sim, "status", "board1")["id"]
+        world["node1"] = node1
+        vault = Path(b2.root) / "vault" / node1 / "blocks"
+        wait_for("a third of the push", lambda: dir_bytes(vault) > 1_800_000, 60, 0.05)
+        dups_before = cli_json(sim, "backup", "status", "board2")["held_for_partner"][node1][
+            "stats"]["dups"]
+        sim.link(loss=100)  # cut: the bridge drops everything
+        try:
+            cut_log = len(log_of(sim, "board1"))
+            wait_for("board1 to notice the cut",
+                     lambda: "push failed" in log_of(sim, "board1")[cut_log:], 30, 0.2)
+        finally:
+            sim.link(loss=0)
+        wait_for("the push to resume",
+                 lambda: "resuming" in log_of(sim, "board1")[cut_log:], 30)
+
+        def done() -> Any:
+            st = cli_json(sim, "backup", "status", "board1")
+            mm = st["mimei"]
+            return st if mm and st["state"] != "pushing" and all(
+                m["partner_n"] == m["last_n"] for m in mm.values()) else None
+
+        st = wait_for("the push to complete", done, 90, 1.0)
     finally:
-        sim.link(loss=0)
-    wait_for("the push to resume", lambda: "resuming" in log_of(sim, "board1")[cut_log:], 30)
-
-    def done() -> Any:
-        st = cli_json(sim, "backup", "status", "board1")
-        mm = st["mimei"]
-        return st if mm and st["state"] != "pushing" and all(
-            m["partner_n"] == m["last_n"] for m in mm.values()) else None
-
-    st = wait_for("the push to complete", done, 90, 1.0)
+        sim.link(rate="off")
     assert st["state"] in ("idle", "pending") and st["pending"] == 0
     assert set(st["mimei"]) == set(mids.values())
     held = cli_json(sim, "backup", "status", "board2")["held_for_partner"][node1]
