@@ -28,6 +28,18 @@ to R (the RPC handshake pins R's node ID as seen on mDNS) and calls::
     secret || mac_key = HKDF-SHA256(X25519(e_i, E_r), salt=h3, info="leither-pair/1", 48)
     mac_r = HMAC-SHA256(mac_key, "leither-pair/1 done" || h3)[:16]   (key confirmation)
     code  = uint32_be(SHA-256("leither-pair/1 code" || h3)[:4]) mod 10**6, six digits
+    tag   = SHA-256("leither-pair/1 tag" || h3)[:16]   (names this pairing; kept by both)
+
+R saves the pairing before it answers PairConfirm, so a reply lost on the way (a dropped
+link, a reset) would leave R paired and I not. I then asks R, over a new session pinned to
+R's key::
+
+    PairCheck   I -> R  {"tag": tag}
+                R -> I  {"paired": true | false}
+
+true only if R's saved partner is the caller's key with this tag: only R, having checked I's
+nonce and signature, knows h3, so a true answer confirms the key as well as mac_r does, and
+I saves the pairing too. false: R did not keep this exchange and I's window carries on.
 
 I commits to n_i before it sees n_r and R fixes n_r before it sees n_i, so neither side can
 steer the 6-digit code: a man in the middle matches both users' codes with chance 1e-6.
@@ -78,6 +90,7 @@ STEP_MS = const(8000)  # one pairing call; R forgets a half-done exchange after 
 RETRY_MS = const(250)  # I retries PairHello this often while R is not ready yet
 HELLO_TRIES = const(12)  # ... this many times (3 s) before browsing again
 TELL_MS = const(3000)  # telling an old partner it was dropped: best effort, bounded
+CHECK_TRIES = const(3)  # sessions I tries to ask R whether it kept a pairing (PairCheck)
 CODE_SHOW_MS = const(60000)  # the LED blinks the code this long after pairing
 ERROR_SHOW_MS = const(30000)  # the LED blinks "error" this long after an abort
 QUOTA_CAP = 1 << 30  # bytes: default grant cap (1 GiB)
@@ -89,6 +102,8 @@ _RESP_SIG = b"leither-pair/1 responder"
 _INIT_SIG = b"leither-pair/1 initiator"
 _DONE = b"leither-pair/1 done"
 _CODE = b"leither-pair/1 code"
+_TAG = b"leither-pair/1 tag"
+_TAG_LEN = const(16)
 _NONCE_LEN = const(16)
 _MAC_LEN = const(16)
 _MAX_QUOTA = const(0x7FFFFFFFFFFFFFFF)
@@ -141,6 +156,11 @@ def sas_code(h3):
     return "%06d" % n
 
 
+def pair_tag(h3):
+    """The 16 bytes that name one finished exchange (PairCheck)."""
+    return _hash(_TAG, h3)[:_TAG_LEN]
+
+
 def _keys(dh, h3):
     from leither import crypto
 
@@ -150,7 +170,7 @@ def _keys(dh, h3):
 
 def _result(peer_key, secret, h3, quota_to_peer, quota_from_peer):
     return {"peer_id": ids.make_id(peer_key), "peer_key": peer_key, "secret": bytes(secret),
-            "code": sas_code(h3), "quota_to_peer": quota_to_peer,
+            "code": sas_code(h3), "tag": pair_tag(h3), "quota_to_peer": quota_to_peer,
             "quota_from_peer": quota_from_peer}
 
 
@@ -216,6 +236,21 @@ class Initiator:
             raise AuthError("responder did not derive the same pairing secret")
         return _result(key, secret, h3, self._quota, quota)
 
+    def tag(self):
+        """After confirm(): the tag R saved if it accepted the confirm (PairCheck)."""
+        if self._pending is None:
+            raise PairingError("pairing messages out of order")
+        return pair_tag(self._pending[3])
+
+    def finish_checked(self):
+        """The result, when R's PairCheck (on a session pinned to R's key) said it saved this
+        exchange: the check stands in for the lost key confirmation."""
+        if self._pending is None:
+            raise PairingError("pairing messages out of order")
+        key, secret, _mac_key, h3, quota = self._pending
+        self._pending = None
+        return _result(key, secret, h3, self._quota, quota)
+
 
 class Responder:
     """R's side: ``reply(hello, caller_key)``, then ``finish(confirm)`` -> (result, done)."""
@@ -273,8 +308,8 @@ class Responder:
 # ---- the partner record on disk -----------------------------------------------------------
 
 _RECORD_BYTES = ("peer_key", "secret")
-_RECORD_KEYS = ("peer_id", "peer_key", "secret", "code", "quota_to_peer", "quota_from_peer",
-                "addr", "port", "since")
+_RECORD_KEYS = ("peer_id", "peer_key", "secret", "code", "tag", "quota_to_peer",
+                "quota_from_peer", "addr", "port", "since")
 
 
 def encode_partner(record):
@@ -301,6 +336,8 @@ def decode_partner(data):
             raise DecodeError("pair record's %s must be text" % name)
     if rec.get("port") is not None and not isinstance(rec["port"], int):
         raise DecodeError("pair record's port must be a number")
+    if rec.get("tag") is not None:  # absent in records saved before PairCheck existed
+        _field(rec, "tag", _TAG_LEN)
     return rec
 
 
@@ -534,6 +571,7 @@ class Service:
         anyone = (OWNER, PEER, GUEST)
         server.register("PairHello", self._rpc_hello, anyone)
         server.register("PairConfirm", self._rpc_confirm, anyone)
+        server.register("PairCheck", self._rpc_check, anyone)
         server.register("PairOpen", self._rpc_open, (OWNER,))
         server.register("PairStatus", self._rpc_status, (OWNER,))
         server.register("Unpair", self._rpc_unpair, (OWNER,))
@@ -723,7 +761,18 @@ class Service:
                 if machine.state != PAIRING:
                     return  # the window ended meanwhile (overlap seen by R, unpair, ...)
             confirm = ini.confirm(reply)
-            result = ini.finish(await client.call("PairConfirm", confirm, STEP_MS))
+            try:
+                done = await client.call("PairConfirm", confirm, STEP_MS)
+            except (rpcclient.ConnectError, OSError) as err:
+                # Our confirm may have reached R, and R saves before it answers: ask it.
+                await client.close()
+                client = None
+                if not await self._check(host, port, cand["id"], ini.tag()):
+                    raise err
+                _log("pairing: %s's answer was lost, but it kept the pairing" % cand["id"])
+                result = ini.finish_checked()
+            else:
+                result = ini.finish(done)
             try:
                 self._commit(result, host, port)
             except OSError as err:
@@ -768,6 +817,38 @@ class Service:
         machine.begin(now)
         self._responder = (responder, machine.candidate)
         return reply
+
+    async def _check(self, host, port, peer_id, tag):
+        """Did the node at host:port save the pairing named tag with us? False if it says no
+        or stays unreachable for CHECK_TRIES sessions."""
+        from leither import rpcclient
+
+        for attempt in range(CHECK_TRIES):
+            if attempt:
+                await asyncio.sleep(RETRY_MS * 4 / 1000)
+            client = None
+            try:
+                client = await rpcclient.connect(host, port, self.node.identity.seed,
+                                                 expected_node_id=peer_id, timeout_ms=TELL_MS)
+                reply = await client.call("PairCheck", {"tag": tag}, TELL_MS)
+                return isinstance(reply, dict) and reply.get("paired") is True
+            except RPCError:
+                return False  # it answers, without PairCheck: it cannot have saved it
+            except (LeitherError, OSError) as err:
+                _log("pairing: cannot ask %s whether it kept the pairing: %s" % (peer_id, err))
+            finally:
+                if client is not None:
+                    await client.close()
+        return False
+
+    def _rpc_check(self, caller, params):
+        from leither import crypto
+
+        tag = _field(params, "tag", _TAG_LEN)
+        p = self.partner
+        paired = (p is not None and p.get("tag") is not None and p["peer_key"] == caller.key
+                  and crypto.equal(p["tag"], tag))
+        return {"paired": paired}
 
     def _rpc_confirm(self, caller, params):
         pending = self._responder

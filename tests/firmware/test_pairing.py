@@ -31,6 +31,7 @@ def test_both_sides_agree():
     assert r_res["peer_id"] == ids.make_id(crypto.sign_public(I_SEED))
     assert i_res["secret"] == r_res["secret"] and len(i_res["secret"]) == 32
     assert i_res["code"] == r_res["code"]
+    assert i_res["tag"] == r_res["tag"] and len(i_res["tag"]) == 16
     assert len(i_res["code"]) == 6 and int(i_res["code"]) < 1000000
     assert i_res["quota_to_peer"] == 1000 and i_res["quota_from_peer"] == 2000
     assert r_res["quota_to_peer"] == 2000 and r_res["quota_from_peer"] == 1000
@@ -161,6 +162,22 @@ def test_out_of_order_calls_refused():
     raises(PairingError, pairing.Responder(R_SEED, 1).finish, {})
 
 
+def test_lost_done_falls_back_to_the_checked_result():
+    # R answered PairConfirm but the answer never came: I's result, once R's PairCheck said
+    # yes, is the one R saved (same secret, tag and code).
+    ini = pairing.Initiator(I_SEED, 1000, crypto.sign_public(R_SEED))
+    resp = pairing.Responder(R_SEED, 2000)
+    confirm = ini.confirm(resp.reply(ini.hello(), crypto.sign_public(I_SEED)))
+    r_result, _lost = resp.finish(confirm)
+    assert ini.tag() == r_result["tag"]
+    i_result = ini.finish_checked()
+    assert i_result["secret"] == r_result["secret"] and i_result["code"] == r_result["code"]
+    assert i_result["peer_key"] == crypto.sign_public(R_SEED)
+    raises(PairingError, ini.finish_checked)  # single use
+    raises(PairingError, ini.tag)
+    raises(PairingError, pairing.Initiator(I_SEED, 1).tag)  # nothing confirmed yet
+
+
 def test_partner_record_round_trip():
     i_res, _ = exchange()
     record = dict(i_res, addr="10.0.0.2", port=4800, since=1795000000000)
@@ -173,6 +190,11 @@ def test_partner_record_round_trip():
         pairing.remove_partner(root)
         assert pairing.load_partner(root) is None
         pairing.remove_partner(root)  # absent: no error
+        # A record saved before tags existed still loads; a malformed tag does not.
+        pairing.save_partner(root, dict(record, tag=None))
+        assert pairing.load_partner(root)["tag"] is None
+        pairing.save_partner(root, dict(record, tag=b"short"))
+        assert pairing.load_partner(root, lambda line: None) is None
         # A record whose ID is not its key's, or garbage, is ignored with a log line.
         lines = []
         bad = dict(record, peer_id=ids.make_id(b"other"))
