@@ -10,7 +10,6 @@ import argparse
 import asyncio
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -77,7 +76,8 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 async def clients(root: Path, n: int, calls: int) -> int:
-    """n concurrent owner sessions, each `calls` GetVar + MFGetData calls; returns heap free."""
+    """n concurrent owner sessions, each `calls` GetVar + MFGetData calls; returns the heap free
+    while all n (and the first) are still open."""
     key = keys.HostKey.generate()
     first = await connect("127.0.0.1", PORT, key)
     token = (root / "claim.token").read_text().strip()
@@ -89,7 +89,11 @@ async def clients(root: Path, n: int, calls: int) -> int:
         await first.call("MFSetData", {"mid": mid, "offset": offset,
                                        "data": data[offset:offset + step]})
 
+    ready = 0
+    all_ready, release = asyncio.Event(), asyncio.Event()
+
     async def one() -> None:
+        nonlocal ready
         s = await connect("127.0.0.1", PORT, key)
         try:
             for i in range(calls):
@@ -97,13 +101,23 @@ async def clients(root: Path, n: int, calls: int) -> int:
                 data = await s.call("MFGetData", {"mid": mid, "offset": (i * 4096) % 16384,
                                                   "length": 4096})
                 assert len(data) == 4096
+            ready += 1
+            if ready == n:
+                all_ready.set()
+            await release.wait()  # stay connected until the heap is read
         finally:
             await s.close()
 
-    await asyncio.gather(*(one() for _ in range(n)))
-    free = await first.call("GetVar", {"name": "heap"})
+    async def read_heap() -> int:
+        await all_ready.wait()
+        try:
+            return int(await first.call("GetVar", {"name": "heap"}) or 0)
+        finally:
+            release.set()
+
+    *_, free = await asyncio.gather(*(one() for _ in range(n)), read_heap())
     await first.close()
-    return int(free or 0)
+    return free
 
 
 def trial(heap_kib: int, n_clients: int = 10) -> tuple[bool, int | None]:
@@ -122,8 +136,8 @@ def trial(heap_kib: int, n_clients: int = 10) -> tuple[bool, int | None]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def boot_times(runs: int, interpreter: str) -> tuple[list[float], list[float], list[int]]:
-    ready, announced, idle_free = [], [], []
+def boot_times(runs: int, interpreter: str) -> tuple[list[float], list[float]]:
+    ready, announced = [], []
     for _ in range(runs):
         root = Path(tempfile.mkdtemp(prefix="leither-bench-boot-"))
         t0 = time.monotonic()
@@ -135,20 +149,56 @@ def boot_times(runs: int, interpreter: str) -> tuple[list[float], list[float], l
                 raise SystemExit((root / "node.log").read_text())
             ready.append(t_ready - t0)
             announced.append(t_ann - t0)
-            if interpreter == "micropython":
-                idle_free.append(asyncio.run(_idle_free()))
         finally:
             stop(proc)
             shutil.rmtree(root, ignore_errors=True)
-    return ready, announced, idle_free
+    return ready, announced
 
 
-async def _idle_free() -> int:
-    s = await connect("127.0.0.1", PORT, keys.HostKey.generate())
+IDLE_PROBE = """
+import gc, sys
+gc.collect()
+zero = gc.mem_alloc()
+import asyncio
+import leither.node as node
+start = node.Node.start
+async def report(n):
+    await asyncio.sleep(3)  # announced and settled: the node as it sits idle
+    gc.collect()
+    print("USED", gc.mem_alloc() - zero)
+    print("MODS", " ".join(sorted(sys.modules)))
+    n._stopping.set()
+async def started(self):
+    await start(self)
+    self._tasks.append(asyncio.create_task(report(self)))
+node.Node.start = started
+node.main(%r)
+"""
+
+
+def idle_heap() -> tuple[int, int]:
+    """(heap the idle node uses, of which module code) on MicroPython. The real node, booted
+    by leither.node.main in a process of its own, measures itself from inside after 3 s of
+    idleness (no session: GetVar would need one, and the first session's own buffers would
+    count); then a fresh process imports exactly the modules it had loaded, for the code."""
+    root = Path(tempfile.mkdtemp(prefix="leither-bench-idle-"))
     try:
-        return int(await s.call("GetVar", {"name": "heap"}))
+        argv = ["--root", str(root), "--port", str(PORT + 1), "--addr", "127.0.0.1",
+                "--name", f"idle{os.getpid() % 1000}"]
+        ok, out = run(IDLE_PROBE % (argv,), heap="512K", timeout=60)
+        lines = dict(line.split(" ", 1) for line in out.splitlines()
+                     if line.startswith(("USED ", "MODS ")))
+        if not ok or "USED" not in lines:
+            raise SystemExit("idle probe failed:\n" + out)
+        used = int(lines["USED"])
+        imports = "\n".join(f"import {m}" for m in lines["MODS"].split())
+        ok, out = run(f"import gc\ngc.collect()\na=gc.mem_alloc()\n{imports}\n"
+                      f"gc.collect()\nprint(gc.mem_alloc()-a)", heap="2M")
+        if not ok:
+            raise SystemExit(out)
+        return used, int(out.strip().splitlines()[-1])
     finally:
-        await s.close()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def pct(values: list[float], p: float) -> float:
@@ -166,18 +216,17 @@ def main() -> None:
     print(f"firmware bundle (.mpy): {bundle / 1024:.1f} KiB; node modules once imported: "
           f"{code / 1024:.1f} KiB of heap on the unix port")
     print()
-    print(f"{'interpreter':<12} {'boot->ready p50/p95 (s)':>26} {'boot->announced p50/p95 (s)':>30}")
-    idle_used = []
+    print(f"{'interpreter':<12} {'boot->ready p50/p95 (s)':>26} "
+          f"{'boot->announced p50/p95 (s)':>30}")
     for interp in ("micropython", "cpython"):
-        ready, ann, free = boot_times(args.runs, interp)
+        ready, ann = boot_times(args.runs, interp)
         print(f"{interp:<12} {pct(ready, 50):>12.2f} / {pct(ready, 95):<11.2f} "
               f"{pct(ann, 50):>15.2f} / {pct(ann, 95):<12.2f}")
-        if free:
-            idle_used = [512 * 1024 - f for f in free]
     print()
-    used = statistics.median(idle_used)
-    print(f"MicroPython idle heap used (512K heap, after boot): {used / 1024:.1f} KiB total, "
-          f"{(used - code) / 1024:.1f} KiB without the module code")
+    used, node_code = sorted(idle_heap() for _ in range(3))[1]  # median of 3 by heap used
+    print(f"MicroPython idle node (no session open, 3 s after boot): {used / 1024:.1f} KiB "
+          f"of heap: module code {node_code / 1024:.1f} KiB, data "
+          f"{(used - node_code) / 1024:.1f} KiB ({(used - node_code) / 1000:.1f} kB)")
     lo, hi = 128, 1024  # KiB; bisect in 16 KiB steps
     while hi - lo > 16:
         mid = (lo + hi) // 2 // 16 * 16
@@ -187,11 +236,17 @@ def main() -> None:
         else:
             lo = mid
     ok, free = trial(hi)
-    peak = hi * 1024 - (free or 0)
+    while not ok and hi < 1024:  # the boundary is noisy: confirm upwards
+        hi += 16
+        ok, free = trial(hi)
+    in_use = hi * 1024 - (free or 0)
     print(f"smallest heap that boots and serves 10 concurrent clients: {hi} KiB "
-          f"(code {code / 1024:.1f} KiB; so {hi - code / 1024:.0f} KiB of data and headroom "
-          f"with code in flash)")
-    print(f"  heap in use right after the 10 clients, at {hi} KiB: {peak / 1024:.1f} KiB")
+          f"(code {code / 1024:.1f} KiB)")
+    print(f"  heap in use with the 11 sessions open, at {hi} KiB: {in_use / 1024:.1f} KiB, "
+          f"data {(in_use - node_code) / 1024:.1f} KiB ({(in_use - node_code) / 1000:.1f} kB) "
+          f"beside the running node's module code ({node_code / 1024:.1f} KiB)")
+    print("  (the unix port is 64-bit: every pointer in a list, dict or object is 8 bytes, where "
+          "a 32-bit ESP32 has 4; byte buffers are the same size)")
 
 
 if __name__ == "__main__":
