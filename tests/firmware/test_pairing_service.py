@@ -3,11 +3,6 @@
 # drops after R saved), I asks R with PairCheck and saves the pairing too, so no node is left
 # paired one-sidedly; when the link drops before R saved, neither keeps anything and I's
 # window stays open. PairCheck tells nobody but the partner that it is paired.
-import sys
-
-if sys.implementation.name == "micropython" and ".frozen" not in sys.path:
-    sys.path.append(".frozen")  # asyncio is frozen into the unix port; MICROPYPATH hides it
-
 import asyncio
 
 from leither import pairing, rpcclient, server
@@ -101,15 +96,22 @@ def test_exchange_saves_the_same_pairing_on_both():
         _cleanup(roots)
 
 
-def test_lost_confirm_answer_is_recovered_with_pair_check():
-    def lose_answer(confirm):
+def _link_cut(after_saving):
+    """A PairConfirm handler factory for R whose connection drops before the answer leaves:
+    after R's pairing code ran (and saved), or before it ran at all."""
+    def wrap(confirm):
         def handler(caller, params):
-            confirm(caller, params)  # R saves the pairing ...
-            raise asyncio.CancelledError()  # ... and the link drops before the answer leaves
+            if after_saving:
+                confirm(caller, params)
+            raise asyncio.CancelledError()  # the server drops the connection, no answer
 
         return handler
 
-    i_svc, r_svc, i_node, r_node, roots, _ = asyncio.run(_pair(lose_answer))
+    return wrap
+
+
+def test_lost_confirm_answer_is_recovered_with_pair_check():
+    i_svc, r_svc, i_node, r_node, roots, _ = asyncio.run(_pair(_link_cut(after_saving=True)))
     try:
         _check_paired(i_svc, r_svc, i_node, r_node)
     finally:
@@ -117,13 +119,7 @@ def test_lost_confirm_answer_is_recovered_with_pair_check():
 
 
 def test_link_lost_before_r_saved_leaves_both_unpaired():
-    def drop(confirm):
-        def handler(caller, params):
-            raise asyncio.CancelledError()  # the confirm never reaches R's pairing code
-
-        return handler
-
-    i_svc, r_svc, i_node, r_node, roots, _ = asyncio.run(_pair(drop))
+    i_svc, r_svc, i_node, r_node, roots, _ = asyncio.run(_pair(_link_cut(after_saving=False)))
     try:
         assert i_svc.partner is None and r_svc.partner is None
         assert pairing.load_partner(i_node.root) is None
