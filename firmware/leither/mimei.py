@@ -203,6 +203,9 @@ class Store:
         self.public = bytes(signer.public)
         self.node_id = ids.make_id(self.public)
         self._db_class = db_class
+        # on_delete(mid, numbers or None for the whole MiMei): told before a deletion commits
+        # (leither.backup keeps these as tombstones, to prune its partner's copies).
+        self.on_delete = None
         for sub in ("mm", "db", "pending"):
             makedirs(root + "/" + sub)
         for sub in ("mm", "pending"):
@@ -371,6 +374,8 @@ class Store:
             self._db_close(mid)
         self._st_cache = None
         self._dirty = False  # its pending writes go with it
+        if self.on_delete is not None:
+            self.on_delete(mid, None)
         os.remove(path)
         if st["type"] == "db":
             _rmtree(self._db_path(mid))
@@ -636,6 +641,8 @@ class Store:
         st["vers"] = [v for v in st["vers"] if v[0] not in drop]
         if st["release"] in drop:
             st["release"] = None
+        if drop and self.on_delete is not None:
+            self.on_delete(mid, drop)
         self._save(st)
         return len(drop)
 
@@ -702,7 +709,7 @@ class Store:
         """Mark every block reachable from a MiMei, then compact packs of dead blocks."""
         self.sync()  # the mark reads state files: what they point at must be what is live
         self._drop_reader()
-        live = _Bloom(self.blocks.count())
+        live = store.LiveSet(self.blocks.count())
         for h, is_tree, partial in self._roots():
             if not is_tree:
                 live.add(h)
@@ -844,36 +851,6 @@ def _pieces(reader):
         if not data:
             return
         yield data
-
-
-class _Bloom:
-    """Live-set filter for collect(): no false negatives; salted anew each run, so a block
-    kept by a false positive is caught by a later run. Bits: 16 per expected block, between
-    8 Ki and 128 Ki bits (16 KiB of RAM at most)."""
-
-    def __init__(self, expected):
-        bits = 8192
-        while bits < 16 * expected and bits < 131072:
-            bits *= 2
-        self.mask = bits - 1
-        self.bits = bytearray(bits >> 3)
-        self.salt = crypto.random(1)[0] % 20  # which hash bytes feed the probes
-
-    def _probes(self, h):
-        s = self.salt
-        for k in range(3):
-            p = s + 4 * k
-            yield ((h[p] << 16) | (h[p + 1] << 8) | h[p + 2]) & self.mask
-
-    def add(self, h):
-        for bit in self._probes(h):
-            self.bits[bit >> 3] |= 1 << (bit & 7)
-
-    def has(self, h):
-        for bit in self._probes(h):
-            if not self.bits[bit >> 3] & (1 << (bit & 7)):
-                return False
-        return True
 
 
 def _rmtree(path):

@@ -71,6 +71,7 @@ _ENOSPC = const(28)
 _HANDLES = const(4)  # open read handles kept (each costs a FS buffer on a board): the index
 # and pack being read plus the open pack and one more index, measured to stop reopen thrash
 
+LIVE_MAX_BITS = const(131072)  # largest LiveSet filter: 16 KiB
 _POOL_MAX = const(4)  # spare 4 KiB buffers kept: a one-level patch borrows 4 at once
 
 # Free 4 KiB buffers, reused by every tree operation: a node that runs for months must not
@@ -548,6 +549,11 @@ class BlockStore:
         del self._offsets[:]
         self._broken = False
 
+    def seal_open(self):
+        """Seal the open pack now, if it holds records: sweep() reaches sealed packs only."""
+        if self._open is not None and len(self._offsets):
+            self._seal()
+
     def close(self):
         self.sync()
         self._close_writer()
@@ -638,6 +644,47 @@ class BlockStore:
             rewritten += 1
             freed += size - live
         return rewritten, freed
+
+
+class LiveSet:
+    """Live-set filter for sweep(): no false negatives; salted anew each run, so a block kept
+    by a false positive is caught by a later run. Bits: 16 per expected block, a power of two
+    between 8 Ki and 128 Ki (16 KiB of RAM at most). Keys are SHA-256 hashes or sealed names:
+    uniform bytes, so three 24-bit slices of them are the probes. A partner sweeping for its
+    owner rebuilds the owner's filter from (bits, salt): ValueError if they cannot be one."""
+
+    def __init__(self, expected=0, bits=None, salt=None):
+        if bits is None:
+            n = 8192
+            while n < 16 * expected and n < LIVE_MAX_BITS:
+                n *= 2
+            bits = bytearray(n >> 3)
+        n = len(bits) * 8
+        if n < 8192 or n > LIVE_MAX_BITS or n & (n - 1):
+            raise ValueError("live-set filter of %d bits" % n)
+        if salt is None:
+            salt = os.urandom(1)[0] % 20
+        if not isinstance(salt, int) or not 0 <= salt < 20:
+            raise ValueError("live-set salt %r" % (salt,))
+        self.mask = n - 1
+        self.bits = bits
+        self.salt = salt  # which key bytes feed the probes
+
+    def _probes(self, h):
+        s = self.salt
+        for k in range(3):
+            p = s + 4 * k
+            yield ((h[p] << 16) | (h[p + 1] << 8) | h[p + 2]) & self.mask
+
+    def add(self, h):
+        for bit in self._probes(h):
+            self.bits[bit >> 3] |= 1 << (bit & 7)
+
+    def has(self, h):
+        for bit in self._probes(h):
+            if not self.bits[bit >> 3] & (1 << (bit & 7)):
+                return False
+        return True
 
 
 # -- Merkle trees ------------------------------------------------------------------------------
