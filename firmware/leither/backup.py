@@ -17,13 +17,21 @@ acknowledged (hashes only: nothing is read or sealed) and asks the partner (``BK
 the blocks that were in flight, sending only those it lacks; after a reboot it asks about the
 blocks since the last saved position. So a block that arrived is never sent twice.
 
+Prune: a deletion here (MMDelVers, retention, a removed MiMei) leaves a tombstone, written
+before the deletion commits; after the next push the owner asks the partner to drop the
+catalog entries of what its tombstones name and is really gone (``BKDrop``), then sends a
+filter of every sealed name still in use and has the partner sweep the rest (``BKSweep``).
+Only tombstoned deletions are dropped, and no sweep runs while the partner lists a version
+this node lacks: a node that lost its store never erases its own backup.
+
 RPC methods. On the owner node (role owner): ``BackupStatus`` (also GetVar "backup"),
 ``BackupNow {wait}``, ``BackupAudit {count}``, ``BackupKey {key}`` (install the backup key the
 host escrows; returns the escrow: node seed and key), ``BackupRestore {seed, key, partner:
 {id, addr, port}}`` (make this fresh node the dead one), ``GetReceipts {since, cut}``.
 On the partner (role peer: the paired node's key; reads also for the key the partner named as
 its owner in BKHello, with ``node``: the partner's node ID): ``BKHello``, ``BKHave``,
-``BKPut``, ``BKCommit``, ``BKList``, ``BKGet``, ``BKAudit``, ``BKStat``.
+``BKPut``, ``BKCommit``, ``BKList``, ``BKGet``, ``BKAudit``, ``BKStat``, ``BKDrop``,
+``BKSweep`` (the last two: the partner only).
 """
 
 import asyncio
@@ -67,6 +75,10 @@ _STATUS_PAGE = const(32)  # MiMei per BackupStatus reply (fits a board's 8 KiB f
 _WORKERS = const(2)  # MiMei pushed at once, one session each (config "push_workers")
 _CALL_MS = const(5000)  # one backup call: a cut link is noticed this fast
 _CONNECT_MS = const(5000)
+_SWEEP_MS = const(120000)  # BKSweep: the partner rewrites packs before it answers
+_TOMBS = "tombstones"  # records raw MiMei ID(20) | version n (u32 BE; _ALL: the MiMei)
+_TOMB_LEN = const(24)
+_ALL = 0xFFFFFFFF  # not const(): no small int on a 32-bit board
 _SCHEDULE_MS = const(60000)  # look for unpushed versions this often even without a kick
 _TICK_MS = const(2000)  # engine wake-ups: receipts periods and byte-time accrual
 _RETRY_MIN_MS = const(500)  # after a failure, retry after this, doubling ...
@@ -141,6 +153,8 @@ class Service:
         self._last_tick = ticks_ms()
         self._last_audit = ticks_ms()
         self._restoring = False
+        if node.store is not None:
+            node.store.on_delete = self._tombstone
 
     def _read(self, name):
         try:
@@ -186,7 +200,8 @@ class Service:
         for name, fn in (("BKHello", self._bk_hello), ("BKHave", self._bk_have),
                          ("BKPut", self._bk_put), ("BKCommit", self._bk_commit),
                          ("BKList", self._bk_list), ("BKGet", self._bk_get),
-                         ("BKAudit", self._bk_audit), ("BKStat", self._bk_stat)):
+                         ("BKAudit", self._bk_audit), ("BKStat", self._bk_stat),
+                         ("BKDrop", self._bk_drop), ("BKSweep", self._bk_sweep)):
             server.register(name, fn, anyone)
         server.register("BackupStatus", self._rpc_status, owner)
         server.register("BackupNow", self._rpc_now, owner)
@@ -331,6 +346,7 @@ class Service:
             last_pass = ticks_ms()
             try:
                 await self.push_all()
+                await self._prune_if_due()
                 retry = _RETRY_MIN_MS
                 if ticks_diff(ticks_ms(), self._last_audit) > self._config("audit_ms", _AUDIT_MS):
                     await self.audit(_AUDITS)
@@ -347,6 +363,37 @@ class Service:
             finally:
                 self.busy = None
                 self._idle.set()
+
+    def _tombstone(self, mid, numbers):
+        """mimei.Store.on_delete: note what is about to be deleted (before it is), so that
+        prune() later makes the partner drop exactly that. A failed note only leaves the
+        partner holding more; it never stops the deletion (a full disk is when one deletes)."""
+        rec = ids.id_raw(mid)
+        out = bytearray()
+        for n in numbers if numbers is not None else (_ALL,):
+            out.extend(rec)
+            out.extend(n.to_bytes(4, "big"))
+        try:
+            from leither.compat import fsync
+
+            with open(self.dir + "/" + _TOMBS, "ab") as f:
+                f.write(out)
+                fsync(f)
+        except OSError as err:
+            _log("could not note the deletion for the partner: %s" % err)
+
+    async def _prune_if_due(self):
+        try:
+            due = os.stat(self.dir + "/" + _TOMBS)[6] >= _TOMB_LEN
+        except OSError:
+            due = False
+        if not due:
+            return
+        try:
+            await self.prune()
+        except (LeitherError, OSError) as err:  # the tombstones stay: tried after next push
+            _log("prune failed: %s: %s" % (type(err).__name__, err))
+            await self._disconnect(abort=True)
 
     def _fail(self, err):
         msg = f"{type(err).__name__}: {err}"
@@ -423,14 +470,14 @@ class Service:
             if "quota" in reply:
                 self.state["quota"] = reply["quota"]
 
-    async def _call(self, method, params, client=None):
+    async def _call(self, method, params, client=None, timeout_ms=_CALL_MS):
         if client is None:
             client = await self._connect()
         if IS_MICROPYTHON:
             import gc
 
             gc.collect()  # a request is one contiguous block of KiB: free the last one first
-        return await client.call(method, params, _CALL_MS)
+        return await client.call(method, params, timeout_ms)
 
     async def push_all(self):
         """Push every version (and MiMei metadata) the partner lacks; True if anything went.
@@ -633,6 +680,111 @@ class Service:
             self.state["sent"] += len(blob)
             self._account(reply)
         self._account(await self._call("BKCommit", {"entries": [[kind, tag, 0, name]]}))
+
+    # -- pruning: the partner forgets what this node deleted ------------------------------
+
+    async def prune(self, min_dead=0.25):
+        """Make the partner forget what this node deleted: the catalog entries of versions and
+        MiMei deleted here (BKDrop), then the sealed blobs nothing kept uses any more
+        (BKSweep). Without it retention would fill the partner's quota with history this
+        node threw away, and a restore would bring deleted versions back.
+
+        Evidence, not absence: only what a tombstone names (written before the deletion
+        committed) and is gone from the store now is dropped, so a node that lost its store
+        (but kept its key) never erases its own backup; and the sweep runs only when every
+        version the partner still lists is here to say which blobs it uses. Returns
+        (entries dropped, bytes freed there); the partner rewrites a pack once min_dead of
+        its bytes are dead (store.sweep)."""
+        path = self.dir + "/" + _TOMBS
+        try:
+            size = os.stat(path)[6]
+        except OSError:
+            return 0, 0
+        st = self.node.store
+        keys = self._ensure_key()
+        self.busy = "pruning"
+        dropped = 0
+        done = 0  # bytes of the tombstone file handled
+        rec = bytearray(_TOMB_LEN)
+        while done + _TOMB_LEN <= size:
+            batch = []
+            with open(path, "rb") as f:
+                f.seek(done)
+                while (len(batch) < vault.DROP_MAX and done + _TOMB_LEN <= size
+                       and f.readinto(rec) == _TOMB_LEN):
+                    done += _TOMB_LEN
+                    mid = ids.b58encode(bytes(rec[:20]))
+                    n = int.from_bytes(rec[20:], "big")
+                    if not st.exists(mid):
+                        batch.append([vault.ALL, keys.mtag(mid), 0])
+                    elif n != _ALL and n not in [v["n"] for v in st.versions(mid)]:
+                        batch.append([_V, keys.mtag(mid), n])
+            if batch:
+                reply = await self._call("BKDrop", {"entries": batch})
+                self._account(reply)
+                dropped += reply["dropped"]
+        _forget_head(path, done)  # handled; tombstones noted meanwhile stay
+        for name in os.listdir(self.dir + "/mm"):  # push state of MiMei deleted here
+            if not name.endswith(".tmp") and not st.exists(_mid(name)):
+                os.remove(self.dir + "/mm/" + name)
+        freed = await self._sweep_partner(keys, min_dead) if dropped else 0
+        _log("pruned: the partner dropped %d entries and freed %d bytes" % (dropped, freed))
+        return dropped, freed
+
+    async def _sweep_partner(self, keys, min_dead):
+        """BKSweep with a filter of every sealed name still in use: the partner's kept
+        catalog entries and every block of every version here (pushed or pending)."""
+        st = self.node.store
+        names = _mimei_names(st)
+        tags = {}
+        for i in range(len(names)):
+            tags[keys.mtag(_mid(names[i]))] = i
+        live = None
+        offset = 0
+        total = 1
+        vers_of = (-1, None)  # (MiMei index, its version numbers): entries come grouped
+        while offset < total:
+            reply = await self._call("BKList", {"offset": offset, "count": _LIST_MAX})
+            total = reply["total"]
+            entries = reply["entries"]
+            if not entries:
+                break
+            if live is None:
+                live = store.LiveSet(st.blocks.count() + total)
+            for kind, tag, n, name in entries:
+                i = tags.get(bytes(tag))
+                if kind != _P and i is None:
+                    return self._no_sweep("a MiMei it lists is not here")
+                if kind == _V:
+                    if vers_of[0] != i:
+                        vers_of = (i, [v["n"] for v in st.versions(_mid(names[i]))])
+                    if n not in vers_of[1]:
+                        return self._no_sweep("version %d of a MiMei is not here" % n)
+                live.add(name)
+            offset += len(entries)
+        if live is None:
+            return 0
+        for i in range(len(names)):
+            mid = _mid(names[i])
+            for v in st.versions(mid):
+                for h in st.blocks_of(mid, v["n"]):
+                    live.add(keys.name(h))
+            await asyncio.sleep(0)
+        bits = live.bits
+        piece = self._client.max_frame - _CALL_OVERHEAD if self._client else 4096
+        for off in range(0, len(bits), piece):
+            await self._call("BKSweep", {"offset": off, "bits": bytes(bits[off:off + piece]),
+                                         "size": len(bits)})
+        # min_dead goes as a percentage: the deterministic CBOR here encodes no floats.
+        reply = await self._call("BKSweep", {"run": True, "salt": live.salt,
+                                             "dead_pct": int(min_dead * 100)},
+                                 None, _SWEEP_MS)
+        self._account(reply)
+        return reply["freed"]
+
+    def _no_sweep(self, why):
+        _log("not sweeping the partner: %s (restore it first?)" % why)
+        return 0
 
     async def wait_idle(self, timeout_ms=120000):
         """Kick the engine and wait until a pass found nothing more to push."""
@@ -889,6 +1041,30 @@ class Service:
         v.commit(params["entries"])
         return self._stat(v, p)
 
+    def _bk_drop(self, caller, params):
+        v, p = self._pushing_vault(caller)
+        dropped = v.drop(params.get("entries") if isinstance(params, dict) else None)
+        out = self._stat(v, p)
+        out["dropped"] = dropped
+        return out
+
+    def _bk_sweep(self, caller, params):
+        v, p = self._pushing_vault(caller)
+        if not isinstance(params, dict):
+            raise RPCError("bad_request", "BKSweep takes a map")
+        if params.get("bits") is not None:
+            v.sweep_part(params.get("offset"), params["bits"], params.get("size"))
+        out = self._stat(v, p)
+        if params.get("run"):
+            pct = params.get("dead_pct", 25)
+            if not isinstance(pct, int) or not 0 <= pct <= 100:
+                raise RPCError("bad_request", "dead_pct: 0 to 100")
+            packs, freed = v.sweep(params.get("salt"), pct / 100)
+            out = self._stat(v, p)
+            out["packs"] = packs
+            out["freed"] = freed
+        return out
+
     def _bk_list(self, caller, params):
         v = self._reading_vault(caller, params)
         offset = int(params.get("offset", 0))
@@ -919,6 +1095,21 @@ class Service:
     def _bk_stat(self, caller, params):
         v = self._reading_vault(caller, params)
         return {"used": v.used(), "entries": v.entries_count(), "stats": v.info["stats"]}
+
+
+def _forget_head(path, done):
+    """Drop the first done bytes of a tombstone file (atomically; what follows stays)."""
+    try:
+        size = os.stat(path)[6]
+    except OSError:
+        return
+    if done >= size:
+        os.remove(path)
+        return
+    with open(path, "rb") as f:
+        f.seek(done)
+        rest = f.read()
+    write_atomic(path, rest)
 
 
 def _mimei_names(st):

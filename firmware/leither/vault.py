@@ -32,6 +32,8 @@ except ImportError:
 ENTRY_LEN = const(53)  # catalog record: kind 1 + tag 16 + n 4 + name 32
 KINDS = (118, 109, 112)  # "v" version, "m" MiMei metadata, "p" pairing record
 _RECENT = const(64)  # catalog entries a commit checks for duplicates (a retried batch)
+DROP_MAX = const(128)  # catalog entries per drop() (one BKDrop request: ~4 KiB)
+ALL = const(0)  # drop() kind: every entry of a MiMei tag
 _HDR = const(34)  # store record header: name 32 + length 2
 
 
@@ -127,13 +129,24 @@ class Vault:
                 print(f"leither: vault {path}: unreadable info ({err}); waiting for a hello")
         self.blocks = None
         self._used = 0
+        self._filter = None  # the owner's live-set filter while it arrives (see sweep)
         if self.info["check"] is not None:
             self._open_blocks()
         self._fix_catalog()
 
     def _open_blocks(self):
         self.blocks = SealedStore(self.path + "/blocks", self.info["check"])
-        self._used = self.blocks.used()
+        self._used = self._records_bytes()
+
+    def _records_bytes(self):
+        """Bytes of the records held (pack files; their indexes are this node's overhead):
+        the measure put() adds to and the quota bounds."""
+        path = self.path + "/blocks"
+        total = 0
+        for name in os.listdir(path):
+            if name.endswith(".pk"):
+                total += os.stat(path + "/" + name)[6]
+        return total
 
     def _fix_catalog(self):
         """Cut a torn last catalog record (an append interrupted by a crash)."""
@@ -245,6 +258,82 @@ class Vault:
                 fsync(f)
         self.save_info()
         return self.entries_count()
+
+    def drop(self, entries):
+        """Remove catalog entries (what the owner deleted): [kind, tag, n] names one entry,
+        [ALL, tag, 0] every entry of that MiMei tag. Returns how many went. The catalog is
+        copied without them and renamed over the old one: a crash leaves one or the other.
+        RAM: the request's keys and one 53-byte record."""
+        if not isinstance(entries, list) or len(entries) > DROP_MAX:
+            raise DecodeError("drop: a list of at most %d entries" % DROP_MAX)
+        exact = set()
+        whole = set()
+        for e in entries:
+            if not isinstance(e, list) or len(e) != 3:
+                raise DecodeError("drop: entries are [kind, tag, n]")
+            kind, tag, n = e
+            if ((kind not in KINDS and kind != ALL) or not isinstance(tag, bytes)
+                    or len(tag) != seal.MTAG_LEN or not isinstance(n, int)
+                    or not 0 <= n < (1 << 32)):
+                raise DecodeError("bad catalog entry")
+            if kind == ALL:
+                whole.add(tag)
+            else:
+                exact.add(bytes((kind,)) + tag + struct.pack(">I", n))
+        path = self.path + "/catalog"
+        if not (exact or whole) or not self.entries_count():
+            return 0
+        from leither.compat import fsync
+
+        dropped = 0
+        rec = bytearray(ENTRY_LEN)
+        with open(path, "rb") as src, open(path + ".tmp", "wb") as dst:
+            while src.readinto(rec) == ENTRY_LEN:
+                if bytes(rec[:21]) in exact or bytes(rec[1:17]) in whole:
+                    dropped += 1
+                else:
+                    dst.write(rec)
+            fsync(dst)
+        if dropped:
+            os.rename(path + ".tmp", path)
+        else:
+            os.remove(path + ".tmp")
+        return dropped
+
+    def sweep_part(self, offset, data, size):
+        """Receive a piece of the owner's live-set filter (LiveSet bits, size bytes in all)."""
+        if (not isinstance(size, int) or not 1024 <= size <= store.LIVE_MAX_BITS // 8
+                or not isinstance(offset, int) or not isinstance(data, bytes)
+                or offset < 0 or offset + len(data) > size):
+            raise DecodeError("sweep filter piece out of range")
+        if offset == 0:
+            self._filter = [bytearray(size), 0]  # [bits, bytes received in order]
+        f = self._filter
+        if f is None or len(f[0]) != size or offset != f[1]:
+            self._filter = None
+            raise DecodeError("sweep filter pieces out of order: start again at 0")
+        f[0][offset:offset + len(data)] = data
+        f[1] += len(data)
+
+    def sweep(self, salt, min_dead=0.25):
+        """Drop the sealed blobs the owner's filter does not hold (sweep_part before): what
+        no catalog entry and no version of the owner still uses. Returns (packs, freed)."""
+        f = self._filter
+        self._filter = None
+        if f is None or f[1] != len(f[0]):
+            raise DecodeError("sweep filter incomplete: send it again from 0")
+        if not isinstance(min_dead, (int, float)) or not 0 <= min_dead <= 1:
+            raise DecodeError("min_dead must be between 0 and 1")
+        try:
+            live = store.LiveSet(bits=f[0], salt=salt)
+        except ValueError as err:
+            raise DecodeError(str(err)) from None
+        f = None
+        blocks = self._need_blocks()
+        blocks.seal_open()  # what the owner dropped may sit in the open pack too
+        result = blocks.sweep(live.has, min_dead)
+        self._used = self._records_bytes()
+        return result
 
     def entries_count(self):
         try:

@@ -5,7 +5,7 @@
 import asyncio
 
 from leither import backup, crypto, ids, mimei, seal
-from leither.errors import AuthError, QuotaError
+from leither.errors import AuthError, DecodeError, QuotaError, RPCError
 from leither.identity import Identity
 from leither.rpcclient import ConnectError
 from testutil import raises, rmtree, tmpdir
@@ -167,6 +167,108 @@ def test_quota_and_who_may_push_or_read():
         owner = _Caller(a.owner, "owner")
         assert sb._bk_list(owner, {"node": a.identity.id})["total"] >= 2
         raises(AuthError, sb._bk_put, owner, {"blocks": []})
+        _close(a, b)
+    finally:
+        rmtree(root)
+
+
+def test_prune_drops_what_the_owner_deleted_and_keeps_the_rest():
+    root = tmpdir("bkprune")
+    try:
+        a, b, sa, sb, sessions = _pair(root)
+        # ~720 KiB in three MiMei, two versions of the first.
+        mids = [_write(a, "p%d" % i, 60, b"x%d" % i) for i in range(3)]
+        a.store.set_data(mids[0], 0, b"second version")
+        a.store.backup(mids[0])
+        with open(a.root + "/pair.cbor", "wb") as f:
+            f.write(b"the pairing record, pushed as a 'p' entry")
+        assert asyncio.run(sa.push_all())
+        vault = sb.vaults[a.identity.id]
+        keys = seal.Keys(bytes(range(32)))
+        used = vault.used()
+        count = vault.entries_count()
+        assert asyncio.run(sa.prune()) == (0, 0)  # nothing deleted: nothing asked
+        assert vault.entries_count() == count
+        # A tombstone for a version still here (a crash between the note and the deletion)
+        # drops nothing.
+        sa._tombstone(mids[2], [1])
+        assert asyncio.run(sa.prune()) == (0, 0)
+        a.store.del_versions(mids[0], [1])
+        a.store.remove(mids[1])
+        dropped, freed = asyncio.run(sa.prune(min_dead=0.0))
+        assert dropped == 3  # mids[0] v1, mids[1] v1 and its metadata
+        tag0, tag1 = keys.mtag(mids[0]), keys.mtag(mids[1])
+        left = vault.entries(0, 100)
+        assert [e for e in left if e[1] == tag1] == []
+        assert [e[2] for e in left if e[1] == tag0 and e[0] == 118] == [2]
+        assert any(e[0] == 112 for e in left)  # the pairing record stays
+        assert freed > 100000 and vault.used() < used - 100000
+        # Everything a kept version needs is still there and opens.
+        for mid in (mids[0], mids[2]):
+            for h in a.store.blocks_of(mid, "last"):
+                name = keys.name(h)
+                assert keys.open_blob(name, vault.get(name), h) == a.store.get_block(h)
+        # The push state of the removed MiMei went with it; the next pass pushes nothing.
+        assert not asyncio.run(sa.push_all())
+        # A deletion later on makes the engine prune by itself.
+        a.store.del_versions(mids[2], [1])
+        asyncio.run(sa._prune_if_due())
+        assert [e for e in vault.entries(0, 100) if e[1] == keys.mtag(mids[2])
+                and e[0] == 118] == []
+        assert asyncio.run(sa.prune()) == (0, 0)  # the tombstones are spent
+        _close(a, b)
+    finally:
+        rmtree(root)
+
+
+def test_a_node_that_lost_its_store_never_erases_its_backup():
+    import os
+
+    root = tmpdir("bklost")
+    try:
+        a, b, sa, sb, sessions = _pair(root)
+        mids = [_write(a, "l%d" % i, 8, b"z%d" % i) for i in range(3)]
+        for mid in mids[1:]:
+            a.store.set_data(mid, 0, b"v2")
+            a.store.backup(mid)
+        assert asyncio.run(sa.push_all())
+        vault = sb.vaults[a.identity.id]
+        keys = seal.Keys(bytes(range(32)))
+        names = [keys.name(h) for h in a.store.blocks_of(mids[0], "last")]
+        count = vault.entries_count()
+        # mids[0] vanishes from the store without a deletion (a lost file, a bad card) ...
+        for name in os.listdir(a.root + "/store/mm"):
+            if backup._mid(name) == mids[0]:
+                os.remove(a.root + "/store/mm/" + name)
+        a.store._st_cache = None
+        # ... and a real deletion comes later: only that one is dropped, and nothing is swept
+        # while the partner lists a MiMei this node cannot account for.
+        a.store.del_versions(mids[1], [1])
+        assert asyncio.run(sa.prune(min_dead=0.0)) == (1, 0)
+        assert vault.entries_count() == count - 1
+        for name in names:
+            assert vault.has(name)
+        _close(a, b)
+    finally:
+        rmtree(root)
+
+
+def test_drop_and_sweep_are_the_partners_only():
+    root = tmpdir("bkprune2")
+    try:
+        a, b, sa, sb, sessions = _pair(root)
+        _write(a, "one", 2, b"y")
+        assert asyncio.run(sa.push_all())
+        stranger = _Caller(crypto.sign_public(crypto.random(32)), "guest")
+        owner = _Caller(a.owner, "owner")
+        for who in (stranger, owner):
+            raises(AuthError, sb._bk_drop, who, {"entries": []})
+            raises(AuthError, sb._bk_sweep, who, {"run": True, "salt": 0})
+        partner = _Caller(a.identity.public, "peer")
+        raises(DecodeError, sb._bk_sweep, partner, {"run": True, "salt": 0})  # no filter
+        raises(RPCError, sb._bk_sweep, partner, {"run": True, "salt": 0, "dead_pct": 0.5})
+        raises(DecodeError, sb._bk_drop, partner, {"entries": [[118, b"short", 1]]})
+        assert sb._bk_drop(partner, {"entries": []})["dropped"] == 0
         _close(a, b)
     finally:
         rmtree(root)

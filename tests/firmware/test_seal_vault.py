@@ -77,3 +77,63 @@ def _contains(path, needle):
                     return True
                 tail = piece[-len(needle):]
     return False
+
+
+def test_drop_and_sweep():
+    from leither import store
+    from leither.errors import DecodeError
+
+    root = tmpdir("vsweep")
+    try:
+        keys = seal.Keys(KEY)
+        v = Vault(root + "/v")
+        v.hello(b"o" * 32, keys.check)
+        names = []
+        for i in range(40):
+            data = b"%d " % i + crypto.random(600)
+            name, blob = keys.seal(crypto.sha256(data), data)
+            assert v.put(name, blob, None)
+            names.append(name)
+        entries = [[118, b"a" * 16, 1, names[0]], [118, b"a" * 16, 2, names[20]],
+                   [109, b"a" * 16, 0, names[39]], [112, bytes(16), 0, names[38]]]
+        v.commit(entries)
+        # drop: the named entries go, the others stay in order; unknown ones are no error.
+        assert v.drop([[118, b"a" * 16, 1], [118, b"b" * 16, 7]]) == 1
+        assert v.entries(0, 10) == entries[1:]
+        assert v.drop([[118, b"a" * 16, 1]]) == 0
+        v.commit([[118, b"z" * 16, 1, names[1]], [109, b"z" * 16, 0, names[2]]])
+        assert v.drop([[0, b"z" * 16, 0]]) == 2  # every entry of that MiMei tag
+        assert v.entries(0, 10) == entries[1:]
+        raises(DecodeError, v.drop, [[118, b"short", 1]])
+        raises(DecodeError, v.drop, [[97, b"a" * 16, 1]])
+        raises(DecodeError, v.drop, [[118, b"a" * 16, 1]] * 129)
+        # sweep: blobs 20..39 live (the second version's and the kept entries'), 0..19 dead.
+        live = store.LiveSet(40)
+        for name in names[20:]:
+            live.add(name)
+        raises(DecodeError, v.sweep, live.salt)  # no filter sent
+        raises(DecodeError, v.sweep_part, 5, b"x", len(live.bits))  # must start at 0
+        raises(DecodeError, v.sweep_part, 0, b"x", 100)  # not a filter's size
+        half = len(live.bits) // 2
+        v.sweep_part(0, bytes(live.bits[:half]), len(live.bits))
+        raises(DecodeError, v.sweep, live.salt)  # incomplete
+        v.sweep_part(0, bytes(live.bits[:half]), len(live.bits))
+        v.sweep_part(half, bytes(live.bits[half:]), len(live.bits))
+        raises(DecodeError, v.sweep, 99)  # a salt no filter has (and the filter is spent)
+        for off in (0, half):
+            v.sweep_part(off, bytes(live.bits[off:off + half]), len(live.bits))
+        used = v.used()
+        packs, freed = v.sweep(live.salt, 0.0)
+        assert packs >= 1 and freed > 15 * 600 and v.used() < used
+        for name in names[20:]:
+            assert v.has(name) and v.get(name) is not None
+        gone = len([n for n in names[:20] if not v.has(n)])
+        assert gone >= 17, gone  # a Bloom filter may keep a few dead ones (false positives)
+        v.close()
+        v = Vault(root + "/v")  # reopened: the same
+        assert v.entries(0, 10) == entries[1:]
+        for name in names[20:]:
+            assert v.has(name)
+        v.close()
+    finally:
+        rmtree(root)
