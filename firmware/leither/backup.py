@@ -373,10 +373,17 @@ class Service:
         for n in numbers if numbers is not None else (_ALL,):
             out.extend(rec)
             out.extend(n.to_bytes(4, "big"))
+        path = self.dir + "/" + _TOMBS
         try:
             from leither.compat import fsync
 
-            with open(self.dir + "/" + _TOMBS, "ab") as f:
+            try:
+                size = os.stat(path)[6]
+            except OSError:
+                size = -1
+            with open(path, "r+b" if size >= 0 else "wb") as f:
+                if size > 0:  # over a record torn by a crash (its deletion never committed)
+                    f.seek(size - size % _TOMB_LEN)
                 f.write(out)
                 fsync(f)
         except OSError as err:
@@ -700,6 +707,7 @@ class Service:
             size = os.stat(path)[6]
         except OSError:
             return 0, 0
+        size -= size % _TOMB_LEN  # a torn last record names nothing deleted
         st = self.node.store
         keys = self._ensure_key()
         self.busy = "pruning"

@@ -272,3 +272,23 @@ def test_drop_and_sweep_are_the_partners_only():
         _close(a, b)
     finally:
         rmtree(root)
+
+
+def test_tombstones_survive_a_torn_append():
+    root = tmpdir("bktomb")
+    try:
+        a, b, sa, sb, sessions = _pair(root)
+        mid = _write(a, "t", 2, b"t")
+        a.store.set_data(mid, 0, b"v2")
+        a.store.backup(mid)
+        assert asyncio.run(sa.push_all())
+        path = sa.dir + "/tombstones"
+        with open(path, "wb") as f:
+            f.write(b"\x01" * 10)  # a crash tore the first append
+        a.store.del_versions(mid, [1])  # written over the torn bytes, aligned
+        with open(path, "rb") as f:
+            assert len(f.read()) == 24
+        assert asyncio.run(sa.prune())[0] == 1
+        _close(a, b)
+    finally:
+        rmtree(root)
