@@ -394,7 +394,7 @@ class Service:
             due = os.stat(self.dir + "/" + _TOMBS)[6] >= _TOMB_LEN
         except OSError:
             due = False
-        if not due:
+        if not due and not self.state.get("sweep"):
             return
         try:
             await self.prune()
@@ -706,8 +706,10 @@ class Service:
         try:
             size = os.stat(path)[6]
         except OSError:
-            return 0, 0
+            size = 0
         size -= size % _TOMB_LEN  # a torn last record names nothing deleted
+        if not size and not self.state.get("sweep"):
+            return 0, 0
         st = self.node.store
         keys = self._ensure_key()
         self.busy = "pruning"
@@ -716,6 +718,7 @@ class Service:
         rec = bytearray(_TOMB_LEN)
         while done + _TOMB_LEN <= size:
             batch = []
+            start = done
             with open(path, "rb") as f:
                 f.seek(done)
                 while (len(batch) < vault.DROP_MAX and done + _TOMB_LEN <= size
@@ -730,12 +733,22 @@ class Service:
             if batch:
                 reply = await self._call("BKDrop", {"entries": batch})
                 self._account(reply)
+                if reply["dropped"] and not self.state.get("sweep"):
+                    self.state["sweep"] = True  # a sweep is owed, even if this pass breaks
+                    self._save()
                 dropped += reply["dropped"]
-        _forget_head(path, done)  # handled; tombstones noted meanwhile stay
-        for name in os.listdir(self.dir + "/mm"):  # push state of MiMei deleted here
-            if not name.endswith(".tmp") and not st.exists(_mid(name)):
-                os.remove(self.dir + "/mm/" + name)
-        freed = await self._sweep_partner(keys, min_dead) if dropped else 0
+            if done == start:
+                break  # the file ended early: nothing more to read
+        if size:
+            _forget_head(path, done)  # handled; tombstones noted meanwhile stay
+            for name in os.listdir(self.dir + "/mm"):  # push state of MiMei deleted here
+                if not name.endswith(".tmp") and not st.exists(_mid(name)):
+                    os.remove(self.dir + "/mm/" + name)
+        freed = 0
+        if self.state.get("sweep"):
+            freed = await self._sweep_partner(keys, min_dead)
+            self.state["sweep"] = False
+            self._save()
         _log("pruned: the partner dropped %d entries and freed %d bytes" % (dropped, freed))
         return dropped, freed
 

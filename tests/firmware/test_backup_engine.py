@@ -64,7 +64,7 @@ class _Session:
             raise ConnectError("reply lost")
         return result
 
-    async def close(self):
+    async def close(self, abort=False):
         self.closed = True
 
 
@@ -289,6 +289,33 @@ def test_tombstones_survive_a_torn_append():
         with open(path, "rb") as f:
             assert len(f.read()) == 24
         assert asyncio.run(sa.prune())[0] == 1
+        _close(a, b)
+    finally:
+        rmtree(root)
+
+
+def test_a_sweep_cut_short_is_owed_until_done():
+    root = tmpdir("bkowed")
+    try:
+        a, b, sa, sb, sessions = _pair(root)
+        mid = _write(a, "o", 6, b"o")
+        a.store.set_data(mid, 0, crypto.random(3 * 4096))
+        a.store.backup(mid)
+        assert asyncio.run(sa.push_all())
+        a.store.del_versions(mid, [1])
+        sweep = sb._bk_sweep
+
+        def cut(caller, params):
+            raise ConnectError("link cut")
+
+        sb._bk_sweep = cut
+        asyncio.run(sa._prune_if_due())  # logged, not raised: retried after the next push
+        assert sa.state["sweep"]
+        sb._bk_sweep = sweep
+        sa._client = None
+        asyncio.run(sa._prune_if_due())
+        assert not sa.state["sweep"]
+        assert asyncio.run(sa.prune()) == (0, 0)  # nothing owed any more
         _close(a, b)
     finally:
         rmtree(root)
