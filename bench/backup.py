@@ -39,8 +39,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "host_tools"))
 sys.path.insert(0, str(REPO / "firmware"))
 
-from leither_host import lan as lanlib
-from leither_host.sim import Sim
+from leither_host import lan as lanlib  # noqa: E402
+from leither_host.sim import Sim  # noqa: E402
 
 FILES = 200
 FILE_SIZE = 100 * 1024  # 20 MB in all
@@ -85,7 +85,7 @@ def wait_log(sim: Sim, name: str, text: str, since: int, timeout: float = _TIMEO
     raise SystemExit(f"{name} never logged {text!r}:\n{sim.log_tail(sim.board(name))}")
 
 
-# ---- our side ------------------------------------------------------------------------------------
+# ---- our side -----------------------------------------------------------------------------------
 
 
 def seed(root: Path, files: dict[str, bytes]) -> dict[str, str]:
@@ -184,7 +184,7 @@ def paired_sim(base: Path, interp: str) -> Sim:
     return sim
 
 
-# ---- Syncthing -----------------------------------------------------------------------------------
+# ---- Syncthing ----------------------------------------------------------------------------------
 
 _CONFIG = """<configuration version="36">
     <folder id="bench" label="bench" path="{path}" type="{kind}" rescanIntervalS="3600"
@@ -330,7 +330,7 @@ def syncthing_incremental(sim: Sim, work: Path, big: bytes, changed: bytes) -> i
         st.stop()
 
 
-# ---- the run -------------------------------------------------------------------------------------
+# ---- the run ------------------------------------------------------------------------------------
 
 
 def main() -> None:

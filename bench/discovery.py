@@ -26,8 +26,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "host_tools"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _mp import build, micropython
-from leither_host import lan as lanlib
+from leither_host import lan as lanlib  # noqa: E402
+
+from _mp import build, micropython  # noqa: E402
 
 ENV = dict(os.environ, PYTHONPATH=f"{REPO / 'firmware'}:{REPO / 'host_tools'}",
            MICROPYPATH=f"{REPO / 'build' / 'unix'}:.frozen")

@@ -25,12 +25,12 @@ from typing import Self
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "firmware"), str(REPO / "host_tools")]
 
-from leither import crypto, ids, receipt
-from leither_host.ledger import pool, settle, tx
-from leither_host.ledger.db import LedgerDB
-from leither_host.ledger.org import Organization, make_application
-from leither_host.ledger.smt import SMT
-from leither_host.output import print_table
+from leither import crypto, ids, receipt  # noqa: E402
+from leither_host.ledger import pool, settle, tx  # noqa: E402
+from leither_host.ledger.db import LedgerDB  # noqa: E402
+from leither_host.ledger.org import Organization, make_application  # noqa: E402
+from leither_host.ledger.smt import SMT  # noqa: E402
+from leither_host.output import print_table  # noqa: E402
 
 
 class Clock:

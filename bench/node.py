@@ -17,10 +17,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _mp import BUILD, build, micropython, run  # noqa: E402
-
 from leither_host import keys  # noqa: E402
 from leither_host.client import connect  # noqa: E402
+
+from _mp import BUILD, build, micropython, run  # noqa: E402
 
 MODULES = ("node", "api", "mimei", "store", "server", "rpc", "mdns", "dns", "crypto", "cbor",
            "identity", "led", "ids", "ed25519", "x25519", "sha512", "port.unix", "port.net")

@@ -33,9 +33,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _mp  # noqa: E402
 from leither_host import client  # noqa: E402
 from leither_host.keys import HostKey  # noqa: E402
+
+import _mp  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 BOARD_FRAME = 8192  # bytes: the MicroPython node's frame limit (leither.node.BOARD_MAX_FRAME)

@@ -12,7 +12,8 @@ indefinite lengths.
 Encoding -- ``dumps(obj) -> bytes``; ``dump(obj, stream)`` writes containers item by item to
 ``stream.write`` (which must write everything it is given); ``encode_head(major, n) -> bytes``
 lets a caller stream a big array or byte string itself. A type we do not support raises
-TypeError, and so does a tuple as a map key (the decoder refuses array keys). Output is byte-identical to ``cbor2.dumps(obj, canonical=True)`` except for two
+TypeError, and so does a tuple as a map key (the decoder refuses array keys).
+Output is byte-identical to ``cbor2.dumps(obj, canonical=True)`` except for two
 cases: map keys are sorted bytewise by their encoding as RFC 8949 §4.2.1 says, while cbor2
 sorts length-first (RFC 7049) -- the two orders agree when all keys of a map have one major
 type, e.g. all text, as in our structures; and cbor2 encodes a memoryview as an array of ints.
@@ -289,7 +290,7 @@ class _Decoder:
             try:
                 text = str(data, "utf-8")
             except UnicodeError:
-                raise DecodeError("CBOR: invalid UTF-8 in text string")
+                raise DecodeError("CBOR: invalid UTF-8 in text string") from None
             if IS_MICROPYTHON and len(text) != n:
                 _check_utf8(data)
             return text
@@ -368,11 +369,11 @@ class _Decoder:
         except MemoryError:
             # Hostile or just too big for this heap: either way the input is refused. No
             # formatting here: after a MemoryError there may be no heap for it.
-            raise DecodeError("CBOR: out of memory decoding the item")
+            raise DecodeError("CBOR: out of memory decoding the item") from None
         except (ValueError, IndexError, TypeError, KeyError, OverflowError, RuntimeError) as err:
             # Safety net at the one place input enters: the checks above should leave nothing
             # for it, but hostile input must never surface as another exception type.
-            raise DecodeError("CBOR: malformed input (" + type(err).__name__ + ")")
+            raise DecodeError("CBOR: malformed input (" + type(err).__name__ + ")") from err
 
 
 class _BufferDecoder(_Decoder):

@@ -218,7 +218,7 @@ class DB:
         try:
             return getattr(self, name)(*args)
         except TypeError as err:
-            raise StoreError(f"bad arguments for {name}: {err}")
+            raise StoreError(f"bad arguments for {name}: {err}") from err
 
     def _tree(self):
         if self._t is None:
@@ -240,7 +240,7 @@ class DB:
             else:
                 t.rollback()
             if isinstance(err, OSError):
-                raise StoreError(f"db write failed (disk full?): {err}")
+                raise StoreError(f"db write failed (disk full?): {err}") from err
             raise
 
     def _meta(self, key, want):
@@ -478,7 +478,7 @@ class DB:
             t.commit()
         except OSError as err:
             t.rollback()
-            raise StoreError(f"db commit failed (disk full?): {err}")
+            raise StoreError(f"db commit failed (disk full?): {err}") from err
         return "OK"
 
     def Rollback(self):

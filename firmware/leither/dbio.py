@@ -210,7 +210,7 @@ class _Stream:
         try:
             return data.decode()
         except ValueError:  # UnicodeError on MicroPython is a ValueError too
-            raise DecodeError("db stream: bad UTF-8")
+            raise DecodeError("db stream: bad UTF-8") from None
 
     def integer(self):
         major, n = self.head()

@@ -179,7 +179,7 @@ def _name(data, pos, end):
         try:
             label = bytes(data[pos + 1:pos + 1 + length]).decode()
         except UnicodeError:
-            raise DecodeError("dns: label is not UTF-8")
+            raise DecodeError("dns: label is not UTF-8") from None
         labels.append(escape_label(label))
         pos += 1 + length
     return ".".join(labels), after

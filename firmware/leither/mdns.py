@@ -486,7 +486,7 @@ class MDNS:
             self._txt_task = self._spawn(self._announce_txt())
 
     async def _announce_txt(self):
-        for i in range(_ANNOUNCES):
+        for _i in range(_ANNOUNCES):
             record = self.txt_record
             last = self._last_mcast.get(record)
             if last is not None:

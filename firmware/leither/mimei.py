@@ -150,7 +150,7 @@ def check_record(data):
     try:
         rec = cbor.loads(data, canonical=True)
     except DecodeError as err:
-        raise StoreError(f"bad version record: {err}")
+        raise StoreError(f"bad version record: {err}") from err
     if not isinstance(rec, dict) or sorted(rec.keys()) != list(_RECORD_KEYS):
         raise StoreError("bad version record fields")
     if (rec["type"] not in TYPES or not isinstance(rec["n"], int) or rec["n"] < 1
@@ -248,7 +248,7 @@ class Store:
         try:
             raw = ids.id_raw(mid)
         except (DecodeError, TypeError):
-            raise StoreError(f"bad MiMei id {mid!r}")
+            raise StoreError(f"bad MiMei id {mid!r}") from None
         path = self.root + "/mm/" + _hex(raw)
         self._path_cache = (mid, path)
         return path
@@ -294,11 +294,11 @@ class Store:
             with open(path, "rb") as f:
                 data = f.read()
         except OSError:
-            raise StoreError("no MiMei " + mid)
+            raise StoreError("no MiMei " + mid) from None
         try:
             st = cbor.loads(data)
         except DecodeError as err:
-            raise StoreError(f"corrupt state of MiMei {mid}: {err}")
+            raise StoreError(f"corrupt state of MiMei {mid}: {err}") from err
         if kind is not None and st["type"] != kind:
             raise StoreError("MiMei {} is a {}, not a {}".format(mid, st["type"], kind))
         self._st_cache = st

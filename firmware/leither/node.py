@@ -63,7 +63,7 @@ def parse_args(argv):
         try:
             opts["port"] = int(opts["port"])
         except ValueError:
-            raise LeitherError("--port takes a number")
+            raise LeitherError("--port takes a number") from None
     return opts
 
 

@@ -48,11 +48,11 @@ Window rules (Machine): a node pairs only while its own window is open, only wit
 node it has seen with ``pair=1`` since its window opened (that node still showing ``pair=1``),
 and only once its own window has been open ``SETTLE_MS``: by then it has heard every node
 pressed within a second of it (their announcements, or their answers to its first query), and
-both sides must be ready, so the later of two presses sets the pace. Two or more nodes seen with ``pair=1`` during the
-window abort it (state ``overlap``, LED "error"); the aborting node keeps ``pair=1`` for
-``LINGER_MS`` more so that the others see the overlap too. R refuses a PairHello from any key
-but the one of the node in its view (``not_ready``), and answers ``overlap`` once it saw one
-(which aborts I too).
+both sides must be ready, so the later of two presses sets the pace. Two or more nodes seen
+with ``pair=1`` during the window abort it (state ``overlap``, LED "error"); the aborting node
+keeps ``pair=1`` for ``LINGER_MS`` more so that the others see the overlap too. R refuses a
+PairHello from any key but the one of the node in its view (``not_ready``), and answers
+``overlap`` once it saw one (which aborts I too).
 
 Quota: each node grants its partner ``config["pair_quota"]`` bytes if set, else half of its
 free storage at pairing time, capped at ``QUOTA_CAP`` (1 GiB).
@@ -867,7 +867,7 @@ class Service:
             self._commit(result, addrs[0], cand.get("port"))
         except OSError as err:
             self._fail("could not save the pairing: %s" % err)
-            raise RPCError("store", "responder could not save the pairing")
+            raise RPCError("store", "responder could not save the pairing") from err
         if not addrs[0] or not cand.get("port"):
             self._spawn(self.locate_partner())  # learn where to reach it from mDNS
         return done

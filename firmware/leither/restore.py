@@ -119,7 +119,8 @@ def _check(params):
     if not isinstance(key, bytes) or len(key) != 32:
         raise RPCError("bad_request", "key: the dead node's 32-byte backup key")
     if (not isinstance(partner, dict) or not isinstance(partner.get("id"), str)
-            or not isinstance(partner.get("addr"), str) or not isinstance(partner.get("port"), int)):
+            or not isinstance(partner.get("addr"), str)
+            or not isinstance(partner.get("port"), int)):
         raise RPCError("bad_request", "partner: {id, addr, port} of the dead node's partner")
     return seed, key, partner
 

@@ -106,11 +106,11 @@ class Client:
         except asyncio.TimeoutError:
             await self.close()
             raise ConnectError("%s:%d did not answer %s in %d ms"
-                               % (self.host, self.port, method, timeout_ms))
+                               % (self.host, self.port, method, timeout_ms)) from None
         except (OSError, EOFError) as err:
             await self.close()
             raise ConnectError("connection to %s:%d lost during %s: %s"
-                               % (self.host, self.port, method, err))
+                               % (self.host, self.port, method, err)) from err
         except DecodeError:  # a reply over max_reply: the stream is out of step now
             await self.close()
             raise
@@ -159,19 +159,19 @@ async def connect(host, port, seed, expected_node_id=None, timeout_ms=CONNECT_MS
         reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port),
                                                 timeout_ms / 1000)
     except asyncio.TimeoutError:
-        raise ConnectError("no answer from %s:%d in %d ms" % (host, port, timeout_ms))
+        raise ConnectError("no answer from %s:%d in %d ms" % (host, port, timeout_ms)) from None
     except OSError as err:
-        raise ConnectError("cannot connect to %s:%d: %s" % (host, port, err))
+        raise ConnectError("cannot connect to %s:%d: %s" % (host, port, err)) from err
     try:
         await asyncio.wait_for(_handshake(reader, writer, shake), timeout_ms / 1000)
     except asyncio.TimeoutError:
         await _close(writer)
         raise ConnectError("%s:%d did not finish the handshake in %d ms"
-                           % (host, port, timeout_ms))
+                           % (host, port, timeout_ms)) from None
     except (OSError, EOFError) as err:
         await _close(writer)
         raise ConnectError("%s:%d closed the connection during the handshake (%s)"
-                           % (host, port, err))
+                           % (host, port, err)) from err
     except BaseException:
         await _close(writer)
         raise

@@ -468,7 +468,8 @@ class Server:
                 self._big.release()
         msgid, method, params = msg
         msg = None
-        if not isinstance(msgid, int) or isinstance(msgid, bool) or not 0 <= msgid <= rpc.MAX_MSGID:
+        if (not isinstance(msgid, int) or isinstance(msgid, bool)
+                or not 0 <= msgid <= rpc.MAX_MSGID):
             raise DecodeError("bad msgid")
         conn.limit = None  # handler time is the node's
         ok, value = await self.call(conn.caller, method, params)
@@ -610,7 +611,8 @@ class Server:
         if not isinstance(token, (str, bytes)):
             raise RPCError("bad_request", "Claim takes {\"token\": text}")
         now = ticks_ms()
-        if self._claim_fail is not None and ticks_diff(now, self._claim_fail) < self.claim_backoff_ms:
+        if (self._claim_fail is not None
+                and ticks_diff(now, self._claim_fail) < self.claim_backoff_ms):
             raise RPCError("busy", "a wrong token was tried just now; retry in a second")
         if not crypto.equal(_digest(token), _digest(self.claim_token)):
             self._claim_fail = now

@@ -138,7 +138,7 @@ def write_file(path, data):
             os.remove(tmp)
         except OSError:
             pass
-        raise _oserror(err, "writing " + path)
+        raise _oserror(err, "writing " + path) from err
 
 
 def recover_file(path):
@@ -426,7 +426,7 @@ class BlockStore:
             else:
                 data = b""
         except OSError as err:
-            raise _oserror(err, "reading block")
+            raise _oserror(err, "reading block") from err
         if head[:32] != h or len(data) != length or sha256(data) != h:
             raise StoreError("corrupt block %s in pack %d" % (_hex(h), n))
         return data
@@ -473,7 +473,7 @@ class BlockStore:
         except OSError as err:
             self._broken = True
             self._close_writer()
-            raise _oserror(err, "storing a block")
+            raise _oserror(err, "storing a block") from err
         self._add(h[:8], self._end)
         self._end += _HDR + total
 
@@ -485,7 +485,7 @@ class BlockStore:
             except OSError as err:
                 self._broken = True
                 self._close_writer()
-                raise _oserror(err, "syncing blocks")
+                raise _oserror(err, "syncing blocks") from err
             self._dirty = False
 
     def _close_writer(self):
@@ -542,7 +542,7 @@ class BlockStore:
                 os.remove(tmp)
             except OSError:
                 pass
-            raise _oserror(err, "sealing a pack")
+            raise _oserror(err, "sealing a pack") from err
         self._bloom_slot()[:] = bloom
         self._sealed.append(n)
         self._open = None

@@ -68,7 +68,7 @@ class SealedStore(store.BlockStore):
             length = (head[32] << 8) | head[33] if got == _HDR else -1
             data = f.read(length) if 0 <= length <= store.BLOCK_MAX else b""
         except OSError as err:
-            raise StoreError(f"reading sealed block: {err}")
+            raise StoreError(f"reading sealed block: {err}") from err
         if head[:32] != h or len(data) != length or not seal.check(self.check_key, h, data):
             raise StoreError("corrupt sealed block in pack %d" % n)
         if buf is not None:

@@ -1,4 +1,4 @@
-# The `leither` command: one table of verbs (a module each in leither_host.commands), one error path.
+# The `leither` command: a table of verbs (a module each in leither_host.commands), one error path.
 """Entry point of the `leither` command."""
 
 from __future__ import annotations

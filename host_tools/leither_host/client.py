@@ -11,7 +11,6 @@ from typing import Any
 
 from leither import rpc
 from leither.errors import AuthError, DecodeError, RPCError
-
 from leither_host.errors import CliError
 from leither_host.keys import HostKey
 

@@ -79,8 +79,8 @@ def run_demo(boards: int = 3, interpreter: str = "micropython", use_lan: bool | 
     story = Story(home, sim, out)
     started = time.monotonic()
     try:
-        story.say(f"Start {boards} simulated boards ({interpreter}, "
-                  f"{'each in its own network namespace on a bridge' if use_lan else 'on loopback'})")
+        where = "each in its own network namespace on a bridge" if use_lan else "on loopback"
+        story.say(f"Start {boards} simulated boards ({interpreter}, {where})")
         story.leither("sim", "--dir", str(sim.base), "up", str(boards), "--heap", DEMO_HEAP,
                       *(["--lan"] if use_lan else []),
                       *(["--cpython"] if interpreter == "cpython" else []))

@@ -16,7 +16,6 @@ from typing import Any
 
 from leither import cbor, crypto, ids, mimei, seal, store
 from leither.errors import AuthError, RPCError, StoreError
-
 from leither_host.client import SyncSession
 from leither_host.errors import CliError
 from leither_host.paths import config_dir, write_private

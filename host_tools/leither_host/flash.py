@@ -25,7 +25,8 @@ DEVICE_LIB = "lib"  # on the board: modules under /lib (on sys.path on ESP32; ma
 DEVICE_ROOT = "data"  # the node's root on the board's filesystem
 MPREMOTE_TIMEOUT_S = 300  # one mpremote run: a 60 KB bundle over 115200 baud takes ~10 s
 
-MAIN_PY = '''# Leither board entry, written by `leither flash`: boots the node with its saved config.
+MAIN_PY = '''\
+# Leither board entry, written by `leither flash`: boots the node with its saved config.
 import sys
 
 if "lib" not in sys.path:
@@ -163,7 +164,8 @@ def flash_micropython(board: str, port: str, name: str, token: str, ssid: str | 
         present = set(json.loads(existing.strip().splitlines()[-1])) if existing.strip() else set()
         commands = [["fs", "mkdir", f":{d}"] for d in sorted(dirs, key=len) if d not in present]
         commands += [["fs", "cp", "-f", str(src), f":{dst}"] for src, dst in plan]
-        say(f"writing {len(plan)} files ({sum(s.stat().st_size for s, _ in plan)} bytes) to {port}")
+        size = sum(s.stat().st_size for s, _ in plan)
+        say(f"writing {len(plan)} files ({size} bytes) to {port}")
         _mpremote(port, commands, resume=True)
         result.files = len(plan)
         result.bytes = sum(src.stat().st_size for src, _ in plan)

@@ -112,7 +112,8 @@ def split_address(ref: str) -> tuple[str | None, int | None]:
     if not sep:
         host, port_text = ref, ""
     parts = host.split(".")
-    if host == "localhost" or (len(parts) == 4 and all(p.isdigit() and int(p) < 256 for p in parts)):
+    if host == "localhost" or (len(parts) == 4
+                               and all(p.isdigit() and int(p) < 256 for p in parts)):
         if port_text and not port_text.isdigit():
             return None, None
         return host, int(port_text) if port_text else None

@@ -297,7 +297,7 @@ def cleanup_prefix(prefix: str) -> int:
     names = [line.split()[0] for line in _sh([_IP, "netns", "list"], check=False)
              .stdout.splitlines() if line.strip()]
     count = 0
-    for attempt in range(2):
+    for _attempt in range(2):
         left = []
         for ns in names:
             if not ns.startswith(prefix):

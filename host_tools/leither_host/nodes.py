@@ -10,7 +10,6 @@ import sys
 from typing import Any
 
 from leither.errors import AuthError, LeitherError, RPCError
-
 from leither_host import escrow, keys
 from leither_host.client import CALL_TIMEOUT, ConnectError, SyncSession, connect_sync
 from leither_host.errors import CliError

@@ -20,9 +20,11 @@ def print_json(data: Any, out: TextIO | None = None) -> None:
     print(json.dumps(data, indent=2, sort_keys=True, default=default), file=out or sys.stdout)
 
 
-def print_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], out: TextIO | None = None) -> None:
+def print_table(headers: Sequence[str], rows: Iterable[Sequence[Any]],
+                out: TextIO | None = None) -> None:
     """Left-aligned columns sized to their widest cell."""
-    cells = [[str(c) for c in headers]] + [["" if c is None else str(c) for c in row] for row in rows]
+    cells = [[str(c) for c in headers]]
+    cells += [["" if c is None else str(c) for c in row] for row in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
     stream = out or sys.stdout
     for n, row in enumerate(cells):

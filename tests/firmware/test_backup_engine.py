@@ -8,6 +8,7 @@ from leither import backup, crypto, ids, mimei, seal
 from leither.errors import AuthError, DecodeError, QuotaError, RPCError
 from leither.identity import Identity
 from leither.rpcclient import ConnectError
+
 from testutil import raises, rmtree, tmpdir
 
 MP_HEAP = "512K"  # two stores, two services and the whole backup module, as .mpy in the heap

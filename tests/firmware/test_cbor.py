@@ -3,6 +3,7 @@ import io
 
 from leither import cbor
 from leither.errors import DecodeError
+
 from testutil import raises, unhex
 
 # Passes from 64K (its code and ours sit in the unix port's heap); 20% headroom

@@ -3,6 +3,7 @@
 import sys
 
 from leither import crypto
+
 from testutil import raises, random_bytes, skip, unhex
 
 _KEY = unhex("2b7e151628aed2a6abf7158809cf4f3c")

@@ -4,6 +4,7 @@ import sys
 
 from leither import crypto, x25519
 from leither.errors import AuthError
+
 from testutil import raises, skip, unhex
 
 _MICROPYTHON = sys.implementation.name == "micropython"

@@ -4,6 +4,7 @@ import sys
 
 from leither import crypto
 from leither.sha512 import sha512
+
 from testutil import raises, skip, unhex
 
 # Passes from 56K (its code and ours sit in the unix port's heap); 20% headroom

@@ -1,6 +1,7 @@
 # Ed25519: RFC 8032 §7.1 vectors through the crypto facade (pycryptodome on CPython) and
 # through the pure module leither.ed25519 on both interpreters; verify() refuses what it must.
 from leither import crypto, ed25519
+
 from testutil import raises, random_bytes, unhex
 
 # Passes from 56K (its code and ours sit in the unix port's heap); 20% headroom

@@ -1,6 +1,7 @@
 # DB MiMei engine (leither.db): strings, keys, hashes, errors and the RPC entry point.
 from leither.db import DB
 from leither.errors import StoreError
+
 from testutil import raises, rmtree, tmpdir
 
 # The engine (db + dbpage, ~30 KB of code on the 64-bit unix port) and this module do not

@@ -1,5 +1,6 @@
 # 10,000 keys in a DB MiMei at the board's heap (64K under MicroPython), read back after reopen.
 from leither.db import DB
+
 from testutil import rmtree, tmpdir
 
 # Passes from 64K (its code and ours sit in the unix port's heap); 20% headroom

@@ -1,6 +1,7 @@
 # DB MiMei engine (leither.db): lists and sets with Redis semantics.
 from leither.db import DB
 from leither.errors import StoreError
+
 from testutil import raises, rmtree, tmpdir
 
 # db + dbcoll + dbpage are ~45 KB of code on the 64-bit unix port: with the page cache and

@@ -1,6 +1,7 @@
 # DB MiMei engine (leither.db): canonical export and atomic restore.
 from leither.db import DB
 from leither.errors import DecodeError
+
 from testutil import raises, rmtree, tmpdir
 
 # db + dbcoll + dbio + dbpage are ~50 KB of code on the 64-bit unix port (see

@@ -1,6 +1,7 @@
 # DB MiMei engine (leither.db): transactions, and the export of committed content only.
 from leither.db import DB
 from leither.errors import StoreError
+
 from testutil import raises, rmtree, tmpdir
 
 # db + dbio + dbpage are ~40 KB of code on the 64-bit unix port; with this module and the

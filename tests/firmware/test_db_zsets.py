@@ -1,6 +1,7 @@
 # DB MiMei engine (leither.db): sorted sets with integer scores and Redis semantics.
 from leither.db import DB
 from leither.errors import StoreError
+
 from testutil import raises, rmtree, tmpdir
 
 # db + dbcoll + dbpage are ~45 KB of code on the 64-bit unix port (see test_db_lists_sets).

@@ -2,6 +2,7 @@
 # input ends in DecodeError, never another exception, a hang or a huge allocation.
 from leither import dns
 from leither.errors import DecodeError
+
 from testutil import raises, unhex
 
 # A response python-zeroconf 0.13x encoded (PTR, SRV, TXT, A; names compressed).
@@ -61,7 +62,8 @@ def test_case_insensitive_names():
 
 def test_dotted_label_is_escaped():
     # One label "a.b" is not the two labels "a" and "b".
-    wire = unhex("000084000000000100000000" "03612e62056c6f63616c00" "000100010000007800040a000001")
+    wire = unhex("000084000000000100000000" "03612e62056c6f63616c00"
+                 "000100010000007800040a000001")
     (rec,) = dns.decode(wire).answers
     assert rec.name == "a\\.b.local"
     assert dns.split_name(rec.name) == ["a.b", "local"]

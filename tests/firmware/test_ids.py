@@ -1,6 +1,7 @@
 # base58btc (Bitcoin alphabet) and the 160-bit IDs of DESIGN §2, on both interpreters.
 from leither import crypto, ids
 from leither.errors import DecodeError
+
 from testutil import raises, random_bytes, unhex
 
 # Bitcoin Core's base58_encode_decode.json vectors (hex bytes, base58 text).

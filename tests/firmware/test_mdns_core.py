@@ -11,8 +11,9 @@ MP_HEAP = "112K"
 if ".frozen" not in sys.path:
     sys.path.append(".frozen")  # MicroPython: asyncio is frozen into the unix port
 
-from leither import dns, mdns
-from testutil import random_bytes
+from leither import dns, mdns  # noqa: E402
+
+from testutil import random_bytes  # noqa: E402
 
 PEER = ("10.0.0.9", 5353)
 SRV_T = dns.TYPE_SRV

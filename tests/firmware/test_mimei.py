@@ -2,6 +2,7 @@
 # retention, collection, import between nodes, db MiMei, damage and full disk.
 from leither import cbor, crypto, ids, mimei, store
 from leither.errors import StoreError
+
 from testutil import raises, random_bytes, rmtree, tmpdir
 
 

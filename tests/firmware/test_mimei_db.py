@@ -1,6 +1,7 @@
 # A db MiMei on the real engine (leither.db): its backup hashes the same whatever the order of
 # the writes that built it, and restore brings a version back into the working copy.
 from leither import mimei
+
 from testutil import rmtree, skip, tmpdir
 
 # Imports (cbor, crypto, ids, store, mimei, db and its page tree) plus the store's buffers on

@@ -3,6 +3,7 @@
 # commitment are refused; the partner record round-trips and rejects a mismatched ID.
 from leither import cbor, crypto, ids, pairing
 from leither.errors import AuthError, DecodeError, PairingError
+
 from testutil import raises, rmtree, tmpdir
 
 MP_HEAP = "128K"  # Ed25519/X25519 big-int room on MicroPython (as test_rpc_handshake)

@@ -2,6 +2,7 @@
 # made-up clock: who initiates, the settle time, overlap (also sticky), a closed window, expiry.
 from leither import ids, pairing
 from leither.errors import PairingError
+
 from testutil import raises
 
 # Passes from 60K (its code and ours sit in the unix port's heap); 20% headroom

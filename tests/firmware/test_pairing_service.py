@@ -9,6 +9,7 @@ from leither import pairing, rpcclient, server
 from leither.compat import ticks_ms
 from leither.identity import Identity
 from leither.rpc import GUEST, OWNER, PEER
+
 from test_pairing_rpcclient import free_port
 from testutil import rmtree, tmpdir
 

@@ -2,6 +2,7 @@
 # a forged issuer or a malformed encoding is refused. Runs on both interpreters.
 from leither import cbor, crypto, ids, receipt
 from leither.errors import AuthError, DecodeError, QuotaError
+
 from testutil import raises
 
 # Ed25519 in pure Python (leither.ed25519) builds its comb table on first use: ~40 KB of heap

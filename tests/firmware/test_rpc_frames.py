@@ -2,6 +2,7 @@
 # reordered, dropped, truncated, reflected or altered frame never opens.
 from leither import cbor, crypto, rpc
 from leither.errors import AuthError, DecodeError
+
 from testutil import raises, random_bytes
 
 MP_HEAP = "96K"  # leither.crypto (Ed25519, X25519, SHA-512) and cbor take ~46 KB to import

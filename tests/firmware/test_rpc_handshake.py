@@ -2,6 +2,7 @@
 # pinning, tampering and man-in-the-middle attempts, and the session keys that come out of it.
 from leither import cbor, crypto, ids, rpc
 from leither.errors import AuthError, DecodeError
+
 from testutil import raises
 
 MP_HEAP = "128K"  # Ed25519/X25519 in pure Python on MicroPython need big-int room

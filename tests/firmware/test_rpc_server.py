@@ -9,6 +9,7 @@ import asyncio
 
 from leither import crypto, ids, rpc, server
 from leither.errors import QuotaError, RPCError, StoreError
+
 from testutil import raises
 
 # Passes from 104K (its code and ours sit in the unix port's heap); 20% headroom

@@ -2,6 +2,7 @@
 # that picks what to push (leither.treediff.tree_diff). Runs under CPython and MicroPython.
 from leither import crypto, seal, store, treediff
 from leither.errors import AuthError
+
 from testutil import raises, rmtree, tmpdir
 
 MP_HEAP = "192K"  # store, seal, crypto, treediff as .mpy in the heap, plus sets of tree hashes

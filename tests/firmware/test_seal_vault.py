@@ -3,6 +3,7 @@
 from leither import crypto, seal
 from leither.errors import AuthError, QuotaError, StoreError
 from leither.vault import Vault
+
 from testutil import raises, rmtree, tmpdir
 
 # Passes from 108K (its code and ours sit in the unix port's heap); 20% headroom
@@ -23,7 +24,7 @@ def test_vault_stores_checks_and_lists():
             blocks.append((h, data) + keys.seal(h, data))
         raises(StoreError, v.put, blocks[0][2], blocks[0][3], None)  # no hello yet
         v.hello(b"o" * 32, keys.check)
-        for h, data, name, blob in blocks[:4]:
+        for _h, _data, name, blob in blocks[:4]:
             assert v.put(name, blob, None)
         assert not v.put(blocks[0][2], blocks[0][3], None)  # dedup by name
         bad = bytearray(blocks[4][3])
@@ -44,13 +45,13 @@ def test_vault_stores_checks_and_lists():
         # Reopen: blobs, catalog and owner survive; the open pack is rescanned by tag.
         v = Vault(root + "/v")
         assert v.info["owner"] == b"o" * 32
-        for h, data, name, blob in blocks[:4]:
+        for h, data, name, _blob in blocks[:4]:
             assert v.has(name)
             assert keys.open_blob(name, v.get(name), h) == data
         assert not v.has(blocks[4][2])
         assert v.entries_count() == 2
         # No plaintext anywhere under the vault.
-        for h, data, name, blob in blocks:
+        for _h, data, _name, _blob in blocks:
             assert not _contains(root, data[:64])
         v.close()
     finally:

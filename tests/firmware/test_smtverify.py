@@ -6,6 +6,7 @@ import hashlib
 
 from leither import smtverify
 from leither.errors import ProofError
+
 from testutil import raises, unhex
 
 ROOT = "997a1f08ab4febbc037d3cdc79d81fe62e2154bad5d723db7f7ee5ae01e9bd63"

@@ -5,6 +5,7 @@ import struct
 
 from leither import store
 from leither.errors import StoreError
+
 from testutil import raises, random_bytes, rmtree, tmpdir
 
 

@@ -7,6 +7,7 @@ import sys
 
 from leither import mimei, store
 from leither.errors import StoreError
+
 from testutil import raises, skip
 
 # The flash itself lives in the heap: 96 blocks of 4 KiB = 384 KiB.

@@ -4,6 +4,7 @@
 import struct
 
 from leither import mimei, store
+
 from testutil import random_bytes, rmtree, tmpdir
 
 # Passes from 244K (its code and ours sit in the unix port's heap); 20% headroom

@@ -14,7 +14,7 @@ def skip(reason):
 
         pytest.skip(reason)
     except ImportError:
-        raise Skip(reason)
+        raise Skip(reason) from None
 
 
 def raises(exc_type, fn, *args, **kwargs):

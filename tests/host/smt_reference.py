@@ -9,7 +9,8 @@ EMPTY = bytes(32)
 
 
 def leaf(key: bytes, balance: int, nonce: int) -> bytes:
-    return hashlib.sha256(b"\x00" + key + balance.to_bytes(8, "big") + nonce.to_bytes(8, "big")).digest()
+    return hashlib.sha256(b"\x00" + key + balance.to_bytes(8, "big")
+                          + nonce.to_bytes(8, "big")).digest()
 
 
 def bit(key: bytes, depth: int) -> int:

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+
 from leither_host import lan as lanlib
 from leither_host.errors import CliError
 
@@ -32,7 +33,8 @@ def _sender(ip: str, count: int) -> str:
 
 
 def _count_received(net: lanlib.LAN, src: lanlib.Host, dst: lanlib.Host, count: int) -> int:
-    recv = net.popen(dst, [sys.executable, "-c", RECEIVER, str(count)], stdout=subprocess.PIPE, text=True)
+    recv = net.popen(dst, [sys.executable, "-c", RECEIVER, str(count)], stdout=subprocess.PIPE,
+                     text=True)
     assert recv.stdout is not None
     assert recv.stdout.readline().strip() == "ready"
     net.run(src, [sys.executable, "-c", _sender(dst.ip, count)], check=True)
@@ -41,7 +43,8 @@ def _count_received(net: lanlib.LAN, src: lanlib.Host, dst: lanlib.Host, count: 
 
 
 def _namespaces() -> set[str]:
-    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False).stdout
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True,
+                         check=False).stdout
     return {line.split()[0] for line in out.splitlines() if line.strip()}
 
 
@@ -119,5 +122,6 @@ def test_cleanup_on_failure_and_parallel_prefixes() -> None:
         raise RuntimeError("test body failed")
     assert sleeper.poll() is not None  # the process started in the LAN was stopped
     assert _namespaces() == before
-    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=False).stdout
+    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True,
+                           check=False).stdout
     assert first.prefix not in links and second.prefix not in links

@@ -6,6 +6,7 @@ import os
 import stat
 
 import pytest
+
 from leither import cbor, crypto, ids, receipt, smtverify
 from leither.compat import time_ms
 from leither_host.cli import main

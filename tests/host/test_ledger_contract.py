@@ -4,6 +4,7 @@
 from pathlib import Path
 
 import pytest
+
 from leither import ids
 from leither_host.ledger import contract as c
 

@@ -3,12 +3,14 @@
 import sqlite3
 
 import pytest
-from ledger_world import make_world
+
 from leither import cbor, crypto, ids, smtverify
 from leither.errors import AuthError, DecodeError, ProofError
 from leither_host.ledger import credit, pool, settle, tx
 from leither_host.ledger.db import NODE_BYTES
 from leither_host.ledger.settle import SettlementError
+
+from ledger_world import make_world
 
 
 def _settle(world, end_ms, **kw):

@@ -6,6 +6,7 @@ import os
 
 import pytest
 import test_smtverify as vectors  # tests/firmware is on the path (setup.cfg pythonpath)
+
 from leither import smtverify
 from leither_host.ledger.db import LedgerDB
 from leither_host.ledger.smt import SMT

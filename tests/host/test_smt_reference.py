@@ -4,12 +4,14 @@
 import os
 
 import pytest
-import smt_reference
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from leither import smtverify
 from leither.errors import ProofError
 from leither_host.ledger.smt import EMPTY, SMT
+
+import smt_reference
 
 # A small key space with shared prefixes so collapsing, splitting and deep paths all happen.
 PREFIXES = [bytes(19), b"\xff" * 19, b"\x80" + bytes(18), os.urandom(19)]

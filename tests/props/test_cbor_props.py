@@ -18,6 +18,7 @@ import os
 import cbor2
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from leither import cbor
 from leither.errors import DecodeError
 

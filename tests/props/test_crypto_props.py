@@ -9,6 +9,7 @@ from Crypto.Protocol import DH
 from Crypto.Signature import eddsa
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from leither import crypto, ed25519, ids, x25519
 from leither.sha512 import sha512
 

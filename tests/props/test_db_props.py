@@ -9,6 +9,7 @@ import cbor2
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from leither import dbpage
 from leither.db import DB
 from leither.errors import StoreError

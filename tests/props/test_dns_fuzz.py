@@ -14,8 +14,6 @@ import socket
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from leither import dns
-from leither.errors import DecodeError
 from zeroconf import (
     DNSAddress,
     DNSIncoming,
@@ -25,6 +23,9 @@ from zeroconf import (
     DNSText,
 )
 from zeroconf import const as zc_const
+
+from leither import dns
+from leither.errors import DecodeError
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "300"))
 SETTINGS = settings(max_examples=EXAMPLES, deadline=None,

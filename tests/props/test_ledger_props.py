@@ -3,6 +3,7 @@
 # replayed or forged transactions and receipts never move a token.
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from leither import cbor, crypto, ids
 from leither_host.ledger import contract as c
 from leither_host.ledger import settle, tx

@@ -10,6 +10,7 @@ import tempfile
 import cbor2
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from leither import mimei, store
 
 SEED = bytes(range(32))

@@ -16,6 +16,7 @@ import os
 import cbor2
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from leither import cbor, rpc, server
 from leither.errors import AuthError, DecodeError
 from leither_host import client

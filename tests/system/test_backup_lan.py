@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from leither_host import lan as lanlib
 from leither_host.sim import Sim
 
@@ -120,8 +121,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         with open(REPO / "build" / ".lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)  # the .mpy build is shared with parallel tests
             proc = subprocess.run([sys.executable, "-m", "leither_host", "sim", "up", "3",
-                                   "--lan", "--heap", "1M"], capture_output=True, text=True, timeout=120,
-                                  env=os.environ, check=False)
+                                   "--lan", "--heap", "1M"], capture_output=True, text=True,
+                                  timeout=120, env=os.environ, check=False)
         assert proc.returncode == 0, proc.stderr
         sim = Sim()
         for b in sim.boards:

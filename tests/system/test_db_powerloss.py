@@ -23,6 +23,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+
 from leither.db import DB
 
 REPO = Path(__file__).resolve().parents[2]

@@ -46,7 +46,8 @@ def test_flash_boot_discover_claim(tmp_path: Path) -> None:
         cli_host = lan.add_host("cli")
         # The board's serial console: micropython's REPL on a pty, as a USB serial port is.
         socat = lan.popen(board_host, [SOCAT, f"PTY,link={tty},raw,echo=0",
-                                       f"EXEC:{micropython} -X heapsize=512K,pty,raw,echo=0,stderr"],
+                                       f"EXEC:{micropython} -X heapsize=512K"
+                                       ",pty,raw,echo=0,stderr"],
                           cwd=device, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
         while not tty.exists() and time.monotonic() < deadline:

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from leither_host import lan as lanlib
 
 REPO = Path(__file__).resolve().parents[2]

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
 from leither import crypto, ids
 from leither_host import lan as lanlib
 from leither_host.sim import Sim

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from leither import mimei
 
 REPO = Path(__file__).resolve().parents[2]
@@ -203,7 +204,7 @@ def _run(cmd: list[str], env: dict[str, str], tmp: Path, seed: int) -> dict[str,
                 _check(root, fid, did, exp)
             except AssertionError as err:
                 raise AssertionError("%s\nrun %d, writer's last lines: %r\nstderr: %s" % (
-                    err, k, lines[-6:], ""))
+                    err, k, lines[-6:], "")) from err
     # The runs did the work they were meant to interrupt.
     assert stats["ops"] > KILLS and len(exp.versions) > 0 and stats.get("CU", 0) > 0
     return stats

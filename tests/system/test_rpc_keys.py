@@ -7,6 +7,7 @@ import stat
 from pathlib import Path
 
 import pytest
+
 from leither import crypto, ids
 from leither_host import keys
 from leither_host.errors import CliError

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from leither import crypto, ids, rpc
 from leither.errors import AuthError, RPCError
 from leither_host import client

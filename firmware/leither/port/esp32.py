@@ -30,7 +30,8 @@ class Board:
         pins = config.get("pins", {})
         self.active_low = config.get("button_active_low", True)
         self.button = machine.Pin(pins.get("BUTTON", 0), machine.Pin.IN,
-                                  machine.Pin.PULL_UP if self.active_low else machine.Pin.PULL_DOWN)
+                                  machine.Pin.PULL_UP if self.active_low
+                                  else machine.Pin.PULL_DOWN)
         self.led = machine.Pin(pins.get("LED", 2), machine.Pin.OUT)
         self.led.value(0)
         self.wlan = None

@@ -121,7 +121,7 @@ def open_mdns_socket(iface_ip=None, port=MDNS_PORT):
         except OSError as err:
             if (err.args[0] if err.args else 0) in _EADDRINUSE:
                 raise PortBusyError(f"UDP {port} is in use by another mDNS responder (on ESP32: "
-                                    "the built-in one; see leither.port.net)")
+                                    "the built-in one; see leither.port.net)") from err
             raise
         iface = _aton(iface_ip) if iface_ip else bytes(4)
         if not _set(sock, _IPPROTO_IP, _ADD_MEMBERSHIP, _aton(MDNS_GROUP) + iface):

@@ -66,7 +66,6 @@ def _escrow(session: SyncSession, name: str) -> str | None:
     """Install a backup key on the node just claimed and escrow it with the node's identity
     (what `leither restore` needs when the board dies). A node without backup: None."""
     from leither.errors import RPCError
-
     from leither_host import escrow
 
     try:

@@ -8,7 +8,6 @@ from typing import Any
 
 from leither import ids
 from leither.compat import time_ms
-
 from leither_host.errors import CliError
 from leither_host.ledger import contract as contract_mod
 from leither_host.ledger import pool

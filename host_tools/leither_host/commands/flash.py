@@ -14,9 +14,10 @@ from leither_host.flash import flash_micropython, pizero_bundle
 from leither_host.output import print_json
 
 EXAMPLES = """examples:
-  leither flash --board esp32 --port /dev/ttyUSB0 --name kitchen --wifi-ssid home --wifi-password ...
+  leither flash --board esp32 --port /dev/ttyUSB0 --name kitchen \\
+      --wifi-ssid home --wifi-password ...
   leither flash --board unix --port /tmp/board/tty --name sim1    # unix MicroPython on a pty
-  leither flash --board pizero --name garage --wifi-ssid home     # writes dist/pizero-garage.tar.gz
+  leither flash --board pizero --name garage --wifi-ssid home     # dist/pizero-garage.tar.gz
 The claim token is printed and remembered: `leither claim NAME` uses it.
 """
 

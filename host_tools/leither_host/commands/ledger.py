@@ -10,7 +10,6 @@ from typing import Any
 
 from leither import cbor, ids, smtverify
 from leither.errors import DecodeError, ProofError
-
 from leither_host.errors import CliError
 from leither_host.ledger import credit, settle
 from leither_host.ledger import tx as tx_mod

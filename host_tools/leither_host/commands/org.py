@@ -9,7 +9,6 @@ from typing import Any
 
 from leither import cbor, ids
 from leither.compat import time_ms
-
 from leither_host.errors import CliError
 from leither_host.ledger import pool
 from leither_host.ledger.org import Organization, make_application, open_application

@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 
 from leither.compat import time_ms
-
 from leither_host.errors import CliError
 from leither_host.ledger import pool, settle
 from leither_host.ledger import tx as tx_mod

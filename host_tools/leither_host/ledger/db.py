@@ -26,12 +26,11 @@ from pathlib import Path
 from typing import Any, Self
 
 from leither.errors import StoreError
-
 from leither_host.ledger.smt import SMT, Inner, Leaf, child_id, gc_paused
 
 SCHEMA_VERSION = 1
 PAGE_NODES = 1024  # nodes per stored page: ~70 KB BLOBs, SQLite's sweet spot for blobs
-NODE_BYTES = 69  # bytes per record: kind(1) hash(32) + left(8) right(8) pad(20) | key(20) bal nonce
+NODE_BYTES = 69  # per record: kind(1) hash(32) + left(8) right(8) pad(20) | key(20) bal nonce
 _INNER = struct.Struct(">B32sQQ20x")
 _LEAF = struct.Struct(">B32s20sQQ")
 PAGE_CACHE = 1024  # pages kept decoded-ready in memory (~70 MB at most): the hot top of the tree

@@ -21,7 +21,6 @@ from typing import Any, Self
 from leither import cbor, ids
 from leither.compat import time_ms
 from leither.errors import AuthError, DecodeError
-
 from leither_host.errors import CliError
 from leither_host.ledger import contract as contract_mod
 from leither_host.ledger.db import LedgerDB

@@ -17,7 +17,6 @@ from leither import cbor
 from leither import receipt as receipt_mod
 from leither.compat import time_ms
 from leither.errors import AuthError, DecodeError
-
 from leither_host.ledger import contract as contract_mod
 from leither_host.ledger import tx as tx_mod
 from leither_host.ledger.db import LedgerDB
@@ -136,7 +135,7 @@ def add_transaction(db: LedgerDB, data: bytes, org_id: str, supervisors: dict[st
     return {"id": tid.hex(), "type": body["type"], "amount": body["amount"]}
 
 
-# -- contracts -------------------------------------------------------------------------------------
+# -- contracts ------------------------------------------------------------------------------------
 
 def deploy_contract(db: LedgerDB, text: str, member_ids: set[str],
                     now_ms: int | None = None) -> dict[str, Any]:

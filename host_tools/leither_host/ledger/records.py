@@ -60,7 +60,7 @@ def require(body: dict[str, Any], fields: dict[str, type]) -> None:
                               f"{'a non-negative ' if kind is int else 'a '}{kind.__name__}")
 
 
-# -- key files -------------------------------------------------------------------------------------
+# -- key files ------------------------------------------------------------------------------------
 
 def load_or_make_key(path: Path, create: bool = True) -> tuple[bytes, bytes]:
     """(seed, public) of the Ed25519 key stored at path, made there if missing and create."""

@@ -34,7 +34,6 @@ from leither import cbor, ids, smtverify
 from leither import receipt as receipt_mod
 from leither.compat import time_ms
 from leither.errors import AuthError, DecodeError, LeitherError, StoreError
-
 from leither_host.ledger import contract as contract_mod
 from leither_host.ledger import credit as credit_mod
 from leither_host.ledger import tx as tx_mod
@@ -211,7 +210,7 @@ def compute(ctx: Context, receipts: list[ReceiptRow], txs: list[bytes]) -> Plan:
     # 2. income, split by the contract
     stakes: dict[bytes, int] | None = None
     seen: set[bytes] = set()
-    for tid, body, data in sorted(opened["income"], key=lambda t: (t[1]["time"], t[0])):
+    for _tid, body, data in sorted(opened["income"], key=lambda t: (t[1]["time"], t[0])):
         sid = income_spent_id(ctx.org_id, body["id"])
         if sid in seen or ctx.spent(sid):
             _reject(plan, "income", body["id"], "duplicate: this income event was settled")

@@ -84,7 +84,8 @@ class Inner:
         self.left = left
         self.right = right
         self.id = id
-        self.hash = hash if hash is not None else _sha256(b"\x01" + left_hash + right_hash).digest()
+        self.hash = (hash if hash is not None
+                     else _sha256(b"\x01" + left_hash + right_hash).digest())
 
 
 # Loads the node stored at a row id.

@@ -21,7 +21,6 @@ from typing import Any
 from leither import crypto
 from leither.compat import time_ms
 from leither.errors import AuthError, DecodeError
-
 from leither_host.ledger.records import (
     check_signature,
     decode_record,

@@ -11,7 +11,6 @@ from typing import Any
 
 from leither import ids
 from leither.errors import DecodeError
-
 from leither_host.errors import CliError
 from leither_host.ledger.home import Home
 from leither_host.ledger.org import Organization
