@@ -34,7 +34,16 @@ KINDS = (118, 109, 112)  # "v" version, "m" MiMei metadata, "p" pairing record
 _RECENT = const(64)  # catalog entries a commit checks for duplicates (a retried batch)
 DROP_MAX = const(128)  # catalog entries per drop() (one BKDrop request: ~4 KiB)
 ALL = const(0)  # drop() kind: every entry of a MiMei tag
+_DROP_KINDS = KINDS + (ALL,)
 _HDR = const(34)  # store record header: name 32 + length 2
+
+
+def _entry_head(kind, tag, n, kinds):
+    """A catalog record's first 21 bytes, kind(1) | tag(16) | n (u32 BE), checked."""
+    if (kind not in kinds or not isinstance(tag, bytes) or len(tag) != seal.MTAG_LEN
+            or not isinstance(n, int) or not 0 <= n < (1 << 32)):
+        raise DecodeError("bad catalog entry")
+    return bytes((kind,)) + tag + struct.pack(">I", n)
 
 
 class SealedStore(store.BlockStore):
@@ -237,17 +246,14 @@ class Vault:
                   self.entries(max(0, count - _RECENT), _RECENT)}
         for e in entries:
             kind, tag, n, name = e
-            if (kind not in KINDS or not isinstance(tag, bytes) or len(tag) != seal.MTAG_LEN
-                    or not isinstance(n, int) or not 0 <= n < (1 << 32)
-                    or not isinstance(name, bytes) or len(name) != seal.NAME_LEN):
+            head = _entry_head(kind, tag, n, KINDS)
+            if not isinstance(name, bytes) or len(name) != seal.NAME_LEN:
                 raise DecodeError("bad catalog entry")
             if not self.has(name):
                 raise StoreError("catalog entry names a block not stored")
             if bytes(name) + bytes((kind,)) in recent:
                 continue
-            out.append(kind)
-            out.extend(tag)
-            out.extend(struct.pack(">I", n))
+            out.extend(head)
             out.extend(name)
         self._need_blocks().sync()
         if out:
@@ -272,14 +278,11 @@ class Vault:
             if not isinstance(e, list) or len(e) != 3:
                 raise DecodeError("drop: entries are [kind, tag, n]")
             kind, tag, n = e
-            if ((kind not in KINDS and kind != ALL) or not isinstance(tag, bytes)
-                    or len(tag) != seal.MTAG_LEN or not isinstance(n, int)
-                    or not 0 <= n < (1 << 32)):
-                raise DecodeError("bad catalog entry")
+            head = _entry_head(kind, tag, n, _DROP_KINDS)
             if kind == ALL:
                 whole.add(tag)
             else:
-                exact.add(bytes((kind,)) + tag + struct.pack(">I", n))
+                exact.add(head)
         path = self.path + "/catalog"
         if not (exact or whole) or not self.entries_count():
             return 0
