@@ -169,6 +169,13 @@ def check_bundle(data, org_key):
     sig = record.pop("sig", b"")
     if not crypto.verify(org_key, EPOCH_DOMAIN + cbor.dumps(record), sig):
         raise AuthError("epoch record is not signed by the organization")
-    value = verify(record["root"], bundle["key"], bundle["proof"])
+    # The member named is the one whose key is proven: a bundle relabelled to another member
+    # must not report the first one's balance under the second one's name.
+    from leither import ids
+
+    key = bundle.get("key")
+    if type(key) is not bytes or ids.id_raw(bundle.get("member") or "") != key:
+        raise ProofError("bundle's member ID does not match its ledger key")
+    value = verify(record["root"], key, bundle["proof"])
     return {"epoch": record["epoch"], "member": bundle["member"], "included": value is not None,
             "balance": value[0] if value else 0, "nonce": value[1] if value else 0}

@@ -103,3 +103,4 @@ def test_truncated_and_oversized():
         raises(ProofError, smtverify.verify, root, key, proof[:n])
     raises(ProofError, smtverify.verify, root, key, proof + b"\x00")
     raises(ProofError, smtverify.verify, root, key, b"\x00\xff" + bytes(6000))
+

@@ -11,7 +11,7 @@ from typing import Any
 from leither import cbor, ids, smtverify
 from leither.errors import DecodeError, ProofError
 from leither_host.errors import CliError
-from leither_host.ledger import credit, settle
+from leither_host.ledger import credit, pool, settle
 from leither_host.ledger import tx as tx_mod
 from leither_host.ledger.records import decode_record
 from leither_host.ledger.verbs import (
@@ -36,6 +36,9 @@ EXAMPLES = """examples:
   leither ledger countersign pay.tx --key bob    # then: leither settle --tx pay.tx
   leither ledger credit grant bob 5000 --key alice
   leither ledger credit ls
+  leither ledger submit pay.tx                    # queue a signed transaction
+  leither ledger queue                           # transactions waiting for the next epoch
+  leither ledger drop 3f9c                       # remove a queued one (by ID prefix)
 """
 
 
@@ -90,6 +93,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     cs.add_argument("file")
     add_common(cs, org=False, key=True)
     cs.set_defaults(func=run_countersign)
+
+    su = sub_parser("submit", "queue signed transactions for the next epoch")
+    su.add_argument("files", nargs="+", metavar="FILE")
+    add_common(su)
+    su.set_defaults(func=run_submit)
+
+    q = sub_parser("queue", "the transactions queued for the next epoch")
+    add_common(q)
+    q.set_defaults(func=run_queue)
+
+    d = sub_parser("drop", "remove a queued transaction (e.g. one that cannot settle)")
+    d.add_argument("id", help="the transaction's ID or a unique prefix of it (ledger queue)")
+    add_common(d)
+    d.set_defaults(func=run_drop)
 
     cr = sub_parser("credit", "credit lines between paired nodes")
     crv = cr.add_subparsers(dest="credit_verb", metavar="ACTION")
@@ -342,3 +359,44 @@ def run_credit_check(args: argparse.Namespace) -> int:
                 "left": left}, text=lambda: print(f"OK: {left} left after this request"))
     return 0
 
+
+
+def run_queue(args: argparse.Namespace) -> int:
+    org = open_org(args)
+    try:
+        rows = pool.list_pending(org.db)
+    finally:
+        org.close()
+    emit(args, rows, ["id", "type", "amount", "from", "to"],
+         [(r["id"][:16], r["type"], r["amount"], (r["from"] or "")[:12], (r["to"] or "")[:16])
+          for r in rows], text=lambda: None if rows else print("nothing queued"))
+    return 0
+
+
+def run_drop(args: argparse.Namespace) -> int:
+    org = open_org(args)
+    try:
+        try:
+            dropped = pool.drop_pending(org.db, args.id)
+        except DecodeError as err:
+            raise CliError(str(err)) from None
+    finally:
+        org.close()
+    emit(args, dropped, text=lambda: print(
+        f"dropped queued {dropped['type']} {dropped['id'][:16]} ({dropped['amount']} tokens)"))
+    return 0
+
+
+def run_submit(args: argparse.Namespace) -> int:
+    datas = [read_input(f) for f in args.files]
+    org = open_org(args)
+    try:
+        supervisors = org.supervisors()
+        for data in datas:  # every file checked before any is queued
+            tx_mod.open_tx(data, org.id, supervisors)
+        rows = [pool.add_transaction(org.db, data, org.id, supervisors) for data in datas]
+    finally:
+        org.close()
+    emit(args, rows, ["id", "type", "amount"],
+         [(r["id"][:16], r["type"], r["amount"]) for r in rows])
+    return 0

@@ -30,6 +30,7 @@ EXAMPLES = """examples:
   leither org apply --org coop --node board2 # a node you own applies, with its own key
   leither org approve bob.app                # a supervisor admits bob
   leither org approve 3f9c --role guest      # by application ID prefix or member ID
+  leither org role bob supervisor            # a role change keeps bob's join time
   leither org members
   leither org members --pending --json
 """
@@ -68,6 +69,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="grant this role instead of the one applied for")
     add_common(v, key=True)
     v.set_defaults(func=run_approve)
+
+    r = verbs.add_parser("role", help="change a member's role (supervisors only); its join "
+                                      "time and vesting clock are kept",
+                         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    r.add_argument("member", help="member name, ID or ID prefix")
+    r.add_argument("role", choices=("supervisor", "member", "guest"))
+    add_common(r, key=True)
+    r.set_defaults(func=run_role)
 
     m = verbs.add_parser("members", help="list members (or pending applications)")
     m.add_argument("--pending", action="store_true", help="list pending applications instead")
@@ -209,3 +218,19 @@ def run_members(args: argparse.Namespace) -> int:
          [(r["id"], r["role"], r["name"], r["balance"]) for r in rows])
     return 0
 
+
+
+def run_role(args: argparse.Namespace) -> int:
+    from leither_host.ledger.verbs import member_key
+
+    seed, _ = home(args).key(args.key, create=False)
+    org = open_org(args)
+    try:
+        member_id, _raw = member_key(org, args.member)
+        result = org.set_role(member_id, args.role, seed)
+    finally:
+        org.close()
+    emit(args, result, text=lambda: print(
+        f"{result['member']} is now {result['role']} (was {result['was']}; joined "
+        f"{result['joined_ms']}, kept)"))
+    return 0

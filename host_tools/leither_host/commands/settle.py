@@ -5,10 +5,11 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from leither.compat import time_ms
 from leither_host.errors import CliError
-from leither_host.ledger import pool, settle
+from leither_host.ledger import settle
 from leither_host.ledger import tx as tx_mod
 from leither_host.ledger.verbs import (
     add_common,
@@ -47,34 +48,56 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def _inputs(args: argparse.Namespace, org: Any, number: int) -> list[bytes]:
+    """The transactions this settlement brings, each checked; nothing is written."""
+    supervisors = org.supervisors()
+    out: list[bytes] = []
+    signer = None
+    if args.income is not None or args.reward:
+        signer, _ = home(args).key(args.key, create=False)
+    for path in args.tx:
+        out.append(read_input(path))
+    last = org.db.last_epoch()
+    minting = 0
+    if args.income is not None:
+        if not 0 < args.income <= tx_mod.MAX_AMOUNT:
+            raise CliError(f"--income must be 1..{tx_mod.MAX_AMOUNT} tokens, not {args.income}")
+        minting += args.income
+        assert signer is not None
+        out.append(tx_mod.income(signer, org.id, args.income_id or f"income-{time_ms()}",
+                                 args.income, args.source))
+    for item in args.reward:
+        who, _, amount = item.rpartition(":")
+        if not who or not amount.isdigit() or not 0 < int(amount) <= tx_mod.MAX_AMOUNT:
+            raise CliError(f"--reward wants MEMBER:TOKENS (1..{tx_mod.MAX_AMOUNT}), got {item!r}")
+        member_id, _raw = member_key(org, who)
+        if org.member(member_id) is None:
+            raise CliError(f"--reward: {who!r} is not a member of {org.name}")
+        minting += int(amount)
+        assert signer is not None
+        out.append(tx_mod.reward(signer, org.id, member_id, int(amount), number, args.reason))
+    supply = last["supply"] if last else 0
+    if supply + minting > settle.MAX_SUPPLY:
+        raise CliError(f"minting {minting} would take the supply {supply} past "
+                       f"{settle.MAX_SUPPLY} (2^63-1): nothing was settled or queued")
+    for data in out:
+        tx_mod.open_tx(data, org.id, supervisors)  # a bad file is named before anything runs
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
     org = open_org(args)
     try:
-        supervisors = org.supervisors()
-        signer = None
-        if args.income is not None or args.reward:
-            signer, _ = home(args).key(args.key, create=False)
-        for path in args.tx:
-            pool.add_transaction(org.db, read_input(path), org.id, supervisors)
-        if args.income is not None:
-            if args.income <= 0:
-                raise CliError("--income must be a positive number of tokens")
-            assert signer is not None
-            event = tx_mod.income(signer, org.id, args.income_id or f"income-{time_ms()}",
-                                  args.income, args.source)
-            pool.add_transaction(org.db, event, org.id, supervisors)
         last = org.db.last_epoch()
         number = (last["epoch"] + 1) if last else 1
-        for item in args.reward:
-            who, _, amount = item.rpartition(":")
-            if not who or not amount.isdigit():
-                raise CliError(f"--reward wants MEMBER:TOKENS, got {item!r}")
-            member_id, _raw = member_key(org, who)
-            assert signer is not None
-            pool.add_transaction(org.db, tx_mod.reward(signer, org.id, member_id, int(amount),
-                                                       number, args.reason),
-                                 org.id, supervisors)
-        summary = settle.run_epoch(org, end_ms=args.until, reports_dir=org.dir / "reports")
+        if args.until is not None and args.until > time_ms():
+            raise CliError(f"--until {args.until} is in the future: an epoch can only close "
+                           f"a period that is over")
+        extra = _inputs(args, org, number)
+        # All or nothing: the inputs given here are settled with this epoch or not at all
+        # (run_epoch never queues them; on any error nothing is written).
+        summary = settle.run_epoch(org, end_ms=args.until, reports_dir=org.dir / "reports",
+                                   extra_txs=extra)
     finally:
         org.close()
     summary["report"] = str(org.dir / "reports" / f"epoch-{summary['epoch']}.json")

@@ -163,11 +163,14 @@ class Organization:
     def submit_many(self, datas: list[bytes]) -> list[str]:
         """Queue many verified applications in one transaction."""
         out = []
+        members = {r["id"] for r in self.member_rows()}
         with self.db.transaction() as conn:
             for data in datas:
                 app = open_application(data)
                 if app["org"] != self.id:
                     raise CliError(f"application is for organization {app['org']}")
+                if app["member"] in members:
+                    raise CliError(f"{app['member']} is already a member")
                 app_id = hashlib.sha256(data).hexdigest()
                 conn.execute("INSERT OR IGNORE INTO applications VALUES (?,?,?,?)",
                              (app_id, app["member"], data, "pending"))
@@ -208,6 +211,7 @@ class Organization:
             raise CliError(f"no pending application {app_id}")
         data = bytes(row[0])
         app = open_application(data)
+        self._not_member_yet(app["member"])
         by_key = crypto.sign_public(supervisor_seed)
         by = key_id(by_key)
         if by not in self.supervisors():
@@ -246,6 +250,7 @@ class Organization:
                     raise CliError(f"no pending application {app_id}")
                 data = bytes(row[0])
                 app = open_application(data)
+                self._not_member_yet(app["member"])
                 approval = sign_record(supervisor_seed, APPROVAL, {
                     "type": "approval", "org": self.id,
                     "application": hashlib.sha256(data).digest(), "member": app["member"],
@@ -254,6 +259,40 @@ class Organization:
                 conn.execute("UPDATE applications SET status='approved' WHERE id=?", (app_id,))
             self._publish_member_list(org_seed, now)
         return len(app_ids)
+
+    def _not_member_yet(self, member_id: str) -> None:
+        """An application from a member (queued before it was admitted) must not replace its
+        record: role, join time and so its vesting clock. A role change is its own act."""
+        found = self.member(member_id)
+        if found is not None:
+            raise CliError(f"{member_id} is already a member ({found['role']} since "
+                           f"{found['joined_ms']}): its application cannot be approved again; "
+                           f"to change its role use `leither org role {member_id} ROLE`")
+
+    def set_role(self, member_id: str, role: str, supervisor_seed: bytes,
+                 now_ms: int | None = None) -> dict[str, Any]:
+        """A supervisor changes a member's role; its join time (vesting clock) is kept."""
+        from leither import crypto
+
+        now = now_ms if now_ms is not None else time_ms()
+        if role not in ROLES:
+            raise CliError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
+        by = key_id(crypto.sign_public(supervisor_seed))
+        if by not in self.supervisors():
+            raise AuthError(f"{by} is not a supervisor of {self.name}: it cannot change roles")
+        found = self.member(member_id)
+        if found is None:
+            raise CliError(f"{member_id} is not a member of {self.name}")
+        if found["role"] == role:
+            raise CliError(f"{member_id} already has role {role}")
+        if found["role"] == "supervisor" and len(self.supervisors()) == 1:
+            raise CliError(f"{member_id} is the last supervisor: name another one first")
+        org_seed = self.seed()
+        with self.db.transaction() as conn:
+            conn.execute("UPDATE members SET role=? WHERE id=?", (role, member_id))
+            self._publish_member_list(org_seed, now)
+        return {"member": member_id, "role": role, "was": found["role"],
+                "joined_ms": found["joined_ms"]}
 
     def _admit(self, app: dict[str, Any], data: bytes, approval: bytes, now: int) -> None:
         self.db.conn.execute(

@@ -135,6 +135,36 @@ def add_transaction(db: LedgerDB, data: bytes, org_id: str, supervisors: dict[st
     return {"id": tid.hex(), "type": body["type"], "amount": body["amount"]}
 
 
+def list_pending(db: LedgerDB) -> list[dict[str, Any]]:
+    """The queued transactions, oldest first: {id, type, amount, from, to, added_ms}."""
+    out = []
+    for tid, kind, data, added in db.conn.execute(
+            "SELECT id, kind, data, added_ms FROM pending ORDER BY added_ms, id"):
+        try:
+            body = tx_mod.decode_record(bytes(data))
+        except DecodeError as err:  # listed anyway, so that it can be dropped
+            body = {"error": str(err)}
+        out.append({"id": bytes(tid).hex(), "type": kind, "amount": body.get("amount"),
+                    "from": body.get("from") or body.get("by"),
+                    "to": body.get("to") or body.get("id"), "added_ms": added})
+    return out
+
+
+def drop_pending(db: LedgerDB, prefix: str) -> dict[str, Any]:
+    """Remove one queued transaction, named by a prefix of its ID (hex)."""
+    prefix = prefix.lower()
+    if not prefix or any(c not in "0123456789abcdef" for c in prefix):
+        raise DecodeError(f"{prefix!r} is not a transaction ID (hex) or a prefix of one")
+    found = [p for p in list_pending(db) if p["id"].startswith(prefix)]
+    if not found:
+        raise DecodeError(f"no queued transaction {prefix}")
+    if len(found) > 1:
+        raise DecodeError(f"{prefix!r} matches {len(found)} queued transactions: give more")
+    with db.transaction() as conn:
+        conn.execute("DELETE FROM pending WHERE id=?", (bytes.fromhex(found[0]["id"]),))
+    return found[0]
+
+
 # -- contracts ------------------------------------------------------------------------------------
 
 def deploy_contract(db: LedgerDB, text: str, member_ids: set[str],

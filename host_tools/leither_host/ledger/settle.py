@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from operator import attrgetter
 from pathlib import Path
@@ -47,6 +47,9 @@ from leither_host.ledger.records import (
 EPOCH = smtverify.EPOCH_DOMAIN  # b"leither-epoch/1": boards check these records too
 EMPTY_ROOT = bytes(32)  # the root of a ledger with no accounts
 MAX_BALANCE = (1 << 64) - 1
+# The supply is stored as a signed 64-bit SQLite integer: no income or reward may take it past
+# this. It also bounds every balance (each is part of the supply), far below MAX_BALANCE.
+MAX_SUPPLY = (1 << 63) - 1
 
 
 class SettlementError(StoreError):
@@ -85,6 +88,7 @@ class Context:
     # Pairs (lower ID, higher ID) with a credit line in either direction: only their receipts
     # are valued and netted; other receipts only earn through the contract.
     credit_pairs: set[tuple[str, str]] = field(default_factory=set)
+    supply: int = 0  # the supply at the start of the epoch (minting may not pass MAX_SUPPLY)
 
 
 @dataclass
@@ -215,6 +219,10 @@ def compute(ctx: Context, receipts: list[ReceiptRow], txs: list[bytes]) -> Plan:
         if sid in seen or ctx.spent(sid):
             _reject(plan, "income", body["id"], "duplicate: this income event was settled")
             continue
+        if ctx.supply + plan.minted + body["amount"] > MAX_SUPPLY:
+            _reject(plan, "income", body["id"], f"would take the supply past {MAX_SUPPLY} "
+                                                f"(2^63-1): it is {ctx.supply + plan.minted}")
+            continue
         if ctx.contract is None:
             _reject(plan, "income", body["id"], "no contract deployed: nothing says how to "
                                                 "split it (leither contract deploy FILE)")
@@ -246,6 +254,9 @@ def compute(ctx: Context, receipts: list[ReceiptRow], txs: list[bytes]) -> Plan:
         if rewarded + body["amount"] > cap:
             _reject(plan, "reward", tid, f"over the contract's reward cap of {cap} per epoch "
                                          f"({rewarded} already given)")
+            continue
+        if ctx.supply + plan.minted + body["amount"] > MAX_SUPPLY:
+            _reject(plan, "reward", tid, f"would take the supply past {MAX_SUPPLY} (2^63-1)")
             continue
         try:
             raw = raw_of(body["to"])
@@ -343,16 +354,22 @@ def encode_inputs(ctx: Context, plan: Plan, members_version: int) -> bytes:
 
 
 def run_epoch(org: Any, end_ms: int | None = None, now_ms: int | None = None,
-              reports_dir: Path | None = None) -> dict[str, Any]:
-    """Settle the next epoch of org (an Organization): compute, check, commit, sign."""
+              reports_dir: Path | None = None, extra_txs: Sequence[bytes] = ()
+              ) -> dict[str, Any]:
+    """Settle the next epoch of org (an Organization): compute, check, commit, sign.
+
+    extra_txs are transactions given with this settlement (`settle --income/--tx/--reward`):
+    they are settled with the queued ones but never queued themselves, so an epoch that fails
+    leaves nothing behind it (all or nothing).
+    """
     from leither_host.ledger.smt import gc_paused
 
     with gc_paused():  # an epoch makes ~10 objects per receipt, none in cycles
-        return _run_epoch(org, end_ms, now_ms, reports_dir)
+        return _run_epoch(org, end_ms, now_ms, reports_dir, list(extra_txs))
 
 
 def _run_epoch(org: Any, end_ms: int | None, now_ms: int | None,
-               reports_dir: Path | None) -> dict[str, Any]:
+               reports_dir: Path | None, extra_txs: list[bytes]) -> dict[str, Any]:
     from leither_host.ledger import pool
 
     db = org.db
@@ -363,6 +380,10 @@ def _run_epoch(org: Any, end_ms: int | None, now_ms: int | None,
     start = last["end_ms"] if last else int(db.get_meta("created_ms", 0))
     if end <= start:
         raise SettlementError(f"epoch {number} would end at {end}, not after its start {start}")
+    if end > now:
+        # Receipts of a period not over yet would be paid early, and the next epoch could
+        # never start before that future time.
+        raise SettlementError(f"epoch {number} would end at {end}, in the future (now {now})")
     tree = db.tree()
     members = org.members()
     active = pool.active_contract(db)
@@ -373,10 +394,16 @@ def _run_epoch(org: Any, end_ms: int | None, now_ms: int | None,
     ctx = Context(org_id=org.id, treasury=org.raw, epoch=number, start_ms=start, end_ms=end,
                   members=members, supervisors=org.supervisors(), contract=active,
                   get=tree.get, marks=marks, debts=debts, credit_pairs=credit_pairs,
+                  supply=last["supply"] if last else 0,
                   spent=lambda i: db.conn.execute("SELECT 1 FROM spent WHERE id=?",
                                                   (i,)).fetchone() is not None)
     receipts = pool.pending_receipts(db)
     txs = [bytes(r[0]) for r in db.conn.execute("SELECT data FROM pending ORDER BY id")]
+    queued = {tx_mod.tx_id(t) for t in txs}
+    for data in extra_txs:
+        if tx_mod.tx_id(data) not in queued:  # given twice, or queued already: settled once
+            queued.add(tx_mod.tx_id(data))
+            txs.append(data)
     plan = compute(ctx, receipts, txs)
     members_version = db.conn.execute("SELECT max(version) FROM member_lists").fetchone()[0]
     inputs = encode_inputs(ctx, plan, members_version)
@@ -492,7 +519,8 @@ def replay(org: Any, number: int, check_receipt_signatures: bool = True) -> dict
                   contract=active, get=get,
                   marks={(i, p): e for i, p, e in inputs["marks_before"]},
                   debts={(d, c): a for d, c, a in inputs["debts_before"]},
-                  credit_pairs={(a, b) for a, b in inputs["credit_pairs"]})
+                  credit_pairs={(a, b) for a, b in inputs["credit_pairs"]},
+                  supply=prev_row["supply"] if prev_row else 0)
     plan = compute(ctx, receipts, list(inputs["txs"]))
     if plan.rejected or len(plan.receipts) != len(receipts) or len(plan.txs) != len(
             inputs["txs"]):
