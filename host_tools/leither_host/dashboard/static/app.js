@@ -72,6 +72,11 @@ function nameOf(id) {
   return row && row.name ? row.name : shortId(id);
 }
 
+// replaceChildren that skips the null of a `cond ? el(...) : null`.
+function put(box, ...children) {
+  box.replaceChildren(...children.flat().filter((c) => c !== null && c !== undefined));
+}
+
 function pill(text, kind) { return el("span", { class: `pill ${kind || ""}` }, text); }
 
 // ---- the API -----------------------------------------------------------------------------------
@@ -294,7 +299,7 @@ async function loadNode() {
       el("th", {}, "app"), el("th", { class: "num" }, "size"),
       el("th", { class: "num" }, "versions"), el("th", {}, ""))), el("tbody", {}, rows)))
     : el("p", { class: "empty" }, "No MiMei on this node yet (leither mm create).");
-  body.replaceChildren(facts,
+  put(body, facts,
     data.failover ? el("p", { class: "verdict" },
       "Offline: its backed-up versions are read through its partner.") : null,
     el("h3", {}, "MiMei"), table, el("div", { id: "versions" }));
@@ -346,7 +351,7 @@ function renderBackup(b) {
     return;
   }
   const kind = b.state === "error" ? "bad" : b.pending ? "warn" : "ok";
-  box.replaceChildren(el("dl", { class: "facts", id: "backup-facts" },
+  put(box, el("dl", { class: "facts", id: "backup-facts" },
     el("dt", {}, "partner"), el("dd", { class: "partner" },
       b.partner ? nameOf(b.partner) : "none: pair it with another node"),
     el("dt", {}, "state"), el("dd", { class: "backup-state" }, pill(b.state, kind)),
@@ -542,7 +547,7 @@ function watchPairing(a, b) {
 
 function showCode(box, id, s) {
   box.querySelector(".who").textContent = nameOf(id);
-  box.querySelector(".code").textContent = s.pair_code || "––––––";
+  box.querySelector(".code").textContent = s.pair_code || "· · · · · ·";
   box.querySelector(".state").textContent = s.pair_state +
     (s.pair ? ` · window ${s.window_left} s left` : "") +
     (s.peer ? ` · partner ${nameOf(s.peer)}` : "");
