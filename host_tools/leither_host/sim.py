@@ -3,6 +3,13 @@
 # board lives in its own network namespace on a bridge, like a home LAN, with one more
 # namespace for the host CLI. State is kept in <dir>/sim.json so that later `leither sim`
 # calls (press, kill, start, down) find the boards; `down` always removes what `up` made.
+#
+# Board kinds: "unix" boards run the registry's 64-bit MicroPython (or CPython) importing the
+# .mpy bundle, at a roomy heap since code lives in it; "esp32" boards run the 32-bit stand-in
+# with the firmware frozen in (leither_host.standin) at the heap in boards/esp32/board.json,
+# the ESP32-WROOM's: what runs there fits the board. Both use the unix port's button and LED
+# files (a stand-in has no pins), with MICROPYPATH=.frozen so no file on disk shadows the
+# frozen code.
 """The simulated fleet behind `leither sim` and `leither demo`."""
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from leither_host import lan as lanmod
+from leither_host import standin
 from leither_host.build import REPO, board_config, build
 from leither_host.errors import CliError
 from leither_host.paths import data_dir
@@ -29,6 +37,7 @@ STOP_GRACE_S = 5.0  # after SIGINT, time for the goodbye and a clean store close
 DEFAULT_HEAP = "1M"  # unix MicroPython heap per board: the unix port loads .mpy code into the heap
 # (~240 KB for the whole node with pairing and backup; bench/node.py), where a real ESP32
 # build freezes it into flash; a restore needs room for bulk transfers beside it.
+SIM_KINDS = ("unix", "esp32")  # boards `sim up --board` runs (esp32: the 32-bit stand-in)
 
 
 @dataclass
@@ -42,6 +51,7 @@ class Board:
     pid: int | None = None
     ip: str = "127.0.0.1"
     netns: str | None = None
+    kind: str = "unix"  # the board simulated: "unix", or "esp32" (the 32-bit frozen stand-in)
 
 
 def python_bin(name: str) -> str:
@@ -119,13 +129,24 @@ class Sim:
     # -- boards --------------------------------------------------------------------------------
 
     def up(self, count: int, interpreter: str = "micropython", use_lan: bool = False,
-           heap: str = DEFAULT_HEAP, prefix: str = "board") -> list[Board]:
+           heap: str | None = None, prefix: str = "board", kind: str = "unix",
+           micropython_src: str | None = None) -> list[Board]:
+        """Start count boards. kind "esp32" runs the stand-in at the board's heap (heap
+        overrides it only when given); "unix" runs the registry's MicroPython or CPython."""
         if self.boards:
             raise CliError(f"a simulation is already up in {self.base}: `leither sim down` first")
         if count < 1 or count > 50:
             raise CliError("sim up takes 1 to 50 boards")
-        if interpreter == "micropython":
+        if kind not in SIM_KINDS:
+            raise CliError(f"sim boards are {' or '.join(SIM_KINDS)}, not {kind!r}")
+        if kind != "unix" and interpreter != "micropython":
+            raise CliError(f"{kind} boards run MicroPython (the 32-bit stand-in), not CPython")
+        if kind != "unix":
+            standin.build_standin(kind, micropython_src)
+            heap = heap or str(board_config(kind)["heap_bytes"])
+        elif interpreter == "micropython":
             build("unix")
+        heap = heap or DEFAULT_HEAP
         made_lan: lanmod.LAN | None = None
         try:
             if use_lan:
@@ -142,7 +163,7 @@ class Sim:
                 root.mkdir(parents=True)
                 board = Board(name=name, root=str(root), port=BASE_PORT if use_lan else
                               _free_port(BASE_PORT + i), interpreter=interpreter, heap=heap,
-                              claim_token=os.urandom(8).hex())
+                              claim_token=os.urandom(8).hex(), kind=kind)
                 (root / "claim.token").write_text(board.claim_token)
                 (root / "config.json").write_text(json.dumps({"name": name, "board": "unix"}))
                 if made_lan is not None:
@@ -164,7 +185,10 @@ class Sim:
     def _argv(self, board: Board) -> list[str]:
         node_args = ["--root", board.root, "--board", "unix", "--name", board.name,
                      "--port", str(board.port), "--addr", board.ip]
-        if board.interpreter == "micropython":
+        if board.kind != "unix":
+            argv = [str(standin.binary_path(board.kind)), "-X", f"heapsize={board.heap}",
+                    "-m", "leither"]
+        elif board.interpreter == "micropython":
             argv = [python_bin("micropython"), "-X", f"heapsize={board.heap}", "-m", "leither"]
         else:
             argv = [sys.executable, "-m", "leither"]
@@ -175,11 +199,15 @@ class Sim:
 
     def _spawn(self, board: Board) -> None:
         env = dict(os.environ)
-        env["MICROPYPATH"] = f"{REPO / 'build' / 'unix'}:.frozen"  # asyncio is frozen in
+        # unix: the .mpy bundle, asyncio frozen in; a stand-in: everything frozen, nothing else.
+        env["MICROPYPATH"] = (".frozen" if board.kind != "unix" else
+                              f"{REPO / 'build' / 'unix'}:.frozen")
         log = open(Path(board.root) / "node.log", "ab")
         try:
+            # cwd = the board's root: sys.path starts with "" and nothing there is a module.
             proc = subprocess.Popen(self._argv(board), stdout=log, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+                                    stdin=subprocess.DEVNULL, env=env, start_new_session=True,
+                                    cwd=board.root)
         finally:
             log.close()
         board.pid = proc.pid

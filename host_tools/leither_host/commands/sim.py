@@ -13,12 +13,14 @@ from typing import Any
 from leither_host.errors import CliError
 from leither_host.fleet import Fleet
 from leither_host.output import print_json, print_table
-from leither_host.sim import DEFAULT_HEAP, Sim
+from leither_host.sim import DEFAULT_HEAP, SIM_KINDS, Sim
 
 EXAMPLES = """examples:
   leither sim up 2                    # two MicroPython boards on loopback (ports 4800, 4801)
   sudo leither sim up 3 --lan         # each board in its own network namespace on a bridge
   leither sim up 2 --cpython          # CPython nodes instead of MicroPython
+  leither sim up 2 --board esp32      # ESP32 boards: the 32-bit frozen MicroPython stand-in
+                                      # at the ESP32-WROOM's heap (boards/esp32/board.json)
   leither sim ls
   leither sim press board1            # press the button (--long for a long press)
   leither sim kill board2             # pull the plug (no goodbye)
@@ -39,7 +41,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     up.add_argument("count", type=int, nargs="?", default=2)
     up.add_argument("--cpython", action="store_true", help="CPython nodes (default MicroPython)")
     up.add_argument("--lan", action="store_true", help="network namespaces on a bridge (root)")
-    up.add_argument("--heap", default=DEFAULT_HEAP, help="MicroPython heap per board")
+    up.add_argument("--board", default="unix", choices=SIM_KINDS,
+                    help="unix (64-bit MicroPython or CPython) or esp32 (the 32-bit frozen "
+                         "stand-in at the board's heap; built on first use)")
+    up.add_argument("--heap", help=f"MicroPython heap per board (unix default {DEFAULT_HEAP}; "
+                                   "esp32: the board's heap_bytes)")
+    up.add_argument("--micropython-src", metavar="DIR|TARBALL",
+                    help="esp32: MicroPython source for the stand-in (see `leither build`)")
     up.add_argument("--json", action="store_true")
     ls = verbs.add_parser("ls", help="list the boards")
     ls.add_argument("--json", action="store_true")
@@ -62,7 +70,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _rows(sim: Sim) -> list[dict[str, Any]]:
     return [{"name": b.name, "pid": b.pid if sim.alive(b) else None,
-             "running": sim.alive(b), "interpreter": b.interpreter,
+             "running": sim.alive(b), "interpreter": b.interpreter, "board": b.kind,
+             "heap": b.heap if b.interpreter == "micropython" else None,
              "address": f"{b.ip}:{b.port}", "netns": b.netns, "root": b.root,
              "led": sim.led(b.name)} for b in sim.boards]
 
@@ -75,7 +84,7 @@ def _remember(sim: Sim) -> None:
             node_id = _node_id(Path(b.root))
             if node_id:
                 fleet.remember({"id": node_id, "name": b.name, "host": b.ip, "port": b.port,
-                                "board": "unix", "sim": True})
+                                "board": b.kind, "sim": True})
     finally:
         fleet.close()
 
@@ -97,14 +106,15 @@ def run(args: argparse.Namespace) -> int:
         if args.lan and os.geteuid() != 0:
             raise CliError("--lan needs root (network namespaces); without it boards share "
                            "loopback")
-        sim.up(args.count, "cpython" if args.cpython else "micropython", args.lan, args.heap)
+        sim.up(args.count, "cpython" if args.cpython else "micropython", args.lan, args.heap,
+               kind=args.board, micropython_src=args.micropython_src)
         _remember(sim)
         if args.json:
             print_json(_rows(sim))
         else:
             for b in sim.boards:
-                print(f"{b.name}: {b.interpreter} at {b.ip}:{b.port}  claim token "
-                      f"{b.claim_token}")
+                what = b.interpreter if b.kind == "unix" else f"{b.kind} stand-in, heap {b.heap}"
+                print(f"{b.name}: {what} at {b.ip}:{b.port}  claim token {b.claim_token}")
     elif verb == "ls":
         rows = _rows(sim)
         if args.json:
@@ -112,8 +122,8 @@ def run(args: argparse.Namespace) -> int:
         elif not rows:
             print("no simulated boards: `leither sim up`")
         else:
-            print_table(["name", "state", "interpreter", "address", "led", "root"],
-                        [(r["name"], "running" if r["running"] else "stopped",
+            print_table(["name", "state", "board", "interpreter", "address", "led", "root"],
+                        [(r["name"], "running" if r["running"] else "stopped", r["board"],
                           r["interpreter"], r["address"], r["led"], r["root"]) for r in rows])
     elif verb == "press":
         sim.press(args.board, args.long)
