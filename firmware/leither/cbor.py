@@ -4,15 +4,17 @@
 # and every failure is one DecodeError. Same code and behaviour on MicroPython and CPython.
 """Deterministic CBOR codec (RFC 8949 §4.2.1).
 
-Types: int (any size; beyond 64 bits as bignum tags 2/3), bytes (bytearray and memoryview
+Types: int in [-2**64, 2**64) (a CBOR head holds it), bytes (bytearray and memoryview
 encode as byte strings), str, list (tuple encodes as an array), dict, True, False, None.
-Not supported: floats, undefined and other simple values, tags other than 2 and 3,
+Not supported: floats, undefined and other simple values, tags (so no bignums: an int beyond
+64 bits is refused both ways -- a 2**70 offset must never reach code that loops over it),
 indefinite lengths.
 
 Encoding -- ``dumps(obj) -> bytes``; ``dump(obj, stream)`` writes containers item by item to
 ``stream.write`` (which must write everything it is given); ``encode_head(major, n) -> bytes``
 lets a caller stream a big array or byte string itself. A type we do not support raises
-TypeError, and so does a tuple as a map key (the decoder refuses array keys).
+TypeError, and so does a tuple as a map key (the decoder refuses array keys); an int beyond
+64 bits raises ValueError.
 Output is byte-identical to ``cbor2.dumps(obj, canonical=True)`` except for two
 cases: map keys are sorted bytewise by their encoding as RFC 8949 §4.2.1 says, while cbor2
 sorts length-first (RFC 7049) -- the two orders agree when all keys of a map have one major
@@ -24,11 +26,10 @@ bytes are an error); ``load(stream, ...) -> obj`` reads exactly one item from ``
 a socket timeout propagates as OSError). Maps give dict, arrays list, byte strings bytes.
 Every malformed, truncated, unsupported or over-limit input raises DecodeError: reserved
 additional info (28-30), indefinite lengths, floats and simple values other than
-false/true/null, tags other than 2/3, a bignum whose content is not a byte string,
+false/true/null, any tag (bignums included),
 invalid UTF-8, duplicate map keys (also keys Python sees as equal, such as 1 and True),
 arrays or maps as map keys. ``canonical=True`` also rejects what §4.2.1 forbids: heads not
-in shortest form, map keys not in strictly increasing bytewise order, and bignums that are
-not preferred serialization (value fits in 64 bits, or leading zero bytes); use it to check
+in shortest form and map keys not in strictly increasing bytewise order; use it to check
 signed structures.
 
 Limits (keyword arguments of loads/load): max_depth nested arrays/maps, max_len bytes per
@@ -63,10 +64,9 @@ MAX_LEN = const(65536)  # bytes per byte/text string
 MAX_ITEMS = const(4096)  # entries per array or map
 MAX_TOTAL = const(131072)  # allocation units per decoded item, see ITEM_COST
 ITEM_COST = const(8)  # units per array element / map key or value: one pointer slot, 64-bit
-MAX_BIGNUM = const(128)  # bytes of bignum content (1024 bits); we use none on purpose
 
 _STREAM_CHUNK = const(4096)  # bytes per stream.read while collecting a string
-_U64 = 0x10000000000000000  # 2**64: first integer that needs a bignum
+_U64 = 0x10000000000000000  # 2**64: first integer a CBOR head cannot hold
 _TRUNCATED = "CBOR: truncated input"
 _OVER_TOTAL = "CBOR: item exceeds the allocation limit"
 
@@ -104,20 +104,6 @@ def encode_head(major, n):
     return bytes(out)
 
 
-def _bignum(out, n):
-    """Tag 2 (n >= 2**64) or tag 3 (n < -2**64) with the minimal big-endian magnitude."""
-    if n < 0:
-        out.append(0xC3)
-        n = -1 - n
-    else:
-        out.append(0xC2)
-    size = 9  # n >= 2**64 needs at least 9 bytes; int.bit_length is missing on MicroPython
-    while n >> (size << 3):
-        size += 1
-    _head(out, 0x40, size)
-    out += n.to_bytes(size, "big")
-
-
 def _first(pair):
     return pair[0]
 
@@ -150,7 +136,7 @@ def _enc(obj, out):
         elif -_U64 <= obj < 0:
             _head(out, 0x20, -1 - obj)
         else:
-            _bignum(out, obj)
+            raise ValueError("CBOR: int beyond 64 bits")
     elif t is bytes or t is bytearray or t is memoryview:
         _head(out, 0x40, len(obj))
         out += obj
@@ -319,7 +305,7 @@ class _Decoder:
         if major == 1:
             return -1 - n
         if major == 6:
-            return self._bignum(n)
+            raise DecodeError(f"CBOR: tag {n} not accepted (no bignums: ints stop at 64 bits)")
         if ib == 0xF4:
             return False
         if ib == 0xF5:
@@ -346,22 +332,6 @@ class _Decoder:
             if len(result) != count:
                 raise DecodeError("CBOR: duplicate map key")
         return result
-
-    def _bignum(self, tag):
-        if tag != 2 and tag != 3:
-            raise DecodeError(f"CBOR: unsupported tag {tag}")
-        ib = self._byte()
-        ai = ib & 31
-        if ib >> 5 != 2 or ai > 27:
-            raise DecodeError("CBOR: bignum content is not a definite byte string")
-        n = ai if ai < 24 else self._arg(ai)
-        if n > MAX_BIGNUM:
-            raise DecodeError("CBOR: bignum longer than the limit")
-        data = self._string(n)
-        if self.canonical and (n < 9 or data[0] == 0):
-            raise DecodeError("CBOR: bignum not in preferred serialization")
-        value = int.from_bytes(data, "big")
-        return value if tag == 2 else -1 - value
 
     def run(self):
         try:

@@ -26,9 +26,7 @@ def vectors():
         (0, "00"), (1, "01"), (10, "0a"), (23, "17"), (24, "1818"), (25, "1819"), (100, "1864"),
         (1000, "1903e8"), (1000000, "1a000f4240"), (1000000000000, "1b000000e8d4a51000"),
         (18446744073709551615, "1bffffffffffffffff"),
-        (18446744073709551616, "c249010000000000000000"),
         (-18446744073709551616, "3bffffffffffffffff"),
-        (-18446744073709551617, "c349010000000000000000"),
         (-1, "20"), (-10, "29"), (-100, "3863"), (-1000, "3903e7"),
         (False, "f4"), (True, "f5"), (None, "f6"),
         (b"", "40"), (b"\x01\x02\x03\x04", "4401020304"),
@@ -52,6 +50,8 @@ def malformed():
         "f7", "f0", "f818", "f8ff", "e0",  # undefined and other simple values
         "c074323031332d30332d32315432303a30343a30305a", "c101", "d82076687474703a2f2f",  # tags
         "c201", "c260", "c25f4100ff", "c3f6", "c2c24100",  # bignum content not a byte string
+        "c249010000000000000000", "c349010000000000000000",  # bignums: 2**64 and -2**64-1
+        "c24a00010000000000000000", "c2480100000000000000", "d8024100", "c34100",
         "62c080", "63eda080", "64f4908080", "64f5808080", "61ff", "6180", "62c328", "63e28228",
         "a201010102", "a2616101616102", "a20100f500",  # duplicate keys (1 and True collide)
         "a18000", "a1a000", "a1820102f6",  # array or map as a key
@@ -65,8 +65,6 @@ def not_canonical():
         ("1817", 23), ("190017", 23), ("1a00000017", 23), ("1b0000000000000017", 23),
         ("3800", -1), ("5801ff", b"\xff"), ("780161", "a"), ("980100", [0]), ("b8010000", {0: 0}),
         ("a2616201616102", {"b": 1, "a": 2}), ("a20a010102", {10: 1, 1: 2}),
-        ("c2480100000000000000", 2 ** 56), ("c34100", -1),
-        ("c24a00010000000000000000", 2 ** 64), ("d8024100", 0),
     ]
 
 
@@ -97,7 +95,6 @@ def test_encode_other_forms():
     check(cbor.dumps((1, (2, 3))) == unhex("8201820203"))
     check(cbor.dumps(bytearray(b"\x01\x02")) == unhex("420102"))
     check(cbor.dumps(memoryview(b"\x01\x02")) == unhex("420102"))
-    check(cbor.dumps(2 ** 200) == unhex("c2581a01") + bytes(25))
     # Keys sort bytewise by encoding (RFC 8949 §4.2.1), whatever their types.
     mixed = {"a": 1, 1000: 2, -1: 3, b"a": 4, False: 5, None: 6}
     check(cbor.dumps(mixed) == unhex("a6" "1903e802" "2003" "416104" "616101" "f405" "f606"))
@@ -106,6 +103,18 @@ def test_encode_other_forms():
 def test_encode_unsupported_raises_typeerror():
     for value in (1.5, {1, 2}, object(), [1, 2.0], {"a": {"b": 0.5}}, {(1, 2): 0}, {(): 0}):
         raises(TypeError, cbor.dumps, value)
+
+
+def test_ints_beyond_64_bits_refused():
+    # No bignums either way: a 2**70 offset must die at the decoder, not in a loop over it.
+    check(cbor.loads(cbor.dumps(2 ** 64 - 1)) == 2 ** 64 - 1)
+    check(cbor.loads(cbor.dumps(-2 ** 64)) == -2 ** 64)
+    for value in (2 ** 64, -2 ** 64 - 1, 2 ** 70, [1, {"offset": 2 ** 200}]):
+        raises(ValueError, cbor.dumps, value)
+    # The attack as sent: an MFSetData-like map whose offset is the bignum 2**70.
+    attack = unhex("a2666f6666736574c24901" + "00" * 8 + "6464617461" + "4100")
+    raises(DecodeError, cbor.loads, attack)
+    raises(DecodeError, cbor.load, io.BytesIO(attack))
 
 
 def test_encode_head():
@@ -128,7 +137,7 @@ def test_encode_head():
 
 def test_dump_to_stream_matches_dumps():
     value = {"list": [1, -2, b"\x00" * 300, "t" * 30, None], "map": {3: {"k": [True]}},
-             "big": 2 ** 70, "b": bytearray(b"ab"), "tuple": (1, 2)}
+             "big": 2 ** 64 - 1, "b": bytearray(b"ab"), "tuple": (1, 2)}
     stream = io.BytesIO()
     cbor.dump(value, stream)
     check(stream.getvalue() == cbor.dumps(value))
@@ -139,7 +148,7 @@ def test_dump_to_stream_matches_dumps():
 def test_round_trip():
     value = {"id": "3J98t1WpEZ73CNmQviecrnyiWrnqRhWNLy", "n": 12345, "t": 1764114000000,
              "data": b"\x01" * 32, "tags": ["a", "\u00fc\u6c34", ""], "ok": True, "none": None,
-             -5: [2 ** 64, -2 ** 64 - 1, 2 ** 64 - 1, -2 ** 64], b"k": {}}
+             -5: [2 ** 63, -2 ** 63 - 1, 2 ** 64 - 1, -2 ** 64], b"k": {}}
     data = cbor.dumps(value)
     check(cbor.loads(data) == value)
     check(cbor.loads(data, canonical=True) == value)
@@ -217,7 +226,6 @@ def test_length_and_count_limits():
     wide = cbor.encode_head(cbor.ARRAY, 20) + cbor.dumps([0] * 50) * 20
     check(len(cbor.loads(wide, max_total=20 * 51 * cbor.ITEM_COST)) == 20)
     raises(DecodeError, cbor.loads, wide, max_total=20 * 51 * cbor.ITEM_COST - 1)
-    raises(DecodeError, cbor.loads, cbor.dumps(2 ** (8 * (cbor.MAX_BIGNUM + 1))))
 
 
 def test_declared_lengths_allocate_nothing():
