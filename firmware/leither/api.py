@@ -41,6 +41,7 @@ _TABLE = (
     ("MFGetSize", "mf_get_size", 0, "read"),
     ("MFStat", "mf_stat", 0, "read"),
     ("MFTruncate", "mf_truncate", 0, "write"),
+    ("MFCommit", "mf_commit", 0, "write"),
 )
 
 
@@ -161,9 +162,18 @@ class API:
     def mf_set_data(self, caller, params, name=None):
         # "sync": false for the pieces of an upload but its last: they are written without a
         # durable commit each (see mimei.Store.set_data); the last piece commits them all.
+        # "stage": true writes a whole-file put beside cur, swapped in by MFCommit.
         data = _arg(params, "data", (bytes, bytearray))
         return self.store.set_data(_arg(params, "mid", str), _arg(params, "offset", int, 0), data,
-                                   _arg(params, "sync", bool, True) is not False)
+                                   _arg(params, "sync", bool, True) is not False,
+                                   _arg(params, "stage", bool, False) is True)
+
+    def mf_commit(self, caller, params, name=None):
+        # The staged put becomes cur in one step ({"discard": true}: dropped); the new size.
+        mid = _arg(params, "mid", str)
+        if _arg(params, "discard", bool, False):
+            return self.store.discard(mid)
+        return self.store.commit(mid)
 
     def mf_get_data(self, caller, params, name=None):
         length = _arg(params, "length", int, self.max_data)

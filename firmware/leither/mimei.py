@@ -27,9 +27,13 @@ Files (streamed; nothing holds the whole file)
     collect, close, work on another MiMei), and by itself every ``SYNC_BYTES``. Appends at the
     end (an upload) stream into the tree without rebuilding its path each time;
     ``sync()`` commits whatever is pending;
+    ``set_data(..., stage=True)`` writes a staged put beside cur instead (offset 0 starts it
+    afresh), ``commit(mid) -> size`` swaps it in as cur in one state-file rename, ``discard(mid)``
+    drops it (maintain() drops one idle for ``STAGE_IDLE``): a whole-file upload cut anywhere
+    leaves cur old or new, never torn. Offsets stop at ``store.MAX_SIZE``; holes cost nothing;
     ``get_data(mid, offset, length, version="cur") -> bytes``; ``get_into(mid, offset, view,
     version="cur") -> n`` fills a writable buffer with no allocation; ``size(mid, version="cur")``;
-    ``truncate(mid, size)``; ``stat(mid) -> dict``;
+    ``truncate(mid, size)``; ``stat(mid) -> dict``; ``set_meta(mid, meta)`` (fields ``META``);
     ``reader(mid, version="cur")`` -> stream with ``.size``, ``read(n)``, ``readinto(buf)``,
     ``read_at(offset, n)``, ``close()`` (a db's version reads as its canonical export).
 
@@ -99,6 +103,10 @@ _WEEK = 7 * 86400000  # ms
 SYNC_BYTES = 1048576  # bytes written with sync=False before they are made durable anyway: what
 # a crash may lose of an upload (a state file and two fsyncs per MiB cost nothing at that size)
 RESERVE = 65536  # bytes of flash kept free for collection and sealing: writes stop before
+_CUR = ("root", "size")  # state fields of cur's tree
+_STAGE = ("sroot", "ssize")  # of a staged put's (absent when none; "stime": last write, ms)
+STAGE_IDLE = 3600000  # ms a staged put may sit unwritten before maintain() drops it
+META = ("app", "ext", "mark", "ctime", "release", "refs", "rights")  # see set_meta
 _RECORD_KEYS = ("author", "key", "mid", "n", "prev", "root", "sig", "size", "time", "type")
 
 
@@ -226,6 +234,7 @@ class Store:
         self._dirty = False
         self._unsynced = 0  # bytes written since the last durable commit (<= SYNC_BYTES)
         self._app = None
+        self._app_keys = _CUR  # where the appender's tree goes: cur or the staged put
 
     def close(self):
         try:
@@ -271,8 +280,8 @@ class Store:
         if app is not None:
             self._app = None
             root, size = app.finish()
-            self._st_cache["root"] = root
-            self._st_cache["size"] = size
+            self._st_cache[self._app_keys[0]] = root
+            self._st_cache[self._app_keys[1]] = size
 
     def sync(self):
         """Make every write so far durable (commit the state that sync=False writes left)."""
@@ -394,31 +403,43 @@ class Store:
             raise StoreError("disk full: %d bytes free, %d kept for collection"
                              % (self.blocks.free(), self.reserve))
 
-    def set_data(self, mid, offset, data, sync=True):
+    def set_data(self, mid, offset, data, sync=True, stage=False):
         """Write data at offset of cur (a gap before offset reads as zeros); new size.
 
         sync=False: not durable yet (see the module docstring); appends stream.
+        stage=True: write the staged put instead (see commit); offset 0 starts it afresh.
         """
-        if offset < 0:
-            raise StoreError("negative offset")
+        if offset < 0 or offset + len(data) > store.MAX_SIZE:
+            raise StoreError("offset %d outside 0..%d" % (offset, store.MAX_SIZE))
+        keys = _STAGE if stage else _CUR
+        root_key, size_key = keys
         st = self._st_cache
         app = self._app
-        if app is None or sync or st["id"] != mid or offset != st["size"]:
+        if (app is None or sync or st["id"] != mid or self._app_keys is not keys
+                or offset != st[size_key] or (stage and not offset)):
             st = self._cur(mid)  # settles an open appender
             app = None
         self._room(len(data))
+        if stage:
+            if not offset:
+                st["sroot"] = store.empty_root(self.blocks)
+                st["ssize"] = 0
+            elif st.get("sroot") is None:
+                raise StoreError(f"no put staged for MiMei {mid}: start one at offset 0")
+            st["stime"] = time_ms()
         if sync:
-            root, size = store.patch(self.blocks, st["root"], offset, data)
-            return self._commit_cur(st, root, size)
-        if app is None and offset == st["size"]:
-            app = store.appender(self.blocks, st["root"])
+            root, size = store.patch(self.blocks, st[root_key], offset, data)
+            return self._commit_cur(st, root, size, keys)
+        if app is None and offset == st[size_key]:
+            app = store.appender(self.blocks, st[root_key])
             self._app = app
+            self._app_keys = keys
         try:
             if app is not None:
                 app.write(data)
-                st["size"] = app.size
+                st[size_key] = app.size
             else:
-                st["root"], st["size"] = store.patch(self.blocks, st["root"], offset, data)
+                st[root_key], st[size_key] = store.patch(self.blocks, st[root_key], offset, data)
         except Exception:
             # A failed patch changed nothing. A failed append leaves the appender in between:
             # drop it and the cached state with it (cur is again its state file: the writes
@@ -429,12 +450,34 @@ class Store:
                 self._st_cache = None
                 self._dirty = False
             raise
-        st["mtime"] = time_ms()
+        if not stage:
+            st["mtime"] = time_ms()
         self._dirty = True
         self._unsynced += len(data)
         if self._unsynced >= SYNC_BYTES:
             self.sync()
-        return st["size"]
+        return st[size_key]
+
+    def commit(self, mid):
+        """Make the staged put cur in one step (one state file renamed in); the new size.
+
+        A whole-file upload stages its pieces (set_data(..., stage=True)) beside cur and
+        commits at the end: a crash or an abandoned upload leaves cur as it was, never torn.
+        """
+        st = self._cur(mid)
+        if st.get("sroot") is None:
+            raise StoreError(f"no put staged for MiMei {mid}")
+        root, size = st.pop("sroot"), st.pop("ssize")
+        st.pop("stime", None)
+        return self._commit_cur(st, root, size)
+
+    def discard(self, mid):
+        """Drop the staged put, if any (its blocks go at the next collect)."""
+        st = self._cur(mid)
+        if st.pop("sroot", None) is not None:
+            st.pop("ssize", None)
+            st.pop("stime", None)
+            self._save(st)
 
     def truncate(self, mid, size):
         """Set cur's size (cut, or extend with zeros)."""
@@ -446,12 +489,21 @@ class Store:
         root, size = store.patch(self.blocks, st["root"], 0, b"", new_size=size)
         return self._commit_cur(st, root, size)
 
-    def _commit_cur(self, st, root, size):
-        st["root"] = root
-        st["size"] = size
-        st["mtime"] = time_ms()
+    def _commit_cur(self, st, root, size, keys=None):
+        if keys is None or keys is _CUR:
+            st["mtime"] = time_ms()
+            keys = _CUR
+        st[keys[0]] = root
+        st[keys[1]] = size
         self._save(st)
         return size
+
+    def set_meta(self, mid, meta):
+        """Set the descriptive fields a version record does not carry (a restore's)."""
+        st = self._state(mid)
+        for field in META:
+            st[field] = meta[field]
+        self._save(st)
 
     def reader(self, mid, version="cur"):
         st = self._state(mid)
@@ -507,7 +559,8 @@ class Store:
         st = self._state(mid)
         return {"size": st["size"], "type": st["type"], "mtime": st["mtime"],
                 "ctime": st["ctime"], "versions": len(st["vers"]),
-                "last": st["vers"][-1][0] if st["vers"] else None, "release": st["release"]}
+                "last": st["vers"][-1][0] if st["vers"] else None, "release": st["release"],
+                "staged": st.get("ssize")}
 
     # -- databases -----------------------------------------------------------------------------
 
@@ -664,6 +717,9 @@ class Store:
         deleted = 0
         for mid in self.list():
             deleted += len(self.retain(mid, keep_last, now))
+            st = self._state(mid)
+            if st.get("stime") is not None and (now or time_ms()) - st["stime"] > STAGE_IDLE:
+                self.discard(mid)  # an upload abandoned an hour ago
         result = self.collect(min_dead)
         result["deleted"] = deleted
         return result
@@ -693,6 +749,8 @@ class Store:
             st = self._state(mid)
             if st["root"] is not None:
                 yield st["root"], True, False
+            if st.get("sroot") is not None:
+                yield st["sroot"], True, False
             for v in st["vers"]:
                 yield v[1], False, False
                 rec = cbor.loads(self.blocks.get(v[1]))

@@ -73,6 +73,10 @@ _HANDLES = const(4)  # open read handles kept (each costs a FS buffer on a board
 
 LIVE_MAX_BITS = const(131072)  # largest LiveSet filter: 16 KiB
 _POOL_MAX = const(4)  # spare 4 KiB buffers kept: a one-level patch borrows 4 at once
+# Bytes of content a tree may cover: a 4-level tree (~1 TB, sparse: holes cost nothing). Bounds
+# the buffers a patch holds (one per level on its path, and the reader's) to what fits a board.
+MAX_SIZE = FANOUT * FANOUT * FANOUT * FANOUT * CHUNK
+_ZEROS = bytes(64)  # fills holes in a buffer without a chunk-sized temporary
 
 # Free 4 KiB buffers, reused by every tree operation: a node that runs for months must not
 # need a fresh contiguous 4 KiB block per operation from a heap that other code fragments.
@@ -1016,11 +1020,15 @@ def empty_root(bs):
 
 
 def patch(bs, root, offset, data, new_size=None):
-    """Copy-on-write: write data at offset (zero-filling a hole) and/or set the size.
+    """Copy-on-write: write data at offset (a hole before it reads as zeros) and/or set the size.
 
     Returns (new root, new size). Only chunks in the written range and at the old/new end
-    are rewritten, plus the manifests on their paths; other subtrees are reused by hash.
+    are rewritten, plus the manifests on their paths; other subtrees are reused by hash. A
+    hole is stored as a hole: every all-zero subtree of a level is the same block, so a write
+    at offset 2**39 costs one manifest per level, not a billion zero chunks.
     """
+    if offset < 0 or offset + len(data) > MAX_SIZE or (new_size or 0) > MAX_SIZE:
+        raise StoreError("offset or size beyond %d bytes" % MAX_SIZE)
     old = TreeReader(bs, root)
     length = len(data)
     if new_size is None:
@@ -1031,12 +1039,43 @@ def patch(bs, root, offset, data, new_size=None):
         w0, w1 = offset // CHUNK, (offset + length - 1) // CHUNK
     n_new = _chunks(new_size)
     scratch = [None]  # a chunk buffer, taken only for a chunk partly rewritten
-    ctx = (old, offset, data, new_size, n_new, w0, w1, scratch)
+    ctx = (old, offset, data, new_size, n_new, w0, w1, scratch, [])
     try:
         return _build_node(bs, ctx, _depth(n_new), 0), new_size
     finally:
         old.close()
         give(scratch[0])
+
+
+def _zero_fill(view):
+    for i in range(0, len(view), 64):
+        n = min(64, len(view) - i)
+        view[i:i + n] = _ZEROS[:n]
+
+
+def _zeros(bs, ctx, level):
+    """The stored all-zero subtree of a level (0: the zero chunk), made once per patch."""
+    memo = ctx[8]
+    while len(memo) <= level:
+        buf = take()
+        if not memo:
+            _zero_fill(buf)
+            h = bs.put(buf)
+        else:
+            for j in range(FANOUT):
+                buf[32 * j:32 * j + 32] = memo[-1]
+            h = put_manifest(bs, len(memo), FANOUT ** len(memo) * CHUNK,
+                             memoryview(buf)[:32 * FANOUT])
+        give(buf)
+        memo.append(h)
+    return memo[level]
+
+
+def _hole(ctx, a, b):
+    """Are chunks [a, b) all zeros in the new tree, whole chunks (beyond the old end, outside
+    the write range, before the new end)?"""
+    old, _offset, _data, new_size, _n, w0, w1 = ctx[:7]
+    return a >= old.n and (b <= w0 or a > w1) and b * CHUNK <= new_size
 
 
 def _old_len(old, i):
@@ -1050,7 +1089,7 @@ def _new_len(new_size, i):
 
 def _reusable(ctx, a, b):
     """Is the old subtree of chunks [a, b) identical in the new tree?"""
-    old, _offset, _data, new_size, n_new, w0, w1, _scratch = ctx
+    old, _offset, _data, new_size, n_new, w0, w1 = ctx[:7]
     if not (b <= w0 or a > w1):
         return False
     if b > old.n or b > n_new:
@@ -1059,9 +1098,11 @@ def _reusable(ctx, a, b):
 
 
 def _new_chunk(bs, ctx, i):
-    old, offset, data, new_size, _n, w0, w1, scratch = ctx
+    old, offset, data, new_size, _n, w0, w1, scratch = ctx[:8]
     if _reusable(ctx, i, i + 1):
         return old.node(0, i)
+    if _hole(ctx, i, i + 1):
+        return _zeros(bs, ctx, 0)
     length = _new_len(new_size, i)
     base = i * CHUNK
     a = b = base
@@ -1079,7 +1120,7 @@ def _new_chunk(bs, ctx, i):
         keep = min(len(prev), length)
         buf[:keep] = prev[:keep]
     if keep < length:
-        buf[keep:] = bytes(length - keep)  # a hole, or the scratch's previous content
+        _zero_fill(buf[keep:])  # a hole, or the scratch's previous content
     if a < b:
         buf[a - base:b - base] = memoryview(data)[a - offset:b - offset]
     return bs.put(buf)
@@ -1100,6 +1141,8 @@ def _build_node(bs, ctx, level, start):
             h = _new_chunk(bs, ctx, child)
         elif _reusable(ctx, child, child + span) and level - 1 <= old.depth:
             h = old.node(level - 1, child)
+        elif _hole(ctx, child, child + span):
+            h = _zeros(bs, ctx, level - 1)
         else:
             h = _build_node(bs, ctx, level - 1, child)
         hashes[32 * k:32 * k + 32] = h
@@ -1118,7 +1161,9 @@ PRESENT = const(2)  # only blocks stored, skipping what is absent (a partial imp
 def walk(bs, root, mode=ALL):
     """Yield the hashes of the blocks reachable from root, manifests before their children.
 
-    Streaming: RAM is one manifest per level (<= 4 KiB each); chunks are not read.
+    Streaming: RAM is one manifest per level (<= 4 KiB each); chunks are not read. A child
+    equal to its left sibling is skipped (it may still come twice elsewhere): a sparse tree
+    of 2**36 zero chunks walks in a few hundred steps.
     """
     root = bytes(root)
     if mode != ALL and not bs.has(root):
@@ -1138,6 +1183,8 @@ def walk(bs, root, mode=ALL):
                 continue
             stack.append((level, hashes, i + 1, buf))
             h = bytes(hashes[32 * i:32 * i + 32])
+            if i and hashes[32 * i - 32:32 * i] == h:
+                continue  # as its left sibling (a hole's zero subtrees): walked already
             present = True if mode == ALL else bs.has(h)
             if (mode == MISSING) != present:
                 yield h

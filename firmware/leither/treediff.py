@@ -46,6 +46,8 @@ def tree_diff(bs, new_root, old_root=None):
             continue
         stack.append((level, hashes, old, i + 1))
         h = bytes(hashes[32 * i:32 * i + 32])
+        if i and hashes[32 * i - 32:32 * i] == h:
+            continue  # as its left sibling (a hole's zero subtrees): sent or kept already
         old_h = None
         sub_old = None
         if isinstance(old, tuple):  # deeper new tree: the old root hangs under child 0

@@ -1,7 +1,8 @@
 # The victim of the power-loss test (tests/system/test_powerloss.py): under MicroPython or
 # CPython it opens a MiMei store and works on it without pause -- file writes and truncates,
-# backups, deletes of versions, db transactions, block collection -- until it is killed. Half
-# the file writes are sync=False ("U"): not durable until a later sync point.
+# backups, deletes of versions, db transactions, block collection, whole-file puts staged
+# beside cur and committed in one step ("S"; one in five abandoned half way) -- until it is
+# killed. Half the file writes are sync=False ("U"): not durable until a later sync point.
 # Before each operation it prints what the store may look like if it dies during it ("B ..."),
 # after it what the store must look like from now on ("C ..."), one flushed line each.
 #
@@ -10,11 +11,7 @@ import hashlib
 import sys
 
 from leither import mimei
-
-try:
-    from leither.db import DB
-except ImportError:  # the db engine is not there yet: files only
-    DB = None
+from leither.db import DB
 
 
 def hexdigest(data):
@@ -64,17 +61,15 @@ def main():
     rnd = Rand(int(sys.argv[2]))
     s = mimei.Store(root, SIGNER_SEED, db_class=DB)
     fid = s.create("powerloss", "bin", "file")
-    did = s.create("powerloss", "", "db", "db") if DB is not None else None
+    did = s.create("powerloss", "", "db", "db")
     size = s.size(fid)
     model = bytearray(s.get_data(fid, 0, size)) if size else bytearray()
     say("READY {} {}".format(fid, did or "-"))
-    tx = 0
-    if did is not None:
-        seen = s.db(did).Get("tx")
-        tx = int(seen) if seen is not None else 0
+    seen = s.db(did).Get("tx")
+    tx = int(seen) if seen is not None else 0
     while True:
         op = rnd.below(100)
-        if op < 45:
+        if op < 36:
             # Half the writes are sync=False ("U": durable only at a later sync point), and
             # half of those append at the end (an upload, streamed by the store's appender).
             unsynced = rnd.below(2) == 0
@@ -91,6 +86,22 @@ def main():
             s.set_data(fid, offset, data, sync=not unsynced)
             model = after
             say("C " + tag + hexdigest(model))
+        elif op < 45:
+            # A whole-file put: staged in pieces (not durable), committed in one step.
+            data = rnd.bytes(1 + rnd.below(MAX_SIZE - 1))
+            abandon = rnd.below(5) == 0
+            say("B S " + hexdigest(data))
+            pos = 0
+            while pos < len(data) and not (abandon and pos > len(data) // 2):
+                n = 1 + rnd.below(4000)
+                s.set_data(fid, pos, memoryview(data)[pos:pos + n], sync=False, stage=True)
+                pos += n
+            if abandon:
+                say("C S -")
+            else:
+                s.commit(fid)
+                model = data
+                say("C S " + hexdigest(model))
         elif op < 52:
             new_size = rnd.below(MAX_SIZE)
             after = model[:new_size] + bytes(max(0, new_size - len(model)))
@@ -114,17 +125,18 @@ def main():
             s.blocks.sync()
             s.collect(min_dead=0.1)
             say("C G " + hexdigest(model))  # collect commits pending writes first
-        elif did is not None:
+        else:
             db = s.db(did)
             tx += 1
-            say("B T %d" % tx)
+            n = rnd.below(200)
+            say("B T %d %d" % (tx, n))  # the checker knows what each transaction wrote
             db.Begin()
-            db.Hset("h", "tx%d" % tx, "a" * rnd.below(200))
+            db.Hset("h", "tx%d" % tx, "a" * n)
             db.Zadd("z", tx, "m%d" % tx)
             db.Set("k%d" % (tx % 50), "v%d" % tx)
             db.Set("tx", str(tx))
             db.Commit()
-            say("C T %d" % tx)
+            say("C T %d %d" % (tx, n))
             if op > 96:
                 say("B DV")
                 rec = s.backup(did)

@@ -126,24 +126,33 @@ def _put(s: SyncSession, args: argparse.Namespace) -> Any:
     offset = args.offset or 0
     written = 0
     step = max(1024, s.session.max_data - 256)
+    # A whole-file put is staged beside cur and swapped in by MFCommit at the end: cut off
+    # anywhere, it leaves cur as it was (issue 10 row 12). A put at --offset patches in place.
+    stage = args.offset is None
     start = time.monotonic()
     try:
         with Progress(total, f"put {args.mid[:8]}") as bar:
             # Every piece but the last goes with sync=False (no durable commit per piece on
-            # the node); the last one commits them all. One piece read ahead tells the last.
+            # the node); the last one (or MFCommit) commits them all. One piece read ahead
+            # tells the last. A staged put sends its first piece even when it is empty.
             data = source.read(step)
-            while data:
-                following = source.read(step)
-                call(s, "MFSetData", {"mid": args.mid, "offset": offset + written, "data": data,
-                                      "sync": not following})
+            first = stage  # the first staged piece starts the stage: sent even when empty
+            while data or first:
+                first = False
+                following = source.read(step) if data else b""
+                params = {"mid": args.mid, "offset": offset + written, "data": data,
+                          "sync": not following and not stage}
+                if stage:
+                    params["stage"] = True
+                call(s, "MFSetData", params)
                 written += len(data)
                 bar.update(len(data))
                 data = following
     finally:
         if source is not sys.stdin.buffer:
             source.close()
-    if args.offset is None:
-        size = call(s, "MFTruncate", {"mid": args.mid, "size": written})
+    if stage:
+        size = call(s, "MFCommit", {"mid": args.mid})
     else:
         size = call(s, "MFGetSize", {"mid": args.mid})
     elapsed = time.monotonic() - start

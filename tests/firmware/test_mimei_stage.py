@@ -1,0 +1,144 @@
+# Whole-file puts staged beside cur and swapped in by one commit (issue 10 row 12), sparse
+# offsets at the MiMei level (row 3), and the public metadata setter a restore uses.
+# Both interpreters.
+from leither import mimei, store
+from leither.errors import StoreError
+
+from testutil import raises, rmtree, tmpdir
+
+# As test_mimei.py (its imports, Ed25519 and the tree pool), one store open at a time.
+MP_HEAP = "256K"
+
+SEED = bytes(range(32))
+
+
+def check(cond, msg="check failed"):
+    """An assert that survives mpy-cross -O1, which drops assert statements."""
+    if not cond:
+        raise AssertionError(msg)
+
+
+def _data(n, salt):
+    out = bytearray(n)
+    for i in range(n):
+        out[i] = (i * 7 + salt) & 255
+    return out
+
+
+def _same(s, m, want):
+    """cur equals want, compared in small reads (a 64-bit test heap fragments)."""
+    if s.size(m) != len(want):
+        return False
+    for pos in range(0, len(want), 2048):
+        if s.get_data(m, pos, 2048) != want[pos:pos + 2048]:
+            return False
+    return True
+
+
+def test_staged_put_is_invisible_until_commit():
+    d = tmpdir("stage")
+    try:
+        s = mimei.Store(d, SEED)
+        m = s.create("app", "bin")
+        old = _data(5000, 1)
+        new = _data(12000, 2)
+        s.set_data(m, 0, old)
+        raises(StoreError, s.commit, m)  # nothing staged
+        raises(StoreError, s.set_data, m, 4096, b"x", True, True)  # a stage starts at 0
+        for pos in range(0, len(new), 3000):  # unsynced pieces, as `leither mm put` sends
+            s.set_data(m, pos, new[pos:pos + 3000], False, True)
+            check(_same(s, m, old))
+        check(s.stat(m)["staged"] == len(new) and s.size(m) == len(old))
+        s.sync()  # the stage durable, cur still old
+        s.close()
+        s = mimei.Store(d, SEED)  # as after a power cut between the pieces and the commit
+        check(_same(s, m, old) and s.stat(m)["staged"] == len(new))
+        check(s.commit(m) == len(new))
+        check(_same(s, m, new) and s.stat(m)["staged"] is None)
+        raises(StoreError, s.commit, m)  # committed once
+        s.close()
+        s = mimei.Store(d, SEED)
+        check(_same(s, m, new))
+        s.close()
+    finally:
+        rmtree(d)
+
+
+def test_a_new_put_starts_afresh_and_abandoned_ones_are_collected():
+    d = tmpdir("stage2")
+    try:
+        s = mimei.Store(d, SEED)
+        m = s.create("app", "bin")
+        s.set_data(m, 0, b"cur")
+        s.set_data(m, 0, _data(9000, 3), False, True)  # an upload cut off half way
+        s.sync()
+        s.set_data(m, 0, b"second", False, True)  # the next put begins at 0: a new stage
+        check(s.commit(m) == 6 and bytes(s.get_data(m, 0, 100)) == b"second")
+        s.set_data(m, 0, b"", True, True)  # an empty file: staged, then committed
+        check(s.commit(m) == 0 and s.size(m) == 0)
+        # An abandoned stage is kept from collection until dropped, then freed.
+        piece = _data(8000, 4)
+        for pos in range(0, 40000, 8000):  # distinct chunks: every 4 KiB holds its offset
+            piece[0] = pos >> 8
+            s.set_data(m, pos, piece, False, True)
+        s.sync()
+        used = s.blocks.count()
+        s.collect(min_dead=0.0)
+        check(s.stat(m)["staged"] == 40000)
+        raises(StoreError, s.set_data, s.create("app", "", "d", "db"), 0, b"x", True, True)
+        s.maintain(now=mimei.time_ms())  # not idle yet: kept
+        check(s.stat(m)["staged"] == 40000)
+        s.maintain(now=mimei.time_ms() + mimei.STAGE_IDLE + 1000)  # idle past the limit
+        check(s.stat(m)["staged"] is None and bytes(s.get_data(m, 0, 10)) == b"")
+        s.blocks.seal_open()
+        s.collect(min_dead=0.0)
+        check(s.blocks.count() < used, "abandoned stage not collected")
+        s.set_data(m, 0, b"abc", True, True)
+        s.discard(m)
+        raises(StoreError, s.commit, m)
+        s.close()
+    finally:
+        rmtree(d)
+
+
+def test_sparse_offsets_and_the_size_bound():
+    d = tmpdir("stage3")
+    try:
+        s = mimei.Store(d, SEED)
+        m = s.create("app", "bin")
+        before = s.blocks.count()
+        check(s.set_data(m, 6 << 30, b"far") == (6 << 30) + 3)  # a guest's 6 GiB attack
+        check(s.blocks.count() - before < 16, "a hole wrote zero chunks")
+        check(bytes(s.get_data(m, (6 << 30) - 2, 10)) == b"\x00\x00far")
+        raises(StoreError, s.set_data, m, store.MAX_SIZE, b"x")
+        raises(StoreError, s.set_data, m, store.MAX_SIZE - 1, b"xy", False, True)
+        raises(StoreError, s.truncate, m, store.MAX_SIZE + 1)
+        check(s.size(m) == (6 << 30) + 3)
+        rec = s.backup(m)  # a version of a sparse file: its blocks walk in a few steps
+        check(rec["size"] == (6 << 30) + 3)
+        walked = 0
+        for _ in s.blocks_of(m, "last"):
+            walked += 1
+        check(walked < 200, "walk of a sparse version")
+        s.close()
+    finally:
+        rmtree(d)
+
+
+def test_set_meta_is_the_public_way_to_write_descriptive_fields():
+    d = tmpdir("stage4")
+    try:
+        s = mimei.Store(d, SEED)
+        m = s.create("app", "bin")
+        meta = {"app": "other", "ext": "txt", "mark": "m", "ctime": 5, "release": None,
+                "refs": {"x": 1}, "rights": {"y": mimei.READ}, "size": 123}
+        s.set_meta(m, meta)
+        s.close()
+        s = mimei.Store(d, SEED)
+        info = s.info(m)
+        check(info["app"] == "other" and info["ext"] == "txt" and info["ctime"] == 5)
+        check(s.get_ref(m) == {"x": 1} and s.get_right(m, "y") == mimei.READ)
+        check(info["size"] == 0)  # only the META fields are taken
+        s.close()
+    finally:
+        rmtree(d)
