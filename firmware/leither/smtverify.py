@@ -149,15 +149,19 @@ def verify(root, key, proof):
 
 
 EPOCH_DOMAIN = b"leither-epoch/1"  # what the organization key signs epoch records under
+# The member set is a tree of the same kind: leaf value = (joined_ms, role code), code = the
+# role's index here + 1 (leither_host.ledger.members).
+MEMBER_ROLES = ("guest", "member", "supervisor")
 
 
 def check_bundle(data, org_key):
     """Check a proof bundle (`leither ledger proof --out`) against the organization's key.
 
-    A bundle is CBOR {org_key, record, member, key, proof}; record is the epoch record the
-    organization signed (CBOR map with "root", "epoch", "sig"). Returns
-    {"epoch", "member", "balance", "nonce", "included"}; AuthError if the record is not signed
-    by org_key, ProofError if the proof does not lead to the signed root.
+    A bundle is CBOR {org_key, record, member, key, proof, mproof}; record is the epoch record
+    the organization signed (CBOR map with "root", "mroot", "epoch", "sig"); proof proves the
+    member's balance under root, mproof its membership under mroot. Returns {"epoch", "member",
+    "balance", "nonce", "included", "role" (None: not a member), "joined"}; AuthError if the
+    record is not signed by org_key, ProofError if a proof does not lead to the signed root.
     """
     from leither import cbor, crypto
     from leither.errors import AuthError
@@ -177,5 +181,18 @@ def check_bundle(data, org_key):
     if type(key) is not bytes or ids.id_raw(bundle.get("member") or "") != key:
         raise ProofError("bundle's member ID does not match its ledger key")
     value = verify(record["root"], key, bundle["proof"])
-    return {"epoch": record["epoch"], "member": bundle["member"], "included": value is not None,
-            "balance": value[0] if value else 0, "nonce": value[1] if value else 0}
+    out = {"epoch": record["epoch"], "member": bundle["member"], "included": value is not None,
+           "balance": value[0] if value else 0, "nonce": value[1] if value else 0,
+           "role": None, "joined": 0}
+    if "mroot" in record:
+        # Membership and role, from the member tree whose root the record signs.
+        mproof = bundle.get("mproof")
+        if type(mproof) is not bytes:
+            raise ProofError("bundle has no membership proof")
+        found = verify(record["mroot"], key, mproof)
+        if found is not None:
+            if not 1 <= found[1] <= len(MEMBER_ROLES):
+                raise ProofError("member leaf with an unknown role")
+            out["role"] = MEMBER_ROLES[found[1] - 1]
+            out["joined"] = found[0]
+    return out

@@ -210,7 +210,7 @@ def test_history_and_proofs_per_epoch(tmp_path):
 
 
 def test_membership_needs_signed_application_and_supervisor(tmp_path):
-    from leither_host.ledger.org import make_application, open_member_list
+    from leither_host.ledger.org import check_member, make_application, open_member_list
     w = make_world(tmp_path / "o", members=1)
     newcomer = b"\x33" * 32
     app = make_application(newcomer, w.org.id, "member", "late")
@@ -223,9 +223,15 @@ def test_membership_needs_signed_application_and_supervisor(tmp_path):
         w.org.approve(app_id, w.seeds[0])
     w.org.approve(app_id, w.founder, role="guest")
     listing = open_member_list(w.org.member_list(), w.org.public)
-    roles = {m["id"]: m["role"] for m in listing["members"]}
-    assert roles[ids.make_id(crypto.sign_public(newcomer))] == "guest"
-    assert listing["version"] == 3  # founder, member 0, newcomer
+    member_id = ids.make_id(crypto.sign_public(newcomer))
+    _record, proof = w.org.prove_member(member_id)
+    assert check_member(listing, member_id, proof) == ("guest", w.org.member(member_id)[
+        "joined_ms"])
+    outsider = ids.make_id(b"outsider")
+    assert check_member(listing, outsider, w.org.prove_member(outsider)[1]) is None
+    with pytest.raises(ProofError):  # one member's path does not prove another
+        check_member(listing, w.ids[0], proof)
+    assert (listing["version"], listing["count"]) == (3, 3)  # founder, member 0, newcomer
     with pytest.raises(AuthError):
         open_member_list(w.org.member_list(), crypto.sign_public(w.founder))
 

@@ -11,7 +11,7 @@ from typing import Any
 from leither import cbor, ids, smtverify
 from leither.errors import DecodeError, ProofError
 from leither_host.errors import CliError
-from leither_host.ledger import credit, pool, settle
+from leither_host.ledger import credit, members, pool, settle
 from leither_host.ledger import tx as tx_mod
 from leither_host.ledger.records import decode_record
 from leither_host.ledger.verbs import (
@@ -179,8 +179,12 @@ def run_proof(args: argparse.Namespace) -> int:
             raise CliError(f"no epoch {epoch} (latest is {last['epoch']})")
         member_id, raw = member_key(org, args.member)
         proof = org.db.tree(epoch).prove(raw)
-        bundle = cbor.dumps({"org_key": org.public, "record": bytes(row["record"]),
-                             "member": member_id, "key": raw, "proof": proof})
+        record = settle.open_epoch_record(bytes(row["record"]), org.public)
+        parts = {"org_key": org.public, "record": bytes(row["record"]), "member": member_id,
+                 "key": raw, "proof": proof}
+        if "mroot" in record:
+            parts["mproof"] = members.prove(org.db, record["members"], raw)
+        bundle = cbor.dumps(parts)
         value = smtverify.verify(bytes(row["root"]), raw, proof)
     finally:
         org.close()
@@ -211,9 +215,16 @@ def verify_bundle(data: bytes, org_id: str | None = None) -> dict[str, Any]:
     if ids.id_raw(member) != key:
         raise ProofError("bundle's member ID does not match its ledger key")
     value = smtverify.verify(body["root"], key, proof)
+    role: tuple[str, int] | None = None
+    if "mroot" in body:
+        mproof = bundle.get("mproof")
+        if not isinstance(mproof, bytes):
+            raise ProofError("bundle has no membership proof")
+        role = members.check(body["mroot"], key, mproof)
     return {"ok": True, "org": ids.make_id(org_key), "epoch": body["epoch"], "member": member,
             "root": body["root"].hex(), "included": value is not None,
-            "balance": value[0] if value else 0, "nonce": value[1] if value else 0}
+            "balance": value[0] if value else 0, "nonce": value[1] if value else 0,
+            "role": role[0] if role else None, "joined": role[1] if role else 0}
 
 
 def run_verify(args: argparse.Namespace) -> int:
@@ -223,7 +234,9 @@ def run_verify(args: argparse.Namespace) -> int:
             f"OK: organization {result['org']} signed epoch {result['epoch']}, and in it "
             f"{result['member']} "
             + (f"has balance {result['balance']} (nonce {result['nonce']})"
-               if result["included"] else "has no account")))
+               if result["included"] else "has no account")
+            + (f", and is a {result['role']} since {result['joined']}" if result["role"]
+               else ", and is not a member")))
         return 0
     org = open_org(args)
     try:

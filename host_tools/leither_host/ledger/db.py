@@ -53,6 +53,10 @@ CREATE TABLE IF NOT EXISTS members (
     name TEXT NOT NULL, joined_ms INTEGER NOT NULL, application BLOB, approval BLOB
 );
 CREATE TABLE IF NOT EXISTS member_lists (version INTEGER PRIMARY KEY, record BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS member_roots (  -- the Merkle member set per version (members.py)
+    version INTEGER PRIMARY KEY, root_id INTEGER NOT NULL, root BLOB NOT NULL,
+    count INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS applications (
     id TEXT PRIMARY KEY, member TEXT NOT NULL, record BLOB NOT NULL, status TEXT NOT NULL
 );

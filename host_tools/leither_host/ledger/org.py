@@ -1,12 +1,13 @@
 # Organizations (DESIGN §7): a key pair (its ID), members with roles admitted by a signed
-# application and a supervisor's signed approval, and the member list as a record signed by the
-# organization's key, numbered so that anyone can follow its versions.
+# application and a supervisor's signed approval, and the member set as a Merkle tree
+# (members.py) whose versions are numbered so that anyone can follow them.
 #
 #   application  {type, org, member, key, role, name, time}                 signed by the member
 #   approval     {type, org, application (SHA-256 of it), member, role, time, by, by_key}
 #                                                                           signed by a supervisor
-#   member list  {type, org, org_key, version, prev (SHA-256 of the previous list), time,
-#                 members: [{id, key, role, name, joined}] in ID order}     signed by the org key
+#   member set   {type, org, org_key, version, prev (SHA-256 of the previous record), time,
+#                 root (of the member tree), count}                         signed by the org key
+#                (a constant ~200 bytes: one member is proven by a tree path, not by a list)
 #
 # The founder is the first supervisor; the organization's own ID is also an account in the
 # ledger (the treasury, where contract remainders and unvested tokens go).
@@ -23,6 +24,7 @@ from leither.compat import time_ms
 from leither.errors import AuthError, DecodeError
 from leither_host.errors import CliError
 from leither_host.ledger import contract as contract_mod
+from leither_host.ledger import members as members_mod
 from leither_host.ledger.db import LedgerDB
 from leither_host.ledger.records import (
     check_signature,
@@ -111,8 +113,8 @@ class Organization:
         db.close()
         org = cls(directory)
         with org.db.transaction():
-            org._admit(open_application(app), app, b"", now)
-            org._publish_member_list(seed, now)
+            change = org._admit(open_application(app), app, b"", now)
+            org._publish_member_list(seed, now, change)
         assert org.member(key_id(founder)) is not None
         return org
 
@@ -134,18 +136,18 @@ class Organization:
             f"SELECT {','.join(cols)} FROM members ORDER BY raw")]
 
     def member(self, member_id: str) -> dict[str, Any] | None:
-        for row in self.member_rows():
-            if row["id"] == member_id:
-                return row
-        return None
+        cols = ("id", "raw", "pubkey", "role", "name", "joined_ms")
+        row = self.db.conn.execute(f"SELECT {','.join(cols)} FROM members WHERE id=?",
+                                   (member_id,)).fetchone()
+        return dict(zip(cols, row)) if row else None
 
     def members(self) -> list[contract_mod.Member]:
-        return [contract_mod.Member(r["id"], bytes(r["raw"]), r["role"], r["joined_ms"])
-                for r in self.member_rows()]
+        return [contract_mod.Member(r[0], bytes(r[1]), r[2], r[3]) for r in self.db.conn.execute(
+            "SELECT id, raw, role, joined_ms FROM members ORDER BY raw")]
 
     def supervisors(self) -> dict[str, bytes]:
-        return {r["id"]: bytes(r["pubkey"]) for r in self.member_rows()
-                if r["role"] == "supervisor"}
+        return {r[0]: bytes(r[1]) for r in self.db.conn.execute(
+            "SELECT id, pubkey FROM members WHERE role='supervisor'")}
 
     def submit(self, data: bytes) -> str:
         """Queue a verified application; returns its ID (hex of its SHA-256)."""
@@ -225,9 +227,9 @@ class Organization:
         org_seed = self.seed()
         with self.db.transaction() as conn:
             app["role"] = granted
-            self._admit(app, data, approval, now)
+            change = self._admit(app, data, approval, now)
             conn.execute("UPDATE applications SET status='approved' WHERE id=?", (app_id,))
-            self._publish_member_list(org_seed, now)
+            self._publish_member_list(org_seed, now, change)
         return approval
 
     def approve_many(self, app_ids: list[str], supervisor_seed: bytes,
@@ -242,6 +244,7 @@ class Organization:
         if by not in self.supervisors():
             raise AuthError(f"{by} is not a supervisor of {self.name}: it cannot approve")
         org_seed = self.seed()
+        changes: dict[bytes, tuple[int, int] | None] = {}
         with self.db.transaction() as conn:
             for app_id in app_ids:
                 row = conn.execute("SELECT record, status FROM applications WHERE id=?",
@@ -255,9 +258,9 @@ class Organization:
                     "type": "approval", "org": self.id,
                     "application": hashlib.sha256(data).digest(), "member": app["member"],
                     "role": app["role"], "time": now, "by": by, "by_key": by_key})
-                self._admit(app, data, approval, now)
+                changes.update(self._admit(app, data, approval, now))
                 conn.execute("UPDATE applications SET status='approved' WHERE id=?", (app_id,))
-            self._publish_member_list(org_seed, now)
+            self._publish_member_list(org_seed, now, changes)
         return len(app_ids)
 
     def _not_member_yet(self, member_id: str) -> None:
@@ -290,29 +293,39 @@ class Organization:
         org_seed = self.seed()
         with self.db.transaction() as conn:
             conn.execute("UPDATE members SET role=? WHERE id=?", (role, member_id))
-            self._publish_member_list(org_seed, now)
+            self._publish_member_list(org_seed, now, {bytes(found["raw"]): members_mod.leaf_value(
+                role, found["joined_ms"])})
         return {"member": member_id, "role": role, "was": found["role"],
                 "joined_ms": found["joined_ms"]}
 
-    def _admit(self, app: dict[str, Any], data: bytes, approval: bytes, now: int) -> None:
+    def _admit(self, app: dict[str, Any], data: bytes, approval: bytes, now: int
+               ) -> dict[bytes, tuple[int, int] | None]:
+        """Store a new member's row; returns its change to the member tree."""
+        raw = ids.id_raw(app["member"])
         self.db.conn.execute(
-            "INSERT OR REPLACE INTO members VALUES (?,?,?,?,?,?,?,?)",
-            (app["member"], ids.id_raw(app["member"]), app["key"], app["role"], app["name"],
-             now, data, approval))
+            "INSERT INTO members VALUES (?,?,?,?,?,?,?,?)",
+            (app["member"], raw, app["key"], app["role"], app["name"], now, data, approval))
+        return {raw: members_mod.leaf_value(app["role"], now)}
 
-    def _publish_member_list(self, org_seed: bytes, now: int) -> None:
+    def _publish_member_list(self, org_seed: bytes | None, now: int,
+                             changes: dict[bytes, tuple[int, int] | None]) -> bytes:
+        """The next version of the member set: its tree, and its record (signed by the org
+        key when this host holds it; a bookkeeper's epoch signatures cover the root instead)."""
+        published = members_mod.publish(self.db, changes)
         last = self.db.conn.execute(
-            "SELECT version, record FROM member_lists ORDER BY version DESC LIMIT 1").fetchone()
-        version = (last[0] + 1) if last else 1
-        prev = hashlib.sha256(bytes(last[1])).digest() if last else b""
-        members = [{"id": r["id"], "key": bytes(r["pubkey"]), "role": r["role"],
-                    "name": r["name"], "joined": r["joined_ms"]} for r in self.member_rows()]
-        record = sign_record(org_seed, MEMBER_LIST, {
-            "type": "members", "org": self.id, "org_key": self.public, "version": version,
-            "prev": prev, "time": now, "members": members})
-        self.db.conn.execute("INSERT INTO member_lists VALUES (?,?)", (version, record))
+            "SELECT record FROM member_lists ORDER BY version DESC LIMIT 1").fetchone()
+        body = {"type": "members", "org": self.id, "org_key": self.public,
+                "version": published["version"],
+                "prev": hashlib.sha256(bytes(last[0])).digest() if last else b"", "time": now,
+                "root": published["root"], "count": published["count"]}
+        record = sign_record(org_seed, MEMBER_LIST, body) if org_seed is not None else \
+            bytes(cbor.dumps(body))
+        self.db.conn.execute("INSERT INTO member_lists VALUES (?,?)",
+                             (published["version"], record))
+        return record
 
     def member_list(self, version: int | None = None) -> bytes:
+        """The record of a member set version (None: the latest)."""
         if version is None:
             row = self.db.conn.execute(
                 "SELECT record FROM member_lists ORDER BY version DESC LIMIT 1").fetchone()
@@ -323,11 +336,22 @@ class Organization:
             raise CliError(f"no member list version {version}")
         return bytes(row[0])
 
+    def members_version(self) -> int:
+        found = members_mod.latest(self.db)
+        return int(found["version"]) if found else 0
+
+    def prove_member(self, member_id: str, version: int | None = None) -> tuple[bytes, bytes]:
+        """(member set record, proof of member_id's leaf or absence) at a version."""
+        version = version if version is not None else self.members_version()
+        return self.member_list(version), members_mod.prove(self.db, version,
+                                                            ids.id_raw(member_id))
+
 
 def open_member_list(data: bytes, org_key: bytes | None = None) -> dict[str, Any]:
-    """A member list verified against the org key (given, or the one it carries)."""
+    """A member set record verified against the org key (given, or the one it carries)."""
     body = decode_record(data)
-    require(body, {"org": str, "org_key": bytes, "version": int, "time": int, "members": list})
+    require(body, {"org": str, "org_key": bytes, "version": int, "time": int, "root": bytes,
+                   "count": int})
     key = org_key or body["org_key"]
     if key_id(key) != body["org"]:
         raise AuthError("member list: org ID is not the ID of the org key")
@@ -335,5 +359,7 @@ def open_member_list(data: bytes, org_key: bytes | None = None) -> dict[str, Any
     return body
 
 
-def encode_members(members: list[dict[str, Any]]) -> bytes:
-    return bytes(cbor.dumps(members))
+def check_member(listing: dict[str, Any], member_id: str, proof: bytes
+                 ) -> tuple[str, int] | None:
+    """(role, joined_ms) of member_id in an opened member set record, None if not a member."""
+    return members_mod.check(listing["root"], ids.id_raw(member_id), proof)

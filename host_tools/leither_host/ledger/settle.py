@@ -405,7 +405,11 @@ def _run_epoch(org: Any, end_ms: int | None, now_ms: int | None,
             queued.add(tx_mod.tx_id(data))
             txs.append(data)
     plan = compute(ctx, receipts, txs)
-    members_version = db.conn.execute("SELECT max(version) FROM member_lists").fetchone()[0]
+    from leither_host.ledger import members as members_mod
+
+    member_set = members_mod.latest(db)
+    members_version = member_set["version"] if member_set else 0
+    members_root = bytes(member_set["root"]) if member_set else EMPTY_ROOT
     inputs = encode_inputs(ctx, plan, members_version)
     names = {m.raw: m.id for m in members}
     names[org.raw] = org.id
@@ -420,7 +424,8 @@ def _run_epoch(org: Any, end_ms: int | None, now_ms: int | None,
             "type": "epoch", "org": org.id, "epoch": number, "root": root, "prev": prev_root,
             "start": start, "end": end, "supply": supply, "minted": plan.minted,
             "burned": plan.burned, "contract": active.digest() if active else b"",
-            "members": members_version, "inputs": hashlib.sha256(inputs).digest(),
+            "members": members_version, "mroot": members_root,
+            "inputs": hashlib.sha256(inputs).digest(),
             "time": now})
         db.add_epoch({"epoch": number, "root_id": root_id, "root": root, "start_ms": start,
                       "end_ms": end, "supply": supply, "minted": plan.minted,
@@ -480,7 +485,7 @@ def open_epoch_record(data: bytes, org_key: bytes) -> dict[str, Any]:
 def replay(org: Any, number: int, check_receipt_signatures: bool = True) -> dict[str, Any]:
     """Recompute epoch `number` from the stored previous state and inputs; SettlementError or
     AuthError if anything disagrees with what was committed and signed."""
-    from leither_host.ledger import org as org_mod
+    from leither_host.ledger import members as members_mod
     from leither_host.ledger import pool
 
     db = org.db
@@ -495,10 +500,19 @@ def replay(org: Any, number: int, check_receipt_signatures: bool = True) -> dict
     prev_tree = db.tree(number - 1) if number > 1 else None
     prev_row = db.epoch(number - 1) if number > 1 else None
     get = prev_tree.get if prev_tree is not None else (lambda _k: None)
-    listing = org_mod.open_member_list(org.member_list(inputs["members"]), org.public)
-    members = [contract_mod.Member(m["id"], ids.id_raw(m["id"]), m["role"], m["joined"])
-               for m in listing["members"]]
-    supervisors = {m["id"]: m["key"] for m in listing["members"] if m["role"] == "supervisor"}
+    # The members this epoch settled with, from the member tree of its version, whose root
+    # the epoch record signs.
+    if members_mod.version_row(db, inputs["members"])["root"] != record.get("mroot"):
+        raise SettlementError(f"epoch {number}: member set v{inputs['members']} is not the "
+                              f"one the record signs")
+    members = members_mod.members_at(db, inputs["members"])
+    supervisors = {}
+    for m in members:
+        if m.role == "supervisor":  # a key never changes: its ID is the key's hash
+            found = db.conn.execute("SELECT pubkey FROM members WHERE id=?", (m.id,)).fetchone()
+            if found is None or ids.raw_id(bytes(found[0])) != m.raw:
+                raise SettlementError(f"epoch {number}: no key for supervisor {m.id}")
+            supervisors[m.id] = bytes(found[0])
     active = pool.contract_by_digest(db, inputs["contract"]) if inputs["contract"] else None
     receipts = []
     packed = inputs["receipts"]
