@@ -40,6 +40,64 @@ def test_seal_round_trip_and_checks():
     raises(AuthError, keys.open_blob, name, forged, h)
 
 
+# Known answers for KEY and _kat_data(), computed apart from leither (Python's hmac and
+# hashlib, pycryptodome's AES-CTR with the name's first 16 bytes as the whole counter block):
+# the blob layout is AES-128-CTR(enc, iv=name[:16])(data) || HMAC-SHA256(check, name || ct).
+_KAT_CHECK = "09455ea4b2a36fc6275b776f8b46ef5b103c2011744ac409a02c110472b5df0a"
+_KAT_NAME = "d33d3941012f1e17a4ca9058d8a0e036710bf98d63d0edc7bbe739945bfbc450"
+_KAT_CT16 = "901965dfba1c0f09fe00d950c538e524"
+_KAT_TAG = "38f3472b0853ee802360861bd68516a0d06f17f997670285efaef148ab0b36a5"
+_KAT_BLOB_SHA256 = "8a52d58e6337f1c05d58240206ee789a547e3604aeee53b8816234e5f4ada1a4"
+
+
+def _kat_data():
+    return bytes((i * 7 + 3) & 255 for i in range(600))  # 600 B: past one 512 B CTR piece
+
+
+def _hex(b):
+    import binascii
+
+    return binascii.hexlify(bytes(b)).decode()
+
+
+def test_seal_known_answer_and_blob_layout():
+    keys = seal.Keys(KEY)
+    data = _kat_data()
+    name, blob = keys.seal(crypto.sha256(data), data)
+    assert _hex(keys.check) == _KAT_CHECK
+    assert _hex(name) == _KAT_NAME
+    assert len(blob) == len(data) + seal.TAG_LEN
+    assert _hex(blob[:16]) == _KAT_CT16
+    assert _hex(blob[-seal.TAG_LEN:]) == _KAT_TAG
+    assert _hex(crypto.sha256(bytes(blob))) == _KAT_BLOB_SHA256
+    try:  # CPython: recompute the layout with libraries leither does not wrap here
+        import hashlib
+        import hmac
+
+        from Crypto.Cipher import AES
+    except ImportError:
+        return
+    ct = AES.new(bytes(keys.enc), AES.MODE_CTR, nonce=b"", initial_value=name[:16]).encrypt(data)
+    tag = hmac.new(bytes(keys.check), bytes(name) + ct, hashlib.sha256).digest()
+    assert bytes(blob) == ct + tag
+
+
+def test_no_two_blocks_share_a_keystream():
+    # CTR with one IV for two blocks would leak their XOR: each block's IV is its own name.
+    keys = seal.Keys(KEY)
+    a = crypto.random(1000)
+    b = crypto.random(1000)
+    name_a, blob_a = keys.seal(crypto.sha256(a), a)
+    name_b, blob_b = keys.seal(crypto.sha256(b), b)
+    stream_a = bytes(x ^ y for x, y in zip(blob_a[:1000], a))
+    stream_b = bytes(x ^ y for x, y in zip(blob_b[:1000], b))
+    assert name_a[:16] != name_b[:16]
+    assert stream_a != stream_b
+    # Not one 16-byte keystream block in common either (a counter reused at an offset).
+    blocks_a = set(stream_a[i:i + 16] for i in range(0, 992, 16))
+    assert not [i for i in range(0, 992, 16) if stream_b[i:i + 16] in blocks_a]
+
+
 def test_audit_answer_needs_the_blob():
     keys = seal.Keys(KEY)
     data = b"x" * 1000
