@@ -3,9 +3,10 @@
 """Node identity, owner and claim token on disk."""
 
 import os
+import sys
 
 from leither import crypto, ids
-from leither.compat import exists, fsync
+from leither.compat import IS_MICROPYTHON, exists, fsync
 from leither.errors import StoreError
 
 _KEY_FILE = "node.key"  # 32-byte Ed25519 seed
@@ -15,17 +16,58 @@ _TOKEN_BYTES = 8  # 64 bits, shown as 16 hex digits: enough against guessing ove
 
 
 def write_atomic(path, data, private=False):
-    """Write a small file so that a crash leaves the old content or the new, never a mix."""
+    """Write a small file so that a crash leaves the old content or the new, never a mix.
+
+    private: the file holds a secret (a key, a token): it is created mode 0600 before its
+    first byte is written, so no reader ever sees the secret in a wider-mode file."""
     tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
+    if private:
+        f = _open_private(tmp)
+    else:
+        f = open(tmp, "wb")
+    with f:
         f.write(data)
         fsync(f)
-    if private:
-        try:
-            os.chmod(tmp, 0o600)
-        except (AttributeError, OSError):
-            pass  # MicroPython: no permissions on the board's filesystem
     os.rename(tmp, path)
+
+
+def _open_private(path):
+    """A new file at path, empty, mode 0600, open for writing.
+
+    CPython: os.open with the mode (O_EXCL after removing a leftover: an existing file keeps
+    its old mode). MicroPython has no os.open, chmod nor umask: on the unix port the empty
+    file is made by a shell with umask 077, then opened (truncating keeps its mode); a board's
+    own filesystem (LittleFS, FAT) has no modes at all, and there plain open is all there is."""
+    try:
+        os.remove(path)
+    except OSError:
+        pass
+    if not IS_MICROPYTHON:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+        return os.fdopen(os.open(path, flags, 0o600), "wb")
+    if _posix_modes(path):
+        if "'" in path:
+            raise StoreError("no quote allowed in a secret's path %s" % path)
+        os.system("umask 077 && : > '%s'" % path)
+        if os.stat(path)[0] & 0o077:
+            raise StoreError("could not create %s private (mode %o)" % (path, os.stat(path)[0]))
+    return open(path, "wb")
+
+
+def _posix_modes(path):
+    """True where path lies on a POSIX filesystem with modes (MicroPython's unix port)."""
+    return hasattr(os, "system") and sys.platform in ("linux", "darwin")
+
+
+def tighten(path):
+    """Make an existing secret file 0600 (written by an older version with 0644); CPython
+    only, the one interpreter with chmod."""
+    if not IS_MICROPYTHON:
+        try:
+            if os.stat(path).st_mode & 0o077:
+                os.chmod(path, 0o600)
+        except OSError:
+            pass
 
 
 def read_file(path):
@@ -50,6 +92,7 @@ def load_identity(root):
     """The node's identity, made and saved on first boot."""
     path = root + "/" + _KEY_FILE
     if exists(path):
+        tighten(path)
         seed = read_file(path)
         if len(seed) != 32:
             raise StoreError("corrupt node key %s (%d bytes)" % (path, len(seed)))
@@ -82,11 +125,12 @@ def claim_token(root, create=True):
     """The claim token: the one written at flash, else one made (and kept) at first boot."""
     path = root + "/" + _TOKEN_FILE
     if exists(path):
+        tighten(path)
         return read_file(path).decode().strip()
     if not create:
         return None
     import binascii
 
     token = binascii.hexlify(crypto.random(_TOKEN_BYTES)).decode()
-    write_atomic(path, token.encode())
+    write_atomic(path, token.encode(), private=True)
     return token

@@ -120,7 +120,7 @@ class Node:
         token = claim_token or self.config.get("claim_token")
         if owner is None:
             if token:
-                identity.write_atomic(root + "/claim.token", token.encode())
+                identity.write_atomic(root + "/claim.token", token.encode(), private=True)
             self.claim_token = identity.claim_token(root)
         else:
             self.claim_token = None
