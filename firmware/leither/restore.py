@@ -11,8 +11,9 @@ mark, release, references, rights) follows; then each MiMei's cur becomes its la
 """
 
 import asyncio
+import os
 
-from leither import cbor, crypto, ids, mimei, rpc, rpcclient, seal
+from leither import cbor, crypto, fence, ids, mimei, rpc, rpcclient, seal
 from leither.compat import IS_MICROPYTHON, time_ms
 from leither.errors import AuthError, RPCError, StoreError
 from leither.identity import write_atomic
@@ -134,6 +135,13 @@ async def run(node, service, params):
     store = node.store
     client = await rpcclient.connect(partner["addr"], partner["port"], seed,
                                      expected_node_id=partner["id"], max_reply=rpc.MAX_FRAME)
+    try:
+        # First of all the fence: from here on the partner serves this incarnation only, so
+        # the old board, should it come back, can no longer push (even while this runs).
+        record = await fence.advance(client, seed, _CALL_MS)
+    except BaseException:
+        await client.close()
+        raise
     pull = _Pull(client, keys, dead_id)
     metas = {}  # MiMei tag -> sealed name of its newest metadata (bound: MiMei count)
     pair_name = None
@@ -187,6 +195,11 @@ async def run(node, service, params):
         service.mm_put(mid, {"n": v[0], "root": v[1], "t": now, "err": None})
     if pair is not None:
         write_atomic(node.root + "/pair.cbor", pair, private=True)
+    fence.save(node.root, record)
+    try:
+        os.remove(node.root + "/" + fence.REPLACED_FILE)  # restored onto a replaced board
+    except OSError:
+        pass
     write_atomic(node.root + "/node.key", seed, private=True)
     service.state["served"] += pull.bytes
     service._save()
@@ -194,7 +207,8 @@ async def run(node, service, params):
           % (versions, len(pushed), dead_id))
     asyncio.create_task(_restart(node))
     return {"id": dead_id, "mimei": len(pushed), "versions": versions, "blocks": pull.blocks,
-            "bytes": pull.bytes, "restart": True}
+            "bytes": pull.bytes, "restart": True,
+            "incarnation": fence.check(crypto.sign_public(seed), record)["n"]}
 
 
 async def _restart(node):

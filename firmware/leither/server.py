@@ -68,7 +68,7 @@ except ImportError:
 ALL_ROLES = (OWNER, PEER, GUEST)
 # Facts a guest may read with GetVar; the rest (and any provider fact) need owner or peer.
 PUBLIC_FACTS = ("id", "v", "name", "board", "fw", "uptime", "free", "heap", "claimed", "role",
-                "pair", "peer")
+                "pair", "peer", "replaced")
 
 _MAX_CONNS = const(12)  # connections: 10 clients + 2 spare for handshakes, fits ~90 KB heap
 # Default frame limit on MicroPython (bytes): two such buffers are made at start; a 64 KiB
@@ -209,6 +209,9 @@ class Server:
         self.port = None
         self.stats = {"accepted": 0, "refused": 0, "evicted": 0, "timeouts": 0, "bad": 0,
                       "sessions": 0, "calls": 0}
+        # {"code", "msg"} every call but GetVar answers: a board replaced by a restore
+        # (leither.fence) serves nobody as its old ID.
+        self.refusal = None
         self._methods = {}
         self._tables = []  # resolve functions of add_table(), in order
         self._conns = []
@@ -523,6 +526,8 @@ class Server:
         self.stats["calls"] += 1
         if not isinstance(method, str):
             return False, {"code": "bad_request", "msg": "method must be text"}
+        if self.refusal is not None and method != "GetVar":
+            return False, self.refusal
         entry = self._methods.get(method)
         named = False
         if entry is None:

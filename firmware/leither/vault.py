@@ -30,7 +30,10 @@ except ImportError:
     from leither.compat import const
 
 ENTRY_LEN = const(53)  # catalog record: kind 1 + tag 16 + n 4 + name 32
-KINDS = (118, 109, 112)  # "v" version, "m" MiMei metadata, "p" pairing record
+VERSION = const(118)  # catalog kinds: "v" a version, "m" a MiMei's metadata, "p" pairing record
+META = const(109)
+PAIR = const(112)
+KINDS = (118, 109, 112)
 _RECENT = const(64)  # catalog entries a commit checks for duplicates (a retried batch)
 DROP_MAX = const(128)  # catalog entries per drop() (one BKDrop request: ~4 KiB)
 ALL = const(0)  # drop() kind: every entry of a MiMei tag
@@ -192,6 +195,20 @@ class Vault:
             self.save_info()
         if self.blocks is None:
             self._open_blocks()
+
+    def incarnation(self):
+        """(n, signed record or None): the newest incarnation of the owner node seen here
+        (leither.fence); 0 and None until a restore advanced it."""
+        inc = self.info.get("inc")
+        return (inc[0], inc[1]) if isinstance(inc, list) and len(inc) == 2 else (0, None)
+
+    def fence(self, n, record):
+        """Keep a newer incarnation's signed record (checked by the caller): from now on only
+        sessions of incarnation n may push into this vault."""
+        if n <= self.incarnation()[0]:
+            raise AuthError("incarnation %d is not newer than %d" % (n, self.incarnation()[0]))
+        self.info["inc"] = [n, bytes(record)]
+        self.save_info()
 
     def _need_blocks(self):
         if self.blocks is None:

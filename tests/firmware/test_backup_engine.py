@@ -4,7 +4,7 @@
 # quota, and who may push or read. Runs under CPython and MicroPython.
 import asyncio
 
-from leither import backup, crypto, ids, mimei, seal
+from leither import backup, backup_push, crypto, ids, mimei, seal
 from leither.errors import AuthError, DecodeError, QuotaError, RPCError
 from leither.identity import Identity
 from leither.rpcclient import ConnectError
@@ -17,11 +17,22 @@ MP_HEAP = "512K"  # two stores, two services and the whole backup module, as .mp
 class _Server:
     def __init__(self):
         self._methods = {}
+        self._tables = []
         self._conns = []
         self.max_data = 60000
 
     def register(self, name, fn, roles, right=None):
         self._methods[name] = (fn, roles, right)
+
+    def add_table(self, resolve):
+        self._tables.append(resolve)
+
+    def resolve(self, name):
+        for table in self._tables:
+            entry = table(name)
+            if entry is not None:
+                return entry
+        raise KeyError(name)
 
 
 class _Caller:
@@ -58,7 +69,7 @@ class _Session:
 
     async def call(self, method, params=None, timeout_ms=0):
         self.calls += 1
-        result = getattr(self.svc, "_bk_" + method[2:].lower())(self.caller, params)
+        result = _bk(self.svc, method, self.caller, params)
         if self.lose_at is not None and self.calls >= self.lose_at:
             self.lose_at = None
             self.closed = True
@@ -67,6 +78,12 @@ class _Session:
 
     async def close(self, abort=False):
         self.closed = True
+
+
+def _bk(svc, method, caller, params):
+    """A BK* call as the partner's server runs it (through the table backup registered)."""
+    handler, _roles, _right = svc.node.server.resolve(method)
+    return handler(caller, params, method)
 
 
 def _pair(root):
@@ -80,20 +97,27 @@ def _pair(root):
     sa, sb = backup.Service(a), backup.Service(b)
     a.services.append(sa)
     b.services.append(sb)
+    sa.register(a.server)
+    sb.register(b.server)
     sa.set_key(bytes(range(32)))
     sessions = []
+    _link(sa, sb, sessions)
+    return a, b, sa, sb, sessions
+
+
+def _link(sa, sb, sessions):
+    """sa's sessions to its partner sb: fake transport, the real BKHello (incarnation)."""
 
     async def open_session():
-        s = _Session(sb, _Caller(a.identity.public, "peer"))
+        s = _Session(sb, _Caller(sa.node.identity.public, "peer"))
         sessions.append(s)
-        await s.call("BKHello", {"owner": a.owner, "check": sa.keys.check, "port": 1})
+        await backup_push.hello(sa, s)
         s.lose_at = sa.lose_at
         sa.lose_at = None
         return s
 
     sa._open = open_session
     sa.lose_at = None
-    return a, b, sa, sb, sessions
 
 
 def _write(node, label, chunks, salt):
@@ -159,15 +183,15 @@ def test_quota_and_who_may_push_or_read():
         b.partner["quota_to_peer"] = 1 << 30
         assert asyncio.run(sa.push_all())
         stranger = _Caller(crypto.sign_public(crypto.random(32)), "guest")
-        raises(AuthError, sb._bk_put, stranger, {"blocks": []})
-        raises(AuthError, sb._bk_have, stranger, {"names": []})
-        raises(AuthError, sb._bk_audit, stranger, {"name": bytes(32), "nonce": bytes(16)})
-        raises(AuthError, sb._bk_list, stranger, {"node": a.identity.id})
-        raises(AuthError, sb._bk_get, stranger, {"node": a.identity.id, "names": []})
+        raises(AuthError, _bk, sb, "BKPut", stranger, {"blocks": []})
+        raises(AuthError, _bk, sb, "BKHave", stranger, {"names": []})
+        raises(AuthError, _bk, sb, "BKAudit", stranger, {"name": bytes(32), "nonce": bytes(16)})
+        raises(AuthError, _bk, sb, "BKList", stranger, {"node": a.identity.id})
+        raises(AuthError, _bk, sb, "BKGet", stranger, {"node": a.identity.id, "names": []})
         # The owner of the partner's data may read it (failover), not push it.
         owner = _Caller(a.owner, "owner")
-        assert sb._bk_list(owner, {"node": a.identity.id})["total"] >= 2
-        raises(AuthError, sb._bk_put, owner, {"blocks": []})
+        assert _bk(sb, "BKList", owner, {"node": a.identity.id})["total"] >= 2
+        raises(AuthError, _bk, sb, "BKPut", owner, {"blocks": []})
         _close(a, b)
     finally:
         rmtree(root)
@@ -213,7 +237,7 @@ def test_prune_drops_what_the_owner_deleted_and_keeps_the_rest():
         assert not asyncio.run(sa.push_all())
         # A deletion later on makes the engine prune by itself.
         a.store.del_versions(mids[2], [1])
-        asyncio.run(sa._prune_if_due())
+        asyncio.run(sa.prune_if_due())
         assert [e for e in vault.entries(0, 100) if e[1] == keys.mtag(mids[2])
                 and e[0] == 118] == []
         assert asyncio.run(sa.prune()) == (0, 0)  # the tombstones are spent
@@ -239,7 +263,7 @@ def test_a_node_that_lost_its_store_never_erases_its_backup():
         count = vault.entries_count()
         # mids[0] vanishes from the store without a deletion (a lost file, a bad card) ...
         for name in os.listdir(a.root + "/store/mm"):
-            if backup._mid(name) == mids[0]:
+            if backup_push.mid_of(name) == mids[0]:
                 os.remove(a.root + "/store/mm/" + name)
         a.store._st_cache = None
         # ... and a real deletion comes later: only that one is dropped, and nothing is swept
@@ -254,6 +278,41 @@ def test_a_node_that_lost_its_store_never_erases_its_backup():
         rmtree(root)
 
 
+def test_a_version_lost_here_keeps_every_blob_on_the_partner():
+    root = tmpdir("bklostv")
+    try:
+        a, b, sa, sb, sessions = _pair(root)
+        kept = _write(a, "k", 6, b"k")
+        mid = _write(a, "v", 6, b"v1")
+        a.store.set_data(mid, 0, crypto.random(2 * 4096))  # v2 shares 4 of v1's 6 chunks
+        a.store.backup(mid)
+        a.store.set_data(kept, 0, crypto.random(4096))
+        a.store.backup(kept)
+        assert asyncio.run(sa.push_all())
+        vault = sb.vaults[a.identity.id]
+        keys = seal.Keys(bytes(range(32)))
+        v1 = [(keys.name(h), crypto.sha256(keys.seal(h, a.store.get_block(h))[1]))
+              for h in a.store.blocks_of(mid, 1)]
+        # Version 1 of mid vanishes here with no tombstone (a torn state file, a bad card) ...
+        on_delete = a.store.on_delete
+        a.store.on_delete = None
+        a.store.del_versions(mid, [1])
+        a.store.on_delete = on_delete
+        # ... then a real deletion in another MiMei: its entry goes, but no blob may be
+        # swept while the partner lists a version this node cannot say which blobs it uses.
+        a.store.del_versions(kept, [1])
+        used = vault.used()
+        assert asyncio.run(sa.prune(min_dead=0.0)) == (1, 0)
+        assert vault.used() == used
+        assert [e[2] for e in vault.entries(0, 100) if e[1] == keys.mtag(mid)
+                and e[0] == 118] == [1, 2]
+        for name, digest in v1:  # every blob of the lost version, byte for byte
+            assert crypto.sha256(bytes(vault.get(name))) == digest
+        _close(a, b)
+    finally:
+        rmtree(root)
+
+
 def test_drop_and_sweep_are_the_partners_only():
     root = tmpdir("bkprune2")
     try:
@@ -263,13 +322,13 @@ def test_drop_and_sweep_are_the_partners_only():
         stranger = _Caller(crypto.sign_public(crypto.random(32)), "guest")
         owner = _Caller(a.owner, "owner")
         for who in (stranger, owner):
-            raises(AuthError, sb._bk_drop, who, {"entries": []})
-            raises(AuthError, sb._bk_sweep, who, {"run": True, "salt": 0})
+            raises(AuthError, _bk, sb, "BKDrop", who, {"entries": []})
+            raises(AuthError, _bk, sb, "BKSweep", who, {"run": True, "salt": 0})
         partner = _Caller(a.identity.public, "peer")
-        raises(DecodeError, sb._bk_sweep, partner, {"run": True, "salt": 0})  # no filter
-        raises(RPCError, sb._bk_sweep, partner, {"run": True, "salt": 0, "dead_pct": 0.5})
-        raises(DecodeError, sb._bk_drop, partner, {"entries": [[118, b"short", 1]]})
-        assert sb._bk_drop(partner, {"entries": []})["dropped"] == 0
+        raises(DecodeError, _bk, sb, "BKSweep", partner, {"run": True, "salt": 0})  # no filter
+        raises(RPCError, _bk, sb, "BKSweep", partner, {"run": True, "salt": 0, "dead_pct": 0.5})
+        raises(DecodeError, _bk, sb, "BKDrop", partner, {"entries": [[118, b"short", 1]]})
+        assert _bk(sb, "BKDrop", partner, {"entries": []})["dropped"] == 0
         _close(a, b)
     finally:
         rmtree(root)
@@ -304,19 +363,109 @@ def test_a_sweep_cut_short_is_owed_until_done():
         a.store.backup(mid)
         assert asyncio.run(sa.push_all())
         a.store.del_versions(mid, [1])
-        sweep = sb._bk_sweep
+        cut_at = [True]
+        real_open = sa._open
 
-        def cut(caller, params):
-            raise ConnectError("link cut")
+        async def open_cut():  # sessions whose BKSweep finds the link cut
+            s = await real_open()
+            call = s.call
 
-        sb._bk_sweep = cut
-        asyncio.run(sa._prune_if_due())  # logged, not raised: retried after the next push
-        assert sa.state["sweep"]
-        sb._bk_sweep = sweep
+            async def cutting(method, params=None, timeout_ms=0):
+                if method == "BKSweep" and cut_at[0]:
+                    raise ConnectError("link cut")
+                return await call(method, params, timeout_ms)
+
+            s.call = cutting
+            return s
+
+        sa._open = open_cut
         sa._client = None
-        asyncio.run(sa._prune_if_due())
+        asyncio.run(sa.prune_if_due())  # logged, not raised: retried after the next push
+        assert sa.state["sweep"]
+        cut_at[0] = False
+        sa._client = None
+        asyncio.run(sa.prune_if_due())
         assert not sa.state["sweep"]
         assert asyncio.run(sa.prune()) == (0, 0)  # nothing owed any more
         _close(a, b)
+    finally:
+        rmtree(root)
+
+
+def test_a_restore_fences_the_old_board_out():
+    from leither import fence
+
+    root = tmpdir("bkfence")
+    try:
+        a, b, sa, sb, sessions = _pair(root)
+        mid = _write(a, "f", 4, b"f1")
+        assert asyncio.run(sa.push_all())
+        keys = seal.Keys(bytes(range(32)))
+        vault = sb.vaults[a.identity.id]
+        # Board c is restored as a: same seed; the restore's first step moves the fence.
+        c = _Node(root + "/c", a.identity.seed, a.owner)
+        c.partner = dict(a.partner)
+        restoring = _Session(sb, _Caller(a.identity.public, "peer"))
+        record = asyncio.run(fence.advance(restoring, a.identity.seed))
+        assert fence.check(a.identity.public, record)["n"] == 1
+        fence.save(c.root, record)
+        sc = backup.Service(c)
+        c.services.append(sc)
+        sc.register(c.server)
+        sc.set_key(bytes(range(32)))
+        _link(sc, sb, [])
+        assert sc.incarnation[0] == 1 and sc.fact("incarnation") == 1
+        # The old board comes back with a version the history must never get.
+        a.store.set_data(mid, 0, b"written on the old board")
+        a.store.backup(mid)
+        sa._client = None
+        sa.hello_done = False
+        err = raises(RPCError, asyncio.run, sa.push_all())
+        assert err.code == "replaced" and "replaced by a restore on" in err.msg
+        rep = sa.fact("replaced")
+        assert rep == {"time": fence.check(a.identity.public, record)["t"], "incarnation": 1,
+                       "was": 0}
+        assert a.server.refusal["code"] == "replaced"
+        assert [e[2] for e in vault.entries(0, 100) if e[1] == keys.mtag(mid)
+                and e[0] == 118] == [1]
+        # Its sessions, old or new, may neither push nor read as the node; the owner still
+        # reads (failover) and sees one history.
+        old = _Caller(a.identity.public, "peer")
+        for method, params in (("BKPut", {"blocks": []}), ("BKCommit", {"entries": []}),
+                               ("BKHave", {"names": []}), ("BKList", {}),
+                               ("BKDrop", {"entries": []})):
+            assert raises(RPCError, _bk, sb, method, old, params).code == "replaced"
+        err = raises(RPCError, _bk, sb, "BKHello", old, {"check": keys.check, "inc": None})
+        assert err.code == "replaced"
+        owner = _Caller(a.owner, "owner")
+        assert _bk(sb, "BKList", owner, {"node": a.identity.id})["total"] >= 2
+        # After a reboot the old board stays replaced and pushes nothing.
+        sa2 = backup.Service(a)
+        sa2.register(a.server)
+        assert sa2.fact("replaced") == rep and sa2.status()["state"] == "replaced"
+        assert not asyncio.run(sa2.push_all())
+        # The restored board carries the history on.
+        new = _write(c, "after", 2, b"c")
+        assert asyncio.run(sc.push_all())
+        assert [e[2] for e in vault.entries(0, 100) if e[1] == keys.mtag(new)
+                and e[0] == 118] == [1]
+        assert sc.fact("replaced") is None and c.server.__dict__.get("refusal") is None
+        # Nobody but the node key moves the fence; an old or equal record does not either.
+        forged = fence.make(crypto.random(32), 5, 1)
+        raises((AuthError, DecodeError), _bk, sb, "BKFence", restoring.caller, {"record": forged})
+        stale = fence.make(a.identity.seed, 1, 2)
+        assert raises(RPCError, _bk, sb, "BKFence", restoring.caller, {"record": stale}).code \
+            == "replaced"
+        assert _bk(sb, "BKFence", restoring.caller, {"record": record})["incarnation"] == 1
+        # A partner claiming "replaced" without the node's signature changes nothing.
+        sc2 = backup.Service(c)
+
+        class _Liar:
+            async def call(self, method, params=None, timeout_ms=0):
+                return {"incarnation": 9, "record": forged}
+
+        assert not asyncio.run(fence.learn(sc2, _Liar()))
+        assert sc2.replaced is None
+        _close(a, b, c)
     finally:
         rmtree(root)

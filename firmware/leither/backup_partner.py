@@ -1,0 +1,291 @@
+# Paired backup, the partner's side (DESIGN §5): the BK* methods through which the paired node
+# fills, audits and prunes the sealed vault this node keeps for it, and through which its owner
+# (failover) or a restoring board reads it back. A part of leither.backup, loaded on the first
+# BK* call: a node that keeps no backups for anyone never has it in its heap.
+"""Partner-side BK* handlers: ``serve(svc, caller, params, method)``.
+
+Who may call what:
+
+* ``BKHello``, ``BKHave``, ``BKPut``, ``BKCommit``, ``BKAudit``, ``BKDrop``, ``BKSweep``: the
+  paired partner only (role peer, its key), and only from its newest incarnation (below);
+* ``BKList``, ``BKGet``, ``BKStat``: the partner (newest incarnation), or any caller whose key
+  the partner named as its owner in BKHello, with ``node``: the partner's node ID;
+* ``BKFence``: the partner, any incarnation: ``{}`` answers the newest record seen,
+  ``{"record"}`` advances it (a restore; leither.fence).
+
+Fencing: BKHello carries the caller's incarnation record (None: incarnation 0). A session whose
+incarnation is older than the newest this vault has seen gets ``replaced`` on every call but
+BKFence, so a board replaced by a restore can neither push, prune, audit nor read as the node.
+"""
+
+from leither import crypto, fence, ids, vault
+from leither.errors import AuthError, LeitherError, RPCError
+from leither.port import net
+
+try:
+    from micropython import const
+except ImportError:
+    from leither.compat import const
+
+_GET_MAX = const(16384)  # bytes of blobs per BKGet reply (the restoring node holds it whole)
+_HAVE_MAX = const(256)  # names per BKHave request
+_LIST_MAX = const(64)  # catalog entries per BKList reply (~3.8 KiB)
+_VAULTS = const(2)  # vaults open at once: the partner's and one being read (failover)
+
+
+def serve(svc, caller, params, method):
+    """Run one BK* method for caller (leither.backup's table sends them here)."""
+    if not isinstance(params, dict):
+        raise RPCError("bad_request", "%s takes a map" % method)
+    if method == "BKFence":
+        return _fence(svc, caller, params)
+    if method in ("BKList", "BKGet", "BKStat"):
+        return _READS[method](_reading_vault(svc, caller, params), params, svc)
+    v, p = _pushing_vault(svc, caller)
+    if method == "BKHello":
+        return _hello(svc, caller, params, v, p)
+    _check_incarnation(svc, caller, v)
+    return _WRITES[method](v, p, params, svc)
+
+
+# ---- who is calling ----------------------------------------------------------------------
+
+
+def vault_of(svc, node_id):
+    """The Vault kept for node_id (opened on demand; at most _VAULTS open)."""
+    v = svc.vaults.get(node_id)
+    if v is None:
+        path = _vault_dir(svc, node_id)
+        for other in list(svc.vaults):
+            if len(svc.vaults) >= _VAULTS:
+                svc.vaults.pop(other).close()
+        v = vault.Vault(path)
+        svc.vaults[node_id] = v
+    return v
+
+
+def _vault_dir(svc, node_id):
+    """The one place a node ID becomes a path: checked first (DecodeError: bad_request), so
+    no caller's string ever reaches the filesystem."""
+    if not isinstance(node_id, str):
+        raise RPCError("bad_request", "node: a node ID")
+    ids.id_raw(node_id)  # base58 of 20 bytes: no "/", no "."
+    return svc.node.root + "/vault/" + node_id
+
+
+def _is_partner(svc, caller):
+    p = svc.partner()
+    return caller.role == "peer" and p is not None and caller.id == p["peer_id"], p
+
+
+def _pushing_vault(svc, caller):
+    ok, p = _is_partner(svc, caller)
+    if not ok:
+        raise AuthError("only this node's paired partner may store backups here")
+    return vault_of(svc, caller.id), p
+
+
+def _reading_vault(svc, caller, params):
+    """The vault a caller may read: its own (the partner, newest incarnation) or one whose
+    owner it is (failover reads)."""
+    ok, _p = _is_partner(svc, caller)
+    if ok:
+        v = vault_of(svc, caller.id)
+        _check_incarnation(svc, caller, v)
+        return v
+    node_id = params.get("node")
+    if node_id is not None:
+        # The ID first, then the path: a stat of a caller's string would tell a guest which
+        # files exist on this node (bad_request for one path, forbidden for another).
+        path = _vault_dir(svc, node_id)
+        try:
+            exists = _exists(path + "/info.cbor")
+        except OSError:
+            exists = False
+        if exists:
+            v = vault_of(svc, node_id)
+            if v.info["owner"] is not None and crypto.equal(v.info["owner"], caller.key):
+                return v
+    raise AuthError("not allowed to read backups held here")
+
+
+def _exists(path):
+    import os
+
+    try:
+        os.stat(path)
+        return True
+    except OSError:
+        return False
+
+
+def _check_incarnation(svc, caller, v):
+    newest, record = v.incarnation()
+    mine = getattr(caller, "incarnation", 0)
+    if mine < newest:
+        r = fence.check(caller.key, record)
+        raise RPCError("replaced", fence.message(caller.id, {
+            "time": r["t"], "incarnation": newest, "was": mine}))
+
+
+# ---- the methods -------------------------------------------------------------------------
+
+
+def _hello(svc, caller, params, v, p):
+    check = params.get("check")
+    owner = params.get("owner")
+    if not isinstance(check, bytes) or len(check) != 32:
+        raise RPCError("bad_request", "check must be 32 bytes")
+    if owner is not None and (not isinstance(owner, bytes) or len(owner) != 32):
+        raise RPCError("bad_request", "owner must be a 32-byte key")
+    record = params.get("inc")
+    n = 0 if record is None else fence.check(caller.key, record)["n"]
+    if n > v.incarnation()[0]:
+        v.fence(n, record)  # a restore whose BKFence this vault missed: newer is newer
+    caller.incarnation = n
+    _check_incarnation(svc, caller, v)  # before anything of it is kept
+    v.hello(owner, check)
+    push_pass = params.get("pass")
+    conns = svc.node.server._conns
+    for conn in conns:
+        if conn.caller is caller:  # our partner's session: lock-step bulk calls
+            net.no_delay(conn.writer)
+            conn.push_pass = push_pass
+    # Sessions of an earlier push pass are dead to the partner (it gave up on them after a
+    # cut); whatever they still deliver now would land after the new pass asked BKHave and
+    # resent it. Drop them, with the bytes they have not delivered yet.
+    if push_pass is not None:
+        for conn in list(conns):
+            other = conn.caller
+            earlier = getattr(conn, "push_pass", None)
+            if (other is not None and other is not caller and other.key == caller.key
+                    and earlier is not None and earlier != push_pass):
+                conn.why = "superseded by a new push pass"
+                conn.task.cancel()
+    addr = caller.addr.rsplit(":", 1)[0] if caller.addr else None
+    port = params.get("port")
+    if addr and isinstance(port, int) and (p.get("addr"), p.get("port")) != (addr, port):
+        p["addr"], p["port"] = addr, port  # the partner moved (e.g. restored elsewhere)
+        try:
+            from leither import pairing
+
+            pairing.save_partner(svc.node.root, p)
+        except (ImportError, OSError, LeitherError):
+            pass
+    return _stat(v, p)
+
+
+def _fence(svc, caller, params):
+    """BKFence: {} -> the newest record; {"record"} -> advance to it (a restore)."""
+    ok, _p = _is_partner(svc, caller)
+    if not ok:
+        raise AuthError("only this node's paired partner has an incarnation here")
+    v = vault_of(svc, caller.id)
+    record = params.get("record")
+    if record is not None:
+        n = fence.check(caller.key, record)["n"]
+        newest, kept = v.incarnation()
+        if n > newest:
+            v.fence(n, record)
+        elif n < newest or not crypto.equal(bytes(kept), bytes(record)):
+            raise RPCError("replaced", "incarnation %d is not newer than %d" % (n, newest))
+        caller.incarnation = n
+        for conn in list(svc.node.server._conns):  # the old board's sessions end here
+            other = conn.caller
+            if (other is not None and other is not caller and other.key == caller.key
+                    and getattr(other, "incarnation", 0) < n):
+                conn.why = "its node was restored elsewhere"
+                conn.task.cancel()
+    n, kept = v.incarnation()
+    return {"incarnation": n, "record": kept}
+
+
+def _stat(v, p):
+    return {"used": v.used(), "quota": p.get("quota_to_peer") if p else None,
+            "entries": v.entries_count()}
+
+
+def _have(v, p, params, svc):
+    names = params["names"]
+    if not isinstance(names, list) or len(names) > _HAVE_MAX:
+        raise RPCError("bad_request", "names: a list of at most %d" % _HAVE_MAX)
+    return [v.has(n) for n in names]
+
+
+def _put(v, p, params, svc):
+    blocks = params["blocks"]
+    if not isinstance(blocks, list):
+        raise RPCError("bad_request", "blocks: a list of [name, blob]")
+    new = 0
+    for item in blocks:
+        name, blob = item
+        if not isinstance(name, bytes) or not isinstance(blob, (bytes, bytearray)):
+            raise RPCError("bad_request", "blocks: [name, blob] byte strings")
+        if v.put(name, blob, p.get("quota_to_peer")):
+            new += 1
+    out = _stat(v, p)
+    out["new"] = new
+    return out
+
+
+def _commit(v, p, params, svc):
+    v.commit(params["entries"])
+    return _stat(v, p)
+
+
+def _drop(v, p, params, svc):
+    dropped = v.drop(params.get("entries"))
+    out = _stat(v, p)
+    out["dropped"] = dropped
+    return out
+
+
+def _sweep(v, p, params, svc):
+    if params.get("bits") is not None:
+        v.sweep_part(params.get("offset"), params["bits"], params.get("size"))
+    out = _stat(v, p)
+    if params.get("run"):
+        pct = params.get("dead_pct", 25)
+        if not isinstance(pct, int) or not 0 <= pct <= 100:
+            raise RPCError("bad_request", "dead_pct: 0 to 100")
+        packs, freed = v.sweep(params.get("salt"), pct / 100)
+        out = _stat(v, p)
+        out["packs"] = packs
+        out["freed"] = freed
+    return out
+
+
+def _audit(v, p, params, svc):
+    nonce = params["nonce"]
+    if not isinstance(nonce, bytes) or not 16 <= len(nonce) <= 64:
+        raise RPCError("bad_request", "nonce: 16 to 64 fresh bytes")
+    return v.audit(params["name"], nonce)
+
+
+def _list(v, params, svc):
+    offset = int(params.get("offset", 0))
+    count = max(0, min(int(params.get("count", _LIST_MAX)), _LIST_MAX))
+    return {"entries": v.entries(offset, count), "total": v.entries_count()}
+
+
+def _get(v, params, svc):
+    names = params["names"]
+    limit = min(int(params.get("max", _GET_MAX)), svc.node.server.max_data - 1024)
+    out = []
+    size = 0
+    for name in names:
+        blob = v.get(name)
+        if blob is not None and out and size + len(blob) > limit:
+            break  # the caller asks again for the rest
+        out.append(blob)
+        size += len(blob) if blob is not None else 0
+    return out
+
+
+def _bk_stat(v, params, svc):
+    return {"used": v.used(), "entries": v.entries_count(), "stats": v.info["stats"]}
+
+
+_WRITES = {"BKHave": _have, "BKPut": _put, "BKCommit": _commit, "BKDrop": _drop,
+           "BKSweep": _sweep, "BKAudit": _audit}
+_READS = {"BKList": _list, "BKGet": _get, "BKStat": _bk_stat}
