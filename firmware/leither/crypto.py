@@ -1,10 +1,15 @@
 # The cryptographic primitives the node hashes, signs, agrees keys and seals with (DESIGN §2):
 # SHA-256, HMAC-SHA256, HKDF-SHA256, AES-128-CTR, Ed25519, X25519 — one API on both
-# interpreters. The backend is chosen once, at import:
-#   CPython      Ed25519/X25519 and AES-CTR from pycryptodome (C, constant time);
+# interpreters. The backend is chosen once, at import, piece by piece:
+#   CPython      AES-CTR, Ed25519 and X25519 from pycryptodome (C, constant time), found as
+#                `Crypto` (PyPI's pycryptodome) or `Cryptodome` (Debian's python3-pycryptodome,
+#                PyPI's pycryptodomex). A piece the installed release lacks (Ed25519 before 3.15,
+#                X25519 before 3.19) or a machine with neither package falls back to the pure
+#                modules below, slower, and says so once on stdout.
 #   MicroPython  leither.ed25519 / leither.x25519 (pure Python big ints) and CTR built on
-#                cryptolib's AES ECB (C), SHA-256 from hashlib (C) on both.
-# HMAC and HKDF are pure Python on both (MicroPython has no hmac module).
+#                cryptolib's AES ECB (C); CPython's last resort is leither.aes (pure AES-128).
+# SHA-256 from hashlib (C) on both; HMAC and HKDF are pure Python on both (MicroPython has no
+# hmac module).
 """Hashes, MACs, key derivation, AES-128-CTR, Ed25519 signatures and X25519 agreement."""
 
 import hashlib
@@ -104,7 +109,8 @@ def hkdf(ikm, salt, info, length):
 
 
 class CTRFromECB:
-    """AES-128-CTR built on an AES ECB object (cryptolib.aes(key, 1) on a board).
+    """AES-128-CTR built on an AES ECB object (cryptolib.aes(key, 1) on a board, the pure
+    leither.aes on CPython without pycryptodome).
 
     The counter is the whole 16-byte block, big-endian, starting at iv and wrapping at 2^128
     (NIST SP 800-38A §B.1, as pycryptodome's CTR with nonce=b"" does). The keystream carries
@@ -116,9 +122,7 @@ class CTRFromECB:
         if len(key) != 16 or len(iv) != _AES_BLOCK:
             raise ValueError("AES-128-CTR needs a 16-byte key and a 16-byte IV")
         if ecb is None:
-            import cryptolib
-
-            ecb = cryptolib.aes(bytes(key), 1)
+            ecb = _default_ecb(bytes(key))
         self._ecb = ecb
         self._counter = int.from_bytes(iv, "big")
         self._keystream = bytearray(_CTR_BATCH)
@@ -179,104 +183,96 @@ def _ctr_batch_constants():
     return _ctr_constants
 
 
+def _default_ecb(key):
+    """The interpreter's raw AES-128 ECB encryptor: cryptolib (C) on MicroPython, else pure."""
+    if _MICROPYTHON:
+        import cryptolib
+
+        return cryptolib.aes(key, 1)
+    from leither.aes import AES128
+
+    return AES128(key)
+
+
+# The pure curve code, MicroPython's always and CPython's fallback. Those modules cost ~20 KB of
+# a board's heap once imported: only code that signs or agrees keys pays for them (imported on
+# first use; later a sys.modules lookup).
+def _pure_sign_public(seed):
+    from leither import ed25519
+
+    return ed25519.public_key(seed)
+
+
+def _pure_sign(seed, msg):
+    from leither import ed25519
+
+    return ed25519.sign(seed, msg)
+
+
+def _pure_verify(public, msg, signature):
+    from leither import ed25519
+
+    return ed25519.verify(public, msg, signature)
+
+
+def _pure_dh_public(private):
+    from leither import x25519
+
+    return x25519.public_key(private)
+
+
+def _pure_dh(private, public):
+    from leither import x25519
+
+    return x25519.x25519(private, public)
+
+
 if _MICROPYTHON:
-    # The pure curve modules cost ~20 KB of heap once imported: only code that signs or
-    # agrees keys pays for them (imported on first use; later a sys.modules lookup).
+    PYCRYPTODOME = None
+    BACKEND = "micropython: cryptolib AES, pure Ed25519/X25519"
     CTR = CTRFromECB
-
-    def sign_public(seed):
-        """The Ed25519 public key (32 bytes) of a 32-byte seed."""
-        from leither import ed25519
-
-        return ed25519.public_key(seed)
-
-    def sign(seed, msg):
-        """The 64-byte Ed25519 signature of msg by the key of seed."""
-        from leither import ed25519
-
-        return ed25519.sign(seed, msg)
-
-    def verify(public, msg, signature):
-        """True if signature is a valid Ed25519 signature of msg by public; never raises."""
-        from leither import ed25519
-
-        return ed25519.verify(public, msg, signature)
-
-    def _dh_public(private):
-        from leither import x25519
-
-        return x25519.public_key(private)
-
-    def _dh(private, public):
-        from leither import x25519
-
-        return x25519.x25519(private, public)
-
+    sign_public = _pure_sign_public
+    sign = _pure_sign
+    verify = _pure_verify
+    _dh_public = _pure_dh_public
+    _dh = _pure_dh
 else:
-    from Crypto.Cipher import AES as _AES
-    from Crypto.Protocol import DH as _DH
-    from Crypto.Signature import eddsa as _eddsa
+    from leither import cryptodome as _lib
 
-    from leither.ed25519 import SMALL_ORDER as _SMALL_ORDER
-
-    class CTR:
-        """AES-128-CTR over a 16-byte IV (the whole block is the counter); crypt() streams."""
-
-        def __init__(self, key, iv):
-            if len(key) != 16 or len(iv) != _AES_BLOCK:
-                raise ValueError("AES-128-CTR needs a 16-byte key and a 16-byte IV")
-            self._cipher = _AES.new(bytes(key), _AES.MODE_CTR, nonce=b"",
-                                    initial_value=bytes(iv))
-
-        def crypt(self, data):
-            """Encrypt or decrypt data (the same operation) and advance the keystream."""
-            return self._cipher.encrypt(data)
-
-    def _signer(seed):
-        if len(seed) != 32:
-            raise ValueError("Ed25519 seed must be 32 bytes")
-        return _eddsa.import_private_key(bytes(seed))
-
-    def sign_public(seed):
-        """The Ed25519 public key (32 bytes) of a 32-byte seed."""
-        return _signer(seed).public_key().export_key(format="raw")
-
-    def sign(seed, msg):
-        """The 64-byte Ed25519 signature of msg by the key of seed."""
-        return _eddsa.new(_signer(seed), "rfc8032").sign(bytes(msg))
-
-    def verify(public, msg, signature):
-        """True if signature is a valid Ed25519 signature of msg by public; never raises."""
-        try:
-            if len(public) != 32 or len(signature) != 64:
-                return False
-            public = bytes(public)
-            if public in _SMALL_ORDER:  # pycryptodome accepts forgeries under these keys
-                return False
-            key = _eddsa.import_public_key(public)
-            _eddsa.new(key, "rfc8032").verify(bytes(msg), bytes(signature))
-            return True
-        except (ValueError, TypeError):
-            return False
-
-    def _dh_public(private):
-        if len(private) != 32:
-            raise ValueError("X25519 private key must be 32 bytes")
-        key = _DH.import_x25519_private_key(bytes(private))
-        return key.public_key().export_key(format="raw")
-
-    def _dh(private, public):
-        if len(private) != 32 or len(public) != 32:
-            raise ValueError("X25519 keys must be 32 bytes")
-        ours = _DH.import_x25519_private_key(bytes(private))
-        try:
-            theirs = _DH.import_x25519_public_key(bytes(public))
-            return bytes(_DH.key_agreement(static_priv=ours, static_pub=theirs, kdf=_same))
-        except ValueError:  # pycryptodome refuses the small-order points (a zero result)
-            return bytes(32)
-
-    def _same(secret):
-        return secret
+    PYCRYPTODOME = _lib.NAMESPACE  # "Crypto", "Cryptodome" or None
+    _slow = []  # the pieces that run on pure Python here
+    if _lib.AES is not None:
+        CTR = _lib.CTR
+    else:
+        CTR = CTRFromECB
+        _slow.append("AES")
+    if _lib.eddsa is not None:
+        sign_public = _lib.sign_public
+        sign = _lib.sign
+        verify = _lib.verify
+    else:
+        sign_public = _pure_sign_public
+        sign = _pure_sign
+        verify = _pure_verify
+        _slow.append("Ed25519")
+    if _lib.DH is not None:
+        _dh_public = _lib.dh_public
+        _dh = _lib.dh
+    else:
+        _dh_public = _pure_dh_public
+        _dh = _pure_dh
+        _slow.append("X25519")
+    if PYCRYPTODOME is None:
+        BACKEND = "pure Python (no pycryptodome)"
+        # Once per process (modules import once): a node that runs slower says why.
+        print("leither: crypto: no pycryptodome (neither Crypto nor Cryptodome): pure-Python "
+              "AES, Ed25519 and X25519, slower; apt-get install python3-pycryptodome")
+    else:
+        BACKEND = "pycryptodome %s (%s)" % (_lib.VERSION, PYCRYPTODOME)
+        if _slow:
+            BACKEND += "; pure Python " + "/".join(_slow)
+            print("leither: crypto: pycryptodome %s (%s) lacks %s: pure Python for it, slower"
+                  % (_lib.VERSION, PYCRYPTODOME, " and ".join(_slow)))
 
 
 def sign_keypair(seed=None):

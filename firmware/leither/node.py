@@ -249,7 +249,7 @@ class Node:
             self.services.append(module.Service(self))
         for service in self.services:
             service.register(self.server)
-        await self.server.start("0.0.0.0", self.port)
+        await self.server.start(self.config.get("bind") or "0.0.0.0", self.port)
         self.port = self.server.port
         if self.claim_token is not None:
             print("leither: unclaimed; claim token %s" % self.claim_token)

@@ -11,13 +11,12 @@ import os
 import shutil
 import subprocess
 import sys
-import tarfile
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from leither_host.build import REPO, board_config, build
+from leither_host.build import build
 from leither_host.errors import CliError
 from leither_host.paths import data_dir
 
@@ -35,38 +34,6 @@ from leither.node import main
 
 main(["--root", "%s"])
 ''' % DEVICE_ROOT
-
-SYSTEMD_UNIT = """[Unit]
-Description=Leither node
-After=network-online.target
-Wants=network-online.target
-
-[Service]
-ExecStart=/opt/leither/venv/bin/python -m leither --root /var/lib/leither --board pizero
-Restart=on-failure
-RestartSec=5
-# SIGTERM makes the node say goodbye on mDNS and close its stores.
-KillSignal=SIGTERM
-TimeoutStopSec=15
-
-[Install]
-WantedBy=multi-user.target
-"""
-
-INSTALL_SH = """#!/bin/sh
-# Installs the Leither node on a Raspberry Pi Zero (run as root on the Pi).
-set -e
-cd "$(dirname "$0")"
-python3 -m venv /opt/leither/venv
-/opt/leither/venv/bin/pip install --upgrade ./*.whl gpiozero
-mkdir -p /var/lib/leither
-[ -f /var/lib/leither/config.json ] || install -m 600 config.json /var/lib/leither/config.json
-install -m 644 leither.service /etc/systemd/system/leither.service
-systemctl daemon-reload
-systemctl enable --now leither.service
-echo "leither: installed; claim token in /var/lib/leither/config.json"
-"""
-
 
 @dataclass
 class FlashResult:
@@ -217,27 +184,7 @@ print(json.dumps(_r))"""
 
 def pizero_bundle(name: str, token: str, ssid: str | None, password: str | None,
                   rpc_port: int, out_dir: Path | None = None) -> FlashResult:
-    """dist/pizero-NAME.tar.gz: the wheel, a systemd unit, install.sh and config.json."""
-    board_config("pizero")
-    out_dir = out_dir or REPO / "dist"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="leither-pizero-") as tmp:
-        staging = Path(tmp) / f"leither-{name}"
-        staging.mkdir()
-        proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w",
-                               str(staging), str(REPO)], capture_output=True, text=True,
-                              timeout=300)
-        if proc.returncode != 0:
-            raise CliError(f"building the wheel failed: {proc.stderr.strip()[-400:]}")
-        (staging / "config.json").write_text(json.dumps(
-            make_config("pizero", name, token, ssid, password, rpc_port), indent=1))
-        (staging / "leither.service").write_text(SYSTEMD_UNIT)
-        (staging / "install.sh").write_text(INSTALL_SH)
-        os.chmod(staging / "install.sh", 0o755)
-        target = out_dir / f"pizero-{name}.tar.gz"
-        with tarfile.open(target, "w:gz") as tar:
-            tar.add(staging, arcname=staging.name)
-        files = [p for p in staging.iterdir()]
-    remember_token(name, token)
-    return FlashResult(board="pizero", name=name, claim_token=token, files=len(files),
-                       bytes=target.stat().st_size, verified=0, target=str(target))
+    """dist/pizero-NAME.tar.gz: the Pi install bundle (leither_host.pibundle)."""
+    from leither_host.pibundle import write_bundle
+
+    return write_bundle(name, token, ssid, password, rpc_port, out_dir)
