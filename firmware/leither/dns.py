@@ -39,6 +39,10 @@ MAX_ENTRIES = const(64)  # questions + records in one message: a full 9000-byte 
 # tiny records, with headroom; each decoded entry costs ~100 B of heap on the board.
 _MAX_TXT_STRINGS = const(32)  # strings in one TXT record we keep (ours has 7)
 _MAX_NSEC_TYPES = const(32)  # types listed by one NSEC record we keep
+# Decoded names of one message, in bytes of text: compression lets a 1500-byte packet name 64
+# entries with 255-byte names each (~33 KB of strings on a ~110 KB heap); real mDNS traffic
+# expands a full packet to ~5 KB.
+MAX_NAME_TEXT = const(8192)
 
 
 class Question:
@@ -142,8 +146,10 @@ def escape_label(label):
 # ---- decoding ----------------------------------------------------------------------------
 
 
-def _name(data, pos, end):
+def _name(data, pos, end, budget=None):
     """Read a possibly compressed name at pos; return (name, offset after it).
+
+    budget: a one-item list of name text still allowed for this message, charged here.
 
     Loop safety: every pointer must go strictly below the lowest offset read so far for this
     name, so the walk can only move backwards between jumps and always ends.
@@ -182,17 +188,21 @@ def _name(data, pos, end):
             raise DecodeError("dns: label is not UTF-8") from None
         labels.append(escape_label(label))
         pos += 1 + length
+    if budget is not None:
+        budget[0] -= wire_len
+        if budget[0] < 0:
+            raise DecodeError("dns: names expand past %d bytes" % MAX_NAME_TEXT)
     return ".".join(labels), after
 
 
-def _rdata(data, rtype, pos, end):
+def _rdata(data, rtype, pos, end, budget=None):
     size = end - pos
     if rtype == TYPE_A:
         if size != 4:
             raise DecodeError("dns: A rdata size")
         return f"{data[pos]}.{data[pos + 1]}.{data[pos + 2]}.{data[pos + 3]}"
     if rtype == TYPE_PTR:
-        name, after = _name(data, pos, end)
+        name, after = _name(data, pos, end, budget)
         if after != end:
             raise DecodeError("dns: PTR rdata size")
         return name
@@ -200,7 +210,7 @@ def _rdata(data, rtype, pos, end):
         if size < 7:
             raise DecodeError("dns: SRV rdata size")
         priority, weight, port = struct.unpack_from(">HHH", data, pos)
-        target, after = _name(data, pos + 6, end)
+        target, after = _name(data, pos + 6, end, budget)
         if after != end:
             raise DecodeError("dns: SRV rdata size")
         return (priority, weight, port, target)
@@ -216,7 +226,7 @@ def _rdata(data, rtype, pos, end):
         # An empty rdata means one empty string (RFC 6763 §6.1): the form we write back.
         return tuple(strings) if strings else (b"",)
     if rtype == TYPE_NSEC:
-        next_name, pos = _name(data, pos, end)
+        next_name, pos = _name(data, pos, end, budget)
         types = []
         while pos < end:
             if pos + 2 > end:
@@ -247,8 +257,9 @@ def decode(data):
         raise DecodeError("dns: too many entries")
     msg = Message(flags, msg_id)
     pos = 12
+    budget = [MAX_NAME_TEXT]
     for _ in range(qdcount):
-        name, pos = _name(data, pos, end)
+        name, pos = _name(data, pos, end, budget)
         if pos + 4 > end:
             raise DecodeError("dns: truncated question")
         qtype, qclass = struct.unpack_from(">HH", data, pos)
@@ -258,14 +269,14 @@ def decode(data):
     for section, count in ((msg.answers, ancount), (msg.authorities, nscount),
                            (msg.additionals, arcount)):
         for _ in range(count):
-            name, pos = _name(data, pos, end)
+            name, pos = _name(data, pos, end, budget)
             if pos + 10 > end:
                 raise DecodeError("dns: truncated record")
             rtype, rclass, ttl, rdlength = struct.unpack_from(">HHIH", data, pos)
             pos += 10
             if pos + rdlength > end:
                 raise DecodeError("dns: rdata past the end")
-            rdata = _rdata(data, rtype, pos, pos + rdlength)
+            rdata = _rdata(data, rtype, pos, pos + rdlength, budget)
             pos += rdlength
             section.append(Record(name, rtype, rdata, ttl, rclass & _CLASS_MASK,
                                   bool(rclass & _TOP_BIT)))

@@ -53,7 +53,10 @@ _CONFLICT_WINDOW = const(10000)  # ms; more than _CONFLICT_MAX conflicts in it -
 _CONFLICT_MAX = const(15)
 _CONFLICT_WAIT = const(5000)  # ms
 _RECV_MAX = const(1500)  # bytes read per datagram: one Ethernet MTU; bigger ones are dropped
-_CACHE_MAX = const(48)  # browse cache, records: 16 nodes x (PTR, SRV, TXT) ~ 40 B + rdata each
+_CACHE_MAX = const(48)  # browse cache, records: 16 nodes x (PTR, SRV, TXT)
+CACHE_BYTES = const(10240)  # and at most this much heap: 48 typical records take 9.3 KB on a
+# 32-bit board (measured); names of hostile length count in full. Freed when the browse ends.
+_ENTRY_BYTES = const(144)  # heap of one cache entry besides its strings (Record, [r, ticks])
 _RESULTS_MAX = const(16)  # nodes returned by one browse: a home LAN
 _UNICAST_PER_S = const(20)  # unicast replies per second: QU and one-shot askers on a home LAN
 _PENDING_MAX = const(12)  # records waiting for a delayed multicast: all of ours, twice over
@@ -68,6 +71,20 @@ STOPPED = const(3)
 def _rand_ms(low, high):
     raw = os.urandom(2)
     return low + (raw[0] * 256 + raw[1]) % (high - low + 1)
+
+
+def _entry_bytes(record):
+    """Estimated heap of a cached record (PTR, SRV, TXT or A): entry, name and rdata."""
+    rdata = record.rdata
+    if record.rtype == dns.TYPE_SRV:
+        size = len(rdata[3])
+    elif record.rtype == dns.TYPE_TXT:
+        size = 0
+        for item in rdata:
+            size += len(item) + 16
+    else:
+        size = len(rdata)
+    return _ENTRY_BYTES + len(record.name) + size
 
 
 def _tiebreak(ours, theirs):
@@ -139,6 +156,7 @@ class MDNS:
         self._pending_due = None
         self._wake = asyncio.Event()
         self._cache = []  # [record, ticks received] while a browse runs, at most _CACHE_MAX
+        self._cache_bytes = 0  # their estimated heap, at most CACHE_BYTES
         self._browsing = 0
         self._tasks = []
         self._txt_task = None
@@ -523,12 +541,16 @@ class MDNS:
                                              and dns.name_eq(old.name, record.name)
                                              and record.rtype != dns.TYPE_A):
                     self._cache.remove(entry)
+                    self._cache_bytes -= _entry_bytes(old)
                     break
             if record.ttl == 0:
                 continue  # a goodbye: forget it
-            if len(self._cache) >= _CACHE_MAX:
-                self._cache.pop(0)
+            cost = _entry_bytes(record)
+            while self._cache and (len(self._cache) >= _CACHE_MAX or
+                                   self._cache_bytes + cost > CACHE_BYTES):
+                self._cache_bytes -= _entry_bytes(self._cache.pop(0)[0])  # oldest first
             self._cache.append([record, now])
+            self._cache_bytes += cost
 
     def _cached(self, rtype, name):
         return [r for r, _ in self._cache if r.rtype == rtype and dns.name_eq(r.name, name)]
@@ -559,6 +581,7 @@ class MDNS:
         self.service = service  # what _cache_records keeps
         if not self._browsing:
             self._cache = []
+            self._cache_bytes = 0
         self._browsing += 1
         try:
             start = ticks_ms()
@@ -580,6 +603,10 @@ class MDNS:
         finally:
             self.service = saved
             self._browsing -= 1
+            if not self._browsing:
+                # Nothing reads the cache between browses: give its heap back.
+                self._cache = []
+                self._cache_bytes = 0
 
     def _resolve(self, service, asked):
         """Ask directly for what an instance still lacks; once a second per name."""
@@ -714,167 +741,11 @@ class MDNS:
             self._multicast(records, _RATE_MS, self._additionals(records, ()))
 
 
-# ---- standalone runner: python -m leither.mdns / micropython -m leither.mdns ---------------
-
-_USAGE = """usage: -m leither.mdns --name NAME --port N [--txt k=v ...] [--addr IP ...]
-       [--browse SERVICE --timeout MS] [--run-ms MS]
-Announces NAME until interrupted (Ctrl-C / SIGINT says goodbye), or with --browse prints the
-instances of SERVICE found within MS as one JSON line and exits. Lines on stdout:
-  READY <ms> / ANNOUNCED <name> <ms since start> / RENAMED ... / GOODBYE <name> / BROWSE <json>
-Commands on stdin (one a line): `txt k=v ...` updates the TXT record, `quit` stops."""
-
-
-def _parse_args(argv):
-    opts = {"name": None, "port": 4800, "txt": {}, "addr": [], "browse": None,
-            "timeout": 3000, "run_ms": 0}
-    i = 0
-    while i < len(argv):
-        arg = argv[i]
-        value = argv[i + 1] if i + 1 < len(argv) else None
-        if arg in ("-h", "--help"):
-            return None
-        if value is None:
-            raise ValueError("missing value for " + arg)
-        if arg == "--name":
-            opts["name"] = value
-        elif arg == "--port":
-            opts["port"] = int(value)
-        elif arg == "--txt":
-            key, _, val = value.partition("=")
-            opts["txt"][key] = val
-        elif arg == "--addr":
-            opts["addr"].append(value)
-        elif arg == "--browse":
-            opts["browse"] = value
-        elif arg == "--timeout":
-            opts["timeout"] = int(value)
-        elif arg == "--run-ms":
-            opts["run_ms"] = int(value)
-        else:
-            raise ValueError("unknown option " + arg)
-        i += 2
-    return opts
-
-
-def _say(line):
-    import sys
-
-    print(line)
-    try:
-        sys.stdout.flush()
-    except AttributeError:
-        pass
-
-
-async def _stdin_reader():
-    import sys
-
-    if hasattr(asyncio, "sleep_ms"):  # MicroPython: streams wrap any pollable object
-        return asyncio.StreamReader(sys.stdin)
-    import os as _os
-    import stat
-
-    if not stat.S_ISFIFO(_os.fstat(0).st_mode) and not sys.stdin.isatty():
-        return None  # a file or /dev/null cannot be polled: no commands
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader()
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-    return reader
-
-
-async def _read_commands(node, done):
-    """Commands on stdin: `txt k=v ...`, `quit`. EOF on stdin is ignored (run until SIGINT)."""
-    try:
-        reader = await _stdin_reader()
-    except (OSError, ValueError, AttributeError, TypeError):
-        reader = None
-    if reader is None:
-        return  # stdin not pollable here: commands unavailable, SIGINT still works
-    while True:
-        line = await reader.readline()
-        if not line:
-            return
-        if isinstance(line, bytes):
-            line = line.decode()
-        words = line.split()
-        if words and words[0] == "txt":
-            changes = {}
-            for word in words[1:]:
-                key, _, val = word.partition("=")
-                changes[key] = val if val else None
-            node.update_txt(changes)
-            _say("TXT " + " ".join(words[1:]))
-        elif words and words[0] == "quit":
-            done.set()
-            return
-
-
-async def _run(opts, holder):
-    start = ticks_ms()
-    if not opts["addr"]:
-        from leither.port import net
-
-        opts["addr"] = net.local_ipv4()
-    import json
-
-    name = opts["name"] or "leither-runner"
-
-    def log(line):
-        if line.startswith("announced"):
-            _say(f"ANNOUNCED {node.name} {ticks_diff(ticks_ms(), start)}")
-        elif "is taken" in line:
-            _say("RENAMED " + line)
-        else:
-            _say("LOG " + line)
-
-    node = MDNS(name, opts["port"], opts["txt"], opts["addr"], log=log)
-    holder.append(node)
-    if opts["browse"]:
-        node.responding = False  # browse only: do not advertise
-        await node.start()
-        found = await node.browse(opts["browse"], opts["timeout"], include_self=True)
-        _say("BROWSE " + json.dumps(found))
-        await node.stop()
-        return
-    await node.start()
-    _say(f"READY {ticks_diff(ticks_ms(), start)}")
-    done = asyncio.Event()
-    asyncio.create_task(_read_commands(node, done))
-    try:
-        if opts["run_ms"]:
-            await _wait_event(done, opts["run_ms"])
-        else:
-            await done.wait()
-    finally:
-        await node.stop()
-        _say("GOODBYE " + node.name)
-
-
-def main(argv=None):
-    import sys
-
-    try:
-        opts = _parse_args(sys.argv[1:] if argv is None else argv)
-    except ValueError as err:
-        print("leither.mdns:", err)
-        print(_USAGE)
-        return 2
-    if opts is None or (not opts["name"] and not opts["browse"]):
-        print(_USAGE)
-        return 0 if opts is None else 2
-    holder = []
-    try:
-        asyncio.run(_run(opts, holder))
-    except KeyboardInterrupt:
-        # MicroPython raises SIGINT's KeyboardInterrupt out of the event loop itself, so the
-        # task's finally never runs: say goodbye here (a no-op if it already went out).
-        for node in holder:
-            if node.state != STOPPED:
-                node.goodbye()
-                node.close()
-                _say("GOODBYE " + node.name)
-    return 0
-
+# ---- standalone runner ----------------------------------------------------------------------
+# `-m leither.mdns` runs one responder or a browse from the command line (tests and benches on
+# the host use it); the runner lives in leither.mdnsrun, which a board's bundle leaves out.
 
 if __name__ == "__main__":
+    from leither.mdnsrun import main
+
     main()
