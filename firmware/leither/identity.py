@@ -60,14 +60,18 @@ def _posix_modes(path):
 
 
 def tighten(path):
-    """Make an existing secret file 0600 (written by an older version with 0644); CPython
-    only, the one interpreter with chmod."""
+    """Make an existing secret file 0600 (one written by an older version, or by a tool, with
+    0644): chmod on CPython, rewritten private on the unix MicroPython (no chmod there)."""
+    try:
+        wide = os.stat(path)[0] & 0o077
+    except OSError:
+        return
+    if not wide:
+        return
     if not IS_MICROPYTHON:
-        try:
-            if os.stat(path).st_mode & 0o077:
-                os.chmod(path, 0o600)
-        except OSError:
-            pass
+        os.chmod(path, 0o600)
+    elif _posix_modes(path):
+        write_atomic(path, read_file(path), private=True)
 
 
 def read_file(path):

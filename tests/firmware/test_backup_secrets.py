@@ -128,3 +128,15 @@ def test_a_guest_cannot_probe_paths_through_bkstat():
         node.store.close()
     finally:
         rmtree(root)
+
+
+def test_a_secret_left_readable_is_made_private():
+    root = tmpdir("tighten")
+    try:
+        with open(root + "/claim.token", "wb") as f:  # as a tool or an older version wrote it
+            f.write(b"0123456789abcdef\n")
+        assert _mode(root + "/claim.token") & 0o044
+        assert identity.claim_token(root) == "0123456789abcdef"
+        assert _mode(root + "/claim.token") == 0o600
+    finally:
+        rmtree(root)

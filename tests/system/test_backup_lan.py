@@ -13,6 +13,9 @@ identity and backup key) and paired by their buttons; board3 is claimed and left
   byte-identical, and board2 takes new backups from it as its partner.
 * 5% packet loss: a new version is backed up, audited and read back from board2.
 * A key that is not board2's partner (nor board1's owner) cannot push, audit or read.
+* The old board1 comes back with a version of its own: board2 refuses it (the restore advanced
+  the node's incarnation), board1 says "replaced" (GetVar, LED, every other call) and the
+  history on board2 stays board3's.
 """
 
 from __future__ import annotations
@@ -234,7 +237,9 @@ def test_failover_reads_every_version_through_the_partner(world: dict[str, Any],
 
 def test_restore_onto_a_fresh_board(world: dict[str, Any], tmp_path: Path) -> None:
     sim: Sim = world["sim"]
+    world["restored_ms"] = int(time.time() * 1000)
     result = cli_json(sim, "restore", "board1", "--onto", "board3", timeout=300)
+    assert result["incarnation"] == 1  # the restore moved the fence (leither.fence)
     assert result["id"] == world["node1"] and result["versions"] == 6
     node1 = world["node1"]  # board3 now runs as board1's node (by ID: its name stays board3)
     assert cli_json(sim, "status", node1)["id"] == node1
@@ -363,3 +368,75 @@ def test_deleted_versions_leave_the_partner(world: dict[str, Any]) -> None:
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == world["data"]["a"][1]
     assert b"v1: " in proc.stderr, proc.stderr
+
+
+def test_the_replaced_board_cannot_write_into_the_history(world: dict[str, Any]) -> None:
+    """board1, replaced by the restore onto board3, comes back with a version of its own: the
+    partner refuses it (older incarnation), board1 says it was replaced and serves no more."""
+    sim: Sim = world["sim"]
+    node1 = world["node1"]
+    b1 = sim.board("board1")
+    mid = world["mids"]["b"]
+    sys.path.insert(0, str(REPO / "firmware"))
+    from leither import identity, mimei
+
+    st = mimei.Store(str(Path(b1.root) / "store"), identity.load_identity(b1.root))
+    try:  # a version only the old board has, written while it was off
+        st.set_data(mid, 0, b"written on the old board after the restore")
+        st.backup(mid)
+    finally:
+        st.close()
+
+    def held() -> dict[str, Any]:
+        return cli_json(sim, "backup", "status", "board2")["held_for_partner"][node1]
+
+    before = held()
+    since = len(log_of(sim, "board1"))
+    started_ms = int(time.time() * 1000)
+    sim.start("board1")
+    wait_for("board1 to learn it was replaced",
+             lambda: "serving no more" in log_of(sim, "board1")[since:], 30, 0.2)
+    assert sim.led("board1") == "error"
+    # What board1 says about itself, to anyone (a guest key here): replaced, since when.
+    script = textwrap.dedent(f"""
+        import json
+        from leither import crypto
+        from leither.errors import RPCError
+        from leither_host.client import connect_sync
+        s = connect_sync("{b1.ip}", {b1.port}, crypto.random(32), expected_node_id="{node1}")
+        out = {{"replaced": s.call("GetVar", {{"name": "replaced"}})}}
+        try:
+            s.call("Ping", {{}})
+            out["ping"] = "ok"
+        except RPCError as err:
+            out["ping"] = [err.code, err.msg]
+        print(json.dumps(out))
+    """)
+    proc = subprocess.run(sim.cli_argv([sys.executable, "-c", script]), capture_output=True,
+                          text=True, timeout=60, env=os.environ, check=False)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    rep = out["replaced"]
+    assert rep["incarnation"] == 1 and rep["was"] == 0
+    assert world.get("restored_ms", 0) <= rep["time"] <= started_ms, rep
+    assert out["ping"][0] == "replaced" and "replaced by a restore on" in out["ping"][1]
+    # The partner kept one history: nothing of board1's arrived.
+    after = held()
+    assert after["entries"] == before["entries"] and after["bytes"] == before["bytes"]
+    script = textwrap.dedent(f"""
+        import sys
+        from leither_host import escrow
+        from leither_host.nodes import open_node
+        s, _ = open_node("board2", failover=False)
+        r = escrow.BackupReader(s, escrow.find("{node1}"))
+        sys.stdout.buffer.write(r.read("{mid}", 1, 0, 4 << 20))
+        try:
+            r.read("{mid}", 2, 0, 10)
+        except Exception as err:
+            sys.stderr.write("v2: %s" % err)
+    """)
+    proc = subprocess.run(sim.cli_argv([sys.executable, "-c", script]), capture_output=True,
+                          timeout=60, env=os.environ, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == world["data"]["b"][0]
+    assert b"v2: " in proc.stderr, proc.stderr

@@ -1,7 +1,8 @@
 # `leither restore`: bring a dead node back on a fresh board. The host hands the fresh board the
 # dead node's identity and backup key from its escrow; the board pulls every MiMei and version
 # from the dead node's partner, checks every block, and restarts as the dead node, which its
-# partner then treats as its partner again.
+# partner then treats as its partner again. The restore advances the node's incarnation
+# (leither.fence): should the old board come back, its partner refuses it and it stops.
 """The restore verb."""
 
 from __future__ import annotations
@@ -97,6 +98,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"restored {result['versions']} versions of {result['mimei']} MiMei "
               f"({result['blocks']} blocks, {human_bytes(result['bytes'])} from the partner) "
               f"onto {result['onto']}; it now runs as {entry.id} in {result['seconds']:.1f} s")
+        if result.get("incarnation"):
+            print(f"incarnation {result['incarnation']}: should the old board come back, its "
+                  f"partner refuses it and it stops, saying it was replaced")
     return 0
 
 
