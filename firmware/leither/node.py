@@ -28,7 +28,7 @@ MAINTAIN_MS = const(3600000)
 _CONFIG = "config.json"
 # Services the node runs beside storage, RPC and mDNS: module names under leither/, each with a
 # Service(node) class (see Node.start). Imported lazily so a board without one still boots.
-SERVICES = ("pairing", "backup")
+SERVICES = ("logring", "pairing", "backup", "naming")
 USAGE = """usage: leither --root DIR [--board NAME] [--name NAME] [--port N] [--addr IP]
        [--claim-token TOKEN] [--no-mdns]
 Runs a Leither node whose state lives under DIR."""

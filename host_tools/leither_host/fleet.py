@@ -52,58 +52,213 @@ class AtomicJSONStorage(Storage):
         pass
 
 
+NAME_MAX = 63  # characters in a node name: one DNS label, as mDNS announces it
+
+
+def check_name(name: str) -> str:
+    """A node name people type and mDNS announces: letters, digits, '-' and '_', not an
+    address, at most one DNS label long."""
+    if not name or len(name) > NAME_MAX:
+        raise CliError(f"a node name has 1 to {NAME_MAX} characters (got {len(name)})")
+    if not all(c.isascii() and (c.isalnum() or c in "-_") for c in name) or name[0] == "-":
+        raise CliError(f"node name {name!r}: use letters, digits, '-' and '_' (not first '-')")
+    if split_address(name)[0] is not None:
+        raise CliError(f"node name {name!r} reads as an address; pick another")
+    return name
+
+
 class Fleet:
-    """Nodes known to this host: {id, name, host, port, board, fw, txt, seen, claimed}."""
+    """Nodes known to this host, one row per node ID: {id, name, node_name, host, port, board,
+    fw, txt, seen, claimed, sim}. ``name`` is this host's name for the node (unique in the
+    inventory, kept across restarts and restores; `leither rename` changes it); ``node_name``
+    is what the node calls itself; ``seen`` the last time (s) the node answered or announced."""
 
     def __init__(self, path: Path | None = None) -> None:
         self.path = path or data_dir() / "fleet.json"
         self.db = TinyDB(str(self.path), storage=AtomicJSONStorage)
         self.nodes = self.db.table("nodes")
+        self.notices: list[str] = []  # things a verb should tell its user (names moved, ...)
 
     def close(self) -> None:
         self.db.close()
 
     def all(self) -> list[dict[str, Any]]:
-        return sorted((dict(n) for n in self.nodes.all()), key=lambda n: n.get("name", ""))
+        return sorted((dict(n) for n in self.nodes.all()),
+                      key=lambda n: (n.get("name") or "", n.get("id") or ""))
 
-    def remember(self, node: dict[str, Any]) -> dict[str, Any]:
-        """Insert or update a node by ID; keeps fields the update does not carry."""
-        if not node.get("id"):
+    def get(self, node_id: str) -> dict[str, Any] | None:
+        found = self.nodes.get(Query().id == node_id)
+        return dict(found) if isinstance(found, dict) else None
+
+    def remember(self, node: dict[str, Any], seen: bool = True) -> dict[str, Any]:
+        """Insert or update a node by ID; keeps fields the update does not carry.
+
+        A known node keeps its name (the host's name for it) whatever the update says; the
+        name given becomes its ``node_name``. A new node takes the name given (or its node
+        name); a name another row holds moves to the newcomer (the newest board to answer to
+        a name is the one people mean), and the old row is renamed NAME-IDPREFIX, said in
+        ``notices``. An address change is said too when the old address was another board's.
+        """
+        node_id = node.get("id")
+        if not node_id:
             raise CliError("a node record needs an id")
         record = {k: v for k, v in node.items() if v is not None}
-        record["seen"] = int(time.time())
+        if seen:
+            record["seen"] = int(time.time())
         q = Query()
-        if self.nodes.contains(q.id == node["id"]):
-            self.nodes.update(record, q.id == node["id"])
+        old = self.get(node_id)
+        suggested = record.pop("name", None)
+        if old is not None:
+            if suggested and suggested != old.get("name"):
+                record.setdefault("node_name", suggested)
+            self.nodes.update(record, q.id == node_id)
         else:
+            name = suggested or record.get("node_name") or node_id[:8]
+            holder = self.by_name(name)
+            if holder is not None and holder["id"] != node_id:
+                moved = f"{name}-{holder['id'][:6]}"
+                self.nodes.update({"name": moved}, q.id == holder["id"])
+                self.notices.append(f"the name {name} now means {node_id}; the node that "
+                                    f"had it ({holder['id']}) is now called {moved}")
+            record["name"] = name
+            if suggested:
+                record.setdefault("node_name", suggested)
             self.nodes.insert(record)
-        found = self.nodes.get(q.id == node["id"])
-        return dict(found) if found else record
+        return self.get(node_id) or record
 
-    def forget(self, node_id: str) -> None:
-        self.nodes.remove(Query().id == node_id)
+    def by_name(self, name: str) -> dict[str, Any] | None:
+        rows = [n for n in self.all() if n.get("name") == name]
+        return rows[0] if rows else None
+
+    def rename(self, node_id: str, name: str) -> dict[str, Any]:
+        """Give the node `node_id` this host's name `name` (unique in the inventory)."""
+        check_name(name)
+        holder = self.by_name(name)
+        if holder is not None and holder["id"] != node_id:
+            raise CliError(f"the name {name} is taken by {holder['id']}: `leither forget "
+                           f"{holder['id'][:8]}` or rename it first")
+        if self.get(node_id) is None:
+            raise CliError(f"no node {node_id} in the inventory")
+        self.nodes.update({"name": name}, Query().id == node_id)
+        return self.get(node_id) or {}
+
+    def forget(self, node_id: str) -> bool:
+        """Drop a node's row; False if there was none."""
+        return bool(self.nodes.remove(Query().id == node_id))
+
+    def forget_roots(self, roots: Iterable[str | Path]) -> list[str]:
+        """Forget the nodes whose state lives under these directories (simulated boards being
+        removed); returns the IDs forgotten."""
+        gone = []
+        for root in roots:
+            node_id = node_id_of_root(Path(root))
+            if node_id and self.forget(node_id):
+                gone.append(node_id)
+        return gone
 
     def resolve(self, ref: str) -> dict[str, Any]:
-        """A node by exact name, ID, ID prefix, or host[:port] address."""
+        """A node by exact name, ID, ID prefix, or host[:port] address. A ref that fits
+        several nodes is an error listing them."""
         nodes = self.all()
+        if not ref:
+            raise CliError("an empty node name: give a name, an ID prefix or host:port")
         for key in ("name", "id"):
             exact = [n for n in nodes if n.get(key) == ref]
             if len(exact) == 1:
                 return exact[0]
+            if len(exact) > 1:
+                raise CliError(f"{ref!r} names {len(exact)} nodes: {_candidates(exact)}; use an "
+                               f"ID prefix, or `leither forget`/`leither rename` one of them")
         prefix = [n for n in nodes if n.get("id", "").startswith(ref)]
         if len(prefix) == 1:
             return prefix[0]
         if len(prefix) > 1:
-            names = ", ".join(n.get("name", n["id"]) for n in prefix)
-            raise CliError(f"{ref!r} matches several nodes ({names}); give more of the ID")
+            raise CliError(f"{ref!r} matches {len(prefix)} nodes: {_candidates(prefix)}; "
+                           f"give more of the ID")
         host, port = split_address(ref)
         if host is not None:
             by_addr = [n for n in nodes if n.get("host") == host and
                        (port is None or n.get("port") == port)]
             if len(by_addr) == 1:
                 return by_addr[0]
+            if len(by_addr) > 1:
+                raise CliError(f"{ref!r} was the address of {len(by_addr)} nodes: "
+                               f"{_candidates(by_addr)}; give host:port or an ID prefix")
             return {"id": None, "name": ref, "host": host, "port": port or 4800}
-        raise CliError(f"no node named {ref!r}: run `leither discover` or give host:port")
+        calls = [n for n in nodes if n.get("node_name") == ref]
+        hint = ""
+        if calls:
+            hint = (f"; {_candidates(calls)} calls itself {ref} (this host knows it by "
+                    f"another name: `leither rename` to change that)")
+        raise CliError(f"no node named {ref!r}"
+                       + (hint or ": run `leither discover` or give host:port"))
+
+
+def forget_boards(roots: Iterable[str | Path]) -> None:
+    """The inventory forgets simulated boards being removed (`leither sim down`): their IDs
+    die with them, and a row left behind would hold a name the next `sim up` wants."""
+    try:
+        fleet = Fleet()
+    except (CliError, OSError):
+        return
+    try:
+        fleet.forget_roots(roots)
+    except (CliError, OSError):
+        pass
+    finally:
+        fleet.close()
+
+
+def remember_boards(boards: Iterable[tuple[str, str, str, int, bool, str]]) -> list[str]:
+    """Put simulated boards (name, root, host, port, running, kind) in the inventory, so verbs reach
+    them by name without mDNS. Two boards holding one identity (an old board started again
+    after its restore onto another) are said, and the ID keeps the running board's address
+    (the inventory's if both run). Returns the warnings, also printed on stderr."""
+    import sys
+
+    by_id: dict[str, list[tuple[str, str, int, bool, str]]] = {}
+    for name, root, host, port, running, kind in boards:
+        node_id = node_id_of_root(Path(root))
+        if node_id:
+            by_id.setdefault(node_id, []).append((name, host, port, running, kind))
+    warnings = []
+    fleet = Fleet()
+    try:
+        for node_id, held in by_id.items():
+            known = fleet.get(node_id)
+            pick = held[-1]
+            if len(held) > 1:
+                live = [h for h in held if h[3]] or held
+                pick = next((h for h in live if known and (h[1], h[2]) == (
+                    known.get("host"), known.get("port"))), live[-1])
+                if len([h for h in held if h[3]]) > 1:
+                    warnings.append(
+                        f"boards {', '.join(h[0] for h in held)} hold one identity "
+                        f"{node_id}; it stays at {pick[1]}:{pick[2]} ({pick[0]}); the other "
+                        f"was replaced by a restore: wipe it (`leither sim start NAME --wipe`)")
+            fleet.remember({"id": node_id, "name": pick[0], "host": pick[1], "port": pick[2],
+                            "board": pick[4], "sim": True}, seen=pick[3])
+        warnings += fleet.notices
+    finally:
+        fleet.close()
+    for line in warnings:
+        print(f"leither: warning: {line}", file=sys.stderr)
+    return warnings
+
+
+def _candidates(rows: list[dict[str, Any]]) -> str:
+    return ", ".join(f"{n.get('name') or '?'} ({n.get('id')})" for n in rows)
+
+
+def node_id_of_root(root: Path) -> str | None:
+    """The ID of the node whose state directory is `root` (its node.key), or None."""
+    from leither import crypto, ids
+
+    try:
+        seed = (root / "node.key").read_bytes()
+    except OSError:
+        return None
+    return ids.make_id(crypto.sign_public(seed)) if len(seed) == 32 else None
 
 
 def split_address(ref: str) -> tuple[str | None, int | None]:

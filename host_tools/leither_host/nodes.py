@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from leither.errors import AuthError, LeitherError, RPCError
+from leither.errors import AuthError, DecodeError, LeitherError, RPCError
 from leither_host import escrow, keys
 from leither_host.client import CALL_TIMEOUT, ConnectError, SyncSession, connect_sync
 from leither_host.errors import CliError
@@ -42,13 +42,56 @@ def open_node(ref: str, fleet: Fleet | None = None, timeout: float = 10.0,
         except AuthError as err:
             raise CliError(f"node {record.get('name') or ref} at {host}:{port} failed "
                            f"authentication ({err}): is it the node you claimed?") from None
+        except DecodeError as err:
+            # The answer is no Leither handshake at all (e.g. an HTTP server on the port).
+            raise CliError(f"{host}:{port} is not a Leither node (its answer is not a Leither "
+                           f"handshake: {err}); check the address and port") from None
         if not record.get("id"):
-            record = fleet.remember({"id": session.node_id, "name": record.get("name"),
-                                     "host": host, "port": int(port)})
+            record = _learn(fleet, session, host, int(port))
+        else:
+            fleet.remember({"id": session.node_id})  # it answered: last seen now
         return session, record
     finally:
         if own_fleet:
             fleet.close()
+
+
+def _learn(fleet: Fleet, session: SyncSession, host: str, port: int) -> dict[str, Any]:
+    """The record of a node first reached by its address. A node the inventory knows at
+    another address is not re-pointed here: two boards answering as one ID (an old board back
+    after its restore) are said, never silently merged."""
+    known = fleet.get(session.node_id)
+    if known is not None and warn_elsewhere(known, host, port):
+        return known
+    try:
+        own_name = session.call("GetVar", {"name": "name"}, 10.0)
+    except (RPCError, ConnectError):
+        own_name = None
+    record = fleet.remember({"id": session.node_id, "host": host, "port": port,
+                             "name": own_name if isinstance(own_name, str) else None})
+    flush_notices(fleet)
+    return record
+
+
+def warn_elsewhere(known: dict[str, Any], host: str, port: int) -> bool:
+    """Say so when `host:port` answered as a node the inventory keeps at another address (the
+    inventory is not re-pointed: the newest board, e.g. a restore's, keeps the ID's address).
+    True if it did."""
+    if not known.get("host") or (known.get("host"), int(known.get("port") or 4800)) == (
+            host, port):
+        return False
+    print(f"leither: warning: {host}:{port} answers as {known.get('name')} ({known['id']}), "
+          f"which this host knows at {known['host']}:{known.get('port')}; if both answer, two "
+          f"boards hold one identity (a board replaced by a restore?); the inventory keeps "
+          f"{known['host']}:{known.get('port')}", file=sys.stderr)
+    return True
+
+
+def flush_notices(fleet: Fleet) -> None:
+    """Tell the user what the inventory changed on its own (a name moved, ...)."""
+    for line in fleet.notices:
+        print(f"leither: note: {line}", file=sys.stderr)
+    fleet.notices.clear()
 
 
 def call(session: SyncSession, method: str, params: Any = None, timeout: float = 30.0) -> Any:

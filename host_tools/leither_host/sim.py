@@ -339,6 +339,9 @@ class Sim:
                 finally:
                     lanmod.unguard_subnet(self.lan["subnet"])
                 self.lan = None
+            from leither_host.fleet import forget_boards
+
+            forget_boards(b.root for b in self.boards)  # their IDs die with them
             self.boards = []
             if self.state_path.exists():
                 self.state_path.unlink()

@@ -66,7 +66,7 @@ def test_claim_status_and_errors(fleet: tuple[Path, Sim]) -> None:
     assert again.returncode == 1 and "already has an owner" in again.stderr
     status = json.loads(leither(home, "status", owned.name, fresh.name, "--json").stdout)
     assert [s["name"] for s in status] == [owned.name, fresh.name]
-    assert {"id", "board", "fw", "uptime", "free", "heap", "role"} <= set(status[0])
+    assert {"id", "board", "fw", "uptime_s", "free_bytes", "heap_bytes", "role"} <= set(status[0])
     assert status[1]["role"] == "owner" and status[1]["board"] == "unix"
     assert status[1]["id"] == out["node"]
     by_prefix = json.loads(leither(home, "status", status[1]["id"][:8], "--json").stdout)
@@ -167,8 +167,12 @@ def test_wrong_key_and_offline(fleet: tuple[Path, Sim], tmp_path: Path) -> None:
         fleet_file.write_text(saved)
     sim.kill(sim.boards[1].name)
     try:
+        # A dead node's status is a status: offline, last seen when; not an error.
         offline = leither(home, "status", sim.boards[1].name, check=False, timeout=60)
-        assert offline.returncode == 1 and "offline" in offline.stderr
+        assert offline.returncode == 0, offline.stderr
+        assert "offline, last seen" in offline.stdout and "ago" in offline.stdout
+        as_json = json.loads(leither(home, "status", sim.boards[1].name, "--json").stdout)
+        assert as_json["online"] is False and as_json["last_seen"] > 0
     finally:
         sim.start(sim.boards[1].name)
     assert json.loads(leither(home, "status", sim.boards[1].name,

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 from leither_host.errors import CliError
-from leither_host.fleet import Fleet
 from leither_host.output import print_json, print_table
 from leither_host.sim import DEFAULT_HEAP, SIM_KINDS, Sim
 
@@ -78,25 +77,10 @@ def _rows(sim: Sim) -> list[dict[str, Any]]:
 
 def _remember(sim: Sim) -> None:
     """Put the boards in the fleet inventory, so verbs reach them by name without mDNS."""
-    fleet = Fleet()
-    try:
-        for b in sim.boards:
-            node_id = _node_id(Path(b.root))
-            if node_id:
-                fleet.remember({"id": node_id, "name": b.name, "host": b.ip, "port": b.port,
-                                "board": b.kind, "sim": True})
-    finally:
-        fleet.close()
+    from leither_host.fleet import remember_boards
 
-
-def _node_id(root: Path) -> str | None:
-    from leither import crypto, ids
-
-    try:
-        seed = (root / "node.key").read_bytes()
-    except OSError:
-        return None
-    return ids.make_id(crypto.sign_public(seed)) if len(seed) == 32 else None
+    remember_boards((b.name, b.root, b.ip, b.port, sim.alive(b), b.kind)
+                    for b in sim.boards)
 
 
 def run(args: argparse.Namespace) -> int:
