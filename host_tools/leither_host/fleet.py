@@ -210,10 +210,10 @@ def forget_boards(roots: Iterable[str | Path]) -> None:
 
 
 def remember_boards(boards: Iterable[tuple[str, str, str, int, bool, str]]) -> list[str]:
-    """Put simulated boards (name, root, host, port, running, kind) in the inventory, so verbs reach
-    them by name without mDNS. Two boards holding one identity (an old board started again
-    after its restore onto another) are said, and the ID keeps the running board's address
-    (the inventory's if both run). Returns the warnings, also printed on stderr."""
+    """Put simulated boards (name, root, host, port, running, kind) in the inventory, so
+    verbs reach them by name without mDNS. Two boards holding one identity (an old board
+    started again after its restore onto another) are said, and the ID keeps the running
+    board's address (the inventory's if both run). Returns the warnings, also printed on stderr."""
     import sys
 
     by_id: dict[str, list[tuple[str, str, int, bool, str]]] = {}

@@ -186,7 +186,8 @@ def test_sim_and_build_verbs(fleet: tuple[Path, Sim]) -> None:
     assert all(r["running"] for r in rows)
     out = leither(home, "sim", "press", rows[0]["name"]).stdout
     assert "pressed" in out
-    built = json.loads(leither(home, "build", "--board", "esp32", "--json").stdout)
+    built = json.loads(leither(home, "build", "--board", "esp32", "--no-standin",
+                               "--json").stdout)
     assert built["board"] == "esp32" and built["bytes"] > 10000
     assert not any("port/unix" in f["path"] for f in built["files"])
     bad = leither(home, "build", "--board", "nosuch", check=False)
