@@ -1,6 +1,13 @@
-# Flashing: put the firmware and a board's config on a device. MicroPython boards (ESP32, the
-# unix port on a pty) get the .mpy bundle over their serial REPL with mpremote, checked file by
-# file with SHA-256 on the board; a Pi Zero gets an install bundle (wheel, systemd unit, config).
+# Flashing: put the firmware and a board's config on a device, over its serial REPL with
+# mpremote, every file checked with SHA-256 on the board; a Pi Zero gets an install bundle.
+#
+# Where the code goes depends on the board's heap. A board with a small heap (board.json has
+# "romfs_bytes": the ESP32-WROOM's ~110 KB) must never get .mpy files in /lib: imported from
+# there every module's bytecode would live in that heap and the node could not even start.
+# Such a board runs the node frozen into its firmware (then only main.py and the config are
+# written) or from its ROMFS partition (MicroPython 1.25+; the bundle goes there as a ROMFS
+# image with `mpremote romfs deploy`); a board with neither is refused with the way out.
+# The unix port on a pty (a roomy heap) gets the .mpy bundle copied to /lib as before.
 """The work behind `leither flash`."""
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from leither_host.build import build
+from leither_host.build import board_config, build
 from leither_host.errors import CliError
 from leither_host.paths import data_dir
 
@@ -35,6 +42,16 @@ from leither.node import main
 main(["--root", "%s"])
 ''' % DEVICE_ROOT
 
+# For code frozen in the firmware (".frozen" on sys.path) or in ROMFS ("/rom/lib"): no path
+# changes, so nothing on the filesystem can shadow it.
+MAIN_PY_ROM = '''\
+# Leither board entry, written by `leither flash`: boots the node (frozen into the firmware or
+# in the ROMFS partition) with its saved config.
+from leither.node import main
+
+main(["--root", "%s"])
+''' % DEVICE_ROOT
+
 @dataclass
 class FlashResult:
     board: str
@@ -45,6 +62,8 @@ class FlashResult:
     verified: int = 0
     target: str = ""
     extras: dict[str, str] = field(default_factory=dict)
+    mode: str = "copy"  # where the code went: "copy" (/lib), "frozen" (firmware), "romfs"
+    rom_image_bytes: int = 0
 
 
 def make_config(board: str, name: str, token: str, ssid: str | None,
@@ -109,24 +128,31 @@ def flash_micropython(board: str, port: str, name: str, token: str, ssid: str | 
                       password: str | None, rpc_port: int, resume: bool = True,
                       reset: bool = True, progress: Callable[[str], None] | None = None
                       ) -> FlashResult:
-    """Copy the .mpy bundle, main.py and config.json to a MicroPython board and verify them."""
+    """Put the node's code where the board runs it from (see the header), then main.py and
+    config.json, and verify every file written."""
     say = progress or (lambda _msg: None)
-    bundle = build(board)
     result = FlashResult(board=board, name=name, claim_token=token, target=port)
+    small_heap = "romfs_bytes" in board_config(board)
+    code: list[tuple[Path, str]] = []
+    if small_heap:
+        _place_code(board, port, resume, result, say)
+    else:
+        bundle = build(board)
+        code = [(f, f"{DEVICE_LIB}/{f.relative_to(bundle.path).as_posix()}")
+                for f in bundle.files]
     with tempfile.TemporaryDirectory(prefix="leither-flash-") as tmp:
         staging = Path(tmp)
-        (staging / "main.py").write_text(MAIN_PY)
+        (staging / "main.py").write_text(MAIN_PY_ROM if small_heap else MAIN_PY)
         (staging / "config.json").write_text(json.dumps(
             make_config(board, name, token, ssid, password, rpc_port)))
         plan: list[tuple[Path, str]] = [(staging / "main.py", "main.py"),
                                         (staging / "config.json", f"{DEVICE_ROOT}/config.json")]
-        dirs = {DEVICE_LIB, DEVICE_ROOT}
-        for f in bundle.files:
-            rel = f.relative_to(bundle.path).as_posix()
-            plan.append((f, f"{DEVICE_LIB}/{rel}"))
-            parts = rel.split("/")[:-1]
+        plan += code
+        dirs = {DEVICE_ROOT} | ({DEVICE_LIB} if code else set())
+        for _src, dst in code:
+            parts = dst.split("/")[:-1]
             for i in range(1, len(parts) + 1):
-                dirs.add(f"{DEVICE_LIB}/{'/'.join(parts[:i])}")
+                dirs.add("/".join(parts[:i]))
         existing = _mpremote(port, [["exec", _LIST_DIRS % sorted(dirs)]], resume)
         present = set(json.loads(existing.strip().splitlines()[-1])) if existing.strip() else set()
         commands = [["fs", "mkdir", f":{d}"] for d in sorted(dirs, key=len) if d not in present]
@@ -154,6 +180,81 @@ def flash_micropython(board: str, port: str, name: str, token: str, ssid: str | 
     remember_token(name, token)
     return result
 
+
+def _place_code(board: str, port: str, resume: bool, result: FlashResult,
+                say: Callable[[str], None]) -> None:
+    """A small-heap board: use the Leither frozen into its firmware, or deploy the bundle to
+    its ROMFS partition; refuse plainly when it has neither. A /lib/leither copy left by an
+    older flash is removed: it would shadow the ROMFS modules and fill the heap."""
+    out = _mpremote(port, [["exec", _PROBE]], resume)
+    probe = json.loads(out.strip().splitlines()[-1])
+    if probe.get("frozen"):
+        say("the firmware has Leither frozen in: writing main.py and the config only")
+        result.mode = "frozen"
+    elif probe.get("rom", 0) > 0:
+        from leither_host import romfs
+
+        image = romfs.build_image(board)
+        romfs.check_fits(image, probe.get("rom_size") or romfs.partition_bytes(board))
+        say(f"deploying a ROMFS image of the bundle ({image.size} bytes, {image.files} "
+            f"modules) to the board's ROMFS partition ({probe.get('rom_size')} bytes)")
+        _mpremote(port, [["romfs", "--partition", "0", "deploy", str(image.path)]], True)
+        result.mode = "romfs"
+        result.rom_image_bytes = image.size
+    else:
+        raise CliError(
+            f"this {board}'s MicroPython has neither Leither frozen in nor a ROMFS partition, "
+            f"and copying the .mpy bundle would load all of its code into the board's "
+            f"{board_config(board).get('heap_bytes')}-byte heap: the node could not run. "
+            f"Flash a firmware with Leither frozen in (`leither build --board {board} "
+            "--micropython-src CHECKOUT` prints the build command), or a MicroPython 1.25+ "
+            "build with a ROMFS partition (partitions-4MiB-romfs.csv), then flash again")
+    if probe.get("lib_copy"):
+        say(f"removing the old {DEVICE_LIB}/leither copy from the board's filesystem")
+        _mpremote(port, [["exec", _RM_TREE % f"{DEVICE_LIB}/leither"]], True)
+
+
+# Run on the board: is Leither frozen in, how many ROMFS partitions (size of the first), is
+# there a /lib/leither copy (json dict on the last line). Only .frozen is searched for the
+# frozen check, so a copy on the filesystem cannot answer for it.
+_PROBE = """import sys, os, json
+_r = {"frozen": False, "rom": 0, "rom_size": 0, "lib_copy": False}
+_p = sys.path[:]
+sys.path[:] = [".frozen"]
+try:
+    import leither
+    _r["frozen"] = True
+except ImportError:
+    pass
+sys.path[:] = _p
+for _m in [m for m in sys.modules if m == "leither" or m.startswith("leither.")]:
+    del sys.modules[_m]
+try:
+    import vfs
+    if hasattr(vfs, "rom_ioctl"):
+        _r["rom"] = vfs.rom_ioctl(1)
+        if _r["rom"] > 0:
+            _d = vfs.rom_ioctl(2, 0)
+            _r["rom_size"] = _d.ioctl(4, 0) * _d.ioctl(5, 0) if hasattr(_d, "ioctl") else len(_d)
+except Exception:
+    pass
+try:
+    os.stat("lib/leither")
+    _r["lib_copy"] = True
+except OSError:
+    pass
+print(json.dumps(_r))"""
+
+# Run on the board: remove a directory tree.
+_RM_TREE = """import os
+def _rm(p):
+    if os.stat(p)[0] & 0x4000:
+        for _n in os.listdir(p):
+            _rm(p + "/" + _n)
+        os.rmdir(p)
+    else:
+        os.remove(p)
+_rm(%r)"""
 
 # Run on the board: which of these directories exist (json list on the last line).
 _LIST_DIRS = """import os, json

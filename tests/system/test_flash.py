@@ -113,3 +113,91 @@ def test_pizero_bundle(tmp_path: Path) -> None:
         files = wheel.namelist()
     assert "leither/node.py" in files and "leither/port/pizero.py" in files
     assert not [f for f in files if f.startswith("leither_host/")]  # the node alone
+
+
+# -- small-heap boards: code frozen in the firmware or in ROMFS, never copied -----------------
+
+
+def _serial_board(tmp_path: Path, argv: list[str], env: dict[str, str]
+                  ) -> tuple[subprocess.Popen[bytes], Path, Path]:
+    """A MicroPython REPL on a pty (socat), its working directory standing for its flash."""
+    assert SOCAT is not None
+    device = tmp_path / "device"
+    device.mkdir()
+    tty = tmp_path / "tty"
+    socat = subprocess.Popen([SOCAT, f"PTY,link={tty},raw,echo=0",
+                              f"EXEC:{' '.join(argv)},pty,raw,echo=0,stderr"], cwd=device,
+                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while not tty.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert tty.exists(), "socat did not make the pty"
+    return socat, device, tty
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.skipif(SOCAT is None, reason="socat not installed (apt-get install socat)")
+def test_flash_esp32_with_frozen_firmware_writes_only_config(tmp_path: Path) -> None:
+    from conftest import esp32_heap, esp32_standin
+
+    standin = esp32_standin()
+    env = dict(os.environ, MICROPYPATH=".frozen")
+    socat, device, tty = _serial_board(tmp_path, [str(standin), "-X",
+                                                  f"heapsize={esp32_heap()}"], env)
+    home = tmp_path / "home"
+    rpc_port = _free_port()
+    try:
+        (device / "lib" / "leither").mkdir(parents=True)  # an older flash's copy
+        (device / "lib" / "leither" / "node.mpy").write_bytes(b"old")
+        out = json.loads(leither(home, "flash", "--board", "esp32", "--port", str(tty),
+                                 "--name", "frozen1", "--rpc-port", str(rpc_port),
+                                 "--json").stdout)
+    finally:
+        socat.kill()  # the stand-in has no machine.reset(): the session stays up
+        socat.wait(10)
+    assert out["mode"] == "frozen" and out["files"] == 2 and out["verified"] == 2
+    assert not (device / "lib" / "leither").exists()  # removed, never written
+    assert "sys.path" not in (device / "main.py").read_text()
+    config = json.loads((device / "data" / "config.json").read_text())
+    assert config["board"] == "esp32" and config["claim_token"] == out["claim_token"]
+    # Power on. The stand-in has no ESP32 pins or Wi-Fi: its node uses the unix port's files.
+    config["board"] = "unix"
+    (device / "data" / "config.json").write_text(json.dumps(config))
+    log = open(tmp_path / "board.log", "wb")
+    node = subprocess.Popen([str(standin), "-X", f"heapsize={esp32_heap()}", "main.py"],
+                            cwd=device, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while b" ready" not in (tmp_path / "board.log").read_bytes():
+            assert node.poll() is None and time.monotonic() < deadline, \
+                (tmp_path / "board.log").read_text()
+            time.sleep(0.1)
+        status = json.loads(leither(home, "status", f"127.0.0.1:{rpc_port}", "--json").stdout)
+        assert status["name"].startswith("frozen1") and not status["claimed"]
+    finally:
+        node.kill()
+        node.wait(10)
+
+
+@pytest.mark.skipif(SOCAT is None, reason="socat not installed (apt-get install socat)")
+def test_flash_esp32_refuses_a_firmware_without_leither_or_romfs(tmp_path: Path) -> None:
+    micropython = str(Path(sys.executable).parent / "micropython")  # stock: no frozen node
+    env = {k: v for k, v in os.environ.items() if k != "MICROPYPATH"}
+    socat, device, tty = _serial_board(tmp_path, [micropython, "-X", "heapsize=512K"], env)
+    try:
+        proc = leither(tmp_path / "home", "flash", "--board", "esp32", "--port", str(tty),
+                       "--name", "stock1", check=False)
+    finally:
+        socat.kill()
+        socat.wait(10)
+    assert proc.returncode == 1
+    assert "neither Leither frozen in nor a ROMFS partition" in proc.stderr
+    assert "leither build --board esp32" in proc.stderr
+    assert not (device / "lib").exists() and not (device / "main.py").exists()

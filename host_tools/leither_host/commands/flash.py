@@ -16,6 +16,8 @@ from leither_host.output import print_json
 EXAMPLES = """examples:
   leither flash --board esp32 --port /dev/ttyUSB0 --name kitchen \\
       --wifi-ssid home --wifi-password ...
+      # the board runs Leither frozen into its firmware, or from its ROMFS partition
+      # (MicroPython 1.25+, partitions-4MiB-romfs.csv): see boards/esp32/README.md
   leither flash --board unix --port /tmp/board/tty --name sim1    # unix MicroPython on a pty
   leither flash --board pizero --name garage --wifi-ssid home     # dist/pizero-garage.tar.gz
 The claim token is printed and remembered: `leither claim NAME` uses it.
@@ -60,7 +62,11 @@ def run(args: argparse.Namespace) -> int:
               f"install.sh as root")
         print(f"claim token: {result.claim_token}")
     else:
-        print(f"flashed {result.name} ({args.board}) on {result.target}: {result.files} files, "
+        where = {"copy": "code copied to /lib",
+                 "frozen": "code frozen in the board's firmware",
+                 "romfs": f"code in the ROMFS partition ({result.rom_image_bytes} bytes)"}
+        print(f"flashed {result.name} ({args.board}) on {result.target}: "
+              f"{where.get(result.mode, result.mode)}; {result.files} files, "
               f"{result.bytes} bytes, {result.verified} verified by SHA-256")
         print(f"claim token: {result.claim_token}")
     return 0

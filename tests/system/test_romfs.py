@@ -1,0 +1,81 @@
+# The ROMFS image `leither flash` deploys to an ESP32's ROM partition, tested here: mounted with
+# vfs.VfsRom on the 32-bit stand-in, the node is imported from it (not from the frozen copy)
+# and runs: boots, announces, answers RPC. The unix build has VfsRom but no ROM partition, so
+# the image is read into a buffer first; the heap is the board's plus that buffer (a board
+# maps the partition from flash).
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from leither_host import romfs
+from leither_host.errors import CliError
+
+RUNNER = """import os, sys, vfs
+path = sys.argv[1]
+buf = bytearray(os.stat(path)[6])  # first, so it is one block at the heap's start
+with open(path, "rb") as f:
+    f.readinto(buf)
+vfs.mount(vfs.VfsRom(buf), "/rom")
+sys.path[:] = ["/rom/lib", ".frozen"]  # ROMFS first: the frozen leither must not answer
+import leither
+print("leither from", leither.__file__)
+from leither.node import main
+main(sys.argv[2:])
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_romfs_image_runs_the_node_on_the_standin(tmp_path: Path) -> None:
+    from conftest import esp32_heap, esp32_standin
+
+    standin = esp32_standin()
+    image = romfs.build_image("esp32", out=tmp_path / "esp32.romfs", extra_ports=("unix",))
+    data = image.path.read_bytes()
+    assert data[:3] == b"\xd2\xcd\x31" and image.size == len(data)  # a ROMFS header
+    assert image.files > 30 and image.bundle_bytes < image.size
+    (tmp_path / "run.py").write_text(RUNNER)
+    port = _free_port()
+    heap = esp32_heap() + image.size + 64  # the board's heap beside the image's buffer
+    log_path = tmp_path / "node.log"
+    env = dict(os.environ, MICROPYPATH=".frozen")
+    with log_path.open("wb") as log:
+        node = subprocess.Popen([str(standin), "-X", f"heapsize={heap}", "run.py",
+                                 str(image.path), "--root", str(tmp_path / "root"), "--port",
+                                 str(port), "--addr", "127.0.0.1", "--name", "romfs1"],
+                                cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while "mdns: announced" not in log_path.read_text(errors="replace"):
+            assert node.poll() is None and time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.1)
+        text = log_path.read_text()
+        assert "leither from /rom/lib/leither/__init__.mpy" in text
+        proc = subprocess.run([sys.executable, "-m", "leither_host", "status",
+                               f"127.0.0.1:{port}", "--json"], capture_output=True, text=True,
+                              timeout=60, env=dict(os.environ, LEITHER_HOME=str(tmp_path / "h")))
+        assert proc.returncode == 0, proc.stderr
+        status = json.loads(proc.stdout)
+        assert status["name"].startswith("romfs1") and status["heap"] > 0
+    finally:
+        node.kill()
+        node.wait(10)
+
+
+def test_image_too_big_for_the_partition_is_refused_plainly(tmp_path: Path) -> None:
+    image = romfs.RomImage("esp32", tmp_path / "x.romfs", 200_000, 190_000, 40)
+    with pytest.raises(CliError, match="frozen in instead"):
+        romfs.check_fits(image, 131072)
+    romfs.check_fits(image, 262144)
