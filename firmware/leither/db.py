@@ -35,6 +35,20 @@
 
 import struct
 
+from leither.dbcodec import (
+    MAX_KEY,
+    MAX_VALUE,
+    NAMES,
+    READ_BYTES,
+    READ_ITEMS,
+    add_int,
+    count_of,
+    dec,
+    enc,
+    pair_up,
+    too_big,
+    writer,
+)
 from leither.dbpage import Tree
 from leither.errors import StoreError
 
@@ -43,19 +57,13 @@ try:
 except ImportError:
     from leither.compat import const
 
-# Limits chosen so that every record fits dbpage.MAX_ENTRY (1012 bytes): a hash field record
-# is 2+200+1+2+200 key bytes and 3+600 value bytes = 1008.
-MAX_KEY = const(200)  # bytes of a key, field or member
-MAX_VALUE = const(600)  # bytes of a value
 _BATCH = const(32)  # records collected per step when deleting a whole key
 _S = const(0x73)  # "s"
 _H = const(0x68)  # "h"
 _L = const(0x6C)  # "l"
 _T = const(0x74)  # "t" (set)
 _Z = const(0x7A)  # "z"
-_BIAS = 1 << 63
 _WRONGTYPE = "WRONGTYPE Operation against a key holding the wrong kind of value"
-_NAMES = {_S: "string", _H: "hash", _L: "list", _T: "set", _Z: "zset"}
 
 # The methods db.call() may run (Leither names).
 API = (
@@ -65,129 +73,9 @@ API = (
     "Sadd", "Srem", "Scard", "Smembers", "Sismember", "Sinter", "Sunion", "Sdiff",
     "Zadd", "Zrem", "Zscore", "Zrank", "Zrange", "Zrevrange", "Zrangebyscore", "ZincrBy",
     "Zcard", "Zcount", "Zrevrangebyscore", "Zremrangebyscore",
-    "Hscan", "Hmclear", "Lclear", "Sclear", "Zclear",
+    "Hscan", "Sscan", "Hmclear", "Lclear", "Sclear", "Zclear",
     "Begin", "Commit", "Rollback",
 )
-
-
-def _head(major, n):
-    """CBOR head (major type, argument), shortest form."""
-    m = major << 5
-    if n < 24:
-        return bytes((m | n,))
-    if n < 0x100:
-        return bytes((m | 24, n))
-    if n < 0x10000:
-        return struct.pack(">BH", m | 25, n)
-    if n < 0x100000000:
-        return struct.pack(">BI", m | 26, n)
-    return struct.pack(">BQ", m | 27, n)
-
-
-def _enc(x, limit):
-    """CBOR encoding of a str or bytes argument of at most `limit` bytes (an int value
-    becomes its decimal str)."""
-    if type(x) is int and limit == MAX_VALUE:
-        x = str(x)
-    if isinstance(x, str):
-        data = x.encode()
-        major = 3
-    elif isinstance(x, (bytes, bytearray)):
-        data = bytes(x)
-        major = 2
-    else:
-        raise StoreError(f"expected str or bytes, not {type(x).__name__}")
-    if len(data) > limit:
-        raise StoreError("too long: %d bytes (limit %d)" % (len(data), limit))
-    return _head(major, len(data)) + data
-
-
-def _value(b, o=0):
-    """The str or bytes value of the CBOR item our records hold at offset o."""
-    ai = b[o] & 31
-    n = ai
-    p = o + 1
-    if ai == 24:
-        n = b[p]
-        p += 1
-    elif ai == 25:
-        n = (b[p] << 8) | b[p + 1]
-        p += 2
-    elif ai > 25:
-        raise StoreError("db record corrupt")
-    data = b[p:p + n]
-    return data.decode() if b[o] >> 5 == 3 else bytes(data)
-
-
-def _int(x, what):
-    if type(x) is not int:
-        raise StoreError(f"{what} is not an integer")
-    if x < -_BIAS or x >= _BIAS:
-        raise StoreError(f"{what} out of range")
-    return x
-
-
-def _score(x):
-    return struct.pack(">Q", _int(x, "score") + _BIAS)
-
-
-def _unscore(b, o=0):
-    return struct.unpack(">Q", b[o:o + 8])[0] - _BIAS
-
-
-def _parse_int(v):
-    """Redis rule for integer strings: an optional '-', digits, no leading zero, 64-bit."""
-    if isinstance(v, bytes):
-        try:
-            v = v.decode()
-        except ValueError:
-            v = ""
-    digits = v[1:] if v.startswith("-") else v
-    if (not digits or len(digits) > 19 or (digits[0] == "0" and len(v) > 1)
-            or not digits.isdigit()):
-        raise StoreError("value is not an integer or out of range")
-    return _int(int(v), "value")
-
-
-def _incr(old, increment):
-    """(new int, its stored encoding) for old (encoded value or None) + increment."""
-    _int(increment, "increment")
-    cur = "" if old is None else _value(old)
-    new = (0 if old is None else _parse_int(cur)) + increment
-    if new < -_BIAS or new >= _BIAS:
-        raise StoreError("increment or decrement would overflow")
-    text = str(new)
-    return new, _enc(text.encode() if isinstance(cur, bytes) else text, MAX_VALUE)
-
-
-def _count(m):
-    return struct.unpack(">I", m[-4:])[0]
-
-
-def _span(start, stop, n):
-    """Redis range [start, stop] (inclusive, negatives from the end) clamped to [0, n)."""
-    start = _int(start, "index")
-    stop = _int(stop, "index")
-    if start < 0:
-        start = max(start + n, 0)
-    if stop < 0:
-        stop += n
-    return start, min(stop, n - 1)
-
-
-def _pairs(args):
-    if not args or len(args) % 2:
-        raise StoreError("wrong number of arguments")
-    return [(args[j], args[j + 1]) for j in range(0, len(args), 2)]
-
-
-def _writer(impl):
-    """A public write method: atomic and durable on return outside a transaction."""
-
-    def method(self, *args):
-        return self._run(impl, args)
-
-    return method
 
 
 class DB:
@@ -245,7 +133,7 @@ class DB:
 
     def _meta(self, key, want):
         """(K, meta record or None) of key; StoreError if it holds another type."""
-        k = _enc(key, MAX_KEY)
+        k = enc(key, MAX_KEY)
         m = self._tree().get(k)
         if m is not None and want and m[0] != want:
             raise StoreError(_WRONGTYPE)
@@ -270,7 +158,7 @@ class DB:
     def _resize(self, k, m, kind, delta):
         """Store a collection's new size; an empty collection disappears."""
         t = self._t
-        n = (0 if m is None else _count(m)) + delta
+        n = (0 if m is None else count_of(m)) + delta
         if m is not None and not n:
             t.delete(k)
             t.user -= 1
@@ -282,29 +170,37 @@ class DB:
     def _scan_items(self, lo, hi, skip, withvalues, size):
         """Decoded key suffixes (after skip bytes; none if skip < 0) of the `size` records
         lo <= key < hi; with withvalues the decoded values follow each. The list is made
-        at its final size: growing it would need ever larger free runs of a small heap."""
-        out = [None] * (size * ((skip >= 0) + withvalues))
+        at its final size: growing it would need ever larger free runs of a small heap.
+        StoreError (too_big) past READ_ITEMS values or READ_BYTES bytes."""
+        n = size * ((skip >= 0) + withvalues)
+        if n > READ_ITEMS:
+            raise too_big(n, "collection")
+        out = [None] * n
         j = 0
+        gathered = 0
         for rk, v in self._tree().scan(lo, hi):
             if j >= len(out):
                 break
+            gathered += len(rk) + len(v)
+            if gathered > READ_BYTES:
+                raise too_big(j, "collection")
             if skip >= 0:
-                out[j] = _value(rk, skip)
+                out[j] = dec(rk, skip)
                 j += 1
             if withvalues:
-                out[j] = _value(v)
+                out[j] = dec(v)
                 j += 1
         if j < len(out):
             raise StoreError("db collection count wrong")
         return out
 
     def _card(self, key, kind):
-        return 0 if (m := self._meta(key, kind)[1]) is None else _count(m)
+        return 0 if (m := self._meta(key, kind)[1]) is None else count_of(m)
 
     # ----- keys and strings -----
 
     def _set(self, key, value):
-        v = _enc(value, MAX_VALUE)
+        v = enc(value, MAX_VALUE)
         k, m = self._meta(key, 0)
         if m is not None and m[0] != _S:
             self._drop_key(k, m)
@@ -314,12 +210,12 @@ class DB:
         self._t.put(k, b"s" + v)
         return "OK"
 
-    Set = _writer(_set)  # Set(key, value) -> "OK"; replaces a key of any type
+    Set = writer(_set)  # Set(key, value) -> "OK"; replaces a key of any type
 
     def Get(self, key):
         """The string at key, or None."""
         m = self._meta(key, _S)[1]
-        return None if m is None else _value(m, 1)
+        return None if m is None else dec(m, 1)
 
     def _del(self, *keys):
         n = 0
@@ -330,7 +226,7 @@ class DB:
                 n += 1
         return n
 
-    Del = _writer(_del)  # Del(key, ...) -> how many existed
+    Del = writer(_del)  # Del(key, ...) -> how many existed
 
     def Exists(self, *keys):
         """How many of keys exist."""
@@ -339,18 +235,18 @@ class DB:
     def Type(self, key):
         """"string", "hash", "list", "set", "zset" or "none"."""
         m = self._meta(key, 0)[1]
-        return "none" if m is None else _NAMES[m[0]]
+        return "none" if m is None else NAMES[m[0]]
 
     def _incrby(self, key, increment=1):
         k, m = self._meta(key, _S)
-        new, v = _incr(None if m is None else m[1:], increment)
+        new, v = add_int(None if m is None else m[1:], increment)
         if m is None:
             self._t.user += 1
         self._t.put(k, b"s" + v)
         return new
 
     # Incr(key), IncrBy(key, n) -> the new value; the string must be an integer
-    Incr = IncrBy = _writer(_incrby)
+    Incr = IncrBy = writer(_incrby)
 
     def Strlen(self, key):
         """Length in bytes (UTF-8 for str) of the string at key; 0 if absent."""
@@ -361,7 +257,7 @@ class DB:
 
     def _fput(self, key, kind, pairs):
         k, m = self._meta(key, kind)
-        items = [(k + b"f" + _enc(f, MAX_KEY), _enc(v, MAX_VALUE) if kind == _H else b"")
+        items = [(k + b"f" + enc(f, MAX_KEY), enc(v, MAX_VALUE) if kind == _H else b"")
                  for f, v in pairs]  # encode (so check) everything before writing
         added = 0
         for rk, v in items:
@@ -372,7 +268,7 @@ class DB:
 
     def _fdel(self, key, kind, names):
         k, m = self._meta(key, kind)
-        rks = [k + b"f" + _enc(f, MAX_KEY) for f in names]
+        rks = [k + b"f" + enc(f, MAX_KEY) for f in names]
         n = 0
         if m is not None:
             for rk in rks:
@@ -384,33 +280,33 @@ class DB:
     def _fget(self, key, kind, name):
         """The stored record of field/member name, or None."""
         k, m = self._meta(key, kind)
-        rk = k + b"f" + _enc(name, MAX_KEY)
+        rk = k + b"f" + enc(name, MAX_KEY)
         return None if m is None else self._t.get(rk)
 
     def _fnames(self, key, kind, withvalues=False):
         k, m = self._meta(key, kind)
         if m is None:
             return []
-        return self._scan_items(k + b"f", k + b"g", len(k) + 1, withvalues, _count(m))
+        return self._scan_items(k + b"f", k + b"g", len(k) + 1, withvalues, count_of(m))
 
     def _hset(self, key, *pairs):
-        return self._fput(key, _H, _pairs(pairs))
+        return self._fput(key, _H, pair_up(pairs))
 
-    Hset = _writer(_hset)  # Hset(key, field, value, ...) -> how many fields are new
+    Hset = writer(_hset)  # Hset(key, field, value, ...) -> how many fields are new
 
     def _hmset(self, key, *pairs):
         if len(pairs) == 1 and isinstance(pairs[0], dict):
             pairs = list(pairs[0].items())
         else:
-            pairs = _pairs(pairs)
+            pairs = pair_up(pairs)
         self._fput(key, _H, pairs)
         return "OK"
 
-    Hmset = _writer(_hmset)  # Hmset(key, {field: value}) or (key, field, value, ...) -> "OK"
+    Hmset = writer(_hmset)  # Hmset(key, {field: value}) or (key, field, value, ...) -> "OK"
 
     def Hget(self, key, field):
         v = self._fget(key, _H, field)
-        return None if v is None else _value(v)
+        return None if v is None else dec(v)
 
     def Hmget(self, key, *fields):
         """Values of fields (None where absent); fields may also come as one list."""
@@ -421,13 +317,13 @@ class DB:
     def _hdel(self, key, *fields):
         return self._fdel(key, _H, fields)
 
-    Hdel = _writer(_hdel)  # Hdel(key, field, ...) -> how many existed
+    Hdel = writer(_hdel)  # Hdel(key, field, ...) -> how many existed
 
     def Hlen(self, key):
         return self._card(key, _H)
 
     def Hgetall(self, key):
-        """The hash as a dict (all in RAM: mind big hashes)."""
+        """The hash as a dict (up to READ_ITEMS / 2 fields; read bigger ones with Hscan)."""
         flat = self._fnames(key, _H, True)
         return {flat[j]: flat[j + 1] for j in range(0, len(flat), 2)}
 
@@ -437,14 +333,14 @@ class DB:
 
     def _hincrby(self, key, field, increment):
         k, m = self._meta(key, _H)
-        rk = k + b"f" + _enc(field, MAX_KEY)
+        rk = k + b"f" + enc(field, MAX_KEY)
         old = None if m is None else self._t.get(rk)
-        new, v = _incr(old, increment)
+        new, v = add_int(old, increment)
         self._t.put(rk, v)
         self._resize(k, m, _H, old is None)
         return new
 
-    HincrBy = _writer(_hincrby)  # HincrBy(key, field, n) -> the new value
+    HincrBy = writer(_hincrby)  # HincrBy(key, field, n) -> the new value
 
     def __getattr__(self, name):
         # Lists, sets and sorted sets live in leither.dbcoll, loaded on first use so that a

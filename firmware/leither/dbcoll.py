@@ -5,17 +5,20 @@
 
 import struct
 
-from leither.db import (
-    _count,
-    _enc,
-    _int,
-    _pairs,
-    _parse_int,
-    _score,
-    _span,
-    _unscore,
-    _value,
-    _writer,
+from leither.dbcodec import (
+    READ_BYTES,
+    READ_ITEMS,
+    check_int,
+    count_of,
+    dec,
+    enc,
+    from_score,
+    pair_up,
+    parse_int,
+    span,
+    to_score,
+    too_big,
+    writer,
 )
 from leither.errors import StoreError
 
@@ -24,8 +27,8 @@ try:
 except ImportError:
     from leither.compat import const
 
-MAX_KEY = const(200)  # as leither.db.MAX_KEY
-MAX_VALUE = const(600)  # as leither.db.MAX_VALUE
+MAX_KEY = const(200)  # as leither.dbcodec.MAX_KEY
+MAX_VALUE = const(600)  # as leither.dbcodec.MAX_VALUE
 _LIST_BASE = const(0x80000000)  # index of a new list's first item (room on both sides)
 _L = const(0x6C)  # "l"
 _T = const(0x74)  # "t" (set)
@@ -56,7 +59,7 @@ def _relist(self, k, m, head, n):
     t.put(k, b"l" + struct.pack(">II", head, n))
 
 def _push(self, key, values, left):
-    vs = [_enc(v, MAX_VALUE) for v in values]
+    vs = [enc(v, MAX_VALUE) for v in values]
     if not vs:
         raise StoreError("wrong number of arguments")
     k, m, head, n = self._list(key)
@@ -76,8 +79,8 @@ def _lpush(self, key, *values):
 def _rpush(self, key, *values):
     return self._push(key, values, False)
 
-Lpush = _writer(_lpush)  # Lpush(key, value, ...) -> new length (each pushed at the head)
-Rpush = _writer(_rpush)  # Rpush(key, value, ...) -> new length
+Lpush = writer(_lpush)  # Lpush(key, value, ...) -> new length (each pushed at the head)
+Rpush = writer(_rpush)  # Rpush(key, value, ...) -> new length
 
 def _pop(self, key, left):
     k, m, head, n = self._list(key)
@@ -89,7 +92,7 @@ def _pop(self, key, left):
         raise StoreError("db list corrupt")
     self._t.delete(rk)
     self._relist(k, m, head + 1 if left else head, n - 1)
-    return _value(v)
+    return dec(v)
 
 def _lpop(self, key):
     return self._pop(key, True)
@@ -97,13 +100,13 @@ def _lpop(self, key):
 def _rpop(self, key):
     return self._pop(key, False)
 
-Lpop = _writer(_lpop)  # Lpop(key) -> first item or None
-Rpop = _writer(_rpop)  # Rpop(key) -> last item or None
+Lpop = writer(_lpop)  # Lpop(key) -> first item or None
+Rpop = writer(_rpop)  # Rpop(key) -> last item or None
 
 def Lrange(self, key, start, stop):
     """Items start..stop inclusive (negative indices count from the end)."""
     k, _m, head, n = self._list(key)
-    start, stop = _span(start, stop, n)
+    start, stop = span(start, stop, n)
     if start > stop:
         return []
     return self._scan_items(self._item(k, head + start), self._item(k, head + stop + 1), -1,
@@ -111,40 +114,40 @@ def Lrange(self, key, start, stop):
 
 def Lindex(self, key, index):
     k, _m, head, n = self._list(key)
-    i = _int(index, "index")
+    i = check_int(index, "index")
     i = i + n if i < 0 else i
     if i < 0 or i >= n:
         return None
-    return _value(self._t.get(self._item(k, head + i)))
+    return dec(self._t.get(self._item(k, head + i)))
 
 def Llen(self, key):
     return self._list(key)[3]
 
 def _lset(self, key, index, value):
-    v = _enc(value, MAX_VALUE)
+    v = enc(value, MAX_VALUE)
     k, m, head, n = self._list(key)
     if m is None:
         raise StoreError("no such key")
-    i = _int(index, "index")
+    i = check_int(index, "index")
     i = i + n if i < 0 else i
     if i < 0 or i >= n:
         raise StoreError("index out of range")
     self._t.put(self._item(k, head + i), v)
     return "OK"
 
-Lset = _writer(_lset)  # Lset(key, index, value) -> "OK"
+Lset = writer(_lset)  # Lset(key, index, value) -> "OK"
 
 # ----- sets -----
 
 def _sadd(self, key, *members):
     return self._fput(key, _T, [(x, None) for x in members])
 
-Sadd = _writer(_sadd)  # Sadd(key, member, ...) -> how many were new
+Sadd = writer(_sadd)  # Sadd(key, member, ...) -> how many were new
 
 def _srem(self, key, *members):
     return self._fdel(key, _T, members)
 
-Srem = _writer(_srem)  # Srem(key, member, ...) -> how many were there
+Srem = writer(_srem)  # Srem(key, member, ...) -> how many were there
 
 def Scard(self, key):
     return self._card(key, _T)
@@ -162,26 +165,38 @@ def _combine(self, keys, mode):
     if not keys:
         raise StoreError("wrong number of arguments")
     sets = [self._meta(key, _T) for key in keys]
+    t = self._t
     out = []
+    gathered = 0
     seen = []  # sets already walked (union: skip members they had)
     for j in range(len(sets) if mode == 1 else 1):
         k0, m0 = sets[j]
         if m0 is None:
             continue
-        for rk, _ in self._t.scan(k0 + b"f", k0 + b"g"):
+        for rk, _ in t.scan(k0 + b"f", k0 + b"g"):
             mem = rk[len(k0):]
+            keep = True
             if mode == 1:
-                keep = not any(self._t.get(k + mem) is not None for k, _ in seen)
+                for k, _m in seen:
+                    if t.get(k + mem) is not None:
+                        keep = False
+                        break
             else:
-                hits = [m is not None and self._t.get(k + mem) is not None
-                        for k, m in sets[1:]]
-                keep = all(hits) if mode == 0 else not any(hits)
+                for k, m in sets[1:]:
+                    if (m is not None and t.get(k + mem) is not None) != (mode == 0):
+                        keep = False
+                        break
             if keep:
-                out.append(mem)
+                gathered += len(mem)
+                if len(out) >= READ_ITEMS or gathered > READ_BYTES:
+                    raise too_big(len(out) + 1, "set operation")
+                out.append(mem if mode == 1 else dec(mem, 1))
         seen.append(sets[j])
     if mode == 1:
-        out.sort()
-    return [_value(x, 1) for x in out]
+        out.sort()  # by encoding: canonical order; then decoded in place (no second list)
+        for i in range(len(out)):
+            out[i] = dec(out[i], 1)
+    return out
 
 def Sinter(self, *keys):
     """Members in every set."""
@@ -199,7 +214,7 @@ def Sdiff(self, *keys):
 
 def _zadd(self, key, *pairs, incr=False):
     k, m = self._meta(key, _Z)
-    items = [(_int(s, "score"), _enc(x, MAX_KEY)) for s, x in _pairs(pairs)]
+    items = [(check_int(s, "score"), enc(x, MAX_KEY)) for s, x in pair_up(pairs)]
     t = self._t
     added = 0
     for score, mem in items:
@@ -207,29 +222,29 @@ def _zadd(self, key, *pairs, incr=False):
         old = t.get(mk)
         if old is not None:
             if incr:
-                score += _unscore(old)
-            new = _score(score)
+                score += from_score(old)
+            new = to_score(score)
             if new == old:
                 continue
             t.delete(k + b"s" + old + mem)
         else:
-            new = _score(score)
+            new = to_score(score)
             added += 1
         t.put(mk, new)
         t.put(k + b"s" + new + mem, b"")
     self._resize(k, m, _Z, added)
     return score if incr else added
 
-Zadd = _writer(_zadd)  # Zadd(key, score, member, ...) -> how many members are new
+Zadd = writer(_zadd)  # Zadd(key, score, member, ...) -> how many members are new
 
 def _zincrby(self, key, increment, member):
     return self._zadd(key, increment, member, incr=True)
 
-ZincrBy = _writer(_zincrby)  # ZincrBy(key, n, member) -> the new score
+ZincrBy = writer(_zincrby)  # ZincrBy(key, n, member) -> the new score
 
 def _zrem(self, key, *members):
     k, m = self._meta(key, _Z)
-    mems = [_enc(x, MAX_KEY) for x in members]
+    mems = [enc(x, MAX_KEY) for x in members]
     n = 0
     for mem in mems if m is not None else ():
         old = self._t.get(k + b"m" + mem)
@@ -240,17 +255,17 @@ def _zrem(self, key, *members):
     self._resize(k, m, _Z, -n)
     return n
 
-Zrem = _writer(_zrem)  # Zrem(key, member, ...) -> how many were there
+Zrem = writer(_zrem)  # Zrem(key, member, ...) -> how many were there
 
 def _zget(self, key, member):
     """(K, member encoding, score record or None)."""
     k, m = self._meta(key, _Z)
-    mem = _enc(member, MAX_KEY)
+    mem = enc(member, MAX_KEY)
     return k, mem, None if m is None else self._t.get(k + b"m" + mem)
 
 def Zscore(self, key, member):
     v = self._zget(key, member)[2]
-    return None if v is None else _unscore(v)
+    return None if v is None else from_score(v)
 
 def Zcard(self, key):
     return self._card(key, _Z)
@@ -268,6 +283,8 @@ def _zlist(self, k, a, b, offset, count, withscores, size):
     if count < 0 or count > size:
         count = size
     step = 2 if withscores else 1
+    if count * step > READ_ITEMS:
+        raise too_big(count * step, "sorted set range")
     out = [None] * (count * step)
     j = 0
     for rk, _ in self._t.scan(a, b):
@@ -276,9 +293,9 @@ def _zlist(self, k, a, b, offset, count, withscores, size):
             continue
         if j >= len(out):
             break
-        out[j] = _value(rk, len(k) + 9)
+        out[j] = dec(rk, len(k) + 9)
         if withscores:
-            out[j + 1] = _unscore(rk, len(k) + 1)
+            out[j + 1] = from_score(rk, len(k) + 1)
         j += step
     if j < len(out):
         del out[j:]
@@ -287,8 +304,8 @@ def _zlist(self, k, a, b, offset, count, withscores, size):
 def Zrange(self, key, start, stop, withscores=False, _rev=False):
     """Members by rank start..stop (Redis indices); withscores gives [m1, s1, m2, ...]."""
     k, m = self._meta(key, _Z)
-    n = 0 if m is None else _count(m)
-    start, stop = _span(start, stop, n)
+    n = 0 if m is None else count_of(m)
+    start, stop = span(start, stop, n)
     if start > stop:
         return []
     if _rev:
@@ -322,8 +339,8 @@ def _zbounds(self, key, lo, hi):
             if x.startswith("("):
                 shift = 1
                 x = x[1:]
-            x = _parse_int(x)
-        x = _int(x, "score bound")
+            x = parse_int(x)
+        x = check_int(x, "score bound")
         # lower bound: first key at x (x + 1 if exclusive); upper: first key past x
         x += shift if upper else 1 - shift
         keys.append(k + (b"t" if x >= _BIAS else b"s" + struct.pack(">Q", x + _BIAS)))
@@ -380,7 +397,7 @@ def _zremrangebyscore(self, key, lo, hi):
     return n
 
 
-Zremrangebyscore = _writer(_zremrangebyscore)  # (key, lo, hi) -> how many were removed
+Zremrangebyscore = writer(_zremrangebyscore)  # (key, lo, hi) -> how many were removed
 
 
 def _first(it, n):
@@ -404,7 +421,7 @@ def _clearer(kind):
         self._drop_key(k, m)
         return n
 
-    return _writer(clear)
+    return writer(clear)
 
 
 Hmclear = _clearer(0x68)
@@ -413,21 +430,40 @@ Sclear = _clearer(_T)
 Zclear = _clearer(_Z)
 
 
+def _scan(self, key, kind, cursor, count):
+    """Up to count entries after `cursor` ("": from the start) in canonical order, fewer
+    when they pass READ_BYTES: [next cursor ("" when done), [name(, value), ...]]."""
+    k, m = self._meta(key, kind)
+    if m is None:
+        return ["", []]
+    lo = k + b"f" + (enc(cursor, MAX_KEY) + b"\x00" if cursor != "" else b"")
+    count = min(max(check_int(count, "count"), 1), READ_ITEMS // 2)
+    out = []
+    last = ""
+    gathered = 0
+    n = 0
+    for rk, v in self._t.scan(lo, k + b"g"):
+        if n >= count or gathered + len(rk) + len(v) > READ_BYTES:
+            return [last, out]  # more after last
+        gathered += len(rk) + len(v)
+        last = dec(rk, len(k) + 1)
+        out.append(last)
+        if kind == 0x68:
+            out.append(dec(v))
+        n += 1
+    return ["", out]
+
+
 def Hscan(self, key, cursor="", count=10):
     """Up to count fields after field `cursor` ("" : from the start) in canonical order:
     [next cursor ("" when done), [field, value, ...]]."""
-    k, m = self._meta(key, 0x68)
-    if m is None:
-        return ["", []]
-    lo = k + b"f" + (_enc(cursor, MAX_KEY) + b"\x00" if cursor != "" else b"")
-    count = max(_int(count, "count"), 1)
-    out = []
-    last = ""
-    for rk, v in _first(self._t.scan(lo, k + b"g"), count):
-        last = _value(rk, len(k) + 1)
-        out.append(last)
-        out.append(_value(v))
-    return [last if len(out) == 2 * count else "", out]
+    return self._scan(key, 0x68, cursor, count)
+
+
+def Sscan(self, key, cursor="", count=10):
+    """Up to count members after `cursor` ("": from the start) in canonical order:
+    [next cursor ("" when done), [member, ...]]."""
+    return self._scan(key, _T, cursor, count)
 
 
 METHODS = (
@@ -438,7 +474,9 @@ METHODS = (
     "Lclear",
     "Sclear",
     "Zclear",
+    "_scan",
     "Hscan",
+    "Sscan",
     "_list",
     "_item",
     "_relist",

@@ -13,7 +13,7 @@ import os
 import struct
 
 from leither import dbpage
-from leither.db import _NAMES, MAX_KEY, MAX_VALUE, _enc, _head, _unscore
+from leither.dbcodec import MAX_KEY, MAX_VALUE, NAMES, cbor_head, enc, from_score
 from leither.dbpage import Tree
 from leither.errors import DecodeError, StoreError
 
@@ -36,7 +36,7 @@ def export(db):
     t = db._tree()
     writes = t.writes
     out = _Out()
-    out.add(_head(5, t._committed[3]))
+    out.add(cbor_head(5, t._committed[3]))
     k = None  # encoding of the current key
     kind = 0
     left = 0  # records of the current key still expected
@@ -53,26 +53,26 @@ def export(db):
                 out.add(v)
             elif tag == 0x6D and kind == _ZSET:  # "m": member -> score
                 out.add(rk, len(k) + 1)
-                s = _unscore(v)
-                out.add(_head(0, s) if s >= 0 else _head(1, -1 - s))
+                s = from_score(v)
+                out.add(cbor_head(0, s) if s >= 0 else cbor_head(1, -1 - s))
             elif tag == 0x73 and kind == _ZSET:  # "s": score order, implied by the map
                 continue
             else:
                 raise StoreError("db record out of place")
             left -= 1
         else:
-            if left or v[0] not in _NAMES:
+            if left or v[0] not in NAMES:
                 raise StoreError("db collection corrupt")
             k = rk
             kind = v[0]
             out.add(rk)
             out.add(b"\x82")
-            out.add(_enc(_NAMES[kind], MAX_KEY))
+            out.add(enc(NAMES[kind], MAX_KEY))
             if kind == _STRING:
                 out.add(v, 1)
             else:
                 left = struct.unpack(">I", v[-4:])[0]
-                out.add(_head(5 if kind in (_HASH, _ZSET) else 4, left))
+                out.add(cbor_head(5 if kind in (_HASH, _ZSET) else 4, left))
         if out.n >= _PIECE:
             yield out.take()
     if left:
