@@ -52,7 +52,9 @@ class NodeState:
         f, b, r = self.facts, self.backup or {}, self.record
         free_kib = f.get("free")
         return {
-            "id": self.id, "name": f.get("name") or r.get("name") or "",
+            # The inventory's name first: the user's name for the node (a restored node
+            # keeps the dead one's; the board itself may still call itself otherwise).
+            "id": self.id, "name": r.get("name") or f.get("name") or "",
             "address": f"{r.get('host')}:{r.get('port') or 4800}",
             "online": self.online,
             "last_seen": self.last_seen or r.get("seen"),
@@ -161,7 +163,7 @@ class Sampler:
             node.failures += 1
             node.next_try = time.monotonic() + min(BACKOFF_MAX_S, 2.0 ** node.failures)
 
-    async def _poll_node(self, node: NodeState) -> None:
+    async def _poll_node(self, node: NodeState, again: bool = False) -> None:
         if node.session is None:
             if time.monotonic() < node.next_try or not node.record.get("host"):
                 node.online = False
@@ -178,6 +180,12 @@ class Sampler:
                 facts[name] = await session.call("GetVar", {"name": name}, CALL_S)
             except RPCError:
                 facts[name] = None  # a fact this node does not have
+        if node.facts.get("claimed") is False and facts.get("claimed") and \
+                facts.get("role") == "guest" and not again:
+            # Claimed since this session shook hands (a role is fixed at the handshake):
+            # a new session learns whether the claim was ours.
+            await _close(node)
+            return await self._poll_node(node, again=True)
         node.facts = facts
         if facts.get("role") == "owner":
             try:

@@ -77,6 +77,15 @@ function put(box, ...children) {
   box.replaceChildren(...children.flat().filter((c) => c !== null && c !== undefined));
 }
 
+// How a job names a node on its command line: its name where that is unique in the fleet (as
+// a user types it; a simulated board's claim token is found by name), else an ID prefix.
+function ref(id) {
+  const row = state.fleet.find((n) => n.id === id);
+  if (row && row.name && state.fleet.filter((n) => n.name === row.name).length === 1 &&
+      /^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(row.name)) return row.name;
+  return id.slice(0, 12);
+}
+
 function pill(text, kind) { return el("span", { class: `pill ${kind || ""}` }, text); }
 
 // ---- the API -----------------------------------------------------------------------------------
@@ -236,7 +245,7 @@ function renderFleet() {
 }
 
 async function claim(n, button) {
-  const params = { action: "claim", node: n.id.slice(0, 12) };
+  const params = { action: "claim", node: ref(n.id) };
   const input = $("claim-token");
   if (input && input.value.trim() && state.selected === n.id) params.claim_token = input.value.trim();
   const job = await runJob(params, button);
@@ -333,7 +342,7 @@ async function showVersions(m, button) {
 }
 
 async function newVersion(m, button) {
-  const job = await runJob({ action: "mm_backup", node: state.selected.slice(0, 12), mid: m.mid },
+  const job = await runJob({ action: "mm_backup", node: ref(state.selected), mid: m.mid },
     button);
   if (job.state === "done") { await loadNode(); showVersions(m); }
 }
@@ -394,7 +403,9 @@ function drawPlot(points) {
       fill: "#6a7785", "font-size": 13 }, "no samples yet: the dashboard samples every poll"));
     return;
   }
-  const t0 = points[0][0], t1 = Math.max(points[points.length - 1][0], t0 + 60000);
+  // The right edge is now; at least a minute is shown, so a new history does not look flat.
+  const t1 = Math.max(points[points.length - 1][0], Date.now());
+  const t0 = Math.min(points[0][0], t1 - 60000);
   const top = niceMax(Math.max(...points.map((p) => Math.max(p[1], p[2]))));
   const x = (t) => L + ((t - t0) / (t1 - t0)) * iw;
   const y = (v) => T + ih - (v / top) * ih;
@@ -448,7 +459,7 @@ async function loadReceipts() {
 
 async function backupAction(action, button, extra) {
   if (!state.selected) return;
-  const job = await runJob(Object.assign({ action, node: state.selected.slice(0, 12) }, extra),
+  const job = await runJob(Object.assign({ action, node: ref(state.selected) }, extra),
     button);
   if (action === "audit" && job.result && job.result.results) {
     $("audit-results").replaceChildren(el("h3", {}, "Last audit"),
@@ -487,6 +498,24 @@ function fill(select, nodes, index, prefer) {
   }
 }
 
+// The two chosen nodes' pairing as it stands (on load and when the choice changes).
+async function peekPairing() {
+  const a = $("pair-a").value, b = $("pair-b").value;
+  if (!a || !b || a === b) return;
+  try {
+    const [sa, sb] = await Promise.all([a, b].map((id) =>
+      api(`/api/nodes/${encodeURIComponent(id)}/pairing`)));
+    showCode($("code-a"), a, sa);
+    showCode($("code-b"), b, sb);
+    const same = sa.peer === b && sb.peer === a && sa.pair_code &&
+      sa.pair_code === sb.pair_code;
+    $("code-a").classList.toggle("match", !!same);
+    $("code-b").classList.toggle("match", !!same);
+    if (same) verdict("pair-verdict", `${nameOf(a)} and ${nameOf(b)} are partners; ` +
+      "their codes match.", "ok");
+  } catch (err) { /* not owned or offline: the boxes stay empty */ }
+}
+
 async function openPairing(e) {
   e.preventDefault();
   const a = $("pair-a").value, b = $("pair-b").value;
@@ -496,8 +525,8 @@ async function openPairing(e) {
   }
   const button = $("pair-open");
   verdict("pair-verdict", "Opening both pairing windows…", "");
-  const jobs = await Promise.all([runJob({ action: "pair", node: a.slice(0, 12) }, button),
-    runJob({ action: "pair", node: b.slice(0, 12) })]);
+  const jobs = await Promise.all([runJob({ action: "pair", node: ref(a) }, button),
+    runJob({ action: "pair", node: ref(b) })]);
   if (jobs.some((j) => j.state !== "done")) {
     verdict("pair-verdict", "Could not open both windows: see Activity.", "bad");
     return;
@@ -547,7 +576,7 @@ function watchPairing(a, b) {
 
 function showCode(box, id, s) {
   box.querySelector(".who").textContent = nameOf(id);
-  box.querySelector(".code").textContent = s.pair_code || "· · · · · ·";
+  box.querySelector(".code").textContent = s.pair_code || "······";
   box.querySelector(".state").textContent = s.pair_state +
     (s.pair ? ` · window ${s.window_left} s left` : "") +
     (s.peer ? ` · partner ${nameOf(s.peer)}` : "");
@@ -571,8 +600,8 @@ async function restore(e) {
     return;
   }
   verdict("restore-result", `Restoring ${nameOf(dead)} onto ${nameOf(onto)}…`, "");
-  const job = await runJob({ action: "restore", dead: dead.slice(0, 12),
-                             onto: onto.slice(0, 12) }, $("restore"));
+  const job = await runJob({ action: "restore", dead: ref(dead),
+                             onto: ref(onto) }, $("restore"));
   if (job.state === "done") {
     const r = job.result;
     verdict("restore-result", `Restored ${r.versions} versions of ${r.mimei} MiMei ` +
@@ -650,6 +679,8 @@ function start() {
   if (!token()) { showGate(); return; }
   $("main").hidden = false;
   $("pair-form").addEventListener("submit", openPairing);
+  $("pair-a").addEventListener("change", peekPairing);
+  $("pair-b").addEventListener("change", peekPairing);
   $("restore-form").addEventListener("submit", restore);
   $("backup-now").addEventListener("click", (e) => backupAction("backup_now", e.target));
   $("audit").addEventListener("click", (e) => backupAction("audit", e.target, { count: 4 }));
@@ -657,7 +688,7 @@ function start() {
   $("discover").addEventListener("click", (e) => runJob({ action: "discover" }, e.target));
   $("org").addEventListener("change", (e) => loadOrg(e.target.value));
   drawPlot([]);
-  refreshFleet().then(loadJobs);
+  refreshFleet().then(() => { loadJobs(); peekPairing(); });
   loadOrgs();
   const loop = async () => {
     await refreshFleet();
