@@ -6,10 +6,13 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import tempfile
+from pathlib import Path
 from typing import IO, Any
 
-from leither import cbor, ids, receipt, smtverify
+from leither import ids, receipt
 from leither.errors import LeitherError
 from leither_host import escrow
 from leither_host.commands.backup import fetch_status
@@ -18,11 +21,11 @@ from leither_host.errors import CliError
 from leither_host.ledger import pool
 from leither_host.ledger.home import Home
 from leither_host.ledger.org import Organization
-from leither_host.ledger.verbs import member_key
 from leither_host.nodes import FailoverSession, call, open_node
 
 SPOOL_IN_MEMORY = 1 << 20  # bytes of a download held in memory before it spills to a temp file
 RECEIPTS_SHOWN = 200  # newest receipts of a pool listed (the ledger verbs page the rest)
+PROOF_TIMEOUT_S = 60  # seconds for `leither ledger proof` (a proof of a big book takes ~1 s)
 _READ_CHUNK = 262144  # bytes asked per MFGetData (the session caps it to one frame)
 
 
@@ -176,21 +179,22 @@ def balances(name: str) -> dict[str, Any]:
 
 
 def proof(name: str, member: str) -> tuple[bytes, dict[str, Any]]:
-    """A member's self-contained proof bundle at the latest epoch, as `leither ledger proof
-    --out` writes it, checked offline before it is handed out."""
+    """A member's proof bundle at the latest epoch, made by `leither ledger proof --out` itself
+    (the bundle's format is the ledger verb's to keep), checked offline before it is handed
+    out."""
     org = _open_org(name)
-    try:
-        last = org.db.last_epoch()
-        if last is None:
-            raise CliError("no epoch settled yet: nothing to prove against")
-        member_id, raw = member_key(org, member)
-        proof_bytes = org.db.tree(last["epoch"]).prove(raw)
-        bundle = cbor.dumps({"org_key": org.public, "record": bytes(last["record"]),
-                             "member": member_id, "key": raw, "proof": proof_bytes})
-        if smtverify.verify(bytes(last["root"]), raw, proof_bytes) is None and \
-                member_id not in {r["id"] for r in org.member_rows()}:
-            raise CliError(f"{member} has no account and is not a member")
-        org_id = org.id
-    finally:
-        org.close()
+    org_id = org.id
+    org.close()
+    if not member or member.startswith("-"):
+        raise CliError("member: a member name, ID or ID prefix")
+    with tempfile.TemporaryDirectory(prefix="leither-proof-") as tmp:
+        out = Path(tmp) / "member.proof"
+        proc = subprocess.run([sys.executable, "-m", "leither_host", "ledger", "proof", member,
+                               "--org", name, "--out", str(out), "--json"],
+                              capture_output=True, text=True, timeout=PROOF_TIMEOUT_S,
+                              stdin=subprocess.DEVNULL)
+        if proc.returncode != 0:
+            lines = proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"]
+            raise CliError(lines[-1].removeprefix("leither: "))
+        bundle = out.read_bytes()
     return bundle, verify_bundle(bundle, org_id)
