@@ -3,7 +3,7 @@
 # maps with named fields; db methods take {"mid", "args": [...]}, like redis-cli's arguments.
 """Registers the MiMei, file and db methods of a Store on a Server."""
 
-from leither import mimei
+from leither import cbor, mimei
 from leither.errors import RPCError
 from leither.rpc import OWNER, PEER
 from leither.server import Bulk
@@ -19,6 +19,8 @@ RIGHT_BITS = {"read": mimei.READ, "write": mimei.WRITE, "admin": mimei.ADMIN,
               "backup": mimei.BACKUP}
 
 
+_PAGE = 100  # MiMei per MMList page unless the client asks for fewer
+_PAGE_OVERHEAD = 64  # bytes of a page's CBOR besides its items ({"items", "next": id})
 _ROLES = ((OWNER,), (OWNER, PEER))
 # (method, handler attribute, roles index in _ROLES, right a non-owner needs or None). A constant
 # table: frozen with the code on a board (flash), resolved per call by API.resolve.
@@ -79,6 +81,7 @@ class API:
         # back from the server to kick a push after every backup).
         server.register("MMBackup", self.mm_backup, _ROLES[0], right="write")
         server.add_table(self.resolve)
+        server.zero_copy.add("MFSetData")  # the store writes the data before returning
         server.rights = self.allows
 
     def resolve(self, name):
@@ -109,7 +112,28 @@ class API:
                                  _arg(params, "mark", str, ""), _arg(params, "type", str, "file"))
 
     def mm_list(self, caller, params, name=None):
-        return [self.store.info(mid) for mid in self.store.list()]
+        """One page of MiMei summaries: {"items", "next"} for {"cursor", "limit"} (IDs after
+        ``cursor`` in ID order, at most ``limit`` and what fits one reply frame; ``next`` is
+        the cursor of the following page or None). Without either: the old plain list."""
+        if not isinstance(params, dict) or ("cursor" not in params and "limit" not in params):
+            return [self.store.info(mid) for mid in self.store.list()]
+        cursor = _arg(params, "cursor", str, None)
+        limit = _arg(params, "limit", int, _PAGE)
+        if limit is None or limit < 1:
+            raise RPCError("bad_request", "limit must be a positive count")
+        room = (self.max_data or 65536) - _PAGE_OVERHEAD
+        items = []
+        ids = sorted(mid for mid in self.store.list() if cursor is None or mid > cursor)
+        for mid in ids:
+            if len(items) >= limit:
+                break
+            info = self.store.info(mid)
+            room -= len(cbor.dumps(info))
+            if room < 0 and items:
+                break
+            items.append(info)
+        more = len(items) < len(ids)
+        return {"items": items, "next": items[-1]["id"] if more and items else None}
 
     def mm_info(self, caller, params, name=None):
         return self.store.info(_arg(params, "mid", str))
@@ -163,7 +187,7 @@ class API:
         # "sync": false for the pieces of an upload but its last: they are written without a
         # durable commit each (see mimei.Store.set_data); the last piece commits them all.
         # "stage": true writes a whole-file put beside cur, swapped in by MFCommit.
-        data = _arg(params, "data", (bytes, bytearray))
+        data = _arg(params, "data", (bytes, bytearray, memoryview))
         return self.store.set_data(_arg(params, "mid", str), _arg(params, "offset", int, 0), data,
                                    _arg(params, "sync", bool, True) is not False,
                                    _arg(params, "stage", bool, False) is True)

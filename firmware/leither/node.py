@@ -18,10 +18,6 @@ except ImportError:
     from leither.compat import const
 
 DEFAULT_PORT = const(4800)
-# Largest RPC frame the node accepts and sends (bytes). A board's heap (~100 KB) cannot hold
-# 64 KiB frames beside their plaintext copies, and a fragmented heap fails big allocations
-# first: 8 KiB keeps two chunks per frame; clients loop over offsets (Server.max_data).
-BOARD_MAX_FRAME = const(8192)
 # Retention (last N versions + hourly/daily/weekly history) and block collection, every hour:
 # often enough to bound the space old versions hold, rare enough not to wear the flash.
 MAINTAIN_MS = const(3600000)
@@ -142,8 +138,12 @@ class Node:
             return ticks_diff(ticks_ms(), self.started) // 1000
         if name == "free":
             return self.free_kib()
-        if name == "heap":
+        if name == "heap":  # free heap in bytes (MicroPython); None on CPython
             return self.board.free_heap() if self.board is not None else None
+        if name == "rss":  # resident memory in KiB where the OS reports it (CPython's figure)
+            from leither import memory
+
+            return memory.resident_kib()
         if name == "led":
             return self.led.pattern if self.led is not None else None
         if name == "port":
@@ -232,8 +232,10 @@ class Node:
             self.led.show("claimed")
 
     async def start(self):
-        from leither import api, mimei, server
+        from leither import api, memory, mimei, server
         from leither.led import LED
+
+        memory.tune()
 
         self.board = load_board(self.board_name, self.root, self.config)
         self.led = LED(self.board)
@@ -242,14 +244,16 @@ class Node:
         self.server = server.Server(self.identity.seed, facts_provider=self.fact,
                                     owner_key=self.owner, claim_token=self.claim_token,
                                     on_claim=self._on_claim,
-                                    max_frame=BOARD_MAX_FRAME if IS_MICROPYTHON else 65536)
+                                    max_frame=self.config.get("max_frame"))
         api.API(self.store).register(self.server)
         for name in SERVICES:
             module = __import__("leither." + name, None, None, ("Service",))
             self.services.append(module.Service(self))
         for service in self.services:
             service.register(self.server)
-        await self.server.start(self.config.get("bind") or "0.0.0.0", self.port)
+        # Listen where asked (--addr, or "bind" in the config): a node told 127.0.0.1 must
+        # not answer the LAN.
+        await self.server.start(self.addr or self.config.get("bind") or "0.0.0.0", self.port)
         self.port = self.server.port
         if self.claim_token is not None:
             print("leither: unclaimed; claim token %s" % self.claim_token)

@@ -49,8 +49,9 @@ ephemeral key pair (e, E) per connection::
   node's key) or ``guest`` — and announces it with its frame limit for this session in
   message 4 (8 KiB on a board, 64 KiB on CPython, 4 KiB for guests; replies keep to it too),
   which also confirms the session key to the client. A claim upgrades a guest session.
-* A node that cannot take a hello (bad version, not our protocol) answers one plain frame
-  ``["error", code, msg]`` and closes; any other fault just closes the connection.
+* A node that cannot take a hello answers one plain frame ``["error", code, msg]`` and
+  closes: ``bad_hello`` (bad version, not our protocol) or ``busy`` (no slot or no heap for a
+  new session now: retry later); any other fault just closes the connection.
 
 Sealed channel
 --------------
@@ -72,7 +73,7 @@ import struct
 
 from leither import cbor, crypto, ids
 from leither.compat import IS_MICROPYTHON
-from leither.errors import AuthError, DecodeError
+from leither.errors import AuthError, DecodeError, RPCError
 
 try:
     from micropython import const
@@ -148,6 +149,46 @@ def decode_array(body, size=None):
         raise DecodeError("frame is not a CBOR array")
     if size is not None and len(obj) != size:
         raise DecodeError("frame array has %d items, want %d" % (len(obj), size))
+    return obj
+
+
+class _ViewDecoder(cbor._BufferDecoder):
+    """Decodes byte strings as memoryviews into the frame (no copy); all else as cbor does."""
+
+    def item(self, depth):
+        at = self.pos
+        if at < self.end:
+            ib = self.data[at]
+            if ib >> 5 == 2 and (ib & 31) < 28:  # a definite-length byte string
+                ai = ib & 31
+                size = 0 if ai < 24 else 1 << (ai - 24)
+                start = at + 1 + size
+                if start > self.end:
+                    raise DecodeError("CBOR: truncated input")
+                n = ai if ai < 24 else int.from_bytes(bytes(self.data[at + 1:start]), "big")
+                if n > self.max_len:
+                    raise DecodeError("CBOR: string longer than the limit")
+                self.budget -= n
+                if self.budget < 0 or start + n > self.end:
+                    raise DecodeError("CBOR: truncated or over the allocation limit")
+                self.pos = start + n
+                return self.data[start:start + n]
+        return super().item(depth)
+
+
+def decode_array_views(body, size):
+    """Like decode_array, but byte strings come back as memoryviews into ``body``: for a
+    request whose handler uses its data before returning (a put), no frame-sized copy. The
+    views are valid only while ``body`` is not reused."""
+    decoder = _ViewDecoder(False, cbor.MAX_DEPTH, cbor.MAX_LEN, cbor.MAX_ITEMS, cbor.MAX_TOTAL)
+    decoder.data = memoryview(body)
+    decoder.pos = 0
+    decoder.end = len(body)
+    obj = decoder.run()
+    if decoder.pos != decoder.end:
+        raise DecodeError("CBOR: bytes after the item")
+    if not isinstance(obj, list) or len(obj) != size:
+        raise DecodeError("frame is not a CBOR array of %d items" % size)
     return obj
 
 
@@ -382,6 +423,8 @@ class ClientHandshake:
         h1, self._h = self._h, None  # single use: a bad message 2 ends the handshake
         msg = decode_array(msg2, 3)
         if isinstance(msg[0], str) and msg[0] == "error" and isinstance(msg[2], str):
+            if msg[1] == "busy":  # out of slots or heap for now: the caller may retry
+                raise RPCError("busy", msg[2])
             raise AuthError("node refused the handshake: %s" % msg[2])
         eph_s = _bytes32(msg[0], "ephemeral key")
         node_key = _bytes32(msg[1], "node key")

@@ -15,7 +15,8 @@ Use::
 
 ``call`` raises ``RPCError(code, msg)`` when the node answers with an error, ``ConnectError``
 when the connection cannot be made, times out or breaks (the client is then closed), and
-``AuthError`` / ``DecodeError`` when the node's frames do not check out.
+``AuthError`` / ``DecodeError`` when the node's frames do not check out. A "busy" answer
+(the node is short of heap or slots; nothing was done) is retried a few times with back-off.
 """
 
 import asyncio
@@ -33,6 +34,10 @@ CALL_MS = const(30000)  # one call's reply: a big store write on a slow flash
 # Largest reply frame we accept (bytes). A board keeps this low: a reply is held whole while it
 # is opened, so this bounds the client's heap. rpc.MAX_FRAME (64 KiB) for bulk transfers.
 DEFAULT_MAX_REPLY = const(16384)
+# A node short of heap answers "busy" (nothing was done): retried this many times in all,
+# waiting _BUSY_FIRST_MS, then twice as long each time (0.1 + 0.2 + 0.4 s).
+_BUSY_TRIES = const(4)
+_BUSY_FIRST_MS = const(100)
 
 
 class ConnectError(LeitherError):
@@ -78,6 +83,15 @@ class Client:
         """The result of ``method(params)`` on the node (see the module docstring)."""
         await self._lock.acquire()
         try:
+            wait = _BUSY_FIRST_MS
+            for _ in range(_BUSY_TRIES - 1):
+                try:
+                    return await self._call(method, params, timeout_ms)
+                except RPCError as err:
+                    if err.code != "busy":
+                        raise
+                await asyncio.sleep(wait / 1000)  # the node is short of heap: let it recover
+                wait *= 2
             return await self._call(method, params, timeout_ms)
         finally:
             self._lock.release()
@@ -154,6 +168,19 @@ async def connect(host, port, seed, expected_node_id=None, timeout_ms=CONNECT_MS
     With ``expected_node_id`` a node holding another key is refused (AuthError). Raises
     ConnectError if the node is unreachable or the handshake does not finish in time.
     """
+    wait = _BUSY_FIRST_MS
+    for _ in range(_BUSY_TRIES - 1):
+        try:
+            return await _connect(host, port, seed, expected_node_id, timeout_ms, max_reply)
+        except RPCError as err:  # refused for now (no slot or no heap): retry a few times
+            if err.code != "busy":
+                raise
+        await asyncio.sleep(wait / 1000)
+        wait *= 2
+    return await _connect(host, port, seed, expected_node_id, timeout_ms, max_reply)
+
+
+async def _connect(host, port, seed, expected_node_id, timeout_ms, max_reply):
     shake = rpc.ClientHandshake(seed, expected_node_id)
     try:
         reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port),

@@ -22,42 +22,35 @@ CBOR and fit one frame (``max_frame``): bulk reads take ``offset``/``length`` an
 loops (``max_data`` tells handlers the most bytes a result may carry). A handler can return
 ``Bulk(length, fill)`` to write bytes straight into the reply frame (no copy, no allocation).
 
-Hostile input (every case closes that one connection and nothing else):
-* any frame length over the limit of the connection's phase, an empty frame, EOF mid-frame;
-* a handshake message that does not decode or verify; a sealed frame that fails its tag;
-* a deadline passed: ``handshake_ms`` for the whole handshake, ``frame_ms`` for the rest of a
-  frame once its header arrived (and for writing a reply), ``idle_ms`` between requests.
+Hostile input closes that one connection and nothing else: a frame length over the limit of
+the connection's phase, an empty frame, EOF mid-frame, a handshake message that does not verify,
+a sealed frame that fails its tag, a deadline passed (``handshake_ms`` for each step the node
+waits on a handshaking client, ``frame_ms`` for the rest of a frame once its header arrived,
+waiting for a buffer included, ``idle_ms`` between requests). A sealed request that is not
+valid CBOR gets a ``bad_request`` reply before the close.
 
-Fairness under a flood: at most ``max_conns`` connections. When a new one arrives at the
-limit, the oldest connection that has not yet sent a valid hello is dropped (slowloris and
-junk go first: a client that sent its hello is never displaced by them); failing that the
-idle guest session that has waited longest; failing that the new connection is refused.
-Frames larger than ``_SMALL_FRAME`` are received one at a time across all connections (a
-lock), so ten clients sending big frames at once cost one big buffer, not ten.
+Admission (leither.admission, SECURITY.md): the owner and the partner always get in; handshakes
+that stall and guests give way to them; guests have a quota of sessions and of bytes in flight.
 
-Heap (MicroPython): the constructor makes two frame buffers (reply, big inbound) before the heap
-fragments; frames are opened and sealed inside them, replies are built there by cbor.dump
-and written with one call. A session costs ~2.4 KB (asyncio stream and task, keys, caller).
-Under load a board's heap is chopped into small holes: a handler that returns a frame-sized
-bytes object is what fails first, hence ``Bulk``.
+Heap (MicroPython, leither.memory): the constructor makes the reply buffer and the inbound
+buffer (one frame each; the frame size follows the heap) before the heap fragments. Owner and
+peer frames too big for a small allocation are received in the inbound buffer (one at a time),
+opened in place and decoded from it; replies are built, sealed and written in the reply buffer
+with no await in between. A request that meets a MemoryError anywhere is answered ``busy``
+(retryable) after a collection; a node short of heap refuses new sessions with ``busy``.
 """
 
 import asyncio
 import gc
 import hashlib
 
-from leither import cbor, crypto, ids, rpc
+from leither import cbor, crypto, ids, memory, reply, rpc
+from leither.admission import HELLO, KEYED, READY, Admission
 from leither.compat import IS_MICROPYTHON, ticks_diff, ticks_ms
-from leither.errors import (
-    AuthError,
-    DecodeError,
-    LeitherError,
-    PairingError,
-    ProofError,
-    QuotaError,
-    RPCError,
-    StoreError,
-)
+from leither.errors import AuthError, DecodeError, RPCError
+from leither.reply import Bulk, FrameBuffer, encode_reply, error_code  # noqa: F401 - Bulk:
+
+# handlers (leither.api) import it from here
 from leither.rpc import GUEST, OWNER, PEER
 
 try:
@@ -67,21 +60,25 @@ except ImportError:
 
 ALL_ROLES = (OWNER, PEER, GUEST)
 # Facts a guest may read with GetVar; the rest (and any provider fact) need owner or peer.
-PUBLIC_FACTS = ("id", "v", "name", "board", "fw", "uptime", "free", "heap", "claimed", "role",
-                "pair", "peer", "replaced")
+PUBLIC_FACTS = ("id", "v", "name", "board", "fw", "uptime", "free", "heap", "heap_low",
+                "claimed", "role", "pair", "peer", "replaced")
+# Facts a paired peer may read beyond the public ones: counts only. Provider facts such as
+# "backup" list MiMei IDs in plain text, which the sealed catalog hides from the partner.
+PEER_FACTS = ("connections", "port", "busy")
 
 _MAX_CONNS = const(12)  # connections: 10 clients + 2 spare for handshakes, fits ~90 KB heap
-# Default frame limit on MicroPython (bytes): two such buffers are made at start; a 64 KiB
-# frame would not fit a board's heap beside its copies. CPython nodes take rpc.MAX_FRAME.
-_BOARD_FRAME = const(8192)
+_MAX_SHAKES = const(4)  # handshakes at once; more evict the most stalled one
+_GUEST_SESSIONS = const(4)  # guest sessions at once; the other slots stay for owner and peers
+_GUEST_BYTES = const(8192)  # bytes of guest frames being received at once, all guests
 _GUEST_MAX_FRAME = const(4096)  # bytes a guest may send in one frame: small calls only
-_SMALL_FRAME = const(2048)  # bytes: larger inbound frames are received one at a time
-_REPLY_OVERHEAD = const(64)  # bytes of CBOR around a bulk result ([id, 0, h'..'] + tag)
-_HANDSHAKE_MS = const(20000)  # whole handshake; a board's Ed25519 takes ~1-3 s per side
-_FRAME_MS = const(10000)  # rest of a frame after its header; writing one reply
+_SMALL_FRAME = const(2048)  # bytes: larger owner/peer frames go into the inbound buffer
+# Each step the node waits on a handshaking client: a board client signs in ~1-3 s.
+_HANDSHAKE_MS = const(5000)
+_FRAME_MS = const(10000)  # rest of a frame after its header (waits included); one reply
 _IDLE_MS = const(120000)  # between requests on an authenticated session
 _WATCH_MS = const(250)  # how often deadlines are checked
-_CLAIM_BACKOFF_MS = const(1000)  # after a wrong claim token, claims wait this long (anti-guess)
+_CLAIM_BACKOFF_MS = const(1000)  # after a wrong claim token, that address waits this long
+_GUEST_WAIT_MS = const(20)  # poll for guest bytes in flight (deadline still running)
 # Connections dropped before they authenticated are held open _TARPIT_MS before closing,
 # at most _TARPIT_MAX at once (see Server._serve).
 # Not on a board: its few lwIP sockets are better freed at once.
@@ -92,34 +89,7 @@ _DROP_LOGS_PER_S = const(5)  # log lines a second about dropped connections (see
 # keeps few; on a Linux host a short queue overflows under a connect flood and a good
 # client's SYN is then dropped (retried by TCP only after 1 s, 3 s, ...).
 _BACKLOG = 8 if IS_MICROPYTHON else 128
-
-# Connection phases (for eviction): waiting for hello, handshaking, serving.
-_HELLO = const(0)
-_KEYED = const(1)
-_READY = const(2)
-
-
-def error_code(err):
-    """Wire error code for an exception a handler raised."""
-    if isinstance(err, RPCError):
-        return err.code
-    if isinstance(err, QuotaError):
-        return "quota"
-    if isinstance(err, StoreError):
-        return "store"
-    if isinstance(err, DecodeError):
-        return "bad_request"
-    if isinstance(err, AuthError):
-        return "forbidden"
-    if isinstance(err, ProofError):
-        return "proof"
-    if isinstance(err, PairingError):
-        return "pairing"
-    if isinstance(err, LeitherError):
-        return "error"
-    if isinstance(err, (KeyError, TypeError, ValueError, IndexError)):
-        return "bad_request"  # a handler tripping over missing or mistyped params
-    return "internal"
+_BUSY_MSG = "node is short of memory; retry"
 
 
 class Caller:
@@ -132,15 +102,19 @@ class Caller:
         self.addr = addr
 
 
+class _Refused(Exception):
+    """A connection the node will not serve now (slots, quota or heap): it was told why."""
+
+
 class _Conn:
     def __init__(self, reader, writer, task):
         self.reader = reader
         self.writer = writer
         self.task = task
-        self.phase = _HELLO
+        self.phase = HELLO
         self.since = ticks_ms()  # start of the current deadline (or of idleness)
-        self.limit = _HANDSHAKE_MS  # ms allowed from `since`; None while the node is busy
-        self.opened = self.since
+        self.limit = _HANDSHAKE_MS  # ms allowed from `since`; None while the node works
+        self.waiting = True  # the node waits for this client (not computing for it)
         self.busy = False
         self.channel = None
         self.caller = None
@@ -148,8 +122,15 @@ class _Conn:
         self.why = None  # reason the connection was cancelled by the node
 
     def deadline(self, ms):
+        """Wait for the client at most ``ms`` from now."""
         self.since = ticks_ms()
         self.limit = ms
+        self.waiting = True
+
+    def work(self):
+        """The node computes for this client: no deadline, not evictable as stalled."""
+        self.limit = None
+        self.waiting = False
 
 
 def _addr(writer):
@@ -177,17 +158,20 @@ class Server:
                  on_claim=None, max_conns=_MAX_CONNS, max_frame=None,
                  guest_max_frame=_GUEST_MAX_FRAME, handshake_ms=_HANDSHAKE_MS,
                  frame_ms=_FRAME_MS, idle_ms=_IDLE_MS, claim_backoff_ms=_CLAIM_BACKOFF_MS,
-                 log=None):
+                 log=None, max_shakes=_MAX_SHAKES, guest_sessions=_GUEST_SESSIONS,
+                 guest_bytes=_GUEST_BYTES, work_heap=None):
         if max_frame is None:
-            max_frame = _BOARD_FRAME if IS_MICROPYTHON else rpc.MAX_FRAME
+            max_frame = memory.frame_for_heap()
         self.max_frame = max(rpc.HANDSHAKE_MAX_FRAME, min(max_frame, rpc.MAX_FRAME))
         # The frame buffers: one reply buffer (filled and sent without an await between) and
         # one inbound buffer for big frames (under self._big). Made here, while the heap is
-        # whole: a node builds its Server before it imports its services (~75 KB of modules on
-        # the unix port, whose imports cut the heap up: made at start(), a node needed 372 KiB
-        # of heap to find two 8 KiB holes), and under load no frame-sized hole is left.
-        self._out = _FrameBuffer(self.max_frame)
+        # whole: a node builds its Server before it imports its services, and under load no
+        # frame-sized hole may be left.
+        self._out = FrameBuffer(self.max_frame)
         self._in = bytearray(self.max_frame)
+        # Free heap (bytes) a handler may need: the store borrows up to four 4 KiB chunk
+        # buffers for a write (their pool may be empty) and a result is built beside them.
+        self._work_heap = work_heap if work_heap is not None else 2 * self.max_frame + 8192
         self._seed = identity_seed
         self.node_key = crypto.sign_public(identity_seed)
         self.node_id = ids.make_id(self.node_key)
@@ -199,26 +183,28 @@ class Server:
         # rights(key, right, method, params) -> bool: may a non-owner call a method that
         # names a right? None: only the roles listed for the method.
         self.rights = None
-        self.max_conns = max_conns
         self.guest_max_frame = min(guest_max_frame, self.max_frame)
         self.handshake_ms = handshake_ms
         self.frame_ms = frame_ms
         self.idle_ms = idle_ms
-        self.claim_backoff_ms = claim_backoff_ms
+        self.admission = Admission(max_conns, max_shakes, guest_sessions,
+                                   max(guest_bytes, self.guest_max_frame), claim_backoff_ms)
+        self.admission.evict = self._evict
         self.log = log if log is not None else _print_log
         self.port = None
         self.stats = {"accepted": 0, "refused": 0, "evicted": 0, "timeouts": 0, "bad": 0,
-                      "sessions": 0, "calls": 0}
+                      "sessions": 0, "calls": 0, "busy": 0}
         # {"code", "msg"} every call but GetVar answers: a board replaced by a restore
         # (leither.fence) serves nobody as its old ID.
         self.refusal = None
         self._methods = {}
+        # Methods whose handler is synchronous and keeps no reference to its params' bytes
+        # after it returns: their data is read straight from the inbound buffer.
+        self.zero_copy = set()
         self._tables = []  # resolve functions of add_table(), in order
-        self._conns = []
         self._big = asyncio.Lock()
         self._srv = None
         self._watch = None
-        self._claim_fail = None
         self._tarpit = 0  # dropped sockets being held open (see _TARPIT_MAX)
         self._drop_window = None  # ticks_ms the current 1 s log window started
         self._drop_lines = 0  # lines logged in it
@@ -254,7 +240,7 @@ class Server:
     @property
     def max_data(self):
         """The most bytes a bulk result may carry and still fit one reply frame."""
-        return self.max_frame - rpc.TAG_LEN - _REPLY_OVERHEAD
+        return self.max_frame - rpc.TAG_LEN - reply.REPLY_OVERHEAD
 
     def role_of(self, key):
         if self.owner_key is not None and crypto.equal(key, self.owner_key):
@@ -284,7 +270,7 @@ class Server:
         if self._watch is not None:
             self._watch.cancel()
             self._watch = None
-        conns = list(self._conns)
+        conns = list(self.admission.conns)
         for conn in conns:
             conn.why = "stopping"
             conn.task.cancel()
@@ -296,31 +282,23 @@ class Server:
 
     @property
     def connections(self):
-        return len(self._conns)
+        return len(self.admission.conns)
+
+    @property
+    def _conns(self):  # the backup service walks the sessions (push pass bookkeeping)
+        return self.admission.conns
+
+    @property
+    def max_conns(self):
+        return self.admission.max_conns
 
     # ---- connections ---------------------------------------------------------------------
 
-    def _admit(self, conn):
-        """Make room for a new connection; False if it must be refused."""
-        if len(self._conns) < self.max_conns:
-            return True
-        victim = None
-        for other in self._conns:  # oldest first: the list is in arrival order
-            if other.phase == _HELLO:
-                victim = other
-                break
-        if victim is None:
-            for other in self._conns:
-                if (other.phase == _READY and not other.busy and other.caller.role == GUEST
-                        and (victim is None or ticks_diff(victim.since, other.since) > 0)):
-                    victim = other
-        if victim is None:
-            return False
-        victim.why = "evicted"
+    def _evict(self, victim, why):
+        victim.why = why
         self.stats["evicted"] += 1
-        self._conns.remove(victim)
+        self.admission.remove(victim)
         victim.task.cancel()
-        return True
 
     def _log_drop(self, addr, why):
         """Log a dropped connection, at most _DROP_LOGS_PER_S lines a second: under a flood,
@@ -339,44 +317,59 @@ class Server:
             self._drop_quiet += 1
 
     async def _watchdog(self):
+        ticks = 0
         while True:
             await asyncio.sleep(_WATCH_MS / 1000)
             now = ticks_ms()
-            for conn in self._conns:
+            for conn in self.admission.conns:
                 if (conn.limit is not None and conn.why is None
                         and ticks_diff(now, conn.since) > conn.limit):
                     conn.why = "timed out"
                     self.stats["timeouts"] += 1
                     conn.task.cancel()
+            ticks += 1
+            if ticks % 8 == 0:
+                memory.collect()  # every 2 s: garbage goes early, the low-water mark moves
+
+    def _refuse(self, conn, why):
+        """Tell a client before its hello that the node cannot take it now (retryable)."""
+        self.stats["refused"] += 1
+        try:
+            conn.writer.write(rpc.encode_frame(cbor.dumps(["error", "busy", why])))
+        except (OSError, MemoryError):
+            pass
+        raise _Refused(why)
 
     async def _serve(self, reader, writer):
         conn = _Conn(reader, writer, asyncio.current_task())
+        conn.limit = self.handshake_ms
         addr = _addr(writer)
         self.stats["accepted"] += 1
         why = None
-        if self._admit(conn):
-            self._conns.append(conn)
-            try:
-                await self._handshake(conn, addr)
-                while True:
-                    await self._serve_one(conn)
-            except asyncio.CancelledError:
-                why = conn.why or "cancelled"
-            except EOFError:
-                why = None if conn.phase == _READY and not conn.busy else "closed mid-frame"
-            except (DecodeError, AuthError) as err:
-                self.stats["bad"] += 1
-                why = "bad input: %s" % err
-            except OSError as err:
-                why = "socket error %s" % err
-            except Exception as err:  # noqa: BLE001 - e.g. MemoryError: drop this one only
-                why = "failed: %r" % (err,)
-            finally:
-                if conn in self._conns:
-                    self._conns.remove(conn)
-        else:
-            self.stats["refused"] += 1
-            why = "refused: %d connections busy" % len(self._conns)
+        try:
+            if not self.admission.admit(conn):
+                self._refuse(conn, "all %d connections busy" % self.admission.max_conns)
+            if not memory.room_for_session():
+                memory.note_busy()
+                self._refuse(conn, _BUSY_MSG)
+            await self._handshake(conn, addr)
+            while True:
+                await self._serve_one(conn)
+        except asyncio.CancelledError:
+            why = conn.why or "cancelled"
+        except _Refused as err:
+            why = "refused: %s" % err
+        except EOFError:
+            why = None if conn.phase == READY and not conn.busy else "closed mid-frame"
+        except (DecodeError, AuthError) as err:
+            self.stats["bad"] += 1
+            why = "bad input: %s" % err
+        except OSError as err:
+            why = "socket error %s" % err
+        except Exception as err:  # noqa: BLE001 - e.g. MemoryError: drop this one only
+            why = "failed: %r" % (err,)
+        finally:
+            self.admission.remove(conn)
         if why is not None:
             self._log_drop(addr, why)
             if conn.caller is None and self._tarpit < _TARPIT_MAX:
@@ -413,17 +406,18 @@ class Server:
     async def _read_frame(self, conn, limit):
         return await self._read(conn, rpc.parse_header(await self._read(conn, 4), limit))
 
-    async def _write(self, conn, body, tail=b""):
+    async def _write(self, conn, body):
         # One write per frame: MicroPython does not set TCP_NODELAY, and a frame split over
-        # writes meets Nagle + delayed ACK (40 ms a reply on Linux). The join costs one copy.
+        # writes meets Nagle + delayed ACK (40 ms a reply on Linux).
         conn.deadline(self.frame_ms)
-        conn.writer.write(b"".join((rpc.frame_header(len(body) + len(tail)), body, tail)))
+        conn.writer.write(rpc.encode_frame(body))
         await conn.writer.drain()
 
     async def _handshake(self, conn, addr):
         conn.deadline(self.handshake_ms)
         try:
             msg1 = await self._read_frame(conn, rpc.HANDSHAKE_MAX_FRAME)
+            conn.work()
             shake = rpc.ServerHandshake(self._seed, self.node_key)
             msg2 = shake.respond(msg1)
         except DecodeError as err:
@@ -434,90 +428,131 @@ class Server:
             except OSError:
                 pass
             raise
-        conn.phase = _KEYED
+        conn.phase = KEYED
         await self._write(conn, msg2)
-        key = shake.verify(await self._read_frame(conn, rpc.HANDSHAKE_MAX_FRAME))
+        conn.deadline(self.handshake_ms)
+        msg3 = await self._read_frame(conn, rpc.HANDSHAKE_MAX_FRAME)
+        conn.work()
+        key = shake.verify(msg3)
         if IS_MICROPYTHON:
             # The session's lasting objects (keys, MAC pads, caller) come next: collect the
             # handshake's big-int garbage first so they pack low in the heap instead of
             # landing between the holes, which would leave no frame-sized gap later.
             gc.collect()
         role = self.role_of(key)
+        conn.caller = Caller(key, role, addr)
+        if not self.admission.ready(conn):
+            raise _Refused("%d guest sessions busy" % self.admission.guest_sessions)
         conn.max_frame = self.guest_max_frame if role == GUEST else self.max_frame
         conn.channel, msg4 = shake.accept(role, conn.max_frame)
-        conn.caller = Caller(key, role, addr)
+        conn.phase = READY
         await self._write(conn, msg4)
-        conn.phase = _READY
         self.stats["sessions"] += 1
+
+    async def _receive(self, conn, n):
+        """The opened plaintext of a request frame of n bytes (memoryview), and a release
+        function for its buffer. Guests draw on their shared bytes in flight; owner and
+        peer frames too big (or with no heap) for a small buffer wait for the inbound one.
+        Every wait runs against the frame deadline set at the header."""
+        admission = self.admission
+        if conn.caller.role == GUEST:
+            while not admission.take_guest_bytes(n):
+                await asyncio.sleep(_GUEST_WAIT_MS / 1000)
+            try:
+                body = memoryview(bytearray(n))
+                await self._read_into(conn, body)
+            finally:
+                admission.give_guest_bytes(n)
+            return conn.channel.open_inplace(body), None
+        body = None
+        if n <= _SMALL_FRAME:
+            try:
+                body = memoryview(bytearray(n))
+            except MemoryError:
+                gc.collect()
+        if body is not None:
+            await self._read_into(conn, body)
+            return conn.channel.open_inplace(body), None
+        await self._big.acquire()
+        try:
+            body = memoryview(self._in)[:n]
+            await self._read_into(conn, body)
+            return conn.channel.open_inplace(body), self._big.release
+        except BaseException:
+            self._big.release()
+            raise
 
     async def _serve_one(self, conn):
         conn.busy = False
         conn.deadline(self.idle_ms)
         n = rpc.parse_header(await self._read(conn, 4), conn.max_frame)
         conn.busy = True
-        big = n > _SMALL_FRAME
-        if big:
-            conn.limit = None  # waiting for the lock is not the client's fault
-            await self._big.acquire()
-        try:
-            conn.deadline(self.frame_ms)
-            # Big frames go into the one preallocated inbound buffer (hence the lock).
-            body = memoryview(self._in)[:n] if big else memoryview(bytearray(n))
-            await self._read_into(conn, body)
-            msg = rpc.decode_array(conn.channel.open_inplace(body), 3)
-            body = None
-        finally:
-            if big:
-                self._big.release()
-        msgid, method, params = msg
-        msg = None
-        if (not isinstance(msgid, int) or isinstance(msgid, bool)
-                or not 0 <= msgid <= rpc.MAX_MSGID):
-            raise DecodeError("bad msgid")
-        conn.limit = None  # handler time is the node's
-        ok, value = await self.call(conn.caller, method, params)
-        params = None
-        # From here to writer.write nothing awaits: the shared reply buffer is ours alone.
-        out = self._out
-        self._encode_reply(out, msgid, ok, value, conn.caller, method)
+        conn.deadline(self.frame_ms)
+        plain, release = await self._receive(conn, n)
+        conn.work()  # from here on the time is the node's
+        msgid = reply.peek_msgid(plain)
         value = None
+        try:
+            try:
+                msg = self._decode(plain, release is not None)
+            except DecodeError as err:
+                # A sealed request that does not decode: say why, then end the session.
+                self.stats["bad"] += 1
+                self._send_reply(conn, msgid, False, {"code": "bad_request",
+                                                      "msg": str(err)[:200]}, None, None)
+                raise
+            plain = None
+            msgid, method, params = msg
+            msg = None
+            if release is not None and method not in self.zero_copy:
+                release()  # params hold no views into the inbound buffer (see _decode)
+                release = None
+            if (not isinstance(msgid, int) or isinstance(msgid, bool)
+                    or not 0 <= msgid <= rpc.MAX_MSGID):
+                self._send_reply(conn, 0, False, {"code": "bad_request", "msg": "bad msgid"},
+                                 None, None)
+                raise DecodeError("bad msgid")
+            ok, value = await self.call(conn.caller, method, params)
+            params = None
+            if release is not None:
+                release()
+                release = None
+            self._send_reply(conn, msgid, ok, value, conn.caller, method)
+        except MemoryError:
+            # Whatever ran short (decoding, the handler, the reply), the request is dropped
+            # whole and the client told to retry; this session and every other one live on.
+            msg = params = value = plain = None
+            gc.collect()
+            self.stats["busy"] += 1
+            memory.note_busy()
+            self._send_reply(conn, msgid, False, {"code": "busy", "msg": _BUSY_MSG}, None, None)
+        finally:
+            if release is not None:
+                release()
+        value = None
+        await conn.writer.drain()
+
+    def _decode(self, plain, pooled):
+        """[msgid, method, params] of a request. From the inbound buffer, byte strings come
+        as views into it (no frame-sized copy) and stay so for ``zero_copy`` methods, whose
+        handler runs before the buffer is released; other methods get a copying decode."""
+        if not pooled:
+            return rpc.decode_array(plain, 3)
+        msg = rpc.decode_array_views(plain, 3)
+        if msg[1] in self.zero_copy:
+            return msg
+        msg = None
+        return rpc.decode_array(plain, 3)
+
+    def _send_reply(self, conn, msgid, ok, value, caller, method):
+        """Encode, seal and write one reply in the shared reply buffer: no await in here."""
+        out = self._out
+        encode_reply(out, msgid, ok, value, lambda err: self._log_failure(caller, method, err))
         size = conn.channel.seal_into(out.buf, out.pos - rpc.HEADER_LEN)
         conn.deadline(self.frame_ms)
         # MicroPython's writer sends at once and copies only what the socket did not take;
         # CPython's transport may keep a reference, so it gets its own bytes.
         conn.writer.write(out.view[:size] if IS_MICROPYTHON else bytes(out.view[:size]))
-        await conn.writer.drain()
-
-    def _encode_reply(self, out, msgid, ok, value, caller, method):
-        out.pos = rpc.HEADER_LEN
-        try:
-            if ok and isinstance(value, Bulk):
-                out.write(_REPLY_OK_HEAD)
-                out.write(cbor.dumps(msgid))
-                out.write(b"\x00")
-                out.write(cbor.encode_head(cbor.BYTES, value.length))
-                end = out.pos + value.length
-                if end > out.limit:
-                    raise _Overflow()
-                got = value.fill(out.view[out.pos:end])
-                if got is not None and got != value.length:
-                    raise RPCError("internal", "bulk result filled %d of %d bytes"
-                                   % (got, value.length))
-                out.pos = end
-                return
-            cbor.dump([msgid, 0 if ok else 1, value], out)
-            return
-        except _Overflow:
-            error = {"code": "too_big", "msg": "result over %d bytes; ask for less"
-                     % self.max_data}
-        except LeitherError as err:  # a Bulk fill that failed (a store error...)
-            error = {"code": error_code(err), "msg": (err.msg if isinstance(err, RPCError)
-                                                     else str(err))[:200]}
-        except Exception as err:  # noqa: BLE001 - a result CBOR cannot carry is a node bug
-            self._log_failure(caller, method, err)
-            error = {"code": "internal", "msg": "result does not encode"}
-        out.pos = rpc.HEADER_LEN
-        cbor.dump([msgid, 1, error], out)
 
     # ---- dispatch ------------------------------------------------------------------------
 
@@ -542,6 +577,10 @@ class Server:
         if caller.role not in roles and not self._allowed(caller, right, method, params):
             return False, {"code": "forbidden",
                            "msg": "%s is not allowed to call %s" % (caller.role, method)}
+        if not memory.room_for_work(self._work_heap):
+            self.stats["busy"] += 1
+            memory.note_busy()
+            return False, {"code": "busy", "msg": _BUSY_MSG}
         try:
             if named:
                 result = handler(caller, params, method)
@@ -551,6 +590,12 @@ class Server:
                 result = await result
         except Exception as err:  # noqa: BLE001 - every handler failure becomes a reply
             code = error_code(err)
+            if code == "busy" and isinstance(err, MemoryError):
+                err = None
+                gc.collect()
+                self.stats["busy"] += 1
+                memory.note_busy()
+                return False, {"code": "busy", "msg": _BUSY_MSG}
             if code == "internal":
                 self._log_failure(caller, method, err)
             msg = err.msg if isinstance(err, RPCError) else str(err)
@@ -560,8 +605,8 @@ class Server:
     async def dispatch(self, caller, msgid, method, params):
         """The encoded reply (as sent, before sealing) to one request by ``caller``."""
         ok, value = await self.call(caller, method, params)
-        out = _FrameBuffer(self.max_frame)
-        self._encode_reply(out, msgid, ok, value, caller, method)
+        out = FrameBuffer(self.max_frame)
+        encode_reply(out, msgid, ok, value, lambda err: self._log_failure(caller, method, err))
         return bytes(out.view[rpc.HEADER_LEN:out.pos])
 
     def _log_failure(self, caller, method, err):
@@ -586,8 +631,9 @@ class Server:
         name = params.get("name") if isinstance(params, dict) else params
         if not isinstance(name, str):
             raise RPCError("bad_request", "GetVar takes a fact name")
-        if caller.role == GUEST and name not in PUBLIC_FACTS:
-            raise RPCError("forbidden", "fact %s is not public" % name)
+        if caller.role != OWNER and name not in PUBLIC_FACTS and (
+                caller.role == GUEST or name not in PEER_FACTS):
+            raise RPCError("forbidden", "fact %s is not for a %s" % (name, caller.role))
         if name == "id":
             return self.node_id
         if name == "v":
@@ -599,7 +645,11 @@ class Server:
         if name == "owner":
             return None if self.owner_key is None else ids.make_id(self.owner_key)
         if name == "connections":
-            return len(self._conns)
+            return len(self.admission.conns)
+        if name == "busy":  # requests and sessions answered "busy" for want of heap
+            return memory.busy_count()
+        if name == "heap_low":  # least free heap seen (bytes; None where not measured)
+            return memory.low_water()
         if self.facts_provider is not None:
             try:
                 return self.facts_provider(name)
@@ -615,12 +665,13 @@ class Server:
             raise RPCError("no_token", "node has no claim token; reflash it")
         if not isinstance(token, (str, bytes)):
             raise RPCError("bad_request", "Claim takes {\"token\": text}")
-        now = ticks_ms()
-        if (self._claim_fail is not None
-                and ticks_diff(now, self._claim_fail) < self.claim_backoff_ms):
-            raise RPCError("busy", "a wrong token was tried just now; retry in a second")
+        # Back-off per source address: a guesser slows itself down, not the owner elsewhere.
+        host = caller.addr.rsplit(":", 1)[0] if caller.addr else "?"
+        if self.admission.claim_blocked(host):
+            raise RPCError("busy", "a wrong token came from %s just now; retry in a second"
+                           % host)
         if not crypto.equal(_digest(token), _digest(self.claim_token)):
-            self._claim_fail = now
+            self.admission.claim_failed(host)
             self.log("%s: wrong claim token" % caller.addr)
             raise RPCError("bad_token", "wrong claim token")
         if self.on_claim is not None:
@@ -628,50 +679,12 @@ class Server:
         self.owner_key = caller.key
         self.claim_token = None
         caller.role = OWNER
-        for conn in self._conns:
+        for conn in self.admission.conns:
             if conn.caller is caller:
                 conn.max_frame = self.max_frame
         self.log("claimed by %s" % caller.id)
         return {"owner": caller.id, "node": self.node_id, "role": OWNER,
                 "max_frame": self.max_frame}
-
-
-class Bulk:
-    """A handler result of ``length`` bytes that ``fill(view)`` writes straight into the reply
-    frame (``view`` is a memoryview of exactly ``length`` bytes; fill it all, or raise).
-
-    For bulk reads on a board: returning bytes costs a frame-sized allocation per call, and
-    under load a fragmented heap has no such hole left; a Bulk costs nothing. The client sees
-    an ordinary byte string. ``length`` must fit ``Server.max_data``.
-    """
-
-    def __init__(self, length, fill):
-        self.length = length
-        self.fill = fill
-
-
-_REPLY_OK_HEAD = b"\x83"  # CBOR array of 3 items: [msgid, 0, result]
-
-
-class _Overflow(Exception):
-    pass
-
-
-class _FrameBuffer:
-    """A frame being built in place: header room, CBOR written by cbor.dump, tag room."""
-
-    def __init__(self, max_frame):
-        self.buf = bytearray(rpc.HEADER_LEN + max_frame)
-        self.view = memoryview(self.buf)
-        self.limit = rpc.HEADER_LEN + max_frame - rpc.TAG_LEN
-        self.pos = rpc.HEADER_LEN
-
-    def write(self, data):
-        end = self.pos + len(data)
-        if end > self.limit:
-            raise _Overflow()
-        self.view[self.pos:end] = data
-        self.pos = end
 
 
 def _ping(caller, params):

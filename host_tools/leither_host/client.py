@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from types import TracebackType
 from typing import Any
 
@@ -16,6 +16,12 @@ from leither_host.keys import HostKey
 
 CONNECT_TIMEOUT = 10.0  # seconds for TCP connect + handshake (a board signs in ~0.1-3 s)
 CALL_TIMEOUT = 30.0  # seconds for one call's reply
+# A node short of heap or slots answers "busy" and did nothing: the call (or the handshake)
+# is retried up to BUSY_TRIES times in all, pausing BUSY_FIRST s, doubling, at most BUSY_MAX s.
+BUSY_TRIES = 8
+BUSY_FIRST = 0.05
+BUSY_MAX = 1.0
+PAGE = 100  # MiMei per MMList page (the node may answer fewer; see Session.pages)
 _REPLY_OVERHEAD = 64  # bytes of CBOR and tag around a bulk result in a reply frame
 
 
@@ -58,7 +64,40 @@ class Session:
 
     async def call(self, method: str, params: Any = None, timeout: float | None = CALL_TIMEOUT
                    ) -> Any:
-        """The result of ``method(params)`` on the node; RPCError(code, msg) if it fails."""
+        """The result of ``method(params)`` on the node; RPCError(code, msg) if it fails.
+        A "busy" answer is retried with back-off (see BUSY_TRIES) before it is raised."""
+        pause = BUSY_FIRST
+        for attempt in range(1, BUSY_TRIES + 1):
+            try:
+                return await self._call_once(method, params, timeout)
+            except RPCError as err:
+                if err.code != "busy" or attempt == BUSY_TRIES:
+                    raise
+            await asyncio.sleep(pause)
+            pause = min(BUSY_MAX, pause * 2)
+        raise AssertionError("unreachable")
+
+    async def pages(self, method: str = "MMList", params: dict[str, Any] | None = None,
+                    limit: int = PAGE) -> AsyncIterator[Any]:
+        """Every item of a paged listing (MMList): asks for ``limit`` items after a cursor
+        and follows the node's ``next`` cursor until it is None. A node that answers a plain
+        list (before paging) is taken as one page."""
+        cursor: Any = None
+        while True:
+            page = await self.call(method, dict(params or {}, cursor=cursor, limit=limit))
+            if isinstance(page, list):
+                for item in page:
+                    yield item
+                return
+            if not isinstance(page, dict) or not isinstance(page.get("items"), list):
+                raise DecodeError(f"{method} returned {type(page).__name__}, not a page")
+            for item in page["items"]:
+                yield item
+            cursor = page.get("next")
+            if cursor is None:
+                return
+
+    async def _call_once(self, method: str, params: Any, timeout: float | None) -> Any:
         async with self._lock:
             if self._closed:
                 raise ConnectError(f"session to {self.host}:{self.port} is closed")
@@ -89,6 +128,8 @@ class Session:
                 raise
             if got_id != msgid:
                 await self._abort()
+                if not ok and got_id == 0:  # the node could not read our msgid: its reason
+                    raise RPCError(value["code"], value["msg"])
                 raise DecodeError(f"reply to msgid {got_id}, expected {msgid}")
         if not ok:
             raise RPCError(value["code"], value["msg"])
@@ -183,6 +224,11 @@ async def connect(host: str, port: int, my_key: HostKey | bytes,
             if isinstance(err, asyncio.TimeoutError):
                 raise ConnectError(f"{host}:{port} did not complete the handshake in "
                                    f"{timeout:.0f} s") from None
+            if isinstance(err, RPCError) and err.code == "busy":  # no slot or heap now
+                if attempt < attempts and loop.time() < deadline:
+                    await asyncio.sleep(min(BUSY_MAX, BUSY_FIRST * 2 ** (attempt - 1)))
+                    continue
+                raise ConnectError(f"{host}:{port} is busy: {err.msg}") from None
             if isinstance(err, (OSError, EOFError)):
                 if shake.node_key is None and attempt < attempts and loop.time() < deadline:
                     await asyncio.sleep(min(0.5, 0.05 * 2 ** (attempt - 1)))
@@ -212,6 +258,12 @@ class SyncSession:
     def call(self, method: str, params: Any = None, timeout: float | None = CALL_TIMEOUT) -> Any:
         return self._loop.run_until_complete(self.session.call(method, params, timeout))
 
+    def pages(self, method: str = "MMList", params: dict[str, Any] | None = None,
+              limit: int = PAGE) -> list[Any]:
+        """All items of a paged listing (see Session.pages), through ``self.call`` so that a
+        session standing in for another (nodes.FailoverSession) answers its own way."""
+        return collect_pages(self.call, method, params, limit)
+
     def close(self) -> None:
         if not self._loop.is_closed():
             self._loop.run_until_complete(self.session.close())
@@ -223,6 +275,25 @@ class SyncSession:
     def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.close()
+
+
+def collect_pages(call: Callable[[str, Any], Any], method: str = "MMList",
+                  params: dict[str, Any] | None = None, limit: int = PAGE) -> list[Any]:
+    """All items of a paged listing, fetched with a synchronous ``call(method, params)``:
+    follows the ``next`` cursor of each {"items", "next"} page; a plain list (a node from
+    before paging, or a stand-in session) is the whole listing."""
+    items: list[Any] = []
+    cursor: Any = None
+    while True:
+        page = call(method, dict(params or {}, cursor=cursor, limit=limit))
+        if isinstance(page, list):
+            return items + page
+        if not isinstance(page, dict) or not isinstance(page.get("items"), list):
+            raise DecodeError(f"{method} returned {type(page).__name__}, not a page")
+        items.extend(page["items"])
+        cursor = page.get("next")
+        if cursor is None:
+            return items
 
 
 def connect_sync(host: str, port: int, my_key: HostKey | bytes,

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from leither_host.client import SyncSession
+from leither_host.client import SyncSession, collect_pages
 from leither_host.errors import CliError
 from leither_host.nodes import call, open_node
 from leither_host.output import Progress, human_bytes, print_json, print_table
@@ -101,7 +101,7 @@ def _create(s: SyncSession, args: argparse.Namespace) -> Any:
 
 
 def _ls(s: SyncSession, args: argparse.Namespace) -> Any:
-    items = call(s, "MMList", {})
+    items = collect_pages(lambda method, params: call(s, method, params), "MMList")
 
     def show(rows: list[dict[str, Any]]) -> None:
         if not rows:
