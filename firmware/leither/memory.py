@@ -67,14 +67,12 @@ def busy_count():
     return _busy[0]
 
 
-def room_for_session():
-    """May a new session start? Collects first when the heap looks short."""
-    if not IS_MICROPYTHON:
+def room_for_session(need=LOW_HEAP):
+    """May a new session start (``need`` bytes free)? Collects first when the heap looks
+    short. Always True on CPython."""
+    if not IS_MICROPYTHON or gc.mem_free() >= need:
         return True
-    if gc.mem_free() >= LOW_HEAP:
-        return True
-    left = collect()
-    return left >= LOW_HEAP
+    return collect() >= need
 
 
 def room_for_work(need):

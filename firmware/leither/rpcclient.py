@@ -35,9 +35,9 @@ CALL_MS = const(30000)  # one call's reply: a big store write on a slow flash
 # is opened, so this bounds the client's heap. rpc.MAX_FRAME (64 KiB) for bulk transfers.
 DEFAULT_MAX_REPLY = const(16384)
 # A node short of heap answers "busy" (nothing was done): retried this many times in all,
-# waiting _BUSY_FIRST_MS, then twice as long each time (0.1 + 0.2 + 0.4 s).
-_BUSY_TRIES = const(4)
-_BUSY_FIRST_MS = const(100)
+# waiting BUSY_FIRST_MS, then twice as long each time (0.1 + 0.2 + 0.4 s).
+BUSY_TRIES = const(4)
+BUSY_FIRST_MS = const(100)
 
 
 class ConnectError(LeitherError):
@@ -83,8 +83,8 @@ class Client:
         """The result of ``method(params)`` on the node (see the module docstring)."""
         await self._lock.acquire()
         try:
-            wait = _BUSY_FIRST_MS
-            for _ in range(_BUSY_TRIES - 1):
+            wait = BUSY_FIRST_MS
+            for _ in range(BUSY_TRIES - 1):
                 try:
                     return await self._call(method, params, timeout_ms)
                 except RPCError as err:
@@ -168,8 +168,8 @@ async def connect(host, port, seed, expected_node_id=None, timeout_ms=CONNECT_MS
     With ``expected_node_id`` a node holding another key is refused (AuthError). Raises
     ConnectError if the node is unreachable or the handshake does not finish in time.
     """
-    wait = _BUSY_FIRST_MS
-    for _ in range(_BUSY_TRIES - 1):
+    wait = BUSY_FIRST_MS
+    for _ in range(BUSY_TRIES - 1):
         try:
             return await _connect(host, port, seed, expected_node_id, timeout_ms, max_reply)
         except RPCError as err:  # refused for now (no slot or no heap): retry a few times

@@ -45,13 +45,14 @@ import gc
 import hashlib
 
 from leither import cbor, crypto, ids, memory, reply, rpc
-from leither.admission import HELLO, KEYED, READY, Admission
+from leither.admission import KEYED, READY, Admission
 from leither.compat import IS_MICROPYTHON, ticks_diff, ticks_ms
 from leither.errors import AuthError, DecodeError, RPCError
 from leither.reply import Bulk, FrameBuffer, encode_reply, error_code  # noqa: F401 - Bulk:
 
 # handlers (leither.api) import it from here
 from leither.rpc import GUEST, OWNER, PEER
+from leither.session import Caller, Conn, close, peer_addr
 
 try:
     from micropython import const
@@ -92,63 +93,8 @@ _BACKLOG = 8 if IS_MICROPYTHON else 128
 _BUSY_MSG = "node is short of memory; retry"
 
 
-class Caller:
-    """The authenticated client of one connection, as handlers see it."""
-
-    def __init__(self, key, role, addr):
-        self.key = key
-        self.id = ids.make_id(key)
-        self.role = role
-        self.addr = addr
-
-
 class _Refused(Exception):
     """A connection the node will not serve now (slots, quota or heap): it was told why."""
-
-
-class _Conn:
-    def __init__(self, reader, writer, task):
-        self.reader = reader
-        self.writer = writer
-        self.task = task
-        self.phase = HELLO
-        self.since = ticks_ms()  # start of the current deadline (or of idleness)
-        self.limit = _HANDSHAKE_MS  # ms allowed from `since`; None while the node works
-        self.waiting = True  # the node waits for this client (not computing for it)
-        self.busy = False
-        self.channel = None
-        self.caller = None
-        self.max_frame = rpc.HANDSHAKE_MAX_FRAME
-        self.why = None  # reason the connection was cancelled by the node
-
-    def deadline(self, ms):
-        """Wait for the client at most ``ms`` from now."""
-        self.since = ticks_ms()
-        self.limit = ms
-        self.waiting = True
-
-    def work(self):
-        """The node computes for this client: no deadline, not evictable as stalled."""
-        self.limit = None
-        self.waiting = False
-
-
-def _addr(writer):
-    try:
-        peer = writer.get_extra_info("peername")
-    except (AttributeError, OSError, KeyError):
-        return "?"
-    if isinstance(peer, tuple):
-        return "%s:%s" % (peer[0], peer[1])
-    if isinstance(peer, (bytes, bytearray)):  # the unix MicroPython port: raw struct sockaddr
-        from leither.port import net
-
-        try:
-            ip, port = net.parse_addr(peer)
-            return "%s:%d" % (ip, port)
-        except (ValueError, IndexError, TypeError):
-            return "?"
-    return str(peer)
 
 
 class Server:
@@ -171,7 +117,8 @@ class Server:
         self._in = bytearray(self.max_frame)
         # Free heap (bytes) a handler may need: the store borrows up to four 4 KiB chunk
         # buffers for a write (their pool may be empty) and a result is built beside them.
-        self._work_heap = work_heap if work_heap is not None else 2 * self.max_frame + 8192
+        self.work_heap = work_heap if work_heap is not None else 2 * self.max_frame + 8192
+        self.session_heap = memory.LOW_HEAP  # free bytes below which new sessions wait
         self._seed = identity_seed
         self.node_key = crypto.sign_public(identity_seed)
         self.node_id = ids.make_id(self.node_key)
@@ -341,15 +288,15 @@ class Server:
         raise _Refused(why)
 
     async def _serve(self, reader, writer):
-        conn = _Conn(reader, writer, asyncio.current_task())
+        conn = Conn(reader, writer, asyncio.current_task())
         conn.limit = self.handshake_ms
-        addr = _addr(writer)
+        addr = peer_addr(writer)
         self.stats["accepted"] += 1
         why = None
         try:
             if not self.admission.admit(conn):
                 self._refuse(conn, "all %d connections busy" % self.admission.max_conns)
-            if not memory.room_for_session():
+            if not memory.room_for_session(self.session_heap):
                 memory.note_busy()
                 self._refuse(conn, _BUSY_MSG)
             await self._handshake(conn, addr)
@@ -384,7 +331,7 @@ class Server:
                     pass
                 finally:
                     self._tarpit -= 1
-        await _close(writer)
+        await close(writer)
 
     async def _read(self, conn, n):
         """Exactly n bytes from the connection, or EOFError (see rpc.read_exact)."""
@@ -577,7 +524,7 @@ class Server:
         if caller.role not in roles and not self._allowed(caller, right, method, params):
             return False, {"code": "forbidden",
                            "msg": "%s is not allowed to call %s" % (caller.role, method)}
-        if not memory.room_for_work(self._work_heap):
+        if not memory.room_for_work(self.work_heap):
             self.stats["busy"] += 1
             memory.note_busy()
             return False, {"code": "busy", "msg": _BUSY_MSG}
@@ -698,13 +645,3 @@ def _digest(token):
 
 def _print_log(msg):
     print("rpc:", msg)
-
-
-async def _close(writer):
-    try:
-        writer.close()
-        await writer.wait_closed()
-    except (OSError, asyncio.CancelledError):
-        pass
-    except Exception:
-        pass
