@@ -154,11 +154,48 @@ EPOCH_DOMAIN = b"leither-epoch/1"  # what the organization key signs epoch recor
 MEMBER_ROLES = ("guest", "member", "supervisor")
 
 
+BOOKS_DOMAIN = b"leither-bookkeepers/1"  # what the organization key signs its bookkeepers under
+
+
+def _check_quorum(record, books_data, org_key):
+    """k of n: the organization's bookkeeper set record, then a quorum of distinct
+    bookkeepers' signatures over the record (all but its "sigs")."""
+    from leither import cbor, crypto
+    from leither.errors import AuthError
+
+    if type(books_data) is not bytes:
+        raise AuthError("epoch record is kept by bookkeepers: the bundle lacks their set")
+    books = cbor.loads(books_data, max_depth=2, max_len=256, max_items=64)
+    sig = books.pop("sig", b"")
+    if books.get("type") != "bookkeepers" or \
+            not crypto.verify(org_key, BOOKS_DOMAIN + cbor.dumps(books), sig):
+        raise AuthError("bookkeeper set is not signed by the organization")
+    keys = books["keys"]
+    quorum = books["quorum"]
+    if books["version"] != record["books"] or quorum != len(keys) // 2 + 1:
+        raise AuthError("bookkeeper set does not match the record, or its quorum is no majority")
+    sigs = record.pop("sigs", None) or []
+    record.pop("sig", None)
+    message = EPOCH_DOMAIN + cbor.dumps(record)
+    good = []
+    for item in sigs:
+        index, sig = item[0], item[1]
+        if type(index) is int and 0 <= index < len(keys) and index not in good and \
+                crypto.verify(keys[index], message, sig):
+            good.append(index)
+            if len(good) >= quorum:
+                return len(good)
+    raise AuthError("epoch record has %d valid bookkeeper signatures, the quorum is %d of %d"
+                    % (len(good), quorum, len(keys)))
+
+
 def check_bundle(data, org_key):
     """Check a proof bundle (`leither ledger proof --out`) against the organization's key.
 
-    A bundle is CBOR {org_key, record, member, key, proof, mproof}; record is the epoch record
-    the organization signed (CBOR map with "root", "mroot", "epoch", "sig"); proof proves the
+    A bundle is CBOR {org_key, record, member, key, proof, mproof[, books]}; record is the
+    epoch record the organization signed (CBOR map with "root", "mroot", "epoch", "sig") or,
+    for books kept by bookkeepers, the record a quorum of them signed ("sigs": [[index, sig]],
+    "books": version; books = the set record the organization signed); proof proves the
     member's balance under root, mproof its membership under mroot. Returns {"epoch", "member",
     "balance", "nonce", "included", "role" (None: not a member), "joined"}; AuthError if the
     record is not signed by org_key, ProofError if a proof does not lead to the signed root.
@@ -169,10 +206,13 @@ def check_bundle(data, org_key):
     bundle = cbor.loads(data, max_depth=2, max_len=8192, max_items=16)
     if type(bundle) is not dict or bundle.get("org_key") != bytes(org_key):
         raise AuthError("proof bundle is not from this organization")
-    record = cbor.loads(bundle["record"], max_depth=2, max_len=256, max_items=32)
-    sig = record.pop("sig", b"")
-    if not crypto.verify(org_key, EPOCH_DOMAIN + cbor.dumps(record), sig):
-        raise AuthError("epoch record is not signed by the organization")
+    record = cbor.loads(bundle["record"], max_depth=3, max_len=256, max_items=64)
+    if "books" in record:
+        _check_quorum(record, bundle.get("books"), org_key)
+    else:
+        sig = record.pop("sig", b"")
+        if not crypto.verify(org_key, EPOCH_DOMAIN + cbor.dumps(record), sig):
+            raise AuthError("epoch record is not signed by the organization")
     # The member named is the one whose key is proven: a bundle relabelled to another member
     # must not report the first one's balance under the second one's name.
     from leither import ids

@@ -179,9 +179,14 @@ def run_proof(args: argparse.Namespace) -> int:
             raise CliError(f"no epoch {epoch} (latest is {last['epoch']})")
         member_id, raw = member_key(org, args.member)
         proof = org.db.tree(epoch).prove(raw)
-        record = settle.open_epoch_record(bytes(row["record"]), org.public)
+        record = settle.open_epoch_record(bytes(row["record"]), org.public, org.books())
         parts = {"org_key": org.public, "record": bytes(row["record"]), "member": member_id,
                  "key": raw, "proof": proof}
+        if "books" in record:
+            if "sigs" not in record:
+                raise CliError(f"epoch {epoch} is not final yet: no quorum of bookkeepers "
+                               f"signed it (leither books status)")
+            parts["books"] = bytes(org.db.get_meta("books"))
         if "mroot" in record:
             parts["mproof"] = members.prove(org.db, record["members"], raw)
         bundle = cbor.dumps(parts)
@@ -211,7 +216,12 @@ def verify_bundle(data: bytes, org_id: str | None = None) -> dict[str, Any]:
         raise CliError("not a proof bundle (from `leither ledger proof --out FILE`)") from None
     if org_id is not None and ids.make_id(org_key) != org_id:
         raise CliError(f"proof is from organization {ids.make_id(org_key)}, not {org_id}")
-    body = settle.open_epoch_record(record, org_key)
+    books = None
+    if "books" in bundle:  # kept by bookkeepers: final = signed by a quorum of the set
+        from leither_host.ledger import bookkeepers
+
+        books = bookkeepers.open_books(bundle["books"], org_key)
+    body = settle.open_epoch_record(record, org_key, books, final=True)
     if ids.id_raw(member) != key:
         raise ProofError("bundle's member ID does not match its ledger key")
     value = smtverify.verify(body["root"], key, proof)

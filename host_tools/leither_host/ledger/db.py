@@ -113,6 +113,7 @@ class LedgerDB:
         self.conn.execute("PRAGMA synchronous=FULL")  # a committed epoch survives power loss
         self.conn.executescript(SCHEMA)
         self._in_tx = False
+        self._depth = 0  # savepoints open inside the transaction
         self._tree: SMT | None = None
         self._pages: dict[int, bytes] = {}
         self.next_node_id = self._first_free_node()
@@ -133,26 +134,43 @@ class LedgerDB:
     # -- transactions --------------------------------------------------------------------------
 
     class _Tx:
+        """The outermost `with` is BEGIN IMMEDIATE … COMMIT; one inside it is a SAVEPOINT, so a
+        bookkeeper can apply many inputs in one transaction and undo just the one that fails."""
+
         def __init__(self, db: LedgerDB) -> None:
             self.db = db
+            self.savepoint = ""
 
         def __enter__(self) -> sqlite3.Connection:
             if self.db._in_tx:
-                raise StoreError("nested transaction")
+                self.db._depth += 1
+                self.savepoint = f"sp{self.db._depth}"
+                self.db.conn.execute(f"SAVEPOINT {self.savepoint}")
+                return self.db.conn
             self.db.conn.execute("BEGIN IMMEDIATE")
             self.db._in_tx = True
             return self.db.conn
 
         def __exit__(self, kind: type[BaseException] | None, *rest: object) -> None:
+            if self.savepoint:
+                self.db._depth -= 1
+                if kind is not None:
+                    self.db.conn.execute(f"ROLLBACK TO {self.savepoint}")
+                    self.db._forget()
+                self.db.conn.execute(f"RELEASE {self.savepoint}")
+                return
             self.db._in_tx = False
             if kind is None:
                 self.db.conn.execute("COMMIT")
             else:
                 self.db.conn.execute("ROLLBACK")
-                # In-memory state may hold what was rolled back: forget it.
-                self.db._tree = None
-                self.db._pages.clear()
-                self.db.next_node_id = self.db._first_free_node()
+                self.db._forget()
+
+    def _forget(self) -> None:
+        """In-memory state may hold what was rolled back: forget it."""
+        self._tree = None
+        self._pages.clear()
+        self.next_node_id = self._first_free_node()
 
     def transaction(self) -> LedgerDB._Tx:
         return LedgerDB._Tx(self)

@@ -67,6 +67,33 @@ def open_application(data: bytes) -> dict[str, Any]:
     return body
 
 
+def make_approval(supervisor_seed: bytes, org_id: str, application: bytes, role: str,
+                  now_ms: int) -> bytes:
+    """A supervisor's signed admission of one application, with the role granted."""
+    from leither import crypto
+
+    if role not in ROLES:
+        raise CliError(f"role must be one of {', '.join(ROLES)}")
+    app = open_application(application)
+    by_key = crypto.sign_public(supervisor_seed)
+    return sign_record(supervisor_seed, APPROVAL, {
+        "type": "approval", "org": org_id, "application": hashlib.sha256(application).digest(),
+        "member": app["member"], "role": role, "time": now_ms, "by": key_id(by_key),
+        "by_key": by_key})
+
+
+def open_approval(data: bytes) -> dict[str, Any]:
+    body = decode_record(data)
+    require(body, {"org": str, "application": bytes, "member": str, "role": str, "time": int,
+                   "by": str, "by_key": bytes})
+    if body.get("type") != "approval" or body["role"] not in ROLES:
+        raise DecodeError("not an approval with a known role")
+    if key_id(body["by_key"]) != body["by"]:
+        raise AuthError("approval: supervisor ID is not the ID of its key")
+    check_signature(body, APPROVAL, body["by_key"])
+    return body
+
+
 class Organization:
     """One organization's state, in its directory (org.key + ledger.sqlite)."""
 
@@ -115,6 +142,7 @@ class Organization:
         with org.db.transaction():
             change = org._admit(open_application(app), app, b"", now)
             org._publish_member_list(seed, now, change)
+            org.db.set_meta("founder_application", app)  # for a bookkeepers' genesis
         assert org.member(key_id(founder)) is not None
         return org
 
@@ -219,11 +247,7 @@ class Organization:
         if by not in self.supervisors():
             raise AuthError(f"{by} is not a supervisor of {self.name}: it cannot approve")
         granted = role or app["role"]
-        if granted not in ROLES:
-            raise CliError(f"role must be one of {', '.join(ROLES)}")
-        approval = sign_record(supervisor_seed, APPROVAL, {
-            "type": "approval", "org": self.id, "application": hashlib.sha256(data).digest(),
-            "member": app["member"], "role": granted, "time": now, "by": by, "by_key": by_key})
+        approval = make_approval(supervisor_seed, self.id, data, granted, now)
         org_seed = self.seed()
         with self.db.transaction() as conn:
             app["role"] = granted
@@ -254,14 +278,73 @@ class Organization:
                 data = bytes(row[0])
                 app = open_application(data)
                 self._not_member_yet(app["member"])
-                approval = sign_record(supervisor_seed, APPROVAL, {
-                    "type": "approval", "org": self.id,
-                    "application": hashlib.sha256(data).digest(), "member": app["member"],
-                    "role": app["role"], "time": now, "by": by, "by_key": by_key})
+                approval = make_approval(supervisor_seed, self.id, data, app["role"], now)
                 changes.update(self._admit(app, data, approval, now))
                 conn.execute("UPDATE applications SET status='approved' WHERE id=?", (app_id,))
             self._publish_member_list(org_seed, now, changes)
         return len(app_ids)
+
+    def admit_approval(self, approval: bytes) -> str:
+        """Admit by a supervisor's approval record (a bookkeeper replaying the log): the
+        application must be queued, its applicant not a member, the signer a supervisor now.
+        The join time is the approval's; the new member set version is not org-signed (the
+        bookkeepers' epoch signatures cover its root)."""
+        body = open_approval(approval)
+        if body["org"] != self.id:
+            raise CliError(f"approval is for organization {body['org']}, not {self.id}")
+        if self.supervisors().get(body["by"]) != body["by_key"]:
+            raise AuthError(f"{body['by']} is not a supervisor of {self.name}: it cannot approve")
+        app_id = body["application"].hex()
+        row = self.db.conn.execute("SELECT record, status FROM applications WHERE id=?",
+                                   (app_id,)).fetchone()
+        if row is None or row[1] != "pending":
+            raise CliError(f"no pending application {app_id}")
+        app = open_application(bytes(row[0]))
+        if app["member"] != body["member"]:
+            raise AuthError("approval names another member than its application")
+        self._not_member_yet(app["member"])
+        app["role"] = body["role"]
+        with self.db.transaction() as conn:
+            change = self._admit(app, bytes(row[0]), approval, body["time"])
+            conn.execute("UPDATE applications SET status='approved' WHERE id=?", (app_id,))
+            self._publish_member_list(None, body["time"], change)
+        return str(app["member"])
+
+    @classmethod
+    def create_replica(cls, directory: Path, name: str, org_key: bytes, created_ms: int,
+                       founder_application: bytes, books: bytes) -> Organization:
+        """A bookkeeper's own books of an organization, from its genesis: the same starting
+        state as the founder's (Organization.create), without the organization's key."""
+        directory = Path(directory)
+        if (directory / "ledger.sqlite").exists():
+            raise CliError(f"books of {name!r} already exist at {directory}")
+        db = LedgerDB(directory / "ledger.sqlite")
+        with db.transaction():
+            db.set_meta("name", name)
+            db.set_meta("created_ms", created_ms)
+            db.set_meta("books", books)
+            db.set_meta("org_key", org_key)
+        db.close()
+        org = cls(directory)
+        founder = open_application(founder_application)
+        if founder["org"] != org.id or founder["role"] != "supervisor":
+            raise AuthError("genesis: the founder's application is not a supervisor's of this "
+                            "organization")
+        with org.db.transaction():
+            change = org._admit(founder, founder_application, b"", created_ms)
+            org._publish_member_list(None, created_ms, change)
+        return org
+
+    def books(self) -> dict[str, Any] | None:
+        """The opened bookkeeper set record, or None for a one-host organization."""
+        from leither_host.ledger import bookkeepers
+
+        data = self.db.get_meta("books")
+        return bookkeepers.open_books(bytes(data), self.public) if data else None
+
+    def books_version(self) -> int:
+        found = self.books()
+        return int(found["version"]) if found else 0
 
     def _not_member_yet(self, member_id: str) -> None:
         """An application from a member (queued before it was admitted) must not replace its

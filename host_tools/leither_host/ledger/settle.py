@@ -354,22 +354,25 @@ def encode_inputs(ctx: Context, plan: Plan, members_version: int) -> bytes:
 
 
 def run_epoch(org: Any, end_ms: int | None = None, now_ms: int | None = None,
-              reports_dir: Path | None = None, extra_txs: Sequence[bytes] = ()
-              ) -> dict[str, Any]:
+              reports_dir: Path | None = None, extra_txs: Sequence[bytes] = (),
+              signer: bytes | None = None) -> dict[str, Any]:
     """Settle the next epoch of org (an Organization): compute, check, commit, sign.
 
     extra_txs are transactions given with this settlement (`settle --income/--tx/--reward`):
     they are settled with the queued ones but never queued themselves, so an epoch that fails
-    leaves nothing behind it (all or nothing).
+    leaves nothing behind it (all or nothing). signer: a bookkeeper's key, which signs the
+    record instead of the organization's (the record then names the bookkeeper set version;
+    its "time" is the epoch's end, so every bookkeeper signs the same bytes).
     """
     from leither_host.ledger.smt import gc_paused
 
     with gc_paused():  # an epoch makes ~10 objects per receipt, none in cycles
-        return _run_epoch(org, end_ms, now_ms, reports_dir, list(extra_txs))
+        return _run_epoch(org, end_ms, now_ms, reports_dir, list(extra_txs), signer)
 
 
 def _run_epoch(org: Any, end_ms: int | None, now_ms: int | None,
-               reports_dir: Path | None, extra_txs: list[bytes]) -> dict[str, Any]:
+               reports_dir: Path | None, extra_txs: list[bytes],
+               signer: bytes | None) -> dict[str, Any]:
     from leither_host.ledger import pool
 
     db = org.db
@@ -414,7 +417,10 @@ def _run_epoch(org: Any, end_ms: int | None, now_ms: int | None,
     names = {m.raw: m.id for m in members}
     names[org.raw] = org.id
     named = {names.get(raw) or ids.b58encode(raw): rep for raw, rep in plan.reports.items()}
-    org_seed = org.seed()
+    org_seed = signer if signer is not None else org.seed()
+    extra: dict[str, Any] = {}
+    if signer is not None:
+        extra["books"] = org.books_version()
     prev_root = tree.root_hash()
     supply = (last["supply"] if last else 0) + plan.minted - plan.burned
     with db.transaction() as conn:
@@ -426,7 +432,7 @@ def _run_epoch(org: Any, end_ms: int | None, now_ms: int | None,
             "burned": plan.burned, "contract": active.digest() if active else b"",
             "members": members_version, "mroot": members_root,
             "inputs": hashlib.sha256(inputs).digest(),
-            "time": now})
+            "time": now, **extra})
         db.add_epoch({"epoch": number, "root_id": root_id, "root": root, "start_ms": start,
                       "end_ms": end, "supply": supply, "minted": plan.minted,
                       "burned": plan.burned, "record": record, "inputs": inputs})
@@ -472,12 +478,54 @@ def export_report(directory: Path, summary: dict[str, Any], members: dict[str, A
     return path
 
 
-def open_epoch_record(data: bytes, org_key: bytes) -> dict[str, Any]:
+def open_epoch_record(data: bytes, org_key: bytes, books: dict[str, Any] | None = None,
+                      final: bool = False) -> dict[str, Any]:
+    """An epoch record whose signatures check out: the organization's ("sig" by org_key), or
+    kept by bookkeepers (books: their opened set record): "sigs" of a quorum of them (final),
+    or — unless final is required — one bookkeeper's own "sig" (an epoch not final yet)."""
     body = decode_record(data)
     if body.get("type") != "epoch" or body.get("org") != key_id(org_key):
         raise AuthError("not an epoch record of this organization")
-    check_signature(body, EPOCH, org_key)
-    return body
+    if "books" not in body:
+        check_signature(body, EPOCH, org_key)
+        return body
+    if books is None:
+        raise AuthError("epoch record is kept by bookkeepers: their set record is needed")
+    if body["books"] != books["version"]:
+        raise AuthError(f"epoch record names bookkeeper set v{body['books']}, "
+                        f"not v{books['version']}")
+    if "sigs" in body:
+        check_quorum(body, books)
+        return body
+    if final:
+        raise AuthError("epoch record is signed by one bookkeeper, not yet by a quorum")
+    for key in books["keys"]:
+        try:
+            check_signature(body, EPOCH, key)
+            return body
+        except AuthError:
+            continue
+    raise AuthError("epoch record is not signed by any of the bookkeepers")
+
+
+def check_quorum(body: dict[str, Any], books: dict[str, Any]) -> int:
+    """How many distinct bookkeepers signed body (its "sigs": [[index, sig], ...]);
+    AuthError below the set's quorum."""
+    from leither import crypto
+
+    message = EPOCH + cbor.dumps({k: v for k, v in body.items() if not k.startswith("sig")})
+    good = set()
+    for item in body.get("sigs") or []:
+        if type(item) is not list or len(item) != 2 or type(item[0]) is not int:
+            raise DecodeError("epoch record: malformed signature entry")
+        index, sig = item
+        if 0 <= index < len(books["keys"]) and type(sig) is bytes and \
+                crypto.verify(books["keys"][index], message, sig):
+            good.add(index)
+    if len(good) < books["quorum"]:
+        raise AuthError(f"epoch {body.get('epoch')}: {len(good)} valid bookkeeper signatures, "
+                        f"the quorum is {books['quorum']} of {len(books['keys'])}")
+    return len(good)
 
 
 # -- replay ----------------------------------------------------------------------------------
@@ -492,7 +540,7 @@ def replay(org: Any, number: int, check_receipt_signatures: bool = True) -> dict
     row = db.epoch(number)
     if row is None:
         raise SettlementError(f"no epoch {number}")
-    record = open_epoch_record(bytes(row["record"]), org.public)
+    record = open_epoch_record(bytes(row["record"]), org.public, org.books())
     inputs = cbor.loads(bytes(row["inputs"]), max_len=1 << 30, max_items=1 << 24,
                         max_total=1 << 31)
     if hashlib.sha256(bytes(row["inputs"])).digest() != record["inputs"]:

@@ -1,0 +1,448 @@
+# Bookkeepers (DESIGN §7): an organization's books kept by N hosts instead of one. Their inputs
+# are ordered by an etcd cluster (etcdlog.py); every bookkeeper replays the ordered inputs
+# deterministically into its own SQLite books (the same code as a one-host organization:
+# org.py, pool.py, settle.py), signs each epoch's record with its own key and publishes the
+# signature; an epoch is final when a quorum (a majority of N, stated in the organization's
+# signed set record) signed the same record. Proof bundles then carry the quorum's signatures
+# and the set record, and a board checks k of n (leither.smtverify.check_bundle).
+#
+#   set record  {type: bookkeepers, org, version, keys: [32-byte Ed25519 keys], names, quorum,
+#                etcd: [endpoints], time}                              signed by the org key
+#   genesis     {type: genesis, org, org_key, name, created_ms, founder (application), books}
+#   log entry   {time, inputs: [[kind, bytes], ...]}   kinds: application, approval, receipt,
+#                tx, contract, credit, books, close — each input signed by its author
+#   close       {type: close, org, epoch, until, by, by_key}          signed by a supervisor
+#   contract    {type: contract, org, source, time, by, by_key}       signed by a supervisor
+#
+# Determinism: everything an epoch depends on comes from the log (times are the entry's or the
+# input's own, an epoch record's "time" is its end), so honest bookkeepers sign identical bytes.
+# An input that fails is rejected the same way by every bookkeeper (a SAVEPOINT undoes it), and
+# each entry is applied in one SQLite transaction together with the log position: a bookkeeper
+# killed at any instant resumes at the next entry; a replayed or duplicated input is refused by
+# the same rules as on one host (pool IDs, nonces, spent income IDs) and etcd refuses to
+# append identical entry bytes twice.
+"""Bookkeepers on etcd: replay the ordered inputs, sign epochs, reach a quorum."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from pathlib import Path
+from typing import Any
+
+from leither import cbor, crypto
+from leither.compat import time_ms
+from leither.errors import AuthError, DecodeError, LeitherError
+from leither_host.errors import CliError
+from leither_host.ledger import credit, pool, settle
+from leither_host.ledger.etcdlog import EtcdLog, LogUnavailable
+from leither_host.ledger.records import (
+    check_signature,
+    decode_record,
+    key_id,
+    require,
+    sign_record,
+)
+
+BOOKS = b"leither-bookkeepers/1"
+CLOSE = b"leither-epoch-close/1"
+DEPLOY = b"leither-contract-deploy/1"
+KINDS = ("application", "approval", "receipt", "tx", "contract", "credit", "books", "close")
+READ_BATCH = 200  # log entries read per request
+PREFIX = "/leither/books/"
+
+
+def quorum_of(n: int) -> int:
+    """A majority of n: two quorums always share a bookkeeper, so two roots cannot both be
+    final for one epoch."""
+    return n // 2 + 1
+
+
+def log_for(books: dict[str, Any], endpoints: list[str] | None = None) -> EtcdLog:
+    return EtcdLog(endpoints or list(books["etcd"]), PREFIX + books["org"])
+
+
+# -- records ------------------------------------------------------------------------------------
+
+def make_books(org_seed: bytes, org_id: str, version: int, members: list[tuple[str, bytes]],
+               etcd: list[str], now_ms: int | None = None) -> bytes:
+    """The organization's signed record of its bookkeepers [(name, key)]."""
+    if not members:
+        raise CliError("an organization kept by bookkeepers needs at least one")
+    keys = [k for _n, k in members]
+    if len(set(keys)) != len(keys):
+        raise CliError("a bookkeeper is listed twice")
+    return sign_record(org_seed, BOOKS, {
+        "type": "bookkeepers", "org": org_id, "version": version, "keys": keys,
+        "names": [n for n, _k in members], "quorum": quorum_of(len(keys)), "etcd": etcd,
+        "time": now_ms if now_ms is not None else time_ms()})
+
+
+def open_books(data: bytes, org_key: bytes) -> dict[str, Any]:
+    body = decode_record(data)
+    require(body, {"org": str, "version": int, "keys": list, "names": list, "quorum": int,
+                   "etcd": list, "time": int})
+    if body.get("type") != "bookkeepers" or body["org"] != key_id(org_key):
+        raise AuthError("not a bookkeeper set record of this organization")
+    check_signature(body, BOOKS, org_key)
+    n = len(body["keys"])
+    if not n or any(type(k) is not bytes or len(k) != 32 for k in body["keys"]) or \
+            body["quorum"] != quorum_of(n):
+        raise DecodeError(f"bookkeeper set: {n} keys need a quorum of a majority")
+    return body
+
+
+def make_close(seed: bytes, org_id: str, epoch: int, until_ms: int) -> bytes:
+    public = crypto.sign_public(seed)
+    return sign_record(seed, CLOSE, {"type": "close", "org": org_id, "epoch": epoch,
+                                     "until": until_ms, "by": key_id(public), "by_key": public})
+
+
+def make_deploy(seed: bytes, org_id: str, source: str, now_ms: int | None = None) -> bytes:
+    public = crypto.sign_public(seed)
+    return sign_record(seed, DEPLOY, {"type": "contract", "org": org_id, "source": source,
+                                      "time": now_ms if now_ms is not None else time_ms(),
+                                      "by": key_id(public), "by_key": public})
+
+
+def _by_supervisor(org: Any, data: bytes, domain: bytes, kind: str,
+                   fields: dict[str, type]) -> dict[str, Any]:
+    body = decode_record(data)
+    require(body, {"org": str, "by": str, "by_key": bytes, **fields})
+    if body.get("type") != kind or body["org"] != org.id:
+        raise DecodeError(f"not a {kind} record of this organization")
+    if org.supervisors().get(body["by"]) != body["by_key"]:
+        raise AuthError(f"{kind} signed by {body['by']}, who is not a supervisor")
+    check_signature(body, domain, body["by_key"])
+    return body
+
+
+def entry(inputs: list[tuple[str, bytes]], now_ms: int | None = None) -> bytes:
+    for kind, data in inputs:
+        if kind not in KINDS or not isinstance(data, bytes):
+            raise CliError(f"unknown input kind {kind!r}")
+    return bytes(cbor.dumps({"time": now_ms if now_ms is not None else time_ms(),
+                             "inputs": [[k, d] for k, d in inputs]}))
+
+
+def submit(log: EtcdLog, inputs: list[tuple[str, bytes]], now_ms: int | None = None
+           ) -> tuple[int, bool]:
+    """Append one entry of inputs to the organization's log: (its number, newly appended)."""
+    return log.append(entry(inputs, now_ms))
+
+
+def genesis(org: Any) -> bytes:
+    """The starting state every bookkeeper's books begin from (the founder's host makes it)."""
+    books = org.db.get_meta("books")
+    founder = org.db.get_meta("founder_application")
+    if books is None or founder is None:
+        raise CliError(f"{org.name} names no bookkeepers yet (leither org bookkeepers add)")
+    return bytes(cbor.dumps({"type": "genesis", "org": org.id, "org_key": org.public,
+                             "name": org.name, "created_ms": int(org.db.get_meta("created_ms")),
+                             "founder": bytes(founder), "books": bytes(books)}))
+
+
+def publish_genesis(org: Any, log: EtcdLog) -> bool:
+    """Put the genesis in etcd (once; True if this call did)."""
+    if org.db.last_epoch() is not None or len(org.member_rows()) > 1:
+        raise CliError("bookkeepers start from a new organization (only its founder, no epoch "
+                       "settled): its applications and approvals then go through the log")
+    return log.create(log.key("genesis"), genesis(org))
+
+
+def set_bookkeepers(org: Any, members: list[tuple[str, bytes]], etcd: list[str] | None = None,
+                    now_ms: int | None = None) -> dict[str, Any]:
+    """Sign and keep the organization's new bookkeeper set (a supervisors' host: it needs the
+    org key). Once the genesis is in etcd, a change reaches the bookkeepers through the log."""
+    current = org.books()
+    endpoints = etcd if etcd is not None else (list(current["etcd"]) if current else [])
+    if not endpoints:
+        raise CliError("give the etcd cluster's endpoints (--etcd HOST:PORT,…)")
+    record = make_books(org.seed(), org.id, (current["version"] + 1) if current else 1,
+                        members, endpoints, now_ms)
+    opened = open_books(record, org.public)
+    if current is not None:
+        log = log_for(opened)
+        if log.get(log.key("genesis")) is not None:
+            submit(log, [("books", record)], now_ms)
+    with org.db.transaction():
+        org.db.set_meta("books", record)
+    return opened
+
+
+def members_of(books: dict[str, Any] | None) -> list[tuple[str, bytes]]:
+    return list(zip(books["names"], books["keys"])) if books else []
+
+
+# -- a bookkeeper -------------------------------------------------------------------------------
+
+class Bookkeeper:
+    """One bookkeeper's books (a directory like an organization's, without its key)."""
+
+    def __init__(self, directory: Path, seed: bytes, log: EtcdLog) -> None:
+        self.dir = Path(directory)
+        self.seed = seed
+        self.public = crypto.sign_public(seed)
+        self.id = key_id(self.public)
+        self.log = log
+        self.org: Any = None
+        self.rejected: list[dict[str, Any]] = []  # this run's rejected inputs, for the operator
+
+    def open(self) -> Any:
+        """The books, made from the genesis in etcd on first use."""
+        from leither_host.ledger.org import Organization
+
+        if self.org is not None:
+            return self.org
+        if not (self.dir / "ledger.sqlite").exists():
+            data = self.log.get(self.log.key("genesis"))
+            if data is None:
+                raise LogUnavailable("no genesis in etcd yet: the organization's supervisors "
+                                     "publish it (leither org bookkeepers add … --etcd)")
+            g = cbor.loads(data)
+            books = open_books(g["books"], g["org_key"])
+            if self.public not in books["keys"]:
+                raise AuthError(f"{self.id} is not one of {g['name']}'s bookkeepers")
+            tmp = self.dir.with_name(self.dir.name + ".new")
+            if tmp.exists():  # a half-made replica of an earlier, killed start
+                import shutil
+
+                shutil.rmtree(tmp)
+            Organization.create_replica(tmp, g["name"], g["org_key"], g["created_ms"],
+                                        g["founder"], g["books"]).close()
+            tmp.rename(self.dir)
+        self.org = Organization(self.dir)
+        return self.org
+
+    def close(self) -> None:
+        if self.org is not None:
+            self.org.close()
+            self.org = None
+
+    def applied(self) -> int:
+        return int(self.open().db.get_meta("log_seq", 0))
+
+    def index(self) -> int:
+        books = self.open().books()
+        return list(books["keys"]).index(self.public) if self.public in books["keys"] else -1
+
+    # -- replay ---------------------------------------------------------------------------
+
+    def step(self, limit: int = READ_BATCH) -> int:
+        """Apply the log entries not applied yet (up to limit), sign and publish what they
+        settled, collect quorums. Returns how many entries were applied."""
+        self.open()
+        done = 0
+        for n, data in self.log.read(self.applied(), limit):
+            self.apply_entry(n, data)
+            done += 1
+        self.publish()
+        self.finalize()
+        self.report()
+        return done
+
+    def apply_entry(self, n: int, data: bytes) -> None:
+        org = self.open()
+        with org.db.transaction():
+            try:
+                body = cbor.loads(data, max_len=1 << 26, max_items=1 << 20, max_total=1 << 28)
+                when, inputs = body["time"], body["inputs"]
+                if type(when) is not int or type(inputs) is not list:
+                    raise DecodeError("malformed log entry")
+            except (DecodeError, KeyError, TypeError) as err:
+                self._reject(n, "entry", str(err))
+                inputs, when = [], 0
+            for i, item in enumerate(inputs):
+                try:
+                    with org.db.transaction():  # a savepoint: a failed input leaves nothing
+                        kind, payload = item
+                        self._apply(kind, bytes(payload), when)
+                except (LeitherError, CliError, ValueError, TypeError, KeyError) as err:
+                    self._reject(n, f"input {i}", str(err))
+            org.db.set_meta("log_seq", n)
+
+    def _reject(self, n: int, what: str, reason: str) -> None:
+        self.rejected.append({"entry": n, "what": what, "reason": reason})
+        self.org.db.conn.execute("INSERT INTO rejections VALUES (NULL, 'log', ?, ?)",
+                                 (f"{n}:{what}", reason))
+
+    def _apply(self, kind: str, data: bytes, when: int) -> None:
+        org = self.org
+        if kind == "application":
+            org.submit(data)
+        elif kind == "approval":
+            org.admit_approval(data)
+        elif kind == "receipt":
+            got = pool.import_receipts(org.db, [data], now_ms=when, parallel=False)
+            if got["rejected"]:
+                raise DecodeError(got["rejected"][0]["reason"])
+        elif kind == "tx":
+            pool.add_transaction(org.db, data, org.id, org.supervisors(), now_ms=when)
+        elif kind == "credit":
+            credit.store_grant(org.db, data, org.id)
+        elif kind == "contract":
+            body = _by_supervisor(org, data, DEPLOY, "contract", {"source": str, "time": int})
+            pool.deploy_contract(org.db, body["source"], {m.id for m in org.members()},
+                                 now_ms=body["time"])
+        elif kind == "books":
+            new = open_books(data, org.public)
+            if new["version"] != org.books_version() + 1:
+                raise DecodeError(f"bookkeeper set v{new['version']} does not follow "
+                                  f"v{org.books_version()}")
+            org.db.set_meta("books", data)
+        elif kind == "close":
+            body = _by_supervisor(org, data, CLOSE, "close", {"epoch": int, "until": int})
+            last = org.db.last_epoch()
+            number = (last["epoch"] + 1) if last else 1
+            if body["epoch"] != number:
+                raise DecodeError(f"close of epoch {body['epoch']}, the next is {number}")
+            self.settle(body["until"])
+        else:
+            raise DecodeError(f"unknown input kind {kind!r}")
+
+    def settle(self, until: int) -> dict[str, Any]:
+        """Settle the next epoch, signed with this bookkeeper's key."""
+        return settle.run_epoch(self.org, end_ms=until, now_ms=until, signer=self.seed)
+
+    # -- signatures and quorum -----------------------------------------------------------
+
+    def publish(self) -> None:
+        """Put this bookkeeper's signed records in etcd (again after a crash)."""
+        org = self.org
+        last = org.db.last_epoch()
+        sent = int(org.db.get_meta("sig_sent", 0))
+        top = last["epoch"] if last else 0
+        for number in range(sent + 1, top + 1):
+            row = org.db.epoch(number)
+            record = decode_record(bytes(row["record"]))
+            if "sigs" in record:  # already final: publish our own signature from it
+                own = {k: v for k, v in record.items() if k != "sigs"}
+                mine = [s for i, s in record["sigs"] if i == self.index()]
+                if not mine:
+                    continue
+                own["sig"] = mine[0]
+                data = bytes(cbor.dumps(own))
+            else:
+                data = bytes(row["record"])
+            self.log.put(self.log.key("sig", "%012d" % number, self.id), data)
+            with org.db.transaction():
+                org.db.set_meta("sig_sent", number)
+
+    def report(self) -> None:
+        """This bookkeeper's progress, for `leither books status` (lag, epochs, agreement)."""
+        org = self.org
+        last = org.db.last_epoch()
+        top = last["epoch"] if last else 0
+        status = {"seq": self.applied(), "epoch": top,
+                  "root": bytes(last["root"]) if last else settle.EMPTY_ROOT,
+                  "final": int(org.db.get_meta("final_epoch", 0)), "time": time_ms()}
+        self.log.put(self.log.key("status", self.id), bytes(cbor.dumps(status)))
+
+    def votes(self, number: int) -> dict[str, Any]:
+        """What the bookkeepers signed for an epoch: {"groups": {digest: [(index, record)]},
+        "invalid": [...]}; a record counts once per bookkeeper, checked against its key."""
+        books = self.org.books()
+        keys = list(books["keys"])
+        groups: dict[bytes, list[tuple[int, dict[str, Any]]]] = {}
+        invalid = []
+        for key, value in self.log.get_prefix(self.log.key("sig", "%012d" % number) + b"/"):
+            who = key.rsplit(b"/", 1)[1].decode()
+            try:
+                body = decode_record(value)
+                index = [key_id(k) for k in keys].index(who)
+                check_signature(body, settle.EPOCH, keys[index])
+            except (LeitherError, ValueError) as err:
+                invalid.append({"bookkeeper": who, "reason": str(err)})
+                continue
+            unsigned = {k: v for k, v in body.items() if not k.startswith("sig")}
+            digest = hashlib.sha256(cbor.dumps(unsigned)).digest()
+            groups.setdefault(digest, []).append((index, body))
+        return {"groups": groups, "invalid": invalid, "quorum": books["quorum"]}
+
+    def finalize(self) -> None:
+        """Replace own records by quorum records where a quorum signed the same bytes; a
+        quorum on other bytes than ours means our books are wrong: stop and say so."""
+        org = self.org
+        last = org.db.last_epoch()
+        final = int(org.db.get_meta("final_epoch", 0))
+        for number in range(final + 1, (last["epoch"] if last else 0) + 1):
+            mine = decode_record(bytes(org.db.epoch(number)["record"]))
+            unsigned = {k: v for k, v in mine.items() if not k.startswith("sig")}
+            digest = hashlib.sha256(cbor.dumps(unsigned)).digest()
+            votes = self.votes(number)
+            agreeing = votes["groups"].get(digest, [])
+            if len(agreeing) < votes["quorum"]:
+                for other, signers in votes["groups"].items():
+                    if other != digest and len(signers) >= votes["quorum"]:
+                        raise settle.SettlementError(
+                            f"epoch {number}: a quorum signed root "
+                            f"{signers[0][1]['root'].hex()[:16]}…, these books have "
+                            f"{mine['root'].hex()[:16]}…: rebuild them from the log")
+                return  # not final yet
+            final_record = dict(unsigned)
+            final_record["sigs"] = sorted([i, body["sig"]] for i, body in agreeing)
+            with org.db.transaction() as conn:
+                conn.execute("UPDATE epochs SET record=? WHERE epoch=?",
+                             (bytes(cbor.dumps(final_record)), number))
+                org.db.set_meta("final_epoch", number)
+
+    def serve(self, stop_after: float | None = None, poll_s: float = 0.05) -> None:
+        """The bookkeeper's loop: step while there is work, poll when there is none; keep
+        going through etcd outages (the log only stalls)."""
+        deadline = time.monotonic() + stop_after if stop_after is not None else None
+        while deadline is None or time.monotonic() < deadline:
+            try:
+                if self.step() == 0:
+                    time.sleep(poll_s)
+            except LogUnavailable:
+                time.sleep(max(poll_s, 0.5))
+
+
+# -- looking at the bookkeepers -----------------------------------------------------------------
+
+def status(log: EtcdLog, books: dict[str, Any]) -> dict[str, Any]:
+    """Each bookkeeper's progress (from etcd), the latest epoch a quorum agreed on, and every
+    bookkeeper whose signed record differs from a quorum's (with the evidence)."""
+    head = log.head()
+    rows = []
+    for name, key in zip(books["names"], books["keys"]):
+        found = log.get(log.key("status", key_id(key)))
+        st: dict[str, Any] = cbor.loads(found) if found else {
+            "seq": 0, "epoch": 0, "root": b"", "final": 0, "time": 0}
+        rows.append({"name": name, "id": key_id(key), "seq": st["seq"], "lag": head - st["seq"],
+                     "epoch": st["epoch"], "root": bytes(st["root"]).hex(),
+                     "final": st["final"]})
+    top = max([r["epoch"] for r in rows] + [0])
+    epochs = []
+    dissent = []
+    for number in range(max(1, top - 9), top + 1):
+        groups: dict[bytes, list[tuple[str, dict[str, Any], bytes]]] = {}
+        for key, value in log.get_prefix(log.key("sig", "%012d" % number) + b"/"):
+            who = key.rsplit(b"/", 1)[1].decode()
+            body = decode_record(value)
+            ids_ = [key_id(k) for k in books["keys"]]
+            if who not in ids_:
+                continue
+            try:
+                check_signature(body, settle.EPOCH, books["keys"][ids_.index(who)])
+            except AuthError:
+                continue
+            unsigned = {k: v for k, v in body.items() if not k.startswith("sig")}
+            groups.setdefault(hashlib.sha256(cbor.dumps(unsigned)).digest(), []).append(
+                (who, body, value))
+        winner = next((g for g in groups.values() if len(g) >= books["quorum"]), None)
+        epochs.append({"epoch": number, "final": winner is not None,
+                       "root": winner[0][1]["root"].hex() if winner else None,
+                       "signed": sum(len(g) for g in groups.values())})
+        if winner is not None:
+            for group in groups.values():
+                if group is winner:
+                    continue
+                for who, body, value in group:
+                    dissent.append({"epoch": number, "bookkeeper": who,
+                                    "root": body["root"].hex(), "quorum_root":
+                                    winner[0][1]["root"].hex(), "inputs": body["inputs"].hex(),
+                                    "quorum_inputs": winner[0][1]["inputs"].hex(),
+                                    "record": value.hex()})
+    return {"head": head, "bookkeepers": rows, "epochs": epochs, "dissent": dissent,
+            "quorum": books["quorum"], "agree": not dissent}

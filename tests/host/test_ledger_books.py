@@ -1,0 +1,284 @@
+# Bookkeepers on a real 3-member etcd cluster on loopback (own data dirs under tmp, free ports,
+# stopped after): inputs from several hosts settle to one co-signed root; the books survive an
+# etcd member and a bookkeeper dying mid-epoch; a bookkeeper that mis-credits is outvoted and
+# reported; a replayed input is applied once; losing etcd's quorum stalls settlement (no fork)
+# until it returns. Skipped where etcd is not installed (Debian: etcd-server).
+from unittest import mock
+
+import pytest
+
+from leither import cbor, crypto, ids, smtverify
+from leither.errors import AuthError
+from leither_host.commands.ledger import verify_bundle
+from leither_host.ledger import bookkeepers as bk
+from leither_host.ledger import members, settle, tx
+from leither_host.ledger.etcdcluster import EtcdCluster, etcd_binary
+from leither_host.ledger.etcdlog import EtcdLog, LogUnavailable
+from leither_host.ledger.org import Organization, make_application, make_approval
+
+from ledger_world import CONTRACT
+
+pytestmark = pytest.mark.skipif(etcd_binary() is None,
+                                reason="etcd is not installed (Debian package etcd-server)")
+
+BK_SEEDS = [bytes([0x60 + i]) * 32 for i in range(3)]
+T0 = 1_000
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    c = EtcdCluster(tmp_path_factory.mktemp("etcd"), 3)
+    try:
+        c.start()
+        yield c
+    finally:
+        c.close()
+
+
+class World:
+    """An organization kept by three bookkeepers, and submitters talking to different etcd
+    members (the "hosts")."""
+
+    def __init__(self, tmp, cluster, founder_byte):
+        self.tmp = tmp
+        self.cluster = cluster
+        self.founder = bytes([founder_byte]) * 32
+        self.home = Organization.create(tmp / "org", "coop", self.founder, now_ms=T0)
+        bk.set_bookkeepers(self.home, [(f"bk{i}", crypto.sign_public(s))
+                                       for i, s in enumerate(BK_SEEDS)], cluster.endpoints)
+        self.books = self.home.books()
+        self.log = bk.log_for(self.books)
+        assert bk.publish_genesis(self.home, self.log)
+        # Each submitting host reaches the cluster through another member first.
+        eps = cluster.endpoints
+        self.hosts = [EtcdLog(eps[i:] + eps[:i], bk.PREFIX + self.home.id) for i in range(3)]
+        self.keepers = [self.keeper(i) for i in range(3)]
+        self.seeds = [bytes([founder_byte, 0x10 + i]) * 16 for i in range(4)]
+        self.ids = [ids.make_id(crypto.sign_public(s)) for s in self.seeds]
+
+    def keeper(self, i, cls=bk.Bookkeeper):
+        return cls(self.tmp / f"books{i}", BK_SEEDS[i], bk.log_for(self.books))
+
+    def submit(self, inputs, host=0, now=T0 + 100):
+        return bk.submit(self.hosts[host], inputs, now)
+
+    def admit_all(self):
+        apps = [make_application(s, self.home.id, "member", f"m{i}", T0 + 10)
+                for i, s in enumerate(self.seeds)]
+        self.submit([("application", a) for a in apps], host=1)
+        self.submit([("approval", make_approval(self.founder, self.home.id, a, "member",
+                                                T0 + 20)) for a in apps], host=2)
+        self.submit([("contract", bk.make_deploy(self.founder, self.home.id, CONTRACT,
+                                                 T0 + 30))])
+
+    def close(self, epoch, until, host=0):
+        return self.submit([("close", bk.make_close(self.founder, self.home.id, epoch, until))],
+                           host=host, now=until)
+
+    def step(self, keepers=None):
+        for k in keepers or self.keepers:
+            while k.step():
+                pass
+        for k in keepers or self.keepers:  # quorums form once all have published
+            k.step()
+
+    def balance(self, keeper, i):
+        found = keeper.open().db.tree().get(ids.id_raw(self.ids[i]))
+        return found[0] if found else 0
+
+    def shutdown(self):
+        for k in self.keepers:
+            k.close()
+        self.home.close()
+
+
+@pytest.fixture
+def world(tmp_path, cluster, request):
+    w = World(tmp_path, cluster, 0x20 + len(request.node.name) % 200)
+    yield w
+    w.shutdown()
+
+
+def _transfer(w, a, b, amount, nonce):
+    return tx.countersign(w.seeds[b], tx.transfer(w.seeds[a], w.home.id,
+                                                  crypto.sign_public(w.seeds[b]), amount, nonce))
+
+
+def _fund(w):
+    """Epoch 1: members admitted, a receipt from two hosts, an income split by the contract."""
+    from leither import receipt
+
+    w.admit_all()
+    r1 = receipt.make(w.seeds[0], w.ids[1], T0 + 50, T0 + 400, stored=3000, audits_ok=2)
+    r2 = receipt.make(w.seeds[2], w.ids[3], T0 + 50, T0 + 400, stored=1000, served=9)
+    w.submit([("receipt", r1)], host=1)
+    w.submit([("receipt", r2)], host=2)
+    w.submit([("tx", tx.income(w.founder, w.home.id, "invoice-1", 1_000_000, now_ms=T0 + 60))])
+    w.close(1, T0 + 500)
+
+
+def test_three_bookkeepers_cosign_one_root(world):
+    w = world
+    _fund(w)
+    w.step()
+    roots = {bytes(k.open().db.epoch(1)["root"]) for k in w.keepers}
+    assert len(roots) == 1
+    assert [k.rejected for k in w.keepers] == [[], [], []]
+    assert w.balance(w.keepers[0], 1) > w.balance(w.keepers[0], 3) > 0  # stored 3000 vs 1000
+    # Transfers from two hosts in epoch 2.
+    w.submit([("tx", _transfer(w, 1, 0, 50, 1))], host=1)
+    w.submit([("tx", _transfer(w, 3, 2, 7, 1))], host=2)
+    w.close(2, T0 + 900)
+    w.step()
+    for k in w.keepers:
+        org = k.open()
+        record = settle.open_epoch_record(bytes(org.db.epoch(2)["record"]), org.public,
+                                          org.books(), final=True)
+        assert len(record["sigs"]) >= 2
+        assert settle.verify_all(org)["ok"]
+    assert len({bytes(k.open().db.epoch(2)["root"]) for k in w.keepers}) == 1
+    st = bk.status(w.log, w.books)
+    assert st["agree"] and all(r["lag"] == 0 and r["final"] == 2 for r in st["bookkeepers"])
+    # A proof bundle carries the quorum's signatures; host and board check k of n.
+    org = w.keepers[1].open()
+    raw = ids.id_raw(w.ids[0])
+    row = org.db.epoch(2)
+    record = cbor.loads(bytes(row["record"]))
+    bundle = {"org_key": org.public, "record": bytes(row["record"]), "member": w.ids[0],
+              "key": raw, "proof": org.db.tree().prove(raw),
+              "mproof": members.prove(org.db, record["members"], raw),
+              "books": bytes(org.db.get_meta("books"))}
+    board = smtverify.check_bundle(cbor.dumps(bundle), org.public)
+    host = verify_bundle(cbor.dumps(bundle))
+    assert board["balance"] == host["balance"] == w.balance(w.keepers[0], 0) == 50
+    assert board["role"] == "member"
+    one = dict(record, sigs=record["sigs"][:1])  # below the quorum
+    with pytest.raises(AuthError, match="quorum"):
+        smtverify.check_bundle(cbor.dumps(dict(bundle, record=cbor.dumps(one))), org.public)
+    twice = dict(record, sigs=[record["sigs"][0], record["sigs"][0]])  # one signer twice
+    with pytest.raises(AuthError, match="quorum"):
+        smtverify.check_bundle(cbor.dumps(dict(bundle, record=cbor.dumps(twice))), org.public)
+
+
+def test_etcd_member_and_bookkeeper_die_mid_epoch(world, cluster):
+    w = world
+    _fund(w)
+    w.step()
+    w.submit([("tx", _transfer(w, 1, 0, 10, 1))], host=1)
+    w.step()
+    dead = w.keepers.pop(2)  # killed mid-epoch: applied the transfer, never sees the close
+    dead.org = None  # no clean close: its SQLite file is left as a kill leaves it
+    cluster.stop(0, kill=True)
+    try:
+        w.submit([("tx", _transfer(w, 3, 0, 5, 1))], host=0)  # host 0 fails over
+        w.close(2, T0 + 900, host=0)
+        w.step()
+        for k in w.keepers:
+            assert int(k.open().db.get_meta("final_epoch")) == 2
+    finally:
+        cluster.start(0)
+    revived = w.keeper(2)
+    w.keepers.append(revived)
+    w.step()
+    assert revived.applied() == w.keepers[0].applied()
+    assert bytes(revived.open().db.epoch(2)["root"]) == bytes(w.keepers[0].open().db.epoch(2)[
+        "root"])
+    assert int(revived.open().db.get_meta("final_epoch")) == 2
+    assert bk.status(w.log, w.books)["agree"]
+
+
+class MisCrediting(bk.Bookkeeper):
+    """A bookkeeper whose settlement credits member 0 one token taken from the treasury."""
+
+    victim: bytes = b""
+    thief: bytes = b""
+
+    def settle(self, until):
+        real = settle.compute
+
+        def patched(ctx, receipts, txs):
+            plan = real(ctx, receipts, txs)
+            before = dict(plan.changes)
+            for raw, delta in ((self.victim, -1), (self.thief, 1)):
+                bal, nonce = before.get(raw) or ctx.get(raw) or (0, 0)
+                plan.changes[raw] = (bal + delta, nonce)
+            return plan
+
+        with mock.patch.object(settle, "compute", patched):
+            return super().settle(until)
+
+
+def test_miscrediting_bookkeeper_is_outvoted_and_reported(world):
+    w = world
+    bad = w.keeper(2, MisCrediting)
+    bad.victim = w.home.raw
+    bad.thief = ids.id_raw(w.ids[0])
+    w.keepers[2] = bad
+    _fund(w)
+    w.step(w.keepers[:2])
+    with pytest.raises(settle.SettlementError, match="a quorum signed root"):
+        bad.step()
+    w.step(w.keepers[:2])
+    for k in w.keepers[:2]:
+        assert int(k.open().db.get_meta("final_epoch")) == 1
+    st = bk.status(w.log, w.books)
+    assert not st["agree"]
+    [report] = st["dissent"]
+    assert report["bookkeeper"] == bad.id and report["epoch"] == 1
+    assert report["root"] != report["quorum_root"]
+    assert report["quorum_root"] == bytes(w.keepers[0].open().db.epoch(1)["root"]).hex()
+    # The evidence is its own signed record: anyone can check it signed that root.
+    evidence = cbor.loads(bytes.fromhex(report["record"]))
+    settle.open_epoch_record(bytes.fromhex(report["record"]), w.home.public, w.books)
+    assert evidence["root"].hex() == report["root"]
+
+
+def test_replayed_input_applied_once_and_books_rebuild_from_log(world):
+    w = world
+    _fund(w)
+    pay = _transfer(w, 1, 0, 25, 1)
+    first = w.submit([("tx", pay)], host=1, now=T0 + 600)
+    assert w.submit([("tx", pay)], host=2, now=T0 + 600) == (first[0], False)  # same bytes
+    w.submit([("tx", pay)], host=0, now=T0 + 601)  # same input, another entry
+    w.close(2, T0 + 900)
+    w.step()
+    before = w.balance(w.keepers[0], 0)
+    org = w.keepers[0].open()
+    assert bytes(org.db.epoch(2)["root"]) == bytes(w.keepers[1].open().db.epoch(2)["root"])
+    w.submit([("tx", pay)], host=1, now=T0 + 950)  # replayed after it settled: nonce used
+    w.close(3, T0 + 1000)
+    w.step()
+    assert w.balance(w.keepers[0], 0) == before
+    # A bookkeeper's books made again from the log alone land on the same roots.
+    fresh = bk.Bookkeeper(w.tmp / "rebuilt", BK_SEEDS[1], bk.log_for(w.books))
+    while fresh.step():
+        pass
+    try:
+        for n in (1, 2, 3):
+            assert bytes(fresh.open().db.epoch(n)["root"]) == bytes(org.db.epoch(n)["root"])
+        assert int(fresh.open().db.get_meta("final_epoch")) == 3
+    finally:
+        fresh.close()
+
+
+def test_no_etcd_quorum_stalls_then_resumes(world, cluster):
+    w = world
+    _fund(w)
+    w.step()
+    cluster.stop(1)
+    cluster.stop(2)
+    try:
+        with pytest.raises(LogUnavailable):
+            w.close(2, T0 + 900)
+        for k in w.keepers:
+            with pytest.raises(LogUnavailable):
+                k.step()
+            assert k.open().db.last_epoch()["epoch"] == 1  # no fork: nothing settled
+    finally:
+        cluster.start(1)
+        cluster.start(2)
+        cluster.wait_ready()
+    w.close(2, T0 + 900)
+    w.step()
+    assert len({bytes(k.open().db.epoch(2)["root"]) for k in w.keepers}) == 1
+    assert all(int(k.open().db.get_meta("final_epoch")) == 2 for k in w.keepers)
