@@ -18,6 +18,7 @@ from leither_host.ledger.org import Organization, make_application, make_approva
 
 from ledger_world import CONTRACT
 
+pytest.importorskip("etcd3gw", reason="bookkeepers need the etcd3gw package")
 pytestmark = pytest.mark.skipif(etcd_binary() is None,
                                 reason="etcd is not installed (Debian package etcd-server)")
 

@@ -23,15 +23,15 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import time
-from typing import Any
-
-import etcd3gw
-from etcd3gw import exceptions as etcd_errors
-from etcd3gw.utils import _decode, _encode
+from typing import TYPE_CHECKING, Any
 
 from leither.errors import StoreError
+
+if TYPE_CHECKING:
+    import etcd3gw
 
 TIMEOUT_S = 2.0  # per request: a stopped member is skipped after this
 APPEND_TRIES = 50  # txn retries when other submitters keep winning the race for `head`
@@ -41,6 +41,14 @@ class LogUnavailable(StoreError):
     """No etcd endpoint could serve the request (down, or no quorum)."""
 
 
+def _encode(data: bytes | str) -> str:
+    return base64.b64encode(data.encode() if isinstance(data, str) else data).decode()
+
+
+def _decode(data: str) -> bytes:
+    return base64.b64decode(data)
+
+
 def _plus_one(key: bytes) -> bytes:
     """The end of the range of keys starting with key (etcd's prefix idiom)."""
     return key[:-1] + bytes([key[-1] + 1])
@@ -48,11 +56,18 @@ def _plus_one(key: bytes) -> bytes:
 
 class EtcdLog:
     def __init__(self, endpoints: list[str], prefix: str, timeout: float = TIMEOUT_S) -> None:
+        try:  # imported here: one-host organizations never need it
+            import etcd3gw
+            from etcd3gw import exceptions as etcd_errors
+        except ImportError:
+            raise StoreError("bookkeepers need the etcd3gw package (pip install etcd3gw)"
+                             ) from None
+        self._errors = (etcd_errors.Etcd3Exception, OSError, ValueError)
         if not endpoints:
             raise StoreError("no etcd endpoint given")
         self.endpoints = list(endpoints)
         self.prefix = prefix.rstrip("/").encode() + b"/"
-        self.clients = []
+        self.clients: list[etcd3gw.Etcd3Client] = []
         for ep in endpoints:
             host, _, port = ep.replace("http://", "").rstrip("/").rpartition(":")
             self.clients.append(etcd3gw.Etcd3Client(host=host or "127.0.0.1", port=int(port),
@@ -68,7 +83,7 @@ class EtcdLog:
             index = (self._good + i) % n
             try:
                 result = fn(self.clients[index])
-            except (etcd_errors.Etcd3Exception, OSError, ValueError) as err:
+            except self._errors as err:
                 errors.append(f"{self.endpoints[index]}: {type(err).__name__}")
                 continue
             self._good = index
