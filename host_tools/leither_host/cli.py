@@ -17,7 +17,7 @@ from typing import NoReturn, Sequence
 VERB_ORDER = [
     "ls", "discover", "build", "flash", "claim", "status", "logs", "rename", "forget", "mm", "db",
     "pair", "backup", "restore", "sim", "demo", "org", "contract", "receipts", "settle",
-    "ledger", "completion",
+    "ledger", "books", "completion",
 ]
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
 EXIT_PIPE = 141  # 128 + SIGPIPE: the reader went away (`leither mm ls | head`)

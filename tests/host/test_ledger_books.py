@@ -283,3 +283,64 @@ def test_no_etcd_quorum_stalls_then_resumes(world, cluster):
     w.step()
     assert len({bytes(k.open().db.epoch(2)["root"]) for k in w.keepers}) == 1
     assert all(int(k.open().db.get_meta("final_epoch")) == 2 for k in w.keepers)
+
+
+def test_cli_story(tmp_path, cluster, capsys):
+    import json
+
+    from leither_host.cli import main
+    from leither_host.ledger.home import Home
+
+    home = tmp_path / "home"
+
+    def run(*argv):
+        code = main([*argv, "--home", str(home), "--json"])
+        out, err = capsys.readouterr()
+        assert code == 0, err
+        return json.loads(out)
+
+    run("org", "create", "coop")
+    h = Home.resolve(str(home))
+    eps = ",".join(cluster.endpoints)
+    for i in range(3):
+        h.key(f"bk{i}")  # each bookkeeper's key (on its own host, in life)
+        got = run("org", "bookkeepers", "add", f"bk{i}", "--bk-key", f"bk{i}", "--etcd", eps)
+        assert got["quorum"] == [1, 2, 2][i]  # a majority
+    assert [b["name"] for b in run("org", "bookkeepers", "ls")["bookkeepers"]] == [
+        "bk0", "bk1", "bk2"]
+    assert run("org", "bookkeepers", "publish")["published"] is True
+    code = main(["settle", "--home", str(home)])
+    assert code == 1 and "bookkeepers" in capsys.readouterr()[1]
+    org_id = run("org", "show")["id"]
+    keepers = [bk.Bookkeeper(tmp_path / f"b{i}", h.key(f"bk{i}")[0],
+                             EtcdLog(cluster.endpoints, bk.PREFIX + org_id)) for i in range(3)]
+    app = tmp_path / "alice.app"
+    assert main(["org", "apply", "--to", org_id, "--key", "alice", "--out", str(app),
+                 "--home", str(home)]) == 0
+    capsys.readouterr()
+    assert run("books", "submit", str(app))["inputs"] == ["application"]
+    closed = run("books", "close")
+    assert closed["epoch"] == 1
+    try:
+        for _ in range(2):
+            for k in keepers:
+                k.step()
+        st = run("books", "status")
+        assert st["agree"] and st["epochs"][-1] == {
+            "epoch": 1, "final": True, "root": st["epochs"][-1]["root"], "signed": 3}
+        assert all(r["lag"] == 0 for r in st["bookkeepers"])
+        assert keepers[0].open().db.conn.execute(
+            "SELECT count(*) FROM applications").fetchone()[0] == 1
+    finally:
+        for k in keepers:
+            k.close()
+    # `books serve` on a fresh directory rebuilds the books from the log, to the same root.
+    served = run("books", "serve", "--key", "bk1", "--dir", str(tmp_path / "served"), "--for",
+                 "1.5")
+    assert served["applied"] == st["head"]
+    again = bk.Bookkeeper(tmp_path / "served", h.key("bk1")[0],
+                          EtcdLog(cluster.endpoints, bk.PREFIX + org_id))
+    try:
+        assert bytes(again.open().db.epoch(1)["root"]).hex() == st["epochs"][-1]["root"]
+    finally:
+        again.close()

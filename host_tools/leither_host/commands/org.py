@@ -33,6 +33,9 @@ EXAMPLES = """examples:
   leither org role bob supervisor            # a role change keeps bob's join time
   leither org members
   leither org members --pending --json
+  leither org bookkeepers add pi1 --pubkey 3b6a… --etcd 10.0.0.5:2379,10.0.0.6:2379
+  leither org bookkeepers ls
+  leither org bookkeepers publish            # then `leither books serve` on each bookkeeper
 """
 
 
@@ -77,6 +80,30 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("role", choices=("supervisor", "member", "guest"))
     add_common(r, key=True)
     r.set_defaults(func=run_role)
+
+    b = verbs.add_parser("bookkeepers", help="the hosts that keep the books on etcd",
+                         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    bv = b.add_subparsers(dest="books_verb", metavar="ACTION")
+    bv.required = True
+    ba = bv.add_parser("add", help="name a bookkeeper (signed by the organization key)")
+    ba.add_argument("name", help="a name for it (e.g. its host)")
+    who = ba.add_mutually_exclusive_group(required=True)
+    who.add_argument("--pubkey", metavar="HEX", help="its Ed25519 public key")
+    who.add_argument("--bk-key", metavar="NAME", help="a personal key on this host")
+    ba.add_argument("--etcd", metavar="HOST:PORT,…", help="the etcd cluster's endpoints")
+    add_common(ba, key=True)
+    ba.set_defaults(func=run_books_add)
+    bl = bv.add_parser("ls", help="the bookkeepers and the quorum")
+    add_common(bl)
+    bl.set_defaults(func=run_books_ls)
+    br = bv.add_parser("rm", help="remove a bookkeeper")
+    br.add_argument("name")
+    add_common(br)
+    br.set_defaults(func=run_books_rm)
+    bp = bv.add_parser("publish", help="put the organization's genesis in etcd: the "
+                                       "bookkeepers start from it")
+    add_common(bp)
+    bp.set_defaults(func=run_books_publish)
 
     m = verbs.add_parser("members", help="list members (or pending applications)")
     m.add_argument("--pending", action="store_true", help="list pending applications instead")
@@ -233,4 +260,96 @@ def run_role(args: argparse.Namespace) -> int:
     emit(args, result, text=lambda: print(
         f"{result['member']} is now {result['role']} (was {result['was']}; joined "
         f"{result['joined_ms']}, kept)"))
+    return 0
+
+
+def _books_rows(books: dict[str, Any] | None) -> list[dict[str, Any]]:
+    if not books:
+        return []
+    return [{"name": n, "id": key_id(k), "key": k.hex()} for n, k in
+            zip(books["names"], books["keys"])]
+
+
+def _books_result(books: dict[str, Any]) -> dict[str, Any]:
+    return {"version": books["version"], "quorum": books["quorum"], "etcd": books["etcd"],
+            "bookkeepers": _books_rows(books)}
+
+
+def run_books_add(args: argparse.Namespace) -> int:
+    from leither_host.ledger import bookkeepers as bk
+
+    if args.pubkey:
+        try:
+            key = bytes.fromhex(args.pubkey)
+        except ValueError:
+            key = b""
+        if len(key) != 32:
+            raise CliError("--pubkey wants 64 hex digits (an Ed25519 public key)")
+    else:
+        key = home(args).key(args.bk_key, create=False)[1]
+    org = open_org(args)
+    try:
+        current = bk.members_of(org.books())
+        if any(n == args.name or k == key for n, k in current):
+            raise CliError(f"{args.name} (or its key) is already a bookkeeper")
+        etcd = [e for e in (args.etcd or "").split(",") if e] or None
+        books = bk.set_bookkeepers(org, current + [(args.name, key)], etcd)
+    finally:
+        org.close()
+    result = _books_result(books)
+    emit(args, result, text=lambda: print(
+        f"bookkeepers v{result['version']}: {len(result['bookkeepers'])}, quorum "
+        f"{result['quorum']}"))
+    return 0
+
+
+def run_books_ls(args: argparse.Namespace) -> int:
+    org = open_org(args)
+    try:
+        books = org.books()
+    finally:
+        org.close()
+    if books is None:
+        emit(args, {"bookkeepers": []}, text=lambda: print("kept on this host alone"))
+        return 0
+    result = _books_result(books)
+    emit(args, result, ["name", "id", "key"],
+         [(r["name"], r["id"], r["key"][:16]) for r in result["bookkeepers"]],
+         text=lambda: print(f"quorum {result['quorum']} of {len(result['bookkeepers'])}; "
+                            f"etcd {','.join(result['etcd'])}"))
+    return 0
+
+
+def run_books_rm(args: argparse.Namespace) -> int:
+    from leither_host.ledger import bookkeepers as bk
+
+    org = open_org(args)
+    try:
+        current = bk.members_of(org.books())
+        kept = [(n, k) for n, k in current if n != args.name]
+        if len(kept) == len(current):
+            raise CliError(f"no bookkeeper named {args.name!r}")
+        books = bk.set_bookkeepers(org, kept)
+    finally:
+        org.close()
+    result = _books_result(books)
+    emit(args, result, text=lambda: print(
+        f"bookkeepers v{result['version']}: {len(result['bookkeepers'])}, quorum "
+        f"{result['quorum']}"))
+    return 0
+
+
+def run_books_publish(args: argparse.Namespace) -> int:
+    from leither_host.ledger import bookkeepers as bk
+
+    org = open_org(args)
+    try:
+        books = org.books()
+        if books is None:
+            raise CliError("name the bookkeepers first (leither org bookkeepers add)")
+        new = bk.publish_genesis(org, bk.log_for(books))
+    finally:
+        org.close()
+    emit(args, {"published": new}, text=lambda: print(
+        "genesis published" if new else "the genesis was already in etcd"))
     return 0

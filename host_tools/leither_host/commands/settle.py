@@ -88,6 +88,9 @@ def _inputs(args: argparse.Namespace, org: Any, number: int) -> list[bytes]:
 def run(args: argparse.Namespace) -> int:
     org = open_org(args)
     try:
+        if org.books() is not None:
+            raise CliError(f"{org.name}'s books are kept by its bookkeepers: submit inputs and "
+                           f"close epochs through them (leither books submit / books close)")
         last = org.db.last_epoch()
         number = (last["epoch"] + 1) if last else 1
         if args.until is not None and args.until > time_ms():
