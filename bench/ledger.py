@@ -4,8 +4,11 @@
 #   2. settling R receipts for M members (default 100,000 for 10,000), with the receipt import
 #      (Ed25519 checks) measured apart;
 #   3. proof verification on MicroPython at 64K heap: ms per proof, and the smallest heap that
-#      still verifies (bisected with -X heapsize).
+#      still verifies (bisected with -X heapsize);
+#   4. bookkeepers on a loopback etcd vs one host, finality latency, one member's proof at
+#      10^6 members and the board's check of it (bench/_ledger_books.py says how).
 # Usage: .venv/bin/python bench/ledger.py [--accounts N] [--members M] [--receipts R] [--quick]
+#        [--only tree,settle,books,members] [--books-accounts N] [--transfers T]
 """Benchmarks of the ledger: tree, settlement, board-side proof checks."""
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from pathlib import Path
 from typing import Self
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO / "firmware"), str(REPO / "host_tools")]
+sys.path[:0] = [str(REPO / "firmware"), str(REPO / "host_tools"), str(REPO / "bench")]
 
 from leither import crypto, ids, receipt  # noqa: E402
 from leither_host.ledger import pool, settle, tx  # noqa: E402
@@ -222,29 +225,91 @@ def main() -> None:
     ap.add_argument("--members", type=int, default=10_000)
     ap.add_argument("--receipts", type=int, default=100_000)
     ap.add_argument("--quick", action="store_true", help="100k accounts, 10k receipts")
+    ap.add_argument("--only", default="tree,settle,books,members",
+                    help="parts to run (default: all)")
+    ap.add_argument("--books-accounts", type=int, default=1_000_000,
+                    help="accounts in the books of the bookkeepers' bench")
+    ap.add_argument("--transfers", type=int, default=2000)
+    ap.add_argument("--per-epoch", type=int, default=500)
+    ap.add_argument("--proof-members", type=int, default=1_000_000)
     args = ap.parse_args()
     if args.quick:
         args.accounts, args.members, args.receipts = 100_000, 1_000, 10_000
+        args.books_accounts, args.transfers, args.proof_members = 10_000, 400, 10_000
+    parts = set(args.only.split(","))
     tmp = Path(tempfile.mkdtemp(prefix="leither-bench-"))
     print(f"# load average at start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     try:
-        print(f"# sparse Merkle tree, {args.accounts:,} accounts (CPython "
-              f"{sys.version.split()[0]})")
-        rows, proofs, samples, root = bench_tree(args.accounts, [10_000, 100_000], tmp)
-        print_table(["workload", "updates", "wall s", "cpu s", "per wall s", "per cpu s"], rows)
-        print()
-        print(f"# proof sizes at {args.accounts:,} accounts (bytes; target <= 1024)")
-        print_table(["proof", "n", "mean", "median", "p99", "max"], proofs)
-        print()
-        print("# board-side verification (leither.smtverify on MicroPython, unix port)")
-        print_table(["workload", "proofs", "time", "note"], bench_micropython(samples, root,
-                                                                                tmp))
-        print()
-        print(f"# settlement: {args.receipts:,} receipts for {args.members:,} members")
-        print_table(["step", "items", "wall s", "cpu s", "per wall s", "per cpu s"],
-                    bench_settle(args.members, args.receipts, tmp))
+        if "tree" in parts:
+            bench_tree_part(args, tmp)
+        if "settle" in parts:
+            print(f"# settlement: {args.receipts:,} receipts for {args.members:,} members")
+            print_table(["step", "items", "wall s", "cpu s", "per wall s", "per cpu s"],
+                        bench_settle(args.members, args.receipts, tmp))
+        if "books" in parts:
+            bench_books_part(args, tmp)
+        if "members" in parts:
+            bench_members_part(args, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def bench_books_part(args: argparse.Namespace, tmp: Path) -> None:
+    from _ledger_books import bench_books
+
+    print(f"# settled transfers: 3 bookkeepers on a 3-member loopback etcd vs one host "
+          f"({args.books_accounts:,} accounts, {args.transfers:,} transfers, "
+          f"{args.per_epoch} per epoch)")
+    got = bench_books(args.books_accounts, args.transfers, args.per_epoch, tmp / "books")
+    if "skipped" in got:
+        print(f"skipped: {got['skipped']}")
+        return
+    print_table(["path", "seconds", "transfers/s", "note"], [
+        ("one host (queue + settle, SQLite)", f"{got['one_host_s']:.2f}",
+         f"{got['one_host_tps']:.0f}", ""),
+        ("3 bookkeepers (submit -> quorum-final)", f"{got['books_s']:.2f}",
+         f"{got['books_tps']:.0f}", f"submitting took {got['submit_s']:.2f} s"),
+        ("ratio bookkeepers / one host", "", f"{got['ratio']:.2f}",
+         "same root as one host" if got["same_root_as_one_host"] else "ROOTS DIFFER"),
+    ])
+    print(f"submission -> co-signed final epoch (paced epochs of 100): p50 "
+          f"{got['latency_p50_ms']:.0f} ms, p95 {got['latency_p95_ms']:.0f} ms; "
+          f"prefill of the books took {got['prefill_s']:.0f} s")
+    print()
+
+
+def bench_members_part(args: argparse.Namespace, tmp: Path) -> None:
+    from _ledger_books import bench_board, bench_member_proof
+
+    print(f"# one member's proof at {args.proof_members:,} members (and as many accounts)")
+    got, bundles, org_key = bench_member_proof(args.proof_members, tmp / "members")
+    print_table(["what", "value"], [
+        ("member tree built (s)", f"{got['build_s']:.1f}"),
+        ("balance + membership proof, mean bytes", f"{got['proof_bytes_mean']:.0f}"),
+        ("balance + membership proof, max bytes", got["proof_bytes_max"]),
+        ("whole bundle, max bytes (with signed record)", got["bundle_bytes_max"]),
+        ("ledger verify --proof on the host, ms", f"{got['verify_ms']:.2f}"),
+    ])
+    print()
+    print("# the board's check of those bundles (MicroPython)")
+    print_table(["interpreter", "check", "heap", "per bundle"],
+                bench_board(bundles, org_key, tmp / "members"))
+    print()
+
+
+def bench_tree_part(args: argparse.Namespace, tmp: Path) -> None:
+    print(f"# sparse Merkle tree, {args.accounts:,} accounts (CPython "
+          f"{sys.version.split()[0]})")
+    rows, proofs, samples, root = bench_tree(args.accounts, [10_000, 100_000], tmp)
+    print_table(["workload", "updates", "wall s", "cpu s", "per wall s", "per cpu s"], rows)
+    print()
+    print(f"# proof sizes at {args.accounts:,} accounts (bytes; target <= 1024)")
+    print_table(["proof", "n", "mean", "median", "p99", "max"], proofs)
+    print()
+    print("# board-side verification (leither.smtverify on MicroPython, unix port)")
+    print_table(["workload", "proofs", "time", "note"], bench_micropython(samples, root,
+                                                                            tmp))
+    print()
 
 
 if __name__ == "__main__":
