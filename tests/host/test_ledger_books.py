@@ -319,6 +319,10 @@ def test_cli_story(tmp_path, cluster, capsys):
                  "--home", str(home)]) == 0
     capsys.readouterr()
     assert run("books", "submit", str(app))["inputs"] == ["application"]
+    approval = tmp_path / "alice.ok"
+    approval.write_bytes(make_approval(h.key("default")[0], org_id, app.read_bytes(), "member",
+                                       T0 + 20))
+    assert run("books", "submit", str(approval))["inputs"] == ["approval"]
     closed = run("books", "close")
     assert closed["epoch"] == 1
     try:
@@ -330,7 +334,15 @@ def test_cli_story(tmp_path, cluster, capsys):
             "epoch": 1, "final": True, "root": st["epochs"][-1]["root"], "signed": 3}
         assert all(r["lag"] == 0 for r in st["bookkeepers"])
         assert keepers[0].open().db.conn.execute(
-            "SELECT count(*) FROM applications").fetchone()[0] == 1
+            "SELECT count(*) FROM members").fetchone()[0] == 2
+        # A proof from a bookkeeper's books carries the quorum; host and board check it.
+        proof = tmp_path / "alice.proof"
+        alice = ids.make_id(h.key("alice")[1])
+        run("ledger", "proof", alice, "--books", str(tmp_path / "b0"), "--out", str(proof))
+        checked = run("ledger", "verify", "--proof", str(proof))
+        assert checked["role"] == "member" and checked["epoch"] == 1
+        org_key = keepers[0].open().public
+        assert smtverify.check_bundle(proof.read_bytes(), org_key)["role"] == "member"
     finally:
         for k in keepers:
             k.close()

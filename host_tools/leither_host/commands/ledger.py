@@ -15,6 +15,7 @@ from leither_host.ledger import credit, members, pool, settle
 from leither_host.ledger import tx as tx_mod
 from leither_host.ledger.records import decode_record
 from leither_host.ledger.verbs import (
+    add_books_dir,
     add_common,
     emit,
     home,
@@ -30,6 +31,8 @@ EXAMPLES = """examples:
   leither ledger proof alice --out alice.proof   # a self-contained, signed proof
   leither ledger verify --proof alice.proof      # offline: no database needed
   leither ledger verify                          # replay every epoch, check the supply
+  leither ledger proof alice --books ~/.local/share/leither/books/2dpq… --out a.proof
+                                                 # from a bookkeeper's books: co-signed
   leither ledger history                         # epochs: roots, supply, minted, burned
   leither ledger history alice --json            # one member's balance per epoch
   leither ledger transfer bob 250 --key alice --out pay.tx
@@ -56,6 +59,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("member", nargs="?", help="member name, ID, ID prefix or 'treasury'")
     b.add_argument("--epoch", type=int, help="at this epoch (default: the latest)")
     add_common(b)
+    add_books_dir(b)
     b.set_defaults(func=run_balance)
 
     pr = sub_parser("proof", "an inclusion (or absence) proof of a member's balance")
@@ -63,6 +67,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     pr.add_argument("--epoch", type=int, help="at this epoch (default: the latest)")
     pr.add_argument("--out", metavar="FILE", help="write the proof bundle (CBOR) here")
     add_common(pr)
+    add_books_dir(pr)
     pr.set_defaults(func=run_proof)
 
     v = sub_parser("verify", "check a proof offline, or replay and check the whole book")
@@ -71,12 +76,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     v.add_argument("--fast", action="store_true",
                    help="replay without re-checking receipt signatures (checked on import)")
     add_common(v)
+    add_books_dir(v)
     v.set_defaults(func=run_verify)
 
     h = sub_parser("history", "epochs, or one member's balance per epoch")
     h.add_argument("member", nargs="?", help="member name, ID, ID prefix or 'treasury'")
     h.add_argument("--epoch", type=int, help="the per-member report of this epoch")
     add_common(h)
+    add_books_dir(h)
     h.set_defaults(func=run_history)
 
     t = sub_parser("transfer", "sign a transfer (the receiver countersigns it)")
@@ -179,14 +186,18 @@ def run_proof(args: argparse.Namespace) -> int:
             raise CliError(f"no epoch {epoch} (latest is {last['epoch']})")
         member_id, raw = member_key(org, args.member)
         proof = org.db.tree(epoch).prove(raw)
-        record = settle.open_epoch_record(bytes(row["record"]), org.public, org.books())
+        record = settle.open_epoch_record(bytes(row["record"]), org.public,
+                                          settle.books_of(org, row["record"]))
         parts = {"org_key": org.public, "record": bytes(row["record"]), "member": member_id,
                  "key": raw, "proof": proof}
         if "books" in record:
             if "sigs" not in record:
                 raise CliError(f"epoch {epoch} is not final yet: no quorum of bookkeepers "
                                f"signed it (leither books status)")
-            parts["books"] = bytes(org.db.get_meta("books"))
+            books = org.books_record(record["books"])
+            if books is None:
+                raise CliError(f"bookkeeper set v{record['books']} is not in these books")
+            parts["books"] = books
         if "mroot" in record:
             parts["mproof"] = members.prove(org.db, record["members"], raw)
         bundle = cbor.dumps(parts)

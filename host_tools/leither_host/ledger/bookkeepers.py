@@ -166,7 +166,7 @@ def set_bookkeepers(org: Any, members: list[tuple[str, bytes]], etcd: list[str] 
         if log.get(log.key("genesis")) is not None:
             submit(log, [("books", record)], now_ms)
     with org.db.transaction():
-        org.db.set_meta("books", record)
+        org.set_books(record, opened["version"])
     return opened
 
 
@@ -222,8 +222,8 @@ class Bookkeeper:
     def applied(self) -> int:
         return int(self.open().db.get_meta("log_seq", 0))
 
-    def index(self) -> int:
-        books = self.open().books()
+    def index(self, version: int | None = None) -> int:
+        books = self.open().books(version)
         return list(books["keys"]).index(self.public) if self.public in books["keys"] else -1
 
     # -- replay ---------------------------------------------------------------------------
@@ -289,7 +289,7 @@ class Bookkeeper:
             if new["version"] != org.books_version() + 1:
                 raise DecodeError(f"bookkeeper set v{new['version']} does not follow "
                                   f"v{org.books_version()}")
-            org.db.set_meta("books", data)
+            org.set_books(data, new["version"])
         elif kind == "close":
             body = _by_supervisor(org, data, CLOSE, "close", {"epoch": int, "until": int})
             last = org.db.last_epoch()
@@ -317,7 +317,7 @@ class Bookkeeper:
             record = decode_record(bytes(row["record"]))
             if "sigs" in record:  # already final: publish our own signature from it
                 own = {k: v for k, v in record.items() if k != "sigs"}
-                mine = [s for i, s in record["sigs"] if i == self.index()]
+                mine = [s for i, s in record["sigs"] if i == self.index(record["books"])]
                 if not mine:
                     continue
                 own["sig"] = mine[0]
@@ -338,10 +338,11 @@ class Bookkeeper:
                   "final": int(org.db.get_meta("final_epoch", 0)), "time": time_ms()}
         self.log.put(self.log.key("status", self.id), bytes(cbor.dumps(status)))
 
-    def votes(self, number: int) -> dict[str, Any]:
+    def votes(self, number: int, version: int | None = None) -> dict[str, Any]:
         """What the bookkeepers signed for an epoch: {"groups": {digest: [(index, record)]},
-        "invalid": [...]}; a record counts once per bookkeeper, checked against its key."""
-        books = self.org.books()
+        "invalid": [...]}; a record counts once per bookkeeper of the set version that signs
+        the epoch, checked against its key."""
+        books = self.org.books(version)
         keys = list(books["keys"])
         groups: dict[bytes, list[tuple[int, dict[str, Any]]]] = {}
         invalid = []
@@ -369,7 +370,7 @@ class Bookkeeper:
             mine = decode_record(bytes(org.db.epoch(number)["record"]))
             unsigned = {k: v for k, v in mine.items() if not k.startswith("sig")}
             digest = hashlib.sha256(cbor.dumps(unsigned)).digest()
-            votes = self.votes(number)
+            votes = self.votes(number, mine.get("books"))
             agreeing = votes["groups"].get(digest, [])
             if len(agreeing) < votes["quorum"]:
                 for other, signers in votes["groups"].items():

@@ -323,6 +323,7 @@ class Organization:
             db.set_meta("name", name)
             db.set_meta("created_ms", created_ms)
             db.set_meta("books", books)
+            db.set_meta(f"books_v{cbor.loads(books)['version']}", books)
             db.set_meta("org_key", org_key)
         db.close()
         org = cls(directory)
@@ -335,12 +336,23 @@ class Organization:
             org._publish_member_list(None, created_ms, change)
         return org
 
-    def books(self) -> dict[str, Any] | None:
-        """The opened bookkeeper set record, or None for a one-host organization."""
+    def books(self, version: int | None = None) -> dict[str, Any] | None:
+        """The opened bookkeeper set record (None: the latest version), or None for a
+        one-host organization."""
         from leither_host.ledger import bookkeepers
 
-        data = self.db.get_meta("books")
-        return bookkeepers.open_books(bytes(data), self.public) if data else None
+        data = self.books_record(version)
+        return bookkeepers.open_books(data, self.public) if data else None
+
+    def books_record(self, version: int | None = None) -> bytes | None:
+        data = self.db.get_meta("books" if version is None else f"books_v{version}")
+        return bytes(data) if data is not None else None
+
+    def set_books(self, record: bytes, version: int) -> None:
+        """Keep a bookkeeper set record (inside a transaction): every version stays readable,
+        since each epoch record names the one that signs it."""
+        self.db.set_meta("books", record)
+        self.db.set_meta(f"books_v{version}", record)
 
     def books_version(self) -> int:
         found = self.books()

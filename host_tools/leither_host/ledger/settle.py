@@ -508,6 +508,12 @@ def open_epoch_record(data: bytes, org_key: bytes, books: dict[str, Any] | None 
     raise AuthError("epoch record is not signed by any of the bookkeepers")
 
 
+def books_of(org: Any, record: bytes) -> dict[str, Any] | None:
+    """The bookkeeper set (opened) that signs this stored epoch record, if any."""
+    version = decode_record(bytes(record)).get("books")
+    return org.books(version) if type(version) is int else None
+
+
 def check_quorum(body: dict[str, Any], books: dict[str, Any]) -> int:
     """How many distinct bookkeepers signed body (its "sigs": [[index, sig], ...]);
     AuthError below the set's quorum."""
@@ -540,7 +546,7 @@ def replay(org: Any, number: int, check_receipt_signatures: bool = True) -> dict
     row = db.epoch(number)
     if row is None:
         raise SettlementError(f"no epoch {number}")
-    record = open_epoch_record(bytes(row["record"]), org.public, org.books())
+    record = open_epoch_record(bytes(row["record"]), org.public, books_of(org, row["record"]))
     inputs = cbor.loads(bytes(row["inputs"]), max_len=1 << 30, max_items=1 << 24,
                         max_total=1 << 31)
     if hashlib.sha256(bytes(row["inputs"])).digest() != record["inputs"]:

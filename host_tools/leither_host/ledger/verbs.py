@@ -30,6 +30,12 @@ def add_common(p: argparse.ArgumentParser, org: bool = True, key: bool = False) 
     p.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
+def add_books_dir(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--books", metavar="DIR",
+                   help="read a bookkeeper's books (`books serve --dir`, default "
+                        "DATA/books/ORG_ID) instead of this host's organization")
+
+
 def parser(sub: argparse._SubParsersAction, name: str, help: str, examples: str
            ) -> argparse.ArgumentParser:
     return sub.add_parser(name, help=help, description=help[:1].upper() + help[1:] + ".",
@@ -41,6 +47,11 @@ def home(args: argparse.Namespace) -> Home:
 
 
 def open_org(args: argparse.Namespace) -> Organization:
+    books = getattr(args, "books", None)
+    if books:
+        if not (Path(books) / "ledger.sqlite").exists():
+            raise CliError(f"no books at {books}")
+        return Organization(Path(books))
     h = home(args)
     name = h.default_org(getattr(args, "org", None))
     directory = h.org_dir(name)
