@@ -3,11 +3,11 @@
 # Without root it only reports what is missing: those tests skip with a clear reason.
 #   network tests:     socat iproute2 nftables avahi dbus syncthing
 #   32-bit MicroPython (the ESP32 stand-in, built from ../shared/micropython): gcc-multilib make
-#   Pi Zero under emulation (armel rootfs): mmdebstrap qemu-user-static binfmt-support
+#   Pi Zero under emulation (armel rootfs): mmdebstrap arch-test qemu-user-static binfmt-support
 #   bookkeepers: etcd-server;  dashboard in a real browser: chromium chromium-driver
 set -u
 want=(socat iproute2 nftables avahi-daemon avahi-utils dbus syncthing
-      gcc-multilib make mmdebstrap qemu-user-static binfmt-support
+      gcc-multilib make mmdebstrap arch-test qemu-user-static binfmt-support
       etcd-server chromium chromium-driver)
 missing=()
 for pkg in "${want[@]}"; do

@@ -28,6 +28,8 @@ DIST_NAME = "leither_node"  # the wheel's distribution name (PEP 427 escaping: n
 PREFIX = "/opt/leither"  # code: lib/ (the wheel, unpacked) and deps/ (pip, only if needed)
 STATE = "/var/lib/leither"  # the node's root: key, owner, store, pairing, config
 SERVICE_USER = "leither"
+# What install.sh asks apt for when the Pi lacks it (then pip, for what the OS has not).
+OS_PACKAGES = ("python3", "python3-gpiozero", "python3-pycryptodome")
 # Entries in the wheel and tarball carry this time (the zip format's earliest), so the same
 # sources give the same bytes.
 _EPOCH = (1980, 1, 1, 0, 0, 0)
@@ -141,14 +143,15 @@ rm -rf "$PREFIX/lib.old" "$PREFIX/venv"  # venv: the layout of bundles before 0.
 
 # 5. State: the node's alone. A claimed node keeps its config (name, port, Wi-Fi); a node
 #    nobody owns yet takes this bundle's, so its claim token is the one `leither flash` printed.
+if [ -d "$STATE" ] && [ "$(stat -c %u "$STATE")" != "$(id -u "$USER_NAME")" ]; then
+    chown -R "$USER_NAME:$USER_NAME" "$STATE"  # kept by a root-run node of older bundles
+fi
 install -d -m 0700 -o "$USER_NAME" -g "$USER_NAME" "$STATE"
 if [ -f "$STATE/config.json" ] && [ -f "$STATE/owner.pub" ]; then
     say "claimed node: keeping $STATE/config.json"
 else
     install -m 0600 -o "$USER_NAME" -g "$USER_NAME" config.json "$STATE/config.json"
 fi
-chown -R "$USER_NAME:$USER_NAME" "$STATE"
-chmod 0700 "$STATE"
 
 # 6. The service.
 install -m 0644 leither.service "$UNIT"
