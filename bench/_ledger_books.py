@@ -69,6 +69,12 @@ def _transfers(org_id: str, seeds: list[bytes], n: int) -> list[bytes]:
     return out
 
 
+def _cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) a live process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _final(log: Any, books: dict[str, Any], epoch: int) -> bool:
     roots: dict[bytes, int] = {}
     for _key, value in log.get_prefix(log.key("sig", "%012d" % epoch) + b"/"):
@@ -128,6 +134,7 @@ def bench_books(accounts: int, transfers: int, per_epoch: int, tmp: Path) -> dic
         signed = _transfers(org_id, seeds, transfers)
         # 1a. one host: queue (signatures checked) and settle, epoch by epoch.
         t = time.perf_counter()
+        cpu = time.process_time()
         end = T0 + 10
         for i in range(0, transfers, per_epoch):
             for data in signed[i:i + per_epoch]:
@@ -136,6 +143,7 @@ def bench_books(accounts: int, transfers: int, per_epoch: int, tmp: Path) -> dic
             summary = settle.run_epoch(one, end_ms=end, now_ms=end)
             assert not summary["rejected"], summary["rejected"][:2]
         out["one_host_s"] = time.perf_counter() - t
+        out["one_host_cpu_s"] = time.process_time() - cpu
         one_root = bytes(one.db.last_epoch()["root"])
         one.close()
         # 1b. three bookkeepers on etcd, everything submitted at once.
@@ -159,6 +167,7 @@ def bench_books(accounts: int, transfers: int, per_epoch: int, tmp: Path) -> dic
         out["submit_s"] = time.perf_counter() - t
         _wait_final(log, books, epoch)
         out["books_s"] = time.perf_counter() - t
+        out["books_cpu_s"] = [_cpu_s(p.pid) for p in procs]
         last = [k for k, _v in log.get_prefix(log.key("sig", "%012d" % epoch) + b"/")]
         roots = {cbor.loads(v)["root"] for _k, v in
                  log.get_prefix(log.key("sig", "%012d" % epoch) + b"/")}

@@ -272,6 +272,11 @@ def bench_books_part(args: argparse.Namespace, tmp: Path) -> None:
         ("ratio bookkeepers / one host", "", f"{got['ratio']:.2f}",
          "same root as one host" if got["same_root_as_one_host"] else "ROOTS DIFFER"),
     ])
+    cpus = ", ".join(f"{c:.1f}" for c in got["books_cpu_s"])
+    print(f"CPU seconds: one host {got['one_host_cpu_s']:.1f}; each bookkeeper process "
+          f"{cpus} (start-up and the {got['accounts']:,}-account books' pages included); "
+          f"on a machine with a core per bookkeeper the ratio is about one host's CPU / one "
+          f"bookkeeper's: {got['one_host_cpu_s'] / max(got['books_cpu_s']):.2f}")
     print(f"submission -> co-signed final epoch (paced epochs of 100): p50 "
           f"{got['latency_p50_ms']:.0f} ms, p95 {got['latency_p95_ms']:.0f} ms; "
           f"prefill of the books took {got['prefill_s']:.0f} s")

@@ -49,6 +49,7 @@ CLOSE = b"leither-epoch-close/1"
 DEPLOY = b"leither-contract-deploy/1"
 KINDS = ("application", "approval", "receipt", "tx", "contract", "credit", "books", "close")
 READ_BATCH = 200  # log entries read per request
+REPORT_EVERY_S = 10.0  # an idle bookkeeper's status in etcd is refreshed this often
 PREFIX = "/leither/books/"
 
 
@@ -187,6 +188,8 @@ class Bookkeeper:
         self.log = log
         self.org: Any = None
         self.rejected: list[dict[str, Any]] = []  # this run's rejected inputs, for the operator
+        self._reported: dict[str, Any] = {}
+        self._reported_at = 0.0
 
     def open(self) -> Any:
         """The books, made from the genesis in etcd on first use."""
@@ -335,8 +338,13 @@ class Bookkeeper:
         top = last["epoch"] if last else 0
         status = {"seq": self.applied(), "epoch": top,
                   "root": bytes(last["root"]) if last else settle.EMPTY_ROOT,
-                  "final": int(org.db.get_meta("final_epoch", 0)), "time": time_ms()}
-        self.log.put(self.log.key("status", self.id), bytes(cbor.dumps(status)))
+                  "final": int(org.db.get_meta("final_epoch", 0))}
+        now = time.monotonic()
+        if status == self._reported and now - self._reported_at < REPORT_EVERY_S:
+            return  # an idle bookkeeper writes to etcd once in a while, not at every poll
+        self.log.put(self.log.key("status", self.id),
+                     bytes(cbor.dumps(dict(status, time=time_ms()))))
+        self._reported, self._reported_at = status, now
 
     def votes(self, number: int, version: int | None = None) -> dict[str, Any]:
         """What the bookkeepers signed for an epoch: {"groups": {digest: [(index, record)]},
