@@ -95,6 +95,25 @@ def _run(cmd: list[str], env: dict[str, str], tmp: Path, seed: int) -> dict[str,
     return stats
 
 
+def _restore_cycle(cmd: list[str], env: dict[str, str]) -> float:
+    """Seconds one uninterrupted pass over both exports takes here ("R 0" to "C 1")."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    assert proc.stdout is not None
+    try:
+        assert proc.stdout.readline().startswith(b"R"), "writer did not start"
+        start = time.monotonic()
+        deadline = start + 120
+        while time.monotonic() < deadline:  # the writer prints a line per restore, forever
+            line = proc.stdout.readline()
+            assert line, "writer exited: " + proc.stderr.read().decode()[-2000:]
+            if line.strip() == b"C 1":
+                return time.monotonic() - start
+        raise AssertionError("two restores took over 120 s")
+    finally:
+        proc.kill()
+        proc.communicate(timeout=20)
+
+
 def _run_restores(cmd: list[str], env: dict[str, str], tmp: Path, seed: int) -> int:
     """Kill restores midway: the db must read back as one of the exports, whole."""
     writer = _writer_module()
@@ -115,13 +134,16 @@ def _run_restores(cmd: list[str], env: dict[str, str], tmp: Path, seed: int) -> 
         digests.append(_digest(ref))
         ref.close()
     path = tmp / "restored"
+    cycle = _restore_cycle(cmd + [str(tmp / "calibrate"), "restore"] + files, env)
     seen = set()
     for _ in range(KILLS // 4):
         proc = subprocess.Popen(cmd + [str(path), "restore"] + files, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, env=env)
         assert proc.stdout is not None
         assert select.select([proc.stdout], [], [], 20)[0], "writer did not start"
-        time.sleep(rnd.random() * 0.5)
+        # Kills spread over one and a half cycles of this machine's own pace (a fixed 0.5 s
+        # window missed the second restore entirely on a loaded machine).
+        time.sleep(rnd.random() * 1.5 * cycle)
         proc.send_signal(signal.SIGKILL)
         out, err = proc.communicate(timeout=20)
         assert proc.returncode == -signal.SIGKILL, err.decode()[-2000:]
