@@ -49,7 +49,9 @@ Versions
     ``del_versions(mid, versions) -> count``; ``verify(mid, version)`` reads every block back;
     ``retain(mid, keep_last=10, now=None) -> [deleted n]`` (staggered thinning, see ``thin``);
     ``collect() -> dict`` mark-and-sweep of blocks nothing references (crash-safe);
-    ``maintain(keep_last=10)`` retain on every MiMei then collect (run it now and then).
+    ``maintain(keep_last=10)`` retain on every MiMei then collect (run it now and then);
+    ``maintain_steps()``/``collect_steps()`` the same as generators that yield between small
+    pieces of work, so a node serves its sessions meanwhile (writes in between are safe).
 
 References and rights
     ``add_ref(mid, other) -> count``, ``del_ref(mid, other) -> count``, ``get_ref(mid) -> dict``;
@@ -109,6 +111,7 @@ _CUR = ("root", "size")  # state fields of cur's tree
 _STAGE = ("sroot", "ssize")  # of a staged put's (absent when none; "stime": last write, ms)
 STAGE_IDLE = 3600000  # ms a staged put may sit unwritten before maintain() drops it
 META = ("app", "ext", "mark", "ctime", "release", "refs", "rights")  # see set_meta
+_MARK_STEP = const(256)  # blocks marked between two yields of collect_steps
 _RECORD_KEYS = ("author", "key", "mid", "n", "prev", "root", "sig", "size", "time", "type")
 
 
@@ -724,13 +727,24 @@ class Store:
         """Retention for every MiMei (retain), then collect: what a node runs now and then.
 
         Returns {"deleted": versions dropped, "packs": packs rewritten, "freed": bytes}."""
+        return _finish(self.maintain_steps(keep_last, now, min_dead))
+
+    def maintain_steps(self, keep_last=KEEP_LAST, now=None, min_dead=0.25):
+        """maintain() as a generator that yields between small pieces of work (a MiMei's
+        retention, a few hundred blocks marked, a pack swept): a node's event loop serves
+        its sessions in between (``for _ in steps: await asyncio.sleep(0)``), and the
+        writes they make meanwhile are safe (see collect_steps). Its return value (the
+        StopIteration's) is maintain()'s."""
         deleted = 0
         for mid in self.list():
+            if not self.exists(mid):
+                continue  # removed meanwhile
             deleted += len(self.retain(mid, keep_last, now))
             st = self._state(mid)
             if st.get("stime") is not None and (now or time_ms()) - st["stime"] > STAGE_IDLE:
                 self.discard(mid)  # an upload abandoned an hour ago
-        result = self.collect(min_dead)
+            yield
+        result = yield from self.collect_steps(min_dead)
         result["deleted"] = deleted
         return result
 
@@ -756,6 +770,8 @@ class Store:
     def _roots(self):
         """Yield (hash, is_tree, partial) for every root the collector must keep."""
         for mid in self.list():
+            if not self.exists(mid):
+                continue  # removed while a stepped collection ran (a corrupt one raises)
             st = self._state(mid)
             if st["root"] is not None:
                 yield st["root"], True, False
@@ -768,27 +784,48 @@ class Store:
         for name in os.listdir(self.root + "/pending"):
             if name.endswith(".tmp"):
                 continue
-            with open(self.root + "/pending/" + name, "rb") as f:
-                data = f.read()
+            try:
+                with open(self.root + "/pending/" + name, "rb") as f:
+                    data = f.read()
+            except OSError:
+                continue  # the import committed meanwhile: its MiMei's roots hold it
             yield store.sha256(data), False, True
             yield cbor.loads(data)["root"], True, True
 
     def collect(self, min_dead=0.25):
         """Mark every block reachable from a MiMei, then compact packs of dead blocks."""
+        return _finish(self.collect_steps(min_dead))
+
+    def collect_steps(self, min_dead=0.25):
+        """collect() as a generator yielding every _MARK_STEP blocks marked and every pack
+        swept. Writes between the steps are safe: only packs sealed before the mark began
+        are swept, and a block found by put() or has() meanwhile (a reference made to it)
+        is marked live then (BlockStore.live)."""
         self.sync()  # the mark reads state files: what they point at must be what is live
         self._drop_reader()
-        live = store.LiveSet(self.blocks.count())
-        for h, is_tree, partial in self._roots():
-            if not is_tree:
-                live.add(h)
-            elif partial:
-                for b in store.walk(self.blocks, h, store.PRESENT):
+        bs = self.blocks
+        live = store.LiveSet(bs.count())
+        packs = bs.packs()
+        bs.live = live
+        try:
+            marked = 0
+            for h, is_tree, partial in self._roots():
+                if not is_tree:
+                    live.add(h)
+                    continue
+                for b in store.walk(bs, h, store.PRESENT if partial else store.ALL):
                     live.add(b)
-            else:
-                for b in store.walk(self.blocks, h):
-                    live.add(b)
-        packs, freed = self.blocks.sweep(live.has, min_dead)
-        return {"packs": packs, "freed": freed}
+                    marked += 1
+                    if marked % _MARK_STEP == 0:
+                        yield
+            swept = [0, 0]
+            for step in bs.sweep_steps(live.has, min_dead, packs):
+                swept[0] += step[0]
+                swept[1] += step[1]
+                yield
+        finally:
+            bs.live = None
+        return {"packs": swept[0], "freed": swept[1]}
 
     # -- blocks (paired backup) ----------------------------------------------------------------
 
@@ -910,6 +947,15 @@ class Store:
     def free(self):
         """Bytes free for content (the file system's free space less the reserve)."""
         return max(0, self.blocks.free() - self.reserve)
+
+
+def _finish(steps):
+    """Run a stepped job to its end; its return value."""
+    try:
+        while True:
+            next(steps)
+    except StopIteration as done:
+        return done.args[0] if done.args else None
 
 
 def _pieces(reader):

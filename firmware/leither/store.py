@@ -15,6 +15,7 @@ Blocks
     * ``sweep(is_live) -> (packs_rewritten, bytes_freed)`` -- the sweep of a mark-and-sweep
       collection: packs holding dead blocks are compacted (live blocks copied to the open pack,
       synced, then the old pack removed) -- a crash at any point loses nothing live;
+      ``sweep_steps`` is the same one pack per step (see ``live``);
     * ``used() -> bytes`` of pack data; ``count()`` blocks; ``close()``;
     * ``check(h, data) -> bool`` and ``_check_from(f, h, length, view)``: what makes a record
       genuine (its SHA-256 here); a store keyed otherwise overrides the two (leither.vault).
@@ -247,6 +248,9 @@ class BlockStore:
         self._handles = []  # [(name, file)] most recent last, <= _HANDLES
         self._hint = 0  # index in _sealed of the pack of the last block found there
         self._hdr = bytearray(_HDR)  # record header buffer for reads
+        # The LiveSet of a collection in progress (leither.mimei.collect_steps): blocks that
+        # put() or has() find meanwhile are added to it, since a reference to them may follow.
+        self.live = None
         self._recover()
 
     # -- opening and recovery --------------------------------------------------------------
@@ -452,7 +456,12 @@ class BlockStore:
         return None
 
     def has(self, h):
-        return self._locate(bytes(h)) is not None
+        h = bytes(h)
+        if self._locate(h) is None:
+            return False
+        if self.live is not None:
+            self.live.add(h)  # a reference may be made to it while a collection runs
+        return True
 
     def get(self, h, buf=None):
         """The block named h, verified against its hash.
@@ -505,6 +514,8 @@ class BlockStore:
         h = hasher.digest()
         if self._locate(h) is None:
             self._append(h, data, head)
+        elif self.live is not None:
+            self.live.add(h)  # referenced again while a collection runs: keep it
         return h
 
     def _append(self, h, data, head=None):
@@ -653,22 +664,31 @@ class BlockStore:
         live set is fine: a false positive only keeps garbage a while longer). Packs with no
         live block go first (removing them needs no space), then the others, most dead first,
         each only if the free space holds its live part: a full flash can always be freed.
+        Returns (packs rewritten, bytes freed).
         """
+        done = [0, 0]
+        for step in self.sweep_steps(is_live, min_dead):
+            done[0] += step[0]
+            done[1] += step[1]
+        return done[0], done[1]
+
+    def sweep_steps(self, is_live, min_dead=0.25, packs=None):
+        """sweep() as a generator of (packs rewritten, bytes freed), one pack per step; with
+        packs, only those (the ones sealed when a mark began: leither.mimei.collect_steps).
+        A pack's live part is counted again just before it goes, so a block marked live
+        between the steps (BlockStore.live) is moved out, not lost."""
         work = []  # (live bytes, dead bytes, pack): bound: one entry per sealed pack
-        for n in self._sealed:
-            live = 0
-            dead = 0
-            for h, _off, length in self._entries(n):
-                if is_live(h):
-                    live += _HDR + length
-                else:
-                    dead += _HDR + length
-            if dead and dead >= min_dead * (live + dead):
-                work.append((live, dead, n))
+        for n in list(self._sealed if packs is None else packs):
+            if n in self._sealed:
+                live, dead = self._liveness(n, is_live)
+                if dead and dead >= min_dead * (live + dead):
+                    work.append((live, dead, n))
+            yield 0, 0
         work.sort(key=lambda w: (w[0] > 0, -w[1] * 1000 // (w[0] + w[1])))
-        rewritten = 0
-        freed = 0
-        for live, _dead, n in work:
+        for _live, _dead, n in work:
+            if n not in self._sealed:
+                continue
+            live = self._liveness(n, is_live)[0]
             if live:
                 if self.free() < live + _IX_HEAD + PACK_RECORDS * _IX_ENTRY + 8192:
                     continue  # not enough room to move the live blocks out yet
@@ -680,7 +700,7 @@ class BlockStore:
                 except StoreError:
                     # Full after all (file systems need room of their own): keep this pack;
                     # the copies made so far are harmless duplicates. Stop here.
-                    break
+                    return
             size = os.stat(self._name(n, "pk"))[6]
             self._drop_handles(n)
             i = self._sealed.index(n)
@@ -690,9 +710,18 @@ class BlockStore:
             # Pack first, then index: a crash in between leaves an orphan index, dropped at open.
             os.remove(self._name(n, "pk"))
             os.remove(self._name(n, "ix"))
-            rewritten += 1
-            freed += size - live
-        return rewritten, freed
+            yield 1, size - live
+
+    def _liveness(self, n, is_live):
+        """(live bytes, dead bytes) of sealed pack n."""
+        live = 0
+        dead = 0
+        for h, _off, length in self._entries(n):
+            if is_live(h):
+                live += _HDR + length
+            else:
+                dead += _HDR + length
+        return live, dead
 
 
 class LiveSet:
