@@ -194,73 +194,64 @@ def _default_ecb(key):
     return AES128(key)
 
 
-# The pure curve code, MicroPython's always and CPython's fallback. Those modules cost ~20 KB of
-# a board's heap once imported: only code that signs or agrees keys pays for them (imported on
-# first use; later a sys.modules lookup).
-def _pure_sign_public(seed):
+# The pure curve code: MicroPython's always, CPython's where pycryptodome lacks it (replaced
+# below). Those modules cost ~20 KB of a board's heap once imported: only code that signs or
+# agrees keys pays for them (imported on first use; later a sys.modules lookup).
+def sign_public(seed):
+    """The Ed25519 public key (32 bytes) of a 32-byte seed."""
     from leither import ed25519
 
     return ed25519.public_key(seed)
 
 
-def _pure_sign(seed, msg):
+def sign(seed, msg):
+    """The 64-byte Ed25519 signature of msg by the key of seed."""
     from leither import ed25519
 
     return ed25519.sign(seed, msg)
 
 
-def _pure_verify(public, msg, signature):
+def verify(public, msg, signature):
+    """True if signature is a valid Ed25519 signature of msg by public; never raises."""
     from leither import ed25519
 
     return ed25519.verify(public, msg, signature)
 
 
-def _pure_dh_public(private):
+def _dh_public(private):
     from leither import x25519
 
     return x25519.public_key(private)
 
 
-def _pure_dh(private, public):
+def _dh(private, public):
     from leither import x25519
 
     return x25519.x25519(private, public)
 
 
-if _MICROPYTHON:
-    PYCRYPTODOME = None
-    BACKEND = "micropython: cryptolib AES, pure Ed25519/X25519"
-    CTR = CTRFromECB
-    sign_public = _pure_sign_public
-    sign = _pure_sign
-    verify = _pure_verify
-    _dh_public = _pure_dh_public
-    _dh = _pure_dh
-else:
+CTR = CTRFromECB
+PYCRYPTODOME = None  # on CPython: "Crypto" or "Cryptodome", the name pycryptodome was found by
+BACKEND = "cryptolib AES, pure Ed25519/X25519"  # what serves, for logs and benches
+if not _MICROPYTHON:
     from leither import cryptodome as _lib
 
-    PYCRYPTODOME = _lib.NAMESPACE  # "Crypto", "Cryptodome" or None
+    PYCRYPTODOME = _lib.NAMESPACE
     _slow = []  # the pieces that run on pure Python here
     if _lib.AES is not None:
         CTR = _lib.CTR
     else:
-        CTR = CTRFromECB
         _slow.append("AES")
     if _lib.eddsa is not None:
         sign_public = _lib.sign_public
         sign = _lib.sign
         verify = _lib.verify
     else:
-        sign_public = _pure_sign_public
-        sign = _pure_sign
-        verify = _pure_verify
         _slow.append("Ed25519")
     if _lib.DH is not None:
         _dh_public = _lib.dh_public
         _dh = _lib.dh
     else:
-        _dh_public = _pure_dh_public
-        _dh = _pure_dh
         _slow.append("X25519")
     if PYCRYPTODOME is None:
         BACKEND = "pure Python (no pycryptodome)"

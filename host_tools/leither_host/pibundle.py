@@ -202,7 +202,7 @@ def node_wheel(out_dir: Path, exclude_ports: set[str]) -> Path:
         f"Version: {version}",
         "Summary: Leither node for CPython boards (Raspberry Pi): storage, RPC, mDNS, pairing",
         "License: MIT",
-        "Requires-Python: >=3.9",
+        "Requires-Python: >=3.11",
         "Provides-Extra: fast",
         'Requires-Dist: pycryptodome>=3.15; extra == "fast"',
         "Provides-Extra: pi",

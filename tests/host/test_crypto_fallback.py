@@ -131,7 +131,7 @@ def run_child(hidden: tuple[str, ...]) -> tuple[dict, list[str]]:
 
 
 LIB = "leither.cryptodome"
-PURE = "leither.crypto"  # the _pure_* functions and CTRFromECB live in leither.crypto
+PURE = "leither.crypto"  # the pure sign/verify/_dh and CTRFromECB live in leither.crypto
 
 
 def test_backend_crypto_namespace() -> None:
@@ -158,13 +158,13 @@ def test_backend_release_without_x25519() -> None:
     report, notices = run_child(("Crypto.Protocol.DH", "Cryptodome"))
     assert report["namespace"] == "Crypto"
     assert report["ctr"] == f"{LIB}.CTR" and report["sign"] == f"{LIB}.sign"
-    assert report["dh"] == f"{PURE}._pure_dh"
+    assert report["dh"] == f"{PURE}._dh"
     assert len(notices) == 1 and "lacks X25519" in notices[0], notices
 
 
 def test_backend_pure_python() -> None:
     report, notices = run_child(("Crypto", "Cryptodome"))
     assert report["namespace"] is None and report["backend"].startswith("pure Python")
-    assert report["ctr"] == f"{PURE}.CTRFromECB" and report["sign"] == f"{PURE}._pure_sign"
-    assert report["dh"] == f"{PURE}._pure_dh"
+    assert report["ctr"] == f"{PURE}.CTRFromECB" and report["sign"] == f"{PURE}.sign"
+    assert report["dh"] == f"{PURE}._dh"
     assert len(notices) == 1 and "no pycryptodome" in notices[0], notices
