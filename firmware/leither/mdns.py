@@ -60,6 +60,7 @@ _ENTRY_BYTES = const(144)  # heap of one cache entry besides its strings (Record
 _RESULTS_MAX = const(16)  # nodes returned by one browse: a home LAN
 _UNICAST_PER_S = const(20)  # unicast replies per second: QU and one-shot askers on a home LAN
 _PENDING_MAX = const(12)  # records waiting for a delayed multicast: all of ours, twice over
+_OOM_RETRY_MS = const(50)  # wait before receiving again after a MemoryError
 
 # States of the responder (public: the runtime and tests read .state).
 IDLE = const(0)
@@ -120,6 +121,12 @@ except AttributeError:  # CPython
             pass
 
 
+def _collect():
+    import gc
+
+    gc.collect()
+
+
 def _default_log(line):
     print("mdns:", line)
 
@@ -146,6 +153,7 @@ class MDNS:
         self.responding = True  # False in query-only mode (5353 busy, see port.net)
         self.state = IDLE
         self.dropped = 0  # packets dropped as malformed
+        self.out_of_memory = 0  # receives or packets given up for lack of heap (retried)
         self.announced = asyncio.Event()
         self._rename_count = 1
         self._conflict = False
@@ -708,6 +716,14 @@ class MDNS:
         while True:
             try:
                 data, src = await net.recvfrom(self.sock, _RECV_MAX)
+            except MemoryError:
+                # No _RECV_MAX-byte block free right now (the heap is busy or fragmented, e.g.
+                # during a bulk transfer): the datagram stays queued in the stack. Free what
+                # can be freed and try again shortly; mDNS must outlive a busy moment.
+                self.out_of_memory += 1
+                _collect()
+                await _sleep_ms(_OOM_RETRY_MS)
+                continue
             except OSError as err:
                 self.log(f"receive failed: {err}")
                 await _sleep_ms(100)
@@ -715,8 +731,11 @@ class MDNS:
             try:
                 self.handle_packet(data, src)
             except Exception as err:  # noqa: BLE001 - hostile input must never stop the node
+                data = None  # give its heap back before anything else
                 self.dropped += 1
-                if self.dropped <= 3 or self.dropped % 100 == 0:
+                if isinstance(err, MemoryError):
+                    self.out_of_memory += 1
+                elif self.dropped <= 3 or self.dropped % 100 == 0:
                     self.log(f"packet from {src[0]} dropped: {type(err).__name__} {err}")
 
     async def _send_loop(self):

@@ -94,3 +94,37 @@ def test_browse_gives_the_cache_back():
         m.close()
 
     asyncio.run(run())
+
+
+def test_receive_loop_outlives_memory_errors():
+    from leither.port import net
+
+    async def run():
+        m, sent = make()
+        query = dns.encode(dns.Message(0, questions=[
+            dns.Question("node-a._leither._tcp.local", dns.TYPE_SRV)]))
+        script = ["oom", "oom", query]
+
+        async def recvfrom(sock, size):
+            while not script:
+                await asyncio.sleep(0.01)
+            item = script.pop(0)
+            if item == "oom":
+                raise MemoryError("memory allocation failed, allocating 1500 bytes")
+            return item, ("10.0.0.9", 5353)
+
+        saved = net.recvfrom
+        net.recvfrom = recvfrom
+        try:
+            task = asyncio.create_task(m._receive_loop())
+            for _ in range(500):
+                if sent:
+                    break
+                await asyncio.sleep(0.01)
+            task.cancel()
+        finally:
+            net.recvfrom = saved
+        assert m.out_of_memory == 2
+        assert sent and sent[0].answers[0].rtype == dns.TYPE_SRV  # still answering
+
+    asyncio.run(run())
