@@ -274,12 +274,20 @@ def bench_books_part(args: argparse.Namespace, tmp: Path) -> None:
     ])
     cpus = ", ".join(f"{c:.1f}" for c in got["books_cpu_s"])
     print(f"CPU seconds: one host {got['one_host_cpu_s']:.1f}; each bookkeeper process "
-          f"{cpus} (start-up and the {got['accounts']:,}-account books' pages included); "
+          f"{cpus} (from the first submission; pages of the {got['accounts']:,}-account books "
+          f"read on first use included); "
           f"on a machine with a core per bookkeeper the ratio is about one host's CPU / one "
           f"bookkeeper's: {got['one_host_cpu_s'] / max(got['books_cpu_s']):.2f}")
     print(f"submission -> co-signed final epoch (paced epochs of 100): p50 "
           f"{got['latency_p50_ms']:.0f} ms, p95 {got['latency_p95_ms']:.0f} ms; "
           f"prefill of the books took {got['prefill_s']:.0f} s")
+    print()
+    from _ledger_books import bench_board
+
+    print(f"# the board's check of a co-signed bundle ({got['sigs']} bookkeeper signatures "
+          f"and the org-signed set: {max(len(b) for b in got['bundles'])} bytes)")
+    print_table(["interpreter", "check", "heap", "per bundle"],
+                bench_board(got["bundles"], got["org_key"], tmp / "books"))
     print()
 
 
