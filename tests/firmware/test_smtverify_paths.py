@@ -39,3 +39,15 @@ def test_absence_leaf_must_share_the_whole_path():
         proof = bytes((smtverify.ABSENT_LEAF, depth)) + bytes((depth + 7) >> 3) + other + \
             smtverify.encode_value(5, 1)
         assert smtverify.verify(root, key, proof) is None
+
+
+def test_relabelled_bundle_refused_before_any_signature_check():
+    # At 64K: the member/key binding is checked first (a hash), before the record's Ed25519
+    # signature (which needs ~40 KB more); test_smtverify_bundle.py checks signed bundles.
+    from leither import cbor, ids
+
+    alice = ids.make_id(b"alice-key")
+    bundle = {"org_key": bytes(32), "record": b"\xa0", "member": ids.make_id(b"bob-key"),
+              "key": ids.id_raw(alice), "proof": b"\x00\x00" + smtverify.encode_value(1, 1)}
+    err = raises(ProofError, smtverify.check_bundle, cbor.dumps(bundle), bytes(32))
+    assert "does not match" in str(err)
