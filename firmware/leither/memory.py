@@ -22,7 +22,7 @@ MAX_BLOCK = const(16384)
 MIN_FRAME = const(4096)  # bytes: below this a bulk transfer is mostly per-frame overhead
 # Heap bytes per byte of frame: the node holds a reply buffer, an inbound buffer and the
 # decoded copy of one request (3 frames), the store's 4 KiB buffers and its code's objects
-# (~40 KiB frozen); 14 leaves a 112 KB heap 4 KiB frames and a 256 KB one 16 KiB frames.
+# (~40 KiB frozen); 14 leaves a 112 KB heap 4 KiB frames and a 160 KB one 8 KiB frames.
 _HEAP_PER_FRAME = const(14)
 
 _low = [None]  # lowest free heap (bytes) seen after a collection; None until measured
@@ -92,7 +92,9 @@ def frame_for_heap(heap=None):
     if heap is None:
         return 65536
     frame = MIN_FRAME
-    while frame * 2 * _HEAP_PER_FRAME <= heap and frame * 2 <= MAX_BLOCK:
+    # At most half a block: the frame buffers carry a header and a request decoded from one
+    # is copied out (MFSetData aside), so neither may come near MAX_BLOCK.
+    while frame * 2 * _HEAP_PER_FRAME <= heap and frame * 4 <= MAX_BLOCK:
         frame *= 2
     return frame
 

@@ -43,6 +43,7 @@ with no await in between. A request that meets a MemoryError anywhere is answere
 import asyncio
 import gc
 import hashlib
+import sys
 
 from leither import cbor, crypto, ids, memory, reply, rpc
 from leither.admission import KEYED, READY, Admission
@@ -80,17 +81,21 @@ _IDLE_MS = const(120000)  # between requests on an authenticated session
 _WATCH_MS = const(250)  # how often deadlines are checked
 _CLAIM_BACKOFF_MS = const(1000)  # after a wrong claim token, that address waits this long
 _GUEST_WAIT_MS = const(20)  # poll for guest bytes in flight (deadline still running)
-# Connections dropped before they authenticated are held open _TARPIT_MS before closing,
-# at most _TARPIT_MAX at once (see Server._serve).
-# Not on a board: its few lwIP sockets are better freed at once.
-_TARPIT_MAX = 0 if IS_MICROPYTHON else 256  # file descriptors: well under the usual 1024
+# Connections dropped before they became sessions are held open _TARPIT_MS before closing,
+# at most _TARPIT_MAX at once (see Server._serve): sockets, which a board has few of (lwIP's
+# 10-16 on an ESP32, for the node's 12 connections), a host has 1024.
+_TARPIT_MAX = (4 if sys.platform != "linux" else 32) if IS_MICROPYTHON else 256
 _TARPIT_MS = const(1000)
+# A guest dropped (over quota, too slow) has done a whole handshake: its socket is held longer,
+# so that 24 guests cycling cost the node a few handshakes a second, not one per 50 ms.
+_GUEST_TARPIT_MS = const(4000)
 _DROP_LOGS_PER_S = const(5)  # log lines a second about dropped connections (see _log_drop)
 # Listen backlog: connections the kernel completes before we accept them. A board's lwIP
 # keeps few; on a Linux host a short queue overflows under a connect flood and a good
 # client's SYN is then dropped (retried by TCP only after 1 s, 3 s, ...).
 _BACKLOG = 8 if IS_MICROPYTHON else 128
 _BUSY_MSG = "node is short of memory; retry"
+_CBOR_NO_HEAP = "CBOR: out of memory decoding the item"  # leither.cbor's MemoryError, reworded
 
 
 class _Refused(Exception):
@@ -146,8 +151,9 @@ class Server:
         self.refusal = None
         self._methods = {}
         # Methods whose handler is synchronous and keeps no reference to its params' bytes
-        # after it returns: their data is read straight from the inbound buffer.
-        self.zero_copy = set()
+        # after it returns (a result may hold them: it is sent before the buffer is reused):
+        # their data is read straight from the inbound buffer, with no frame-sized copy.
+        self.zero_copy = {"Ping"}
         self._tables = []  # resolve functions of add_table(), in order
         self._big = asyncio.Lock()
         self._srv = None
@@ -319,14 +325,16 @@ class Server:
             self.admission.remove(conn)
         if why is not None:
             self._log_drop(addr, why)
-            if conn.caller is None and self._tarpit < _TARPIT_MAX:
-                # A peer we drop before it authenticated (refused, evicted, junk, too slow):
-                # hold its socket a while before closing, so a reconnect flood runs at the
-                # pace of these holds instead of as fast as we can drop, and the CPU goes to
-                # sessions and to a good client's retry. The slot itself is free already.
+            guest = conn.caller is not None and conn.caller.role == GUEST
+            if (conn.phase != READY or guest) and self._tarpit < _TARPIT_MAX:
+                # A peer we drop before it became a session (refused, evicted, junk, too slow)
+                # or a guest we drop: hold its socket a while before closing, so a reconnect
+                # flood runs at the pace of these holds instead of as fast as we can drop
+                # (each reconnect costs the node a handshake), and the CPU goes to sessions
+                # and to a good client's retry. The slot itself is free already.
                 self._tarpit += 1
                 try:
-                    await asyncio.sleep(_TARPIT_MS / 1000)
+                    await asyncio.sleep((_GUEST_TARPIT_MS if guest else _TARPIT_MS) / 1000)
                 except asyncio.CancelledError:
                     pass
                 finally:
@@ -443,6 +451,8 @@ class Server:
             try:
                 msg = self._decode(plain, release is not None)
             except DecodeError as err:
+                if str(err) == _CBOR_NO_HEAP:
+                    raise MemoryError() from None  # the heap, not the client: busy below
                 # A sealed request that does not decode: say why, then end the session.
                 self.stats["bad"] += 1
                 self._send_reply(conn, msgid, False, {"code": "bad_request",
