@@ -136,8 +136,11 @@ def genesis(org: Any) -> bytes:
     """The starting state every bookkeeper's books begin from (the founder's host makes it)."""
     books = org.db.get_meta("books")
     founder = org.db.get_meta("founder_application")
-    if books is None or founder is None:
+    if books is None:
         raise CliError(f"{org.name} names no bookkeepers yet (leither org bookkeepers add)")
+    if founder is None:
+        raise CliError(f"{org.name} was created before bookkeepers existed (its founder's "
+                       f"application was not kept): create a new organization for them")
     return bytes(cbor.dumps({"type": "genesis", "org": org.id, "org_key": org.public,
                              "name": org.name, "created_ms": int(org.db.get_meta("created_ms")),
                              "founder": bytes(founder), "books": bytes(books)}))
