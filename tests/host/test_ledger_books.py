@@ -3,6 +3,7 @@
 # etcd member and a bookkeeper dying mid-epoch; a bookkeeper that mis-credits is outvoted and
 # reported; a replayed input is applied once; losing etcd's quorum stalls settlement (no fork)
 # until it returns. Skipped where etcd is not installed (Debian: etcd-server).
+import time
 from unittest import mock
 
 import pytest
@@ -356,3 +357,22 @@ def test_cli_story(tmp_path, cluster, capsys):
         assert bytes(again.open().db.epoch(1)["root"]).hex() == st["epochs"][-1]["root"]
     finally:
         again.close()
+
+
+def test_local_books_for_the_demo(tmp_path):
+    # The demo's helper: its own cluster and bookkeepers, each in a thread.
+    from leither_host.ledger.books_local import LocalBooks
+
+    founder = b"\x51" * 32
+    org = Organization.create(tmp_path / "org", "demo", founder, now_ms=T0)
+    try:
+        with LocalBooks(org, tmp_path / "local", etcd_members=1) as local:
+            local.serve_in_threads()
+            local.submit([("close", bk.make_close(founder, org.id, 1, T0 + 100))], T0 + 100)
+            deadline = time.monotonic() + 60
+            while not local.status()["epochs"] or not local.status()["epochs"][-1]["final"]:
+                assert time.monotonic() < deadline, local.status()
+                time.sleep(0.1)
+            assert local.status()["agree"]
+    finally:
+        org.close()
