@@ -103,6 +103,65 @@ s.set_data(m, 0, b'x')
 print('OK')
 """
 
+# The ESP32 stand-in (32-bit MicroPython, firmware frozen in): heap held after each phase of
+# a 1 MB whole-file put and get as the RPC handlers run them (7,936-byte pieces: an 8 KiB
+# board frame less its overhead; staged, then committed; get_into one reused buffer), and
+# "OK" if it ran. PHASE stops after that phase (0 open + one write, 1 put, 2 get).
+ESP32 = """
+import gc, os
+gc.collect()
+a0 = gc.mem_alloc()
+from leither import mimei, store
+gc.collect()
+ai = gc.mem_alloc()
+class Signer:
+    public = bytes(32)
+    def sign(self, m):
+        return bytes(64)
+R, PHASE = %r, %d
+pool = 0
+s = mimei.Store(R + str(os.urandom(3)[0]) + str(os.urandom(3)[0]), Signer())
+m = s.create('bench', '', 'esp32')
+s.set_data(m, 0, b'x')
+gc.collect()
+a1 = gc.mem_alloc()
+if PHASE >= 1:
+    b = bytearray(7936)
+    gc.collect()
+    a1 = gc.mem_alloc()
+    pos = 0
+    while pos < 1048576:
+        n = min(7936, 1048576 - pos)
+        b[0] = pos >> 12 & 255
+        s.set_data(m, pos, memoryview(b)[:n], False, True)
+        pos += n
+    s.commit(m)
+    gc.collect()
+    a2 = gc.mem_alloc()
+if PHASE >= 2:
+    pos = 0
+    while pos < 1048576:
+        n = s.get_into(m, pos, b)
+        if b[0] != pos >> 12 & 255:
+            raise SystemExit('bad data at %%d' %% pos)
+        pos += n
+    gc.collect()
+    a3 = gc.mem_alloc()
+    pool = len(store._pool)
+    s.trim()
+    gc.collect()
+    a4 = gc.mem_alloc()
+    print('RESULT after_get', a3 - a1)
+    print('RESULT after_trim', a4 - a1)
+if PHASE >= 1:
+    print('RESULT after_put', a2 - a1)
+print('RESULT imports', ai - a0)
+print('RESULT open', a1 - ai)
+print('RESULT pool', 4096 * pool)
+print('RESULT free', gc.mem_free())
+print('OK')
+"""
+
 # 10 versions of a 1 MB file, 1% (10486 bytes, one random run) changed between versions.
 SPACE = """
 import os
@@ -225,6 +284,62 @@ def run_mp(code: str, heap: str = "1M") -> dict[str, float]:
     return results(out)
 
 
+def esp32_run(binary: str, code: str, heap: int) -> tuple[bool, str]:
+    env = dict(os.environ, MICROPYPATH=".frozen")
+    try:
+        proc = subprocess.run([binary, "-X", f"heapsize={heap}", "-c", code], env=env,
+                              capture_output=True, text=True, timeout=600, check=False)
+    except subprocess.TimeoutExpired:
+        return False, "[timed out]"
+    return proc.returncode == 0 and "OK" in proc.stdout, proc.stdout + proc.stderr
+
+
+def esp32_min_heap(binary: str, code: str, low: int, high: int) -> int | None:
+    """Smallest heapsize in bytes (512-byte steps) at which code runs on the stand-in."""
+    if not esp32_run(binary, code, high)[0]:
+        return None
+    while high - low > 512:
+        mid = (low + high) // 2
+        if esp32_run(binary, code, mid)[0]:
+            high = mid
+        else:
+            low = mid
+    return high
+
+
+def esp32_section(base: str) -> None:
+    """Heap figures of the store on the 32-bit ESP32 stand-in (the board's truth)."""
+    from leither_host import standin
+    from leither_host.build import board_config
+
+    try:
+        binary = str(standin.build_standin("esp32").binary)
+    except standin.Unavailable as err:
+        print(f"\n== ESP32 stand-in: not available here ({err}) ==")
+        return
+    heap = int(board_config("esp32")["heap_bytes"])
+    print(f"\n== ESP32 stand-in (32-bit, frozen), heap {heap:,} bytes: the store and a 1 MB "
+          "put/get as the RPC handlers run them ==")
+    root = os.path.join(base, "esp32-")
+    ok, out = esp32_run(binary, ESP32 % (root, 2), heap)
+    if not ok:
+        print(f"1 MB put/get at {heap} bytes failed:\n{out[-2000:]}")
+        return
+    r = results(out)
+    print(f"{'held: the modules (frozen: their dicts)':<44} {int(r['imports']):>8,} bytes")
+    print(f"{'held: open store + one write':<44} {int(r['open']):>8,} bytes")
+    print(f"{'held beyond that after 1 MB staged put':<44} {int(r['after_put']):>8,} bytes")
+    print(f"{'held beyond that after 1 MB get':<44} {int(r['after_get']):>8,} bytes")
+    print(f"{'held beyond that after Store.trim()':<44} {int(r['after_trim']):>8,} bytes")
+    print(f"{'  of which pooled tree buffers (before trim)':<44} {int(r['pool']):>8,} bytes")
+    print(f"{'heap free at the end':<44} {int(r['free']):>8,} bytes")
+    for phase, label in ((0, "open store + one write"), (1, "... + 1 MB staged put"),
+                         (2, "... + 1 MB get")):
+        need = esp32_min_heap(binary, ESP32 % (root, phase), 8192, heap)
+        shown = f"{need:,} bytes" if need else f"fails at {heap:,}"
+        print(f"{'smallest heapsize: ' + label:<44} {shown:>14}")
+
+
 def disk_bytes(path: str) -> tuple[int, int]:
     """(sum of file sizes, sum rounded up to 4 KiB per file) below path."""
     total = blocks = 0
@@ -240,6 +355,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="2 MB instead of 10 MB")
     parser.add_argument("--skip-heap", action="store_true", help="no heap bisection")
+    parser.add_argument("--esp32-only", action="store_true",
+                        help="only the ESP32 stand-in heap figures")
     args = parser.parse_args()
     try:
         _mp.build()
@@ -248,7 +365,14 @@ def main() -> None:
     mb = 2 if args.quick else 10
     size = mb * 1024 * 1024
     tmp = tempfile.mkdtemp(prefix="leither-bench-store-")
+    if args.esp32_only:
+        try:
+            esp32_section(tmp)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return
     try:
+        esp32_section(tmp)
         print(f"== throughput: {mb} MB file MiMei (set_data pieces, backup, get_data) vs plain "
               f"file on the same disk ==")
         print("mode each: every set_data a durable commit, get_data reads; bulk: sync=False "
@@ -327,17 +451,17 @@ def main() -> None:
             shm = tempfile.mkdtemp(prefix="leither-bench-heap-",
                                    dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
             root = os.path.join(shm, "heap")
-            base = _mp.min_heap(HEAP_IMPORT % root, low=16, high=128)
+            floor = _mp.min_heap(HEAP_IMPORT % root, low=16, high=128)
             shutil.rmtree(root, ignore_errors=True)
             n = size // 4096
-            print(f"{'open store + one write':<36} {base} KiB")
+            print(f"{'open store + one write':<36} {floor} KiB")
             for bulk, mode in ((0, "each"), (1, "bulk")):
                 t = time.time()
                 need = _mp.min_heap(HEAP % (root, n, bulk), low=16, high=128, timeout=900)
                 print(f"{'store + read back ' + str(mb) + ' MB, ' + mode:<36} {need} KiB "
                       f"(bisected in {time.time() - t:.0f} s)")
-                if base and need:
-                    print(f"{'  working set beyond the line above':<36} {need - base} KiB")
+                if floor and need:
+                    print(f"{'  working set beyond the line above':<36} {need - floor} KiB")
             shutil.rmtree(shm, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

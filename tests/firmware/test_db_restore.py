@@ -6,9 +6,10 @@ from testutil import raises, rmtree, tmpdir
 
 # db + dbcoll + dbio + dbpage are ~50 KB of code on the 64-bit unix port (see
 # test_db_lists_sets); test_db_big.py covers the 64K heap.
-# Passes from 88K (its code and ours sit in the unix port's heap); 20% headroom
-# so a shifted heap layout cannot fail it (ci/mp_heap_margin.py).
-MP_HEAP = "112K"
+# Passes from 100K (its code and ours sit in the unix port's heap; 88K before the db codec
+# became its own module); 20% headroom so a shifted heap layout cannot fail it
+# (ci/mp_heap_margin.py).
+MP_HEAP = "128K"
 
 
 def _fill(db, order):
