@@ -194,6 +194,27 @@ class Fleet:
                        + (hint or ": run `leither discover` or give host:port"))
 
 
+def node_id_for(ref: str) -> str | None:
+    """The full ID of the node `ref` names in this host's inventory (its name, or a prefix of
+    its ID that cannot be a hex application/receipt ID), or None: lets verbs that take member
+    IDs (`org approve`) take node names and prefixes too."""
+    try:
+        fleet = Fleet()
+    except (CliError, OSError):
+        return None
+    try:
+        rows = fleet.all()
+    finally:
+        fleet.close()
+    named = [n for n in rows if n.get("name") == ref]
+    if len(named) == 1:
+        return str(named[0]["id"])
+    if not ref or all(c in "0123456789abcdef" for c in ref):
+        return None
+    prefixed = [n for n in rows if str(n.get("id", "")).startswith(ref)]
+    return str(prefixed[0]["id"]) if len(prefixed) == 1 else None
+
+
 def forget_boards(roots: Iterable[str | Path]) -> None:
     """The inventory forgets simulated boards being removed (`leither sim down`): their IDs
     die with them, and a row left behind would hold a name the next `sim up` wants."""

@@ -17,11 +17,13 @@ from leither_host.fleet import Fleet
 
 
 def open_node(ref: str, fleet: Fleet | None = None, timeout: float = 10.0,
-              failover: bool = True) -> tuple[SyncSession, dict[str, Any]]:
+              failover: bool = True, expect_id: str | None = None
+              ) -> tuple[SyncSession, dict[str, Any]]:
     """A session to the node `ref` (name, ID prefix or host:port) and its inventory record.
 
     If the node is offline, its backups are escrowed here and its partner answers, the
     session is a FailoverSession serving reads of its backed-up versions (failover=False: no).
+    expect_id pins the node ID when the inventory has none for `ref` (an address).
     """
     own_fleet = fleet is None
     fleet = fleet or Fleet()
@@ -32,13 +34,15 @@ def open_node(ref: str, fleet: Fleet | None = None, timeout: float = 10.0,
             raise CliError(f"no address known for {ref!r}: run `leither discover`")
         key = keys.load_or_create()
         try:
-            session = connect_sync(host, int(port), key, expected_node_id=record.get("id"),
+            session = connect_sync(host, int(port), key,
+                                   expected_node_id=record.get("id") or expect_id,
                                    timeout=timeout)
         except ConnectError as err:
             backup = _failover(record, fleet, key, timeout) if failover else None
             if backup is not None:
                 return backup, record
-            raise CliError(f"node {record.get('name') or ref} is offline: {err}") from None
+            raise CliError(f"node {record.get('name') or ref} is offline: {err}"
+                           + _lan_hint(str(host))) from None
         except AuthError as err:
             raise CliError(f"node {record.get('name') or ref} at {host}:{port} failed "
                            f"authentication ({err}): is it the node you claimed?") from None
@@ -54,6 +58,28 @@ def open_node(ref: str, fleet: Fleet | None = None, timeout: float = 10.0,
     finally:
         if own_fleet:
             fleet.close()
+
+
+def _lan_hint(host: str) -> str:
+    """A simulated LAN's boards live in network namespaces this shell cannot reach: say how."""
+    import ipaddress
+    import os
+
+    try:
+        from leither_host.sim import Sim
+
+        sim = Sim()
+        lan = sim.lan
+        if lan is None or not lan.get("subnet"):
+            return ""
+        if ipaddress.ip_address(host) not in ipaddress.ip_network(lan["subnet"], strict=False):
+            return ""
+        if os.stat("/proc/self/ns/net").st_ino != os.stat("/proc/1/ns/net").st_ino:
+            return ""  # already inside a namespace (`sim exec`): the hint would not help
+    except (CliError, OSError, ValueError, KeyError, TypeError):
+        return ""
+    return (f"; {host} is on the simulated LAN, which only its namespaces reach: run the "
+            f"command as `leither sim exec -- leither ...`")
 
 
 def _learn(fleet: Fleet, session: SyncSession, host: str, port: int) -> dict[str, Any]:

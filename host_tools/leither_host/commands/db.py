@@ -1,52 +1,133 @@
-# `leither db`: call any db method of a db MiMei, redis-cli style.
+# `leither db`: call any db method of a db MiMei, redis-cli style. The methods, their arguments
+# and which are numbers are known here, so a method is matched whatever its case (`get` is Get),
+# `leither db --help` lists them all, and a wrong call is answered with the method's usage in our
+# words before anything reaches the node.
 """The db verb."""
 
 from __future__ import annotations
 
 import argparse
+import difflib
 from typing import Any
 
 from leither_host.errors import CliError
 from leither_host.nodes import call, open_node
 from leither_host.output import print_json
 
-# Argument positions the db reads as integers (scores, counts, indices); the rest stay text.
-NUMERIC: dict[str, set[int]] = {
-    "IncrBy": {1}, "HincrBy": {2}, "ZincrBy": {1}, "Lrange": {1, 2}, "Lindex": {1}, "Lset": {1},
-    "Zrange": {1, 2}, "Zrevrange": {1, 2}, "Zrangebyscore": {1, 2, 3, 4}, "Zcount": {1, 2},
+# name: (arguments, fewest, most (None: any), argument positions read as integers,
+#        "pairs": the arguments after KEY go in twos). Writes are marked in WRITES.
+METHODS: dict[str, tuple[str, int, int | None, frozenset[int], bool]] = {
+    "Get": ("KEY", 1, 1, frozenset(), False),
+    "Set": ("KEY VALUE", 2, 2, frozenset(), False),
+    "Del": ("KEY [KEY ...]", 1, None, frozenset(), False),
+    "Incr": ("KEY", 1, 1, frozenset(), False),
+    "IncrBy": ("KEY N", 2, 2, frozenset({1}), False),
+    "Strlen": ("KEY", 1, 1, frozenset(), False),
+    "Hget": ("KEY FIELD", 2, 2, frozenset(), False),
+    "Hset": ("KEY FIELD VALUE [FIELD VALUE ...]", 3, None, frozenset(), True),
+    "Hmset": ("KEY FIELD VALUE [FIELD VALUE ...]", 3, None, frozenset(), True),
+    "Hmget": ("KEY FIELD [FIELD ...]", 2, None, frozenset(), False),
+    "Hdel": ("KEY FIELD [FIELD ...]", 2, None, frozenset(), False),
+    "Hlen": ("KEY", 1, 1, frozenset(), False),
+    "Hgetall": ("KEY", 1, 1, frozenset(), False),
+    "Hkeys": ("KEY", 1, 1, frozenset(), False),
+    "HincrBy": ("KEY FIELD N", 3, 3, frozenset({2}), False),
+    "Lpush": ("KEY VALUE [VALUE ...]", 2, None, frozenset(), False),
+    "Rpush": ("KEY VALUE [VALUE ...]", 2, None, frozenset(), False),
+    "Lpop": ("KEY", 1, 1, frozenset(), False),
+    "Rpop": ("KEY", 1, 1, frozenset(), False),
+    "Lrange": ("KEY START STOP", 3, 3, frozenset({1, 2}), False),
+    "Lindex": ("KEY INDEX", 2, 2, frozenset({1}), False),
+    "Llen": ("KEY", 1, 1, frozenset(), False),
+    "Lset": ("KEY INDEX VALUE", 3, 3, frozenset({1}), False),
+    "Sadd": ("KEY MEMBER [MEMBER ...]", 2, None, frozenset(), False),
+    "Srem": ("KEY MEMBER [MEMBER ...]", 2, None, frozenset(), False),
+    "Scard": ("KEY", 1, 1, frozenset(), False),
+    "Smembers": ("KEY", 1, 1, frozenset(), False),
+    "Sinter": ("KEY [KEY ...]", 1, None, frozenset(), False),
+    "Sunion": ("KEY [KEY ...]", 1, None, frozenset(), False),
+    "Sdiff": ("KEY [KEY ...]", 1, None, frozenset(), False),
+    "Zadd": ("KEY SCORE MEMBER [SCORE MEMBER ...]", 3, None, frozenset(), True),
+    "Zrem": ("KEY MEMBER [MEMBER ...]", 2, None, frozenset(), False),
+    "ZincrBy": ("KEY N MEMBER", 3, 3, frozenset({1}), False),
+    "Zscore": ("KEY MEMBER", 2, 2, frozenset(), False),
+    "Zrank": ("KEY MEMBER", 2, 2, frozenset(), False),
+    "Zcard": ("KEY", 1, 1, frozenset(), False),
+    "Zcount": ("KEY MIN MAX", 3, 3, frozenset({1, 2}), False),
+    "Zrange": ("KEY START STOP [WITHSCORES]", 3, 4, frozenset({1, 2}), False),
+    "Zrevrange": ("KEY START STOP [WITHSCORES]", 3, 4, frozenset({1, 2}), False),
+    "Zrangebyscore": ("KEY MIN MAX [WITHSCORES [OFFSET COUNT]]", 3, 6,
+                      frozenset({1, 2, 4, 5}), False),
+    "Begin": ("", 0, 0, frozenset(), False),
+    "Commit": ("", 0, 0, frozenset(), False),
+    "Rollback": ("", 0, 0, frozenset(), False),
 }
+WRITES = {"Set", "Del", "Incr", "IncrBy", "Hset", "Hmset", "Hdel", "HincrBy", "Lpush", "Rpush",
+          "Lpop", "Rpop", "Lset", "Sadd", "Srem", "Zadd", "Zrem", "ZincrBy", "Begin", "Commit",
+          "Rollback"}
+_WITHSCORES = {"withscores": True, "1": True, "true": True, "0": False, "false": False}
 EXAMPLES = """examples:
   leither db board1 MID Set greeting hello
-  leither db board1 MID Get greeting
+  leither db board1 MID get greeting            # method names in any case
   leither db board1 MID Hset user:1 name ada
   leither db board1 MID Zadd scores 10 alice 7 bob
-  leither db board1 MID Zrange scores 0 -1
+  leither db board1 MID Zrange scores 0 -1 withscores
   leither db board1 MID Lrange log 0 -1 --json
 """
 
 
+def _method_list() -> str:
+    width = max(len(m) for m in METHODS)
+    lines = [f"  {m:<{width}}  {usage}{'   (writes)' if m in WRITES else ''}"
+             for m, (usage, *_rest) in METHODS.items()]
+    return "methods (any case):\n" + "\n".join(lines)
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("db", help="call a db MiMei's method (Set, Hget, Zadd, ...)",
-                       epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       epilog=_method_list() + "\n\n" + EXAMPLES,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("node", help="node name, ID prefix or host:port")
     p.add_argument("mid", help="the db MiMei's ID")
-    p.add_argument("method", help="Leither db method name, e.g. Hset")
+    p.add_argument("method", help="db method, e.g. Hset (listed below; any case)")
     p.add_argument("args", nargs="*", help="the method's arguments")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=run)
 
 
+def method_name(text: str) -> str:
+    """The method's proper name, whatever case it was typed in; CliError naming the close
+    ones (or pointing at the list) otherwise."""
+    by_lower = {m.lower(): m for m in METHODS}
+    found = by_lower.get(text.lower())
+    if found:
+        return found
+    close = difflib.get_close_matches(text.lower(), list(by_lower), n=3, cutoff=0.6)
+    hint = f"; did you mean {', '.join(by_lower[c] for c in close)}?" if close else ""
+    raise CliError(f"no db method {text!r}{hint} (`leither db --help` lists them)")
+
+
 def convert(method: str, args: list[str]) -> list[Any]:
-    numeric = NUMERIC.get(method, set())
+    """The arguments as the node takes them; CliError with the method's usage if the count or
+    a number is wrong."""
+    method = method_name(method)
+    usage, fewest, most, numeric, pairs = METHODS[method]
+    n = len(args)
+    if n < fewest or (most is not None and n > most) or (pairs and (n - 1) % 2):
+        got = f"{n} argument{'s' if n != 1 else ''}"
+        raise CliError(f"usage: {method} {usage}".rstrip() + f" (got {got})")
     out: list[Any] = []
     for i, arg in enumerate(args):
-        wants_int = i in numeric or (method == "Zadd" and i % 2 == 1)
-        if wants_int:
+        if method in ("Zrange", "Zrevrange", "Zrangebyscore") and i == 3:
+            if arg.lower() not in _WITHSCORES:
+                raise CliError(f"{method}: argument 4 is WITHSCORES (or 0/1), not {arg!r}")
+            out.append(_WITHSCORES[arg.lower()])
+        elif i in numeric or (method == "Zadd" and i % 2 == 1):
             try:
                 out.append(int(arg))
             except ValueError:
-                raise CliError(f"{method}: argument {i + 1} ({arg!r}) must be an integer"
-                               ) from None
+                raise CliError(f"{method}: argument {i + 1} ({arg!r}) must be an integer; "
+                               f"usage: {method} {usage}") from None
         else:
             out.append(arg)
     return out
@@ -79,10 +160,11 @@ def _text(value: Any) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    method = method_name(args.method)
+    params = {"mid": args.mid, "args": convert(method, args.args)}
     session, _record = open_node(args.node)
     with session:
-        result = call(session, args.method, {"mid": args.mid,
-                                             "args": convert(args.method, args.args)})
+        result = call(session, method, params)
     if args.json:
         print_json(result)
     else:

@@ -94,23 +94,64 @@ def _version_arg(text: str) -> str | int:
     return int(text) if text.isdigit() else text
 
 
+APP_MAX = 64  # characters in an app ID
+EXT_MAX = 16  # characters in an extension
+MARK_MAX = 64  # characters in a mark
+_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+
+
+def check_part(what: str, value: str, limit: int, empty_ok: bool) -> None:
+    """App IDs and extensions name things in paths and listings: a short run of letters,
+    digits, '.', '_' and '-'; refused here in our words rather than stored as given."""
+    if not value:
+        if empty_ok:
+            return
+        raise CliError(f"--{what} must not be empty")
+    if len(value) > limit:
+        raise CliError(f"--{what} is {len(value)} characters; at most {limit}")
+    bad = sorted(set(value) - _NAME_CHARS)
+    if bad:
+        raise CliError(f"--{what} {value!r}: {''.join(bad)!r} not allowed (use letters, digits, "
+                       f"'.', '_', '-')")
+
+
 def _create(s: SyncSession, args: argparse.Namespace) -> Any:
+    check_part("app", args.app, APP_MAX, empty_ok=False)
+    check_part("ext", args.ext, EXT_MAX, empty_ok=True)
+    if len(args.mark) > MARK_MAX:
+        raise CliError(f"--mark is {len(args.mark)} characters; at most {MARK_MAX}")
     mid = call(s, "MMCreate", {"app": args.app, "ext": args.ext, "mark": args.mark,
                                "type": args.type})
+    # Same author, app, ext and mark: same ID. An existing MiMei of the other type is not
+    # what was asked for: say so instead of handing it back.
+    have = call(s, "MMInfo", {"mid": mid}).get("type")
+    if have != args.type:
+        raise CliError(f"a {have} MiMei with app {args.app!r}, ext {args.ext!r} and mark "
+                       f"{args.mark!r} already exists ({mid}); give another --ext or --mark "
+                       f"for the {args.type} MiMei")
     return {"mid": mid, "type": args.type}, lambda d: print(d["mid"])
 
 
 def _ls(s: SyncSession, args: argparse.Namespace) -> Any:
-    items = collect_pages(lambda method, params: call(s, method, params), "MMList")
+    items = [_with_mid(r) for r in collect_pages(lambda method, params: call(s, method, params),
+                                                 "MMList")]
 
     def show(rows: list[dict[str, Any]]) -> None:
         if not rows:
             print("no MiMei")
             return
         print_table(["mid", "type", "app", "ext", "size", "versions", "last", "release"],
-                    [(r["id"], r["type"], r["app"], r["ext"], r["size"], r["versions"],
-                      r["last"], r["release"]) for r in rows])
+                    [(r["mid"], r["type"], r["app"], r["ext"], human_bytes(r["size"]),
+                      r["versions"], r["last"], r["release"]) for r in rows])
     return items, show
+
+
+def _with_mid(row: dict[str, Any]) -> dict[str, Any]:
+    """A MiMei's ID is `mid` in every verb's JSON (MMList says `id`)."""
+    out = dict(row)
+    if "id" in out:
+        out["mid"] = out.pop("id")
+    return out
 
 
 def _put(s: SyncSession, args: argparse.Namespace) -> Any:
@@ -158,11 +199,17 @@ def _put(s: SyncSession, args: argparse.Namespace) -> Any:
     elapsed = time.monotonic() - start
     result = {"mid": args.mid, "written": written, "size": size, "seconds": round(elapsed, 3)}
     return result, lambda d: print(f"wrote {human_bytes(d['written'])} to {d['mid']} "
-                                   f"in {d['seconds']:.2f} s (size {d['size']})")
+                                   f"in {d['seconds']:.2f} s (size {human_bytes(d['size'])})")
 
 
 def _get(s: SyncSession, args: argparse.Namespace) -> Any:
     version = _version_arg(args.version)
+    if args.output:
+        folder = Path(args.output).resolve().parent
+        if not folder.is_dir():
+            raise CliError(f"cannot write {args.output}: no directory {folder}")
+        if Path(args.output).is_dir():
+            raise CliError(f"cannot write {args.output}: it is a directory; give a file name")
     size = call(s, "MFGetSize", {"mid": args.mid, "version": version})
     out = open(args.output, "wb") if args.output else sys.stdout.buffer
     offset = 0
@@ -189,9 +236,15 @@ def _get(s: SyncSession, args: argparse.Namespace) -> Any:
 
 
 def _backup(s: SyncSession, args: argparse.Namespace) -> Any:
-    rec = call(s, "MMBackup", {"mid": args.mid}, timeout=120)
-    return rec, lambda d: print(f"version {d['n']} of {args.mid}: {d['size']} bytes, "
-                                f"root {bytes(d['root']).hex()[:16]}")
+    rec = dict(call(s, "MMBackup", {"mid": args.mid}, timeout=120))
+    # A version is named by its number and its hash (the hash of its signed record), as
+    # `mm versions` lists it; the tree root is the content's, shown apart as `root`.
+    listed = [v for v in call(s, "MMVersions", {"mid": args.mid}) if v["n"] == rec["n"]]
+    rec["mid"] = args.mid
+    rec["hash"] = bytes(listed[0]["hash"]).hex() if listed else None
+    rec["root"] = bytes(rec["root"]).hex() if rec.get("root") is not None else None
+    return rec, lambda d: print(f"version {d['n']} of {args.mid}: {human_bytes(d['size'])}, "
+                                f"hash {(d['hash'] or '-')[:16]}")
 
 
 def _versions(s: SyncSession, args: argparse.Namespace) -> Any:
@@ -203,7 +256,7 @@ def _versions(s: SyncSession, args: argparse.Namespace) -> Any:
             print("no versions yet: `leither mm backup` makes one")
             return
         print_table(["n", "hash", "size", "time", "tags"],
-                    [(v["n"], bytes(v["hash"]).hex()[:16], v["size"],
+                    [(v["n"], bytes(v["hash"]).hex()[:16], human_bytes(v["size"]),
                       time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(v["time"] / 1000)),
                       " ".join(t for t, on in (("last", v["n"] == info["last"]),
                                                ("release", v["n"] == info["release"])) if on))
@@ -219,7 +272,8 @@ def _release(s: SyncSession, args: argparse.Namespace) -> Any:
 def _restore(s: SyncSession, args: argparse.Namespace) -> Any:
     info = call(s, "MMRestore", {"mid": args.mid, "version": _version_arg(args.version)},
                 timeout=120)
-    return info, lambda d: print(f"restored version {args.version} into cur ({d['size']} bytes)")
+    return _with_mid(info), lambda d: print(f"restored version {args.version} into cur "
+                                             f"({human_bytes(d['size'])})")
 
 
 def _rm_versions(s: SyncSession, args: argparse.Namespace) -> Any:

@@ -10,6 +10,7 @@ from typing import Any
 from leither import cbor, ids
 from leither.compat import time_ms
 from leither_host.errors import CliError
+from leither_host.fleet import node_id_for
 from leither_host.ledger import pool
 from leither_host.ledger.org import Organization, make_application, open_application
 from leither_host.ledger.records import key_id
@@ -210,7 +211,7 @@ def run_approve(args: argparse.Namespace) -> int:
             app_id = existing[0] if existing else org.submit(data)
             del app
         else:
-            app_id = org.find_application(ref)
+            app_id = org.find_application(node_id_for(ref) or ref)  # node names too
         approval = org.approve(app_id, seed, args.role)
         body = cbor.loads(approval)
         result = {"application": app_id, "member": body["member"], "role": body["role"],
