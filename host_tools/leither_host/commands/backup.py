@@ -42,7 +42,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     a.set_defaults(func=_now)
     a = verbs.add_parser("audit", help="challenge the partner on random sealed blocks")
     a.add_argument("node", help="node name, ID prefix or host:port")
-    a.add_argument("--count", type=int, default=4, help="blocks to challenge (1-64)")
+    a.add_argument("--count", type=_audit_count, default=4,
+                   help=f"blocks to challenge (1-{AUDIT_MAX})")
     a.add_argument("--json", action="store_true", help="print JSON")
     a.set_defaults(func=_audit)
     a = verbs.add_parser("receipts", help="receipts the node signed for its partner's service")
@@ -55,6 +56,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     a.add_argument("node", help="node name, ID prefix or host:port")
     a.add_argument("--json", action="store_true", help="print JSON")
     a.set_defaults(func=_key)
+
+
+AUDIT_MAX = 64  # blocks one BackupAudit challenges (the node's bound)
+
+
+def _audit_count(text: str) -> int:
+    """--count: refused outside 1-AUDIT_MAX rather than silently capped by the node."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 1 <= n <= AUDIT_MAX:
+        raise argparse.ArgumentTypeError(f"{n} blocks: an audit challenges 1 to {AUDIT_MAX}")
+    return n
 
 
 def _session(ref: str) -> tuple[SyncSession, dict[str, Any]]:
@@ -120,13 +135,12 @@ def _now(args: argparse.Namespace) -> int:
         if not args.no_wait:
             with Progress(total, f"backup {record.get('name') or args.node}",
                           force=False) as bar:
-                done = 0
+                sent0 = int(st.get("sent") or 0)
                 while True:
                     st = fetch_status(s, per_mimei=False)
-                    now_done = max(0, total - int(st["pending"]))
-                    if now_done > done:
-                        bar.update(now_done - done)
-                        done = now_done
+                    # Bytes sent move during a version's push; pending drops per version.
+                    bar.advance_to(min(total, max(int(st.get("sent") or 0) - sent0,
+                                                  total - int(st["pending"]))))
                     if st["pending"] == 0 and st["state"] != "pushing":
                         break
                     if time.monotonic() - start > args.timeout:

@@ -16,6 +16,7 @@ from leither_host.errors import CliError
 from leither_host.fleet import Fleet
 from leither_host.nodes import call, open_node
 from leither_host.output import human_bytes, print_json
+from leither_host.watch import node_activity
 
 EXAMPLES = """examples:
   leither restore board1 --onto board3          # board3: a fresh board you claimed
@@ -72,16 +73,19 @@ def run(args: argparse.Namespace) -> int:
         with session:
             if session.node_id == entry.id:
                 raise CliError(f"{args.onto} already is {entry.id}")
-            result = call(session, "BackupRestore", {
-                "seed": entry.seed, "key": entry.key,
-                "partner": {"id": entry.partner, "addr": host, "port": port}}, timeout=1800)
+            with node_activity(args.onto, f"restoring {args.dead} onto {args.onto}"):
+                result = call(session, "BackupRestore", {
+                    "seed": entry.seed, "key": entry.key,
+                    "partner": {"id": entry.partner, "addr": host, "port": port}},
+                    timeout=1800)
         fresh_id = session.node_id
         _restart(onto)
         # The board is now the dead node: its inventory record moves to the board's address.
         fleet.forget(fresh_id)
         if dead_rec.get("id"):
             fleet.forget(entry.id)
-        fleet.remember({"id": entry.id, "name": entry.name or onto.get("name"),
+        fleet.remember({"id": entry.id,
+                        "name": dead_rec.get("name") or entry.name or onto.get("name"),
                         "host": onto.get("host"), "port": onto.get("port"), "claimed": True})
         check, _ = open_node(entry.id, fleet, timeout=_RESTART_S, failover=False)
         with check:
