@@ -106,7 +106,10 @@ def probe(record: dict[str, Any], key: keys.HostKey, timeout: float = PROBE_TIME
         row["wrong_node"] = True
         return row
     except (ConnectError, CliError, OSError) as err:
-        row["error"] = str(err)
+        text = str(err)
+        if "Connect call failed" in text or "refused" in text:
+            text = f"nothing answers at {row['address']} (connection refused)"
+        row["error"] = text
         return row
     with session:
         try:

@@ -46,10 +46,10 @@ def open_node(ref: str, fleet: Fleet | None = None, timeout: float = 10.0,
         except AuthError as err:
             raise CliError(f"node {record.get('name') or ref} at {host}:{port} failed "
                            f"authentication ({err}): is it the node you claimed?") from None
-        except DecodeError as err:
+        except DecodeError:
             # The answer is no Leither handshake at all (e.g. an HTTP server on the port).
-            raise CliError(f"{host}:{port} is not a Leither node (its answer is not a Leither "
-                           f"handshake: {err}); check the address and port") from None
+            raise CliError(f"{host}:{port} is not a Leither node (its answer is no Leither "
+                           f"handshake); check the address and port") from None
         if not record.get("id"):
             record = _learn(fleet, session, host, int(port))
         else:

@@ -230,7 +230,7 @@ def test_failover_reads_every_version_through_the_partner(world: dict[str, Any],
     cli(sim, "mm", "get", "board1", world["mids"]["a"], "--version", "last", "-o", str(last))
     assert last.read_bytes() == world["data"]["a"][-1]
     listed = cli_json(sim, "mm", "ls", "board1")
-    assert {m["id"] for m in listed} == set(world["mids"].values())
+    assert {m["mid"] for m in listed} == set(world["mids"].values())
     cur = cli(sim, "mm", "get", "board1", world["mids"]["a"], check=False)
     assert cur.returncode == 1 and "cur is never backed up" in cur.stderr
 
@@ -257,7 +257,7 @@ def test_restore_onto_a_fresh_board(world: dict[str, Any], tmp_path: Path) -> No
     assert cli(sim, "db", node1, dbid, "Hget", "h", "k7").stdout.strip() == "value 7"
     assert "x" in cli(sim, "db", node1, dbid, "Smembers", "s").stdout
     info = cli_json(sim, "mm", "ls", node1)
-    assert {m["id"] for m in info} == set(world["mids"].values())
+    assert {m["mid"] for m in info} == set(world["mids"].values())
     assert {m["app"] for m in info} == {"backup-test"}
 
 

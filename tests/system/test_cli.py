@@ -50,7 +50,6 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Sim]
 
 
 def test_claim_status_and_errors(fleet: tuple[Path, Sim]) -> None:
-    import time
 
     home, sim = fleet
     owned, fresh = sim.boards[0], sim.boards[2]
@@ -59,7 +58,12 @@ def test_claim_status_and_errors(fleet: tuple[Path, Sim]) -> None:
     assert out["claimed"] is False and out["role"] == "guest"
     bad = leither(home, "claim", fresh.name, "--token", "0000000000000000", check=False)
     assert bad.returncode == 1 and "wrong claim token" in bad.stderr
-    time.sleep(1.1)  # the node makes claims wait a second after a wrong token (anti-guessing)
+    # The node makes claims wait a second after a wrong token (anti-guessing): the CLI waits
+    # out "busy" instead of failing. By address, a wrong --id is refused before any token goes.
+    wrong_id = leither(stranger_home(home), "claim", f"{fresh.ip}:{fresh.port}", "--id",
+                       "2NDmpWDZFi9kTcJfQu1hLXikKVgc", "--token", fresh.claim_token,
+                       check=False)
+    assert wrong_id.returncode == 1 and "authentication" in wrong_id.stderr
     out = json.loads(leither(home, "claim", fresh.name, "--json").stdout)
     assert out["role"] == "owner" and out["node"] != out["owner"]
     again = leither(home, "claim", fresh.name, "--token", fresh.claim_token, check=False)
@@ -73,8 +77,19 @@ def test_claim_status_and_errors(fleet: tuple[Path, Sim]) -> None:
     assert by_prefix["name"] == fresh.name
     text = leither(home, "status", fresh.name).stdout
     assert "owner" in text and status[1]["id"] in text
+    facts = dict(line.split(None, 1) if " " in line else (line, "")
+                 for line in text.replace("free storage", "free_storage")
+                 .replace("free heap", "free_heap").splitlines())
+    assert facts["uptime"].endswith((" s", " min")) and facts["free_storage"].endswith("iB")
+    assert facts["free_heap"].endswith("iB") and facts["pairing"].strip() == "idle"
+    assert "False" not in text and "True" not in text  # no raw pair flags beside pair_state
     wrong = leither(home, "status", "no-such-board", check=False)
     assert wrong.returncode == 1 and wrong.stderr.startswith("leither: no node named")
+
+
+def stranger_home(home: Path) -> Path:
+    """Another host's home (its own key and inventory) beside the test's."""
+    return home.parent / (home.name + "-stranger")
 
 
 def test_mm_file_round_trip(fleet: tuple[Path, Sim], tmp_path: Path) -> None:
@@ -102,7 +117,7 @@ def test_mm_file_round_trip(fleet: tuple[Path, Sim], tmp_path: Path) -> None:
     assert out.read_bytes() == data
     leither(home, "mm", "release", name, mid, "1")
     listing = json.loads(leither(home, "mm", "ls", name, "--json").stdout)
-    entry = [m for m in listing if m["id"] == mid][0]
+    entry = [m for m in listing if m["mid"] == mid][0]
     assert entry["release"] == 1 and entry["last"] == 2 and entry["versions"] == 2
     restored = json.loads(leither(home, "mm", "restore", name, mid, "1", "--json").stdout)
     assert restored["size"] == len(data)
@@ -122,6 +137,22 @@ def test_mm_file_round_trip(fleet: tuple[Path, Sim], tmp_path: Path) -> None:
     bad_mid = leither(home, "mm", "versions", name, "1111111111111111111111111111",
                       check=False)
     assert bad_mid.returncode == 1 and "bad MiMei id" in bad_mid.stderr
+    # Asking for a db MiMei where a file MiMei has that app/ext is an error, not the file.
+    clash = leither(home, "mm", "create", name, "--app", "cli", "--ext", "bin", "--type", "db",
+                    check=False)
+    assert clash.returncode == 1 and "a file MiMei with app 'cli'" in clash.stderr
+    assert mid in clash.stderr
+    for args, why in ((["--app", ""], "--app must not be empty"),
+                      (["--app", "x", "--ext", "a/b"], "'/' not allowed"),
+                      (["--app", "a" * 300], "--app is 300 characters; at most 64")):
+        bad = leither(home, "mm", "create", name, *args, check=False)
+        assert bad.returncode == 1 and why in bad.stderr, bad.stderr
+    nowhere = leither(home, "mm", "get", name, mid, "-o", str(tmp_path / "missing" / "x"),
+                      check=False)
+    assert nowhere.returncode == 1 and "no directory" in nowhere.stderr
+    assert not (tmp_path / "missing").exists()
+    listing = json.loads(leither(home, "mm", "ls", name, "--json").stdout)
+    assert all("mid" in m and "id" not in m for m in listing)  # `mid` in every verb
 
 
 def test_db_verb(fleet: tuple[Path, Sim]) -> None:
@@ -140,6 +171,10 @@ def test_db_verb(fleet: tuple[Path, Sim]) -> None:
     assert bad.returncode == 1 and "must be an integer" in bad.stderr
     wrongtype = leither(home, "db", name, dbid, "Hget", "greeting", "x", check=False)
     assert wrongtype.returncode == 1 and "WRONGTYPE" in wrongtype.stderr
+    assert leither(home, "db", name, dbid, "get", "greeting").stdout.strip() == "hello"
+    short = leither(home, "db", name, dbid, "hset", "user", check=False)
+    assert short.returncode == 1
+    assert "usage: Hset KEY FIELD VALUE [FIELD VALUE ...] (got 1 argument)" in short.stderr
 
 
 def test_wrong_key_and_offline(fleet: tuple[Path, Sim], tmp_path: Path) -> None:
