@@ -352,14 +352,30 @@ def _free_port(wanted: int) -> int:
     """wanted if no one listens there on loopback, else a free port the kernel picks (boards
     of several simulations, or tests running side by side, must not collide)."""
     import socket
+    import tempfile
 
+    # A board binds its port a second or more after this check: two simulations starting
+    # side by side would both see `wanted` free. The first to create its claim file (O_EXCL)
+    # takes it; a claim older than a minute is stale (its board bound the port, or died).
+    claims = Path(tempfile.gettempdir()) / "leither-sim-ports"
+    claims.mkdir(exist_ok=True)
     for port in (wanted, 0):
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
             try:
                 s.bind(("127.0.0.1", port))
             except OSError:
                 continue
-            return int(s.getsockname()[1])
+            got = int(s.getsockname()[1])
+        claim = claims / str(got)
+        try:
+            if claim.exists() and time.time() - claim.stat().st_mtime > 60:
+                claim.unlink()
+            os.close(os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+        except FileExistsError:
+            continue
+        except OSError:
+            pass
+        return got
     raise CliError("no free TCP port on loopback")
 
 
