@@ -23,6 +23,7 @@ from leither_host.commands.ledger import verify_bundle  # noqa: E402
 from leither_host.dashboard import api, jobs  # noqa: E402
 from leither_host.dashboard.sampler import NodeState  # noqa: E402
 from leither_host.dashboard.server import HOSTS, TOKEN_HEADER, allowed_hosts, make_app  # noqa: E402
+from leither_host.errors import CliError  # noqa: E402
 
 TOKEN = "t" * 32
 Scenario = Callable[[TestClient], Awaitable[None]]
@@ -129,6 +130,12 @@ def test_argv_of_each_action() -> None:
         ["backup", "audit", "b", "--count", "8", "--json"]
     assert build["restore"]({"dead": "board1", "onto": "board3"}) == \
         ["restore", "board1", "--onto", "board3", "--json"]
+    assert build["rename"]({"node": "board1", "name": "kitchen_2"}) == \
+        ["rename", "board1", "kitchen_2", "--json"]
+    assert build["forget"]({"node": "4AiiDrHT"}) == ["forget", "4AiiDrHT", "--json"]
+    for bad in ("-x", "a b", "x" * 64, "", "a.b"):
+        with pytest.raises(CliError, match="name"):
+            build["rename"]({"node": "board1", "name": bad})
 
 
 # A stand-in for `python -m leither_host`: prints its argv as JSON, or fails like the CLI does.
@@ -171,6 +178,43 @@ def test_jobs_run_the_verb_and_report() -> None:
     with_client(scenario, command=[sys.executable, "-c", FAKE_CLI])
 
 
+# A stand-in CLI that notes when each run starts and ends (in the file named by argv).
+TIMED_CLI = """
+import json, sys, time
+args = sys.argv[1:]
+with open(%r, "a") as log:
+    log.write(json.dumps(["start", args[0], args[1], time.monotonic()]) + "\\n")
+time.sleep(0.3)
+with open(%r, "a") as log:
+    log.write(json.dumps(["end", args[0], args[1], time.monotonic()]) + "\\n")
+print("{}")
+"""
+
+
+def test_inventory_writers_run_one_at_a_time(tmp_path: Path) -> None:
+    log = tmp_path / "runs.jsonl"
+
+    async def scenario(c: TestClient) -> None:
+        started = [await (await c.post("/api/jobs", json=p, headers=auth())).json() for p in
+                   ({"action": "claim", "node": "b1"}, {"action": "claim", "node": "b2"},
+                    {"action": "pair", "node": "b3"}, {"action": "pair", "node": "b4"})]
+        for _ in range(400):
+            views = [await (await c.get(f"/api/jobs/{j['id']}", headers=auth())).json()
+                     for j in started]
+            if all(v["state"] == "done" for v in views):
+                break
+            await asyncio.sleep(0.05)
+        assert all(v["state"] == "done" for v in views), views
+    with_client(scenario, command=[sys.executable, "-c", TIMED_CLI % (str(log), str(log))])
+    events = [json.loads(line) for line in log.read_text().splitlines()]
+    span = {(verb, node): [t for kind, v, n, t in events if (v, n) == (verb, node)]
+            for _kind, verb, node, _t in events}
+    (c1s, c1e), (c2s, c2e) = span[("claim", "b1")], span[("claim", "b2")]
+    assert c1e <= c2s or c2e <= c1s  # the claims did not overlap
+    (p1s, p1e), (p2s, p2e) = span[("pair", "b3")], span[("pair", "b4")]
+    assert p1s < p2e and p2s < p1e  # the pairing windows opened side by side
+
+
 def test_unknown_node_is_a_clear_error() -> None:
     async def scenario(c: TestClient) -> None:
         r = await c.get("/api/nodes/no-such-board", headers=auth())
@@ -180,6 +224,10 @@ def test_unknown_node_is_a_clear_error() -> None:
         assert r.status == 400 and "version" in (await r.json())["error"]
         r = await c.get("/api/nodes/no-such-board/history", headers=auth())
         assert r.status == 404
+        r = await c.get("/api/nodes/no-such-board/logs", headers=auth())
+        assert r.status == 404 and "in the fleet" in (await r.json())["error"]
+        r = await c.get("/api/nodes/x/logs?after=-1", headers=auth())
+        assert r.status == 400
     with_client(scenario)
 
 
@@ -205,6 +253,8 @@ def test_fleet_rows_and_backup_history() -> None:
         c.app[api.SAMPLER].nodes[node.id] = node
         fleet = await (await c.get("/api/fleet", headers=auth())).json()
         assert [n["name"] for n in fleet["nodes"]] == ["board1"]
+        r = await c.get("/api/nodes/board1/logs", headers=auth())  # no session: offline
+        assert r.status == 409 and "offline" in (await r.json())["error"]
         for ref in ("board1", node.id, node.id[:6]):
             r = await c.get(f"/api/nodes/{ref}/history", headers=auth())
             data = await r.json()

@@ -152,6 +152,8 @@ def test_claim_pair_backup_restore_in_the_browser(world: dict[str, Any], tmp_pat
             ids = {name: _row(page, name).get_attribute("data-id")
                    for name in (first, second, fresh)}
             expect(page.locator("#jobs li[data-state=done]")).to_have_count(3)
+            assert page.locator("#jobs li[data-state=failed]").count() == 0, \
+                page.locator("#jobs").inner_text()
             expect(page.locator("#jobs")).to_contain_text(f"$ leither claim {first} --json")
 
             # An organization of the boards (its first epoch starts now: receipts for periods
@@ -209,6 +211,7 @@ def test_claim_pair_backup_restore_in_the_browser(world: dict[str, Any], tmp_pat
             expect(page.locator("#jobs li").first).to_have_attribute("data-state", "done")
             expect(page.locator("#backup-facts .pending")).to_have_text("0 B")
             expect(page.locator("#backup-facts .partner")).to_have_text(second)
+            expect(page.locator("#log")).to_contain_text("backup: pushed")  # its own log
             # The plot: the sampler saw the bytes go out (at least the 30 kB version).
             page.wait_for_function("Number(document.getElementById('plot')"
                                    ".getAttribute('data-pushed')) >= 30000",
@@ -265,9 +268,29 @@ def test_claim_pair_backup_restore_in_the_browser(world: dict[str, Any], tmp_pat
             expect(page.locator("#receipts-table tbody tr").first).to_be_visible()
             expect(page.locator("#code-a")).to_have_attribute("data-state", "paired")
             expect(page.locator("#code-b .code")).to_have_text(code_a)  # shown after a reload
+
+            # Rename the partner, here and on the node.
+            garage = f"{second}-garage"
+            _row(page, second).click()
+            page.fill("#rename-name", garage)
+            page.locator(".manage button[type=submit]").click()
+            expect(_row(page, garage)).to_have_count(1)
+            assert leither(home, "status", ids[second], "--json")["name"] == garage
+            _row(page, first).click()
+            expect(page.locator("#backup-facts .partner")).to_have_text(garage)
+            expect(page.locator("#receipts-table tbody tr").first).to_be_visible()
+            expect(page.locator("#log")).to_contain_text("ready")
             phase("ledger")
             SCREENSHOT.parent.mkdir(exist_ok=True)
             page.screenshot(path=str(SCREENSHOT), full_page=True)
             assert errors == [], errors
+        except BaseException:
+            # What the page showed when a step failed, and what its jobs said.
+            if "page" in locals():
+                SCREENSHOT.parent.mkdir(exist_ok=True)
+                page.screenshot(path=str(SCREENSHOT.with_name("dashboard-failed.png")),
+                                full_page=True)
+                print("--- activity ---\n" + page.locator("#jobs").inner_text())
+            raise
         finally:
             browser.close()

@@ -128,15 +128,27 @@ async def node_receipts(request: web.Request) -> web.Response:
 async def history(request: web.Request) -> web.Response:
     """Backup progress sampled by the dashboard: [time ms, bytes pushed, pending, on partner]."""
     sampler = request.app[SAMPLER]
-    ref = request.match_info["ref"]
-    found = [i for i in sampler.nodes if i == ref] or \
-        [i for i, n in sampler.nodes.items() if n.row()["name"] == ref] or \
-        [i for i in sampler.nodes if i.startswith(ref)]
-    if len(found) != 1:
-        return error(f"no node {ref!r} in the fleet" if not found else
-                     f"{ref!r} matches several nodes", 404)
-    return _json({"id": found[0], "points": sampler.history(found[0]),
+    try:
+        node = sampler.find(request.match_info["ref"])
+    except CliError as err:
+        return error(str(err), 404)
+    return _json({"id": node.id, "points": sampler.history(node.id),
                   "fields": ["time_ms", "pushed_bytes", "pending_bytes", "partner_bytes"]})
+
+
+@route("GET", "/api/nodes/{ref}/logs")
+async def logs(request: web.Request) -> web.Response:
+    """The node's log lines after ?after=SEQ (0: the last ?tail=N), as `leither logs -f`."""
+    after, tail = request.query.get("after", "0"), request.query.get("tail", "200")
+    if not after.isdigit() or not tail.isdigit() or int(tail) < 1:
+        return error("after and tail take whole numbers (tail >= 1)", 400)
+    try:
+        return _json(await request.app[SAMPLER].log(request.match_info["ref"], int(after),
+                                                    int(tail)))
+    except CliError as err:
+        return error(str(err), 404 if "in the fleet" in str(err) else 409)
+    except (LeitherError, OSError) as err:
+        return error(str(err), 502)
 
 
 @route("GET", "/api/orgs")

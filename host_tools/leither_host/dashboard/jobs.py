@@ -26,15 +26,22 @@ DEFAULT_TIMEOUT_S = 600.0  # a backup or audit of a slow board; restore has its 
 RESTORE_TIMEOUT_S = 1800.0  # the restore verb's own RPC timeout
 _REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:\-\[\]]{0,127}$")  # name, ID prefix or host:port
 _MID = re.compile(r"^[1-9A-HJ-NP-Za-km-z]{20,44}$")  # base58 MiMei ID
+_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_\-]{0,62}$")  # leither_host.fleet.check_name
 _TOKEN = re.compile(r"^[A-Za-z0-9]{4,128}$")
 
 Builder = Callable[[dict[str, Any]], list[str]]
 ACTIONS: dict[str, tuple[Builder, float]] = {}
+# Actions that rewrite the fleet inventory or the escrow: one at a time, since two `leither`
+# processes writing the inventory at once could lose one's update.
+INVENTORY_WRITERS: set[str] = set()
 
 
-def action(name: str, timeout: float = DEFAULT_TIMEOUT_S) -> Callable[[Builder], Builder]:
+def action(name: str, timeout: float = DEFAULT_TIMEOUT_S, writes_inventory: bool = False
+           ) -> Callable[[Builder], Builder]:
     def register(build: Builder) -> Builder:
         ACTIONS[name] = (build, timeout)
+        if writes_inventory:
+            INVENTORY_WRITERS.add(name)
         return build
     return register
 
@@ -53,7 +60,7 @@ def _mid(params: dict[str, Any]) -> str:
     return value
 
 
-@action("claim")
+@action("claim", writes_inventory=True)
 def _claim(p: dict[str, Any]) -> list[str]:
     argv = ["claim", _ref(p)]
     token = p.get("claim_token")
@@ -97,12 +104,25 @@ def _mm_backup(p: dict[str, Any]) -> list[str]:
     return ["mm", "backup", _ref(p), _mid(p), "--json"]
 
 
-@action("restore", timeout=RESTORE_TIMEOUT_S)
+@action("restore", timeout=RESTORE_TIMEOUT_S, writes_inventory=True)
 def _restore(p: dict[str, Any]) -> list[str]:
     return ["restore", _ref(p, "dead"), "--onto", _ref(p, "onto"), "--json"]
 
 
-@action("discover", timeout=60)
+@action("rename", timeout=60, writes_inventory=True)
+def _rename(p: dict[str, Any]) -> list[str]:
+    name = p.get("name")
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise CliError("name: letters, digits, '-' and '_' (not first '-'), at most 63")
+    return ["rename", _ref(p), name, "--json"]
+
+
+@action("forget", timeout=60, writes_inventory=True)
+def _forget(p: dict[str, Any]) -> list[str]:
+    return ["forget", _ref(p), "--json"]
+
+
+@action("discover", timeout=60, writes_inventory=True)
 def _discover(p: dict[str, Any]) -> list[str]:
     return ["discover", "--json"]
 
@@ -132,6 +152,7 @@ class Jobs:
         self.jobs: OrderedDict[int, Job] = OrderedDict()
         self._next = 1
         self._slots = asyncio.Semaphore(MAX_RUNNING)
+        self._inventory = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
         self._on_done = on_done
         self.command = command or [sys.executable, "-m", "leither_host"]
@@ -169,6 +190,13 @@ class Jobs:
                 pass
 
     async def _run(self, job: Job, timeout: float) -> None:
+        if job.action in INVENTORY_WRITERS:
+            async with self._inventory:
+                await self._run_process(job, timeout)
+        else:
+            await self._run_process(job, timeout)
+
+    async def _run_process(self, job: Job, timeout: float) -> None:
         async with self._slots:
             proc = await asyncio.create_subprocess_exec(
                 *self.command, *job.argv, stdin=asyncio.subprocess.DEVNULL,

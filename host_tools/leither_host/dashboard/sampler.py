@@ -16,6 +16,7 @@ from leither.errors import AuthError, LeitherError, RPCError
 from leither_host import keys
 from leither_host.client import Session, connect
 from leither_host.errors import CliError
+from leither_host.facts import replaced_at
 from leither_host.fleet import Fleet
 
 POLL_S = 3.0  # seconds between polls of the fleet (the page refreshes at the same pace)
@@ -24,7 +25,11 @@ CALL_S = 5.0  # seconds for one poll call
 BACKOFF_MAX_S = 30.0  # longest pause between connection attempts to an offline node
 HISTORY_POINTS = 1200  # samples kept per node: an hour at the default 3 s poll
 # Facts read on every poll (all public; GetVar, leither.server.PUBLIC_FACTS).
-FACTS = ("name", "board", "fw", "uptime", "free", "heap", "claimed", "role", "pair", "peer")
+# "replaced": set on a node that a restore replaced (fenced: it serves no more); not every
+# firmware has it.
+FACTS = ("name", "board", "fw", "uptime", "free", "heap", "claimed", "role", "pair", "peer",
+         "replaced")
+LOG_PAGES = 8  # GetLog replies gathered per request (each holds the node's REPLY_LINES)
 
 
 @dataclass
@@ -39,6 +44,7 @@ class NodeState:
     online: bool = False
     last_seen: float | None = None  # time.time() of the last answered poll
     error: str | None = None
+    wrong_node: bool = False  # another node (another key) answers at the address
     failures: int = 0
     next_try: float = 0.0  # time.monotonic() before which no reconnect is tried
     # (time ms, bytes pushed to the partner as seen here, bytes pending, bytes on the partner)
@@ -64,6 +70,7 @@ class NodeState:
             "free_bytes": free_kib * 1024 if isinstance(free_kib, int) else None,
             "heap_bytes": f.get("heap"),
             "pair_window": f.get("pair"), "partner": f.get("peer"),
+            "replaced_ms": replaced_at(f.get("replaced")), "wrong_node": self.wrong_node,
             "backup": {k: b.get(k) for k in ("state", "pending", "last_ok", "last_error",
                                              "sent", "used_on_partner", "quota", "audits",
                                              "count")} if b else None,
@@ -120,6 +127,46 @@ class Sampler:
         node = self.nodes.get(node_id)
         return list(node.history) if node else []
 
+    def find(self, ref: str) -> NodeState:
+        """A node of the fleet by ID, name or ID prefix."""
+        found = [n for i, n in self.nodes.items() if i == ref] or \
+            [n for n in self.nodes.values() if n.row()["name"] == ref] or \
+            [n for i, n in self.nodes.items() if i.startswith(ref)]
+        if len(found) != 1:
+            raise CliError(f"no node {ref!r} in the fleet" if not found else
+                           f"{ref!r} matches several nodes: give more of the ID")
+        return found[0]
+
+    async def log(self, ref: str, after: int, tail: int | None = None) -> dict[str, Any]:
+        """A node's log lines after seq `after` (the last `tail` when after is 0), through the
+        session the sampler holds (a follower polls every few seconds: no new handshakes)."""
+        node = self.find(ref)
+        if node.session is None or not node.online:
+            raise CliError(f"{node.row()['name'] or node.id} is offline")
+        if node.facts.get("role") != "owner":
+            raise CliError("only the node's owner reads its log: claim it")
+        params: dict[str, Any] = {"after": after}
+        if after == 0 and tail:
+            params["tail"] = tail
+        try:
+            reply = await node.session.call("GetLog", params, CALL_S)
+            lines = list(reply["lines"])
+            dropped = int(reply.get("dropped") or 0)
+            for _ in range(LOG_PAGES - 1):
+                if not lines or lines[-1][0] >= reply["last"]:
+                    break
+                reply = await node.session.call("GetLog", {"after": lines[-1][0]}, CALL_S)
+                if not reply["lines"]:
+                    break
+                lines += reply["lines"]
+        except RPCError as err:
+            if err.code == "no_method":
+                raise CliError("this node's firmware keeps no log (no GetLog)") from None
+            raise CliError(f"GetLog: {err.msg} ({err.code})") from None
+        return {"id": node.id, "lines": lines, "dropped": dropped,
+                "next": lines[-1][0] if lines else int(reply.get("next") or after),
+                "last": reply.get("last")}
+
     async def _run(self) -> None:
         while True:
             try:
@@ -159,6 +206,7 @@ class Sampler:
         except (asyncio.TimeoutError, LeitherError, OSError, EOFError) as err:
             await _close(node)
             node.online = False
+            node.wrong_node = isinstance(err, AuthError)
             node.error = _reason(err)
             node.failures += 1
             node.next_try = time.monotonic() + min(BACKOFF_MAX_S, 2.0 ** node.failures)
@@ -197,7 +245,7 @@ class Sampler:
                 node.sample(node.backup)
         else:
             node.backup = None
-        node.online, node.error, node.failures = True, None, 0
+        node.online, node.error, node.failures, node.wrong_node = True, None, 0, False
         node.last_seen = time.time()
 
 

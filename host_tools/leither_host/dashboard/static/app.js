@@ -6,7 +6,10 @@
 const TOKEN_KEY = "leither-dashboard-token";
 const JOB_POLL_MS = 500;
 const PAIR_POLL_MS = 1000;
-const state = { fleet: [], selected: null, node: null, pollMs: 3000, org: null, jobs: [] };
+const LOG_POLL_MS = 2000;
+const LOG_KEPT = 400;  // lines of a node's log kept on the page (the node's ring holds fewer)
+const state = { fleet: [], selected: null, node: null, pollMs: 3000, org: null, jobs: [],
+                log: { id: null, after: 0, lines: [], note: "", busy: false } };
 
 // ---- small helpers ---------------------------------------------------------------------------
 
@@ -222,8 +225,12 @@ function renderFleet() {
   body.replaceChildren();
   $("fleet-empty").hidden = state.fleet.length > 0;
   for (const n of state.fleet) {
-    const online = el("span", {}, el("span", { class: "dot" + (n.online ? " on" : "") }),
-      n.online ? `online · up ${duration(n.uptime_s)}` : `offline · seen ${ago(n.last_seen)}`);
+    const online = n.replaced_ms !== null && n.replaced_ms !== undefined
+      ? pill("replaced by a restore", "bad")
+      : n.wrong_node ? pill("WRONG NODE at its address", "bad")
+      : el("span", {}, el("span", { class: "dot" + (n.online ? " on" : "") }),
+        n.online ? `online · up ${duration(n.uptime_s)}`
+          : n.last_seen ? `offline · seen ${ago(n.last_seen)}` : "never seen");
     const actions = el("td", { class: "row-actions" });
     if (n.online && n.claimed === false) {
       actions.append(el("button", { class: "small", "data-action": "claim",
@@ -275,6 +282,9 @@ async function loadNode() {
     el("dt", {}, "board / firmware"), el("dd", {}, `${n.board || "—"} / ${n.fw || "—"}`),
     el("dt", {}, "free storage / heap"),
     el("dd", {}, `${bytes(n.free_bytes)} / ${bytes(n.heap_bytes)}`));
+  if (state.log.id !== n.id) {
+    state.log = { id: n.id, after: 0, lines: [], note: "", busy: state.log.busy };
+  }
   if (n.role !== "owner" && n.online) {
     body.replaceChildren(facts, el("p", {}, "This node is not yours yet."),
       el("form", { class: "row claim-form", onsubmit: (e) => {
@@ -289,7 +299,7 @@ async function loadNode() {
   try {
     data = await api(`/api/nodes/${encodeURIComponent(n.id)}`);
   } catch (err) {
-    body.replaceChildren(facts, el("p", { class: "verdict bad" }, err.message));
+    body.replaceChildren(facts, el("p", { class: "verdict bad" }, err.message), manageRow(n));
     renderBackup(null);
     return;
   }
@@ -311,9 +321,82 @@ async function loadNode() {
   put(body, facts,
     data.failover ? el("p", { class: "verdict" },
       "Offline: its backed-up versions are read through its partner.") : null,
-    el("h3", {}, "MiMei"), table, el("div", { id: "versions" }));
+    el("h3", {}, "MiMei"), table, el("div", { id: "versions" }),
+    data.failover ? null : [el("h3", {}, "Log"), el("pre", { id: "log", class: "log" })],
+    manageRow(n));
+  renderLog();
+  if (!state.log.after) fetchLog();  // a node just picked: its log at once, not at the next poll
   renderBackup(data.backup);
   if (!data.failover) loadReceipts();
+}
+
+// Rename (here and on the node) and forget (drop from this host's inventory).
+function manageRow(n) {
+  const input = el("input", { id: "rename-name", placeholder: "new name", size: 14,
+    autocomplete: "off", "aria-label": "new name" });
+  const forget = el("button", { class: "ghost", id: "forget", type: "button",
+    onclick: async (e) => {
+      if (e.target.dataset.armed !== "1") {  // a second click confirms (no modal dialogs)
+        e.target.dataset.armed = "1";
+        e.target.textContent = "Really forget?";
+        return;
+      }
+      const job = await runJob({ action: "forget", node: n.id }, e.target);
+      if (job.state === "done") { state.selected = null; refreshFleet(); }
+    } }, "Forget");
+  return el("form", { class: "row manage", onsubmit: async (e) => {
+    e.preventDefault();
+    const job = await runJob({ action: "rename", node: ref(n.id), name: input.value.trim() },
+      e.target.querySelector("button[type=submit]"));
+    if (job.state === "done") { await refreshFleet(); loadNode(); }
+  } }, input, el("button", { type: "submit", class: "ghost" }, "Rename"), forget);
+}
+
+function renderLog() {
+  const box = $("log");
+  if (!box) return;
+  const stamp = (ms) => new Date(ms).toLocaleTimeString();
+  box.textContent = (state.log.note ? state.log.note + "\n" : "") +
+    state.log.lines.map(([, ms, text]) => `${stamp(ms)}  ${text}`).join("\n");
+  box.scrollTop = box.scrollHeight;
+}
+
+// Follow the selected node's log, like `leither logs -f`.
+async function followLog() {
+  await fetchLog();
+  setTimeout(followLog, LOG_POLL_MS);
+}
+
+async function fetchLog() {
+  if (state.log.busy) return;  // one request at a time: two would add the same lines twice
+  state.log.busy = true;
+  try { await fetchLogOnce(); } finally { state.log.busy = false; }
+}
+
+async function fetchLogOnce() {
+  const id = state.selected;
+  const n = selectedRow();
+  if (id && n && n.online && n.role === "owner" && $("log")) {
+    try {
+      const got = await api(`/api/nodes/${encodeURIComponent(id)}/logs?after=` +
+        `${state.log.after}&tail=100`);
+      if (state.log.id === id) {
+        if (got.next < state.log.after) state.log.after = 0;  // the node restarted
+        else {
+          if (got.dropped && state.log.after) state.log.lines.push([0, Date.now(),
+            `-- ${got.dropped} line(s) no longer held by the node --`]);
+          state.log.lines.push(...got.lines);
+          state.log.lines = state.log.lines.slice(-LOG_KEPT);
+          state.log.after = got.next;
+          state.log.note = "";
+        }
+        if (got.lines.length || got.dropped) renderLog();
+      }
+    } catch (err) {
+      state.log.note = `-- ${err.message} --`;
+      renderLog();
+    }
+  }
 }
 
 async function showVersions(m, button) {
@@ -696,6 +779,7 @@ function start() {
   };
   setTimeout(loop, state.pollMs);
   setInterval(loadOrgs, 15000);
+  setTimeout(followLog, LOG_POLL_MS);
 }
 
 document.addEventListener("DOMContentLoaded", start);
