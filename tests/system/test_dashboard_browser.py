@@ -1,6 +1,8 @@
 # `leither dashboard` in a real browser: Debian's chromium driven by Playwright (pointed at
 # /usr/bin/chromium; nothing is downloaded) against real simulated MicroPython boards on
-# loopback. A user's whole journey by clicks: claim three boards, make a version, pair two
+# loopback, or (as root) on a LAN of their own: each board in a network namespace, the dashboard
+# and the browser in the CLI's, so no other pairing window on this machine overlaps ours. A
+# user's whole journey by clicks: claim three boards, make a version, pair two
 # boards (both codes shown side by side), back up, audit, cut a receipt, lose a board and
 # restore it onto the third, download versions, and read an organization's balances with a
 # proof download, each checked against what the page shows and what the CLI says. Also: the
@@ -17,13 +19,12 @@ import shutil
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
 
+from leither_host import lan
 from leither_host.sim import Sim
 
 CHROMIUM = os.environ.get("LEITHER_CHROMIUM", "/usr/bin/chromium")
@@ -41,9 +42,10 @@ if not (os.path.exists(CHROMIUM) or shutil.which("chromium")):
 
 
 def leither(home: Path, *args: str, timeout: float = 120) -> Any:
+    """A verb where the host CLI lives (the CLI namespace on a simulated LAN)."""
     env = dict(os.environ, LEITHER_HOME=str(home))
-    proc = subprocess.run([sys.executable, "-m", "leither_host", *args], env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(Sim().cli_argv([sys.executable, "-m", "leither_host", *args]),
+                          env=env, capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, f"leither {' '.join(args)}: {proc.stderr}{proc.stdout}"
     return json.loads(proc.stdout) if "--json" in args else proc.stdout
 
@@ -66,20 +68,28 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     os.environ["LEITHER_HOME"] = str(home)
     sim = Sim()  # the default place under LEITHER_HOME: claim and restore look there
     dash: subprocess.Popen[str] | None = None
+    use_lan = lan.available() is None
     try:
-        sim.up(3, "micropython", use_lan=False, prefix=f"dash{os.getpid() % 10000}b")
+        sim.up(3, "micropython", use_lan=use_lan, prefix=f"dash{os.getpid() % 10000}b")
         from leither_host.commands.sim import _remember
 
         _remember(sim)
-        dash = subprocess.Popen([sys.executable, "-m", "leither_host", "dashboard", "--port",
-                                 "0", "--poll", "1"], stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        chromium = CHROMIUM
+        if use_lan:  # the browser runs where the dashboard listens: in the CLI namespace
+            wrapper = home / "chromium-in-cli-ns"
+            wrapper.write_text(f'#!/bin/sh\nexec {" ".join(sim.cli_argv([CHROMIUM]))} "$@"\n')
+            wrapper.chmod(0o755)
+            chromium = str(wrapper)
+        dash = subprocess.Popen(sim.cli_argv([sys.executable, "-m", "leither_host", "dashboard",
+                                              "--port", "0", "--poll", "1"]),
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                start_new_session=True)
         assert dash.stdout is not None
         line = dash.stdout.readline()
         found = re.search(r"(http://127\.0\.0\.1:(\d+)/)#token=(\S+)", line)
         assert found, f"dashboard printed {line!r}"
         yield {"home": home, "sim": sim, "url": found.group(1), "token": found.group(3),
-               "link": found.group(0)}
+               "link": found.group(0), "chromium": chromium}
     finally:
         if dash is not None:
             dash.terminate()
@@ -94,27 +104,40 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         os.environ.pop("LEITHER_HOME", None)
 
 
+# HTTP requests made where the dashboard listens; prints each one's status.
+REQUESTS = """
+import json, sys, urllib.error, urllib.request
+out = []
+for url, headers, body in json.loads(sys.argv[1]):
+    req = urllib.request.Request(url, data=body.encode() if body is not None else None,
+                                 headers=headers, method="POST" if body is not None else "GET")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as response:
+            out.append(response.status)
+    except urllib.error.HTTPError as err:
+        out.append(err.code)
+print(json.dumps(out))
+"""
+
+
 def test_api_needs_token_origin_and_host(world: dict[str, Any]) -> None:
     url, token = world["url"], world["token"]
-
-    def call(path: str, headers: dict[str, str], body: bytes | None = None) -> int:
-        request = urllib.request.Request(url + path.lstrip("/"), data=body, headers=headers,
-                                         method="POST" if body is not None else "GET")
-        try:
-            with urllib.request.urlopen(request, timeout=10) as response:
-                return int(response.status)
-        except urllib.error.HTTPError as err:
-            return err.code
-
-    job = json.dumps({"action": "discover"}).encode()
+    job = json.dumps({"action": "discover"})
     as_json = {"Content-Type": "application/json"}
-    assert call("/api/jobs", as_json, job) == 401
-    assert call("/api/jobs", {**as_json, "X-Leither-Token": "wrong" * 8}, job) == 401
-    assert call("/api/jobs", {**as_json, "X-Leither-Token": token,
-                              "Origin": "http://evil.example"}, job) == 403
-    assert call("/api/fleet", {"X-Leither-Token": token, "Host": "evil.example"}) == 403
-    assert call("/api/fleet", {"X-Leither-Token": token}) == 200
-    assert call("/api/jobs", {}) == 401
+    cases = [  # (path, headers, body, expected status)
+        ("api/jobs", as_json, job, 401),
+        ("api/jobs", {**as_json, "X-Leither-Token": "wrong" * 8}, job, 401),
+        ("api/jobs", {**as_json, "X-Leither-Token": token, "Origin": "http://evil.example"},
+         job, 403),
+        ("api/fleet", {"X-Leither-Token": token, "Host": "evil.example"}, None, 403),
+        ("api/fleet", {"X-Leither-Token": token}, None, 200),
+        ("api/jobs", {}, None, 401),
+    ]
+    argv = world["sim"].cli_argv([sys.executable, "-c", REQUESTS, json.dumps(
+        [(url + path, headers, body) for path, headers, body, _ in cases])])
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == [status for *_, status in cases]
 
 
 def _row(page: Any, name: str) -> Any:
@@ -132,7 +155,7 @@ def test_claim_pair_backup_restore_in_the_browser(world: dict[str, Any], tmp_pat
         print(f"{time.monotonic() - started:6.1f} s  {name}")
     expect.set_options(timeout=UI_TIMEOUT_MS)
     with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM,
+        browser = pw.chromium.launch(executable_path=world["chromium"],
                                      args=["--no-sandbox", "--disable-gpu"])
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 900},
@@ -240,11 +263,11 @@ def test_claim_pair_backup_restore_in_the_browser(world: dict[str, Any], tmp_pat
             page.click("#restore")
             expect(page.locator("#restore-result")).to_have_text(re.compile("Restored"),
                                                                  timeout=RESTORE_TIMEOUT_MS)
-            port = sim.board(fresh).port
+            where = f"{sim.board(fresh).ip}:{sim.board(fresh).port}"
             expect(_row(page, first).locator(".state")).to_contain_text("online")
             expect(page.locator(f"#fleet tbody tr[data-id='{ids[fresh]}']")).to_have_count(0)
             _row(page, first).click()
-            expect(page.locator("#node-body")).to_contain_text(f"127.0.0.1:{port}")
+            expect(page.locator("#node-body")).to_contain_text(where)
             page.locator(f"#mimei tr[data-mid='{mid}'] button").first.click()
             with page.expect_download() as got:
                 page.locator("#versions-table tr[data-n='1'] button").click()

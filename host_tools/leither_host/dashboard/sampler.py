@@ -28,7 +28,7 @@ HISTORY_POINTS = 1200  # samples kept per node: an hour at the default 3 s poll
 # "replaced": set on a node that a restore replaced (fenced: it serves no more); not every
 # firmware has it.
 FACTS = ("name", "board", "fw", "uptime", "free", "heap", "claimed", "role", "pair", "peer",
-         "replaced")
+         "replaced", "pair_state", "pair_code", "pair_reason")  # pair_*: the owner's only
 LOG_PAGES = 8  # GetLog replies gathered per request (each holds the node's REPLY_LINES)
 
 
@@ -70,6 +70,8 @@ class NodeState:
             "free_bytes": free_kib * 1024 if isinstance(free_kib, int) else None,
             "heap_bytes": f.get("heap"),
             "pair_window": f.get("pair"), "partner": f.get("peer"),
+            "pair_state": f.get("pair_state"), "pair_code": f.get("pair_code"),
+            "pair_reason": f.get("pair_reason"),
             "replaced_ms": replaced_at(f.get("replaced")), "wrong_node": self.wrong_node,
             "backup": {k: b.get(k) for k in ("state", "pending", "last_ok", "last_error",
                                              "sent", "used_on_partner", "quota", "audits",

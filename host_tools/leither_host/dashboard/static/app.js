@@ -9,6 +9,7 @@ const PAIR_POLL_MS = 1000;
 const LOG_POLL_MS = 2000;
 const LOG_KEPT = 400;  // lines of a node's log kept on the page (the node's ring holds fewer)
 const state = { fleet: [], selected: null, node: null, pollMs: 3000, org: null, jobs: [],
+                polledAt: null, pairWatchEnded: 0,
                 log: { id: null, after: 0, lines: [], note: "", busy: false } };
 
 // ---- small helpers ---------------------------------------------------------------------------
@@ -202,11 +203,13 @@ async function refreshFleet() {
     return;
   }
   state.fleet = data.nodes;
+  state.polledAt = data.polled_at;
   state.pollMs = Math.max(1000, (data.poll_s || 3) * 1000);
   $("poll-state").textContent = data.error ? "inventory: " + data.error
     : data.polled_at ? `fleet polled ${ago(data.polled_at)}` : "polling the fleet…";
   renderFleet();
   renderPickers();
+  peekPairing();
   if (state.selected) refreshBackupPlot();
 }
 
@@ -526,7 +529,8 @@ async function loadReceipts() {
         "None yet: one per period (Cut receipt signs the period so far)."));
       return;
     }
-    box.replaceChildren(el("table", { id: "receipts-table" }, el("thead", {}, el("tr", {},
+    box.replaceChildren(el("div", { class: "table-wrap" },
+      el("table", { id: "receipts-table" }, el("thead", {}, el("tr", {},
       el("th", {}, "period end"), el("th", {}, "partner"), el("th", { class: "num" }, "stored"),
       el("th", { class: "num" }, "served"), el("th", {}, "audits"), el("th", {}, "receipt"))),
     el("tbody", {}, rows.slice(-10).reverse().map((r) => el("tr", {},
@@ -534,7 +538,7 @@ async function loadReceipts() {
       el("td", { class: "num" }, `${r.stored_byte_hours} B·h`),
       el("td", { class: "num" }, bytes(r.served)),
       el("td", {}, `${r.audits_ok} ok / ${r.audits_failed} failed`),
-      el("td", { class: "mono" }, r.id.slice(0, 12)))))));
+      el("td", { class: "mono" }, r.id.slice(0, 12))))))));
   } catch (err) {
     box.replaceChildren(el("p", { class: "verdict bad" }, err.message));
   }
@@ -570,7 +574,7 @@ function renderPickers() {
 // that prefer() likes).
 function fill(select, nodes, index, prefer) {
   const keep = select.value;
-  const ids = nodes.map((n) => n.id).join();
+  const ids = nodes.map((n) => `${n.id}=${n.name}`).join();
   if (select.dataset.ids !== ids) {
     select.replaceChildren(...nodes.map((n) => el("option", { value: n.id },
       `${n.name || "?"} (${shortId(n.id)})`)));
@@ -581,22 +585,31 @@ function fill(select, nodes, index, prefer) {
   }
 }
 
-// The two chosen nodes' pairing as it stands (on load and when the choice changes).
-async function peekPairing() {
+// The two chosen nodes' pairing as the fleet poll last saw it (no calls of its own); while a
+// pairing the user started is being watched, watchPairing() draws instead.
+function peekPairing() {
+  // Not while a pairing is watched, nor from a poll that may have begun before it ended.
+  if (pairTimer || (state.polledAt || 0) * 1000 < state.pairWatchEnded + state.pollMs) return;
   const a = $("pair-a").value, b = $("pair-b").value;
-  if (!a || !b || a === b) return;
-  try {
-    const [sa, sb] = await Promise.all([a, b].map((id) =>
-      api(`/api/nodes/${encodeURIComponent(id)}/pairing`)));
-    showCode($("code-a"), a, sa);
-    showCode($("code-b"), b, sb);
-    const same = sa.peer === b && sb.peer === a && sa.pair_code &&
-      sa.pair_code === sb.pair_code;
-    $("code-a").classList.toggle("match", !!same);
-    $("code-b").classList.toggle("match", !!same);
-    if (same) verdict("pair-verdict", `${nameOf(a)} and ${nameOf(b)} are partners; ` +
-      "their codes match.", "ok");
-  } catch (err) { /* not owned or offline: the boxes stay empty */ }
+  const ra = state.fleet.find((n) => n.id === a), rb = state.fleet.find((n) => n.id === b);
+  if (!ra || !rb || a === b || !ra.pair_state || !rb.pair_state) return;
+  const as = (n) => ({ pair_state: n.pair_state, pair_code: n.pair_code, peer: n.partner,
+                       pair: n.pair_window, window_left: "?" });
+  // A code already shown for the same partner stays until the poll has one (the poll may
+  // lag the pairing just watched; a restored node no longer holds its code).
+  const code = (box, r) => r.pair_code ||
+    (box.dataset.code && box.dataset.peer === r.partner ? box.dataset.code : null);
+  const ca = code($("code-a"), ra), cb = code($("code-b"), rb);
+  showCode($("code-a"), a, Object.assign(as(ra), { pair_code: ca }));
+  showCode($("code-b"), b, Object.assign(as(rb), { pair_code: cb }));
+  const same = ra.partner === b && rb.partner === a && ca && ca === cb;
+  $("code-a").classList.toggle("match", !!same);
+  $("code-b").classList.toggle("match", !!same);
+  if (same) {
+    verdict("pair-verdict", `Codes match: ${nameOf(a)} and ${nameOf(b)} are partners.`, "ok");
+  } else if (ra.partner === b && rb.partner === a) {
+    verdict("pair-verdict", `${nameOf(a)} and ${nameOf(b)} are partners.`, "ok");
+  }
 }
 
 async function openPairing(e) {
@@ -607,18 +620,27 @@ async function openPairing(e) {
     return;
   }
   const button = $("pair-open");
+  stopWatch();
+  pairTimer = setInterval(() => {}, 60000);  // a watch from now on: peekPairing() keeps off
   verdict("pair-verdict", "Opening both pairing windows…", "");
   const jobs = await Promise.all([runJob({ action: "pair", node: ref(a) }, button),
     runJob({ action: "pair", node: ref(b) })]);
   if (jobs.some((j) => j.state !== "done")) {
+    stopWatch();
     verdict("pair-verdict", "Could not open both windows: see Activity.", "bad");
     return;
   }
   watchPairing(a, b);
 }
 
-function watchPairing(a, b) {
+function stopWatch() {
   clearInterval(pairTimer);
+  pairTimer = null;
+  state.pairWatchEnded = Date.now();
+}
+
+function watchPairing(a, b) {
+  stopWatch();
   const started = Date.now();
   const tick = async () => {
     let sa, sb;
@@ -638,17 +660,17 @@ function watchPairing(a, b) {
     $("code-b").classList.toggle("match", !!same);
     if (same) {
       verdict("pair-verdict", `Codes match: ${nameOf(a)} and ${nameOf(b)} are partners.`, "ok");
-      clearInterval(pairTimer);
+      stopWatch();
       refreshFleet();
     } else if (paired) {
       verdict("pair-verdict", "The codes differ: do not trust this pairing (unpair both).",
         "bad");
-      clearInterval(pairTimer);
+      stopWatch();
     } else if (!["open", "pairing"].includes(sa.pair_state) &&
                !["open", "pairing"].includes(sb.pair_state) && Date.now() - started > 5000) {
       verdict("pair-verdict", `Not paired: ${sa.pair_reason || sb.pair_reason || sa.pair_state}`,
         "bad");
-      clearInterval(pairTimer);
+      stopWatch();
     } else {
       verdict("pair-verdict", "Windows open: the nodes are finding each other…", "");
     }
@@ -661,10 +683,12 @@ function showCode(box, id, s) {
   box.querySelector(".who").textContent = nameOf(id);
   box.querySelector(".code").textContent = s.pair_code || "······";
   box.querySelector(".state").textContent = s.pair_state +
-    (s.pair ? ` · window ${s.window_left} s left` : "") +
+    (s.pair ? (typeof s.window_left === "number" ? ` · window ${s.window_left} s left`
+      : " · window open") : "") +
     (s.peer ? ` · partner ${nameOf(s.peer)}` : "");
   box.dataset.state = s.pair_state;
   box.dataset.code = s.pair_code || "";
+  box.dataset.peer = s.peer || "";
 }
 
 function verdict(id, text, kind) {
@@ -771,7 +795,7 @@ function start() {
   $("discover").addEventListener("click", (e) => runJob({ action: "discover" }, e.target));
   $("org").addEventListener("change", (e) => loadOrg(e.target.value));
   drawPlot([]);
-  refreshFleet().then(() => { loadJobs(); peekPairing(); });
+  refreshFleet().then(loadJobs);
   loadOrgs();
   const loop = async () => {
     await refreshFleet();
