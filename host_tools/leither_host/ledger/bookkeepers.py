@@ -191,6 +191,7 @@ class Bookkeeper:
         self.log = log
         self.org: Any = None
         self.rejected: list[dict[str, Any]] = []  # this run's rejected inputs, for the operator
+        self._settled = False
         self._reported: dict[str, Any] = {}
         self._reported_at = 0.0
 
@@ -237,18 +238,29 @@ class Bookkeeper:
     def step(self, limit: int = READ_BATCH) -> int:
         """Apply the log entries not applied yet (up to limit), sign and publish what they
         settled, collect quorums. Returns how many entries were applied."""
-        self.open()
-        done = 0
-        for n, data in self.log.read(self.applied(), limit):
-            self.apply_entry(n, data)
-            done += 1
+        org = self.open()
+        entries = self.log.read(self.applied(), limit)
+        i = 0
+        while i < len(entries):
+            # Consecutive entries share one SQLite transaction (one fsync, not one each), up
+            # to the first that settles an epoch: that one is committed before it is published.
+            with org.db.transaction():
+                while i < len(entries):
+                    n, data = entries[i]
+                    i += 1
+                    if self.apply_entry(n, data):
+                        break
+        done = len(entries)
         self.publish()
         self.finalize()
         self.report()
         return done
 
-    def apply_entry(self, n: int, data: bytes) -> None:
+    def apply_entry(self, n: int, data: bytes) -> bool:
+        """Apply one log entry (its own transaction, or a savepoint in the caller's); True if
+        it settled an epoch."""
         org = self.open()
+        self._settled = False
         with org.db.transaction():
             try:
                 body = cbor.loads(data, max_len=1 << 26, max_items=1 << 20, max_total=1 << 28)
@@ -266,6 +278,7 @@ class Bookkeeper:
                 except (LeitherError, CliError, ValueError, TypeError, KeyError) as err:
                     self._reject(n, f"input {i}", str(err))
             org.db.set_meta("log_seq", n)
+        return self._settled
 
     def _reject(self, n: int, what: str, reason: str) -> None:
         self.rejected.append({"entry": n, "what": what, "reason": reason})
@@ -303,6 +316,7 @@ class Bookkeeper:
             if body["epoch"] != number:
                 raise DecodeError(f"close of epoch {body['epoch']}, the next is {number}")
             self.settle(body["until"])
+            self._settled = True
         else:
             raise DecodeError(f"unknown input kind {kind!r}")
 
