@@ -258,6 +258,11 @@ def test_claim_pair_backup_restore_in_the_browser(world: dict[str, Any], tmp_pat
             # Pull the first board's plug and restore it onto the fresh one.
             sim.kill(first)
             expect(_row(page, first).locator(".state")).to_contain_text("offline")
+            # Its MiMei are still listed: read through its partner, opened with the escrow.
+            _row(page, second).click()
+            _row(page, first).click()
+            expect(page.locator("#node-body")).to_contain_text("read through its partner")
+            expect(page.locator(f"#mimei tr[data-mid='{mid}']")).to_be_visible()
             page.select_option("#restore-dead", ids[first])
             page.select_option("#restore-onto", ids[fresh])
             page.click("#restore")
