@@ -168,3 +168,24 @@ def test_role_change_cli(home, capsys):
     code, _out, err = run(capsys, home, "org", "role", "alice", "guest")
     assert code == 1 and "already has role" in err
     assert crypto  # the module is used by the fixtures' keys
+
+
+def test_huge_usage_caps_the_debt_instead_of_wedging(tmp_path):
+    from leither_host.ledger import credit
+
+    w = make_world(tmp_path / "o", members=2)
+    credit.store_grant(w.org.db, credit.grant(w.seeds[1], w.org.id, w.ids[0], 100), w.org.id)
+    top = (1 << 63) - 1  # the largest a receipt may claim: valued at 2^30 per GiB-hour
+    pool.import_receipts(w.org.db, [w.receipt(0, 1, 2000, 3000, stored=top),
+                                    w.receipt(0, 1, 3000, 4000, stored=top)], parallel=False)
+    summary = settle.run_epoch(w.org, end_ms=5000, now_ms=5000)
+    assert summary["receipts"] == 2
+    debts = list(w.org.db.conn.execute("SELECT amount FROM credit_debts"))
+    assert debts == [(settle.MAX_SUPPLY,)]
+    assert settle.run_epoch(w.org, end_ms=6000, now_ms=6000)["epoch"] == 2  # not wedged
+    assert settle.verify_all(w.org)["ok"]
+
+
+def test_credit_limit_past_64_bits_is_one_line(home, capsys):
+    code, _out, err = run(capsys, home, "ledger", "credit", "grant", "alice", str(1 << 63))
+    assert code == 1 and "credit limit" in err and err.count("\n") == 1

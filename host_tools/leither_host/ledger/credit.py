@@ -32,13 +32,14 @@ from leither_host.ledger.records import (
 
 GRANT = b"leither-credit/1"
 GIB = 1 << 30
+MAX_LIMIT = (1 << 63) - 1  # tokens: a limit is stored as a signed 64-bit integer
 
 
 def grant(seed: bytes, org: str, grantee: str, limit: int, now_ms: int | None = None) -> bytes:
     from leither import crypto
 
-    if type(limit) is not int or limit < 0:
-        raise DecodeError("a credit limit is a non-negative integer of tokens")
+    if type(limit) is not int or not 0 <= limit <= MAX_LIMIT:
+        raise DecodeError(f"a credit limit is an integer of 0..{MAX_LIMIT} tokens")
     public = crypto.sign_public(seed)
     return sign_record(seed, GRANT, {
         "type": "credit", "org": org, "grantor": key_id(public), "grantor_key": public,
@@ -51,6 +52,8 @@ def open_grant(data: bytes, org: str) -> dict[str, Any]:
                    "limit": int, "time": int})
     if body.get("type") != "credit" or body["org"] != org:
         raise DecodeError(f"not a credit grant for organization {org}")
+    if body["limit"] > MAX_LIMIT:
+        raise DecodeError(f"credit limit {body['limit']} is over {MAX_LIMIT}")
     if key_id(body["grantor_key"]) != body["grantor"]:
         raise AuthError("credit grant: grantor ID is not the ID of its key")
     if body["grantor"] == body["grantee"]:

@@ -275,6 +275,10 @@ def compute(ctx: Context, receipts: list[ReceiptRow], txs: list[bytes]) -> Plan:
               for (issuer, partner), (s, v) in sorted(usage.items())
               if (min(issuer, partner), max(issuer, partner)) in pairs]
     debts = credit_mod.net(ctx.debts, [u for u in valued if u[2]])
+    # A debt is stored as a signed 64-bit integer: receipts may claim up to 2^63 byte-hours
+    # each, so usage can value far past every token that can exist; cap it there (never more
+    # than the supply can pay) rather than fail every later epoch.
+    debts = {pair: min(amount, MAX_SUPPLY) for pair, amount in debts.items()}
     for (debtor, creditor), amount in sorted(debts.items()):
         d_raw, c_raw = raw_of(debtor), raw_of(creditor)
         pay = min(amount, account(d_raw)[0])
