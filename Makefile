@@ -51,7 +51,7 @@ fuzz: $(STAMP) build
 	FUZZ_EXAMPLES=20000 $(BIN)/python -m pytest -q -k fuzz tests
 
 bench: $(STAMP) deps build standin
-	for b in primitives store db node discovery rpc ledger pairing backup; do \
+	for b in primitives store db node discovery rpc ledger pairing backup pizero; do \
 	    [ -f bench/$$b.py ] && $(BIN)/python bench/$$b.py || true; done
 
 demo: $(STAMP) deps build standin

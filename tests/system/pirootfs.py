@@ -31,7 +31,8 @@ BUILD_TIMEOUT_S = 1800  # mmdebstrap: ~2 min here; generous for a slow mirror or
 BINFMT = Path("/proc/sys/fs/binfmt_misc")
 QEMU_ARM = ("/usr/libexec/qemu-binfmt/arm-binfmt-P", "/usr/bin/qemu-arm-static")
 # What the chroot needs from this machine to reach the package registries, as the host does.
-HOST_FILES = ("/etc/resolv.conf", "/etc/ssl/certs/ca-certificates.crt", "/etc/pip.conf")
+HOST_CA = "/etc/ssl/certs/ca-certificates.crt"
+HOST_FILES = ("/etc/resolv.conf", HOST_CA, "/etc/pip.conf")
 HOST_DIRS = ("/etc/xdg/pip",)
 STOP_TIMEOUT_S = 30  # SIGTERM to exit under emulation before SIGKILL
 
@@ -151,6 +152,10 @@ class Pi:
             for name in HOST_FILES:
                 if os.path.exists(name):
                     self.copy_in(Path(name), name)
+            if os.path.exists(HOST_CA):
+                # Also where update-ca-certificates (run when apt installs ca-certificates)
+                # takes local roots from, so a rebuilt bundle still trusts what the host does.
+                self.copy_in(Path(HOST_CA), "/usr/local/share/ca-certificates/host-roots.crt")
             for name in HOST_DIRS:
                 if os.path.isdir(name):
                     shutil.copytree(name, self.path(name), dirs_exist_ok=True)
