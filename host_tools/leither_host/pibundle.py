@@ -154,7 +154,7 @@ else
 fi
 
 # 6. The service.
-install -m 0644 leither.service "$UNIT"
+install -D -m 0644 leither.service "$UNIT"
 name=$("$PY" -c 'import json, sys; print(json.load(open(sys.argv[1]))["name"])' \\
     "$STATE/config.json")
 if [ -d /run/systemd/system ]; then

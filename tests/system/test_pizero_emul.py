@@ -3,7 +3,8 @@
 # install.sh as root, as the owner would; the node starts as the unit's ExecStart says (user,
 # environment; systemd does not run in a chroot) under qemu-arm; and from this host we claim
 # it, put and get 1 MB and read its status over loopback. Then an upgrade with a new bundle:
-# install.sh again, and the node keeps its key, owner and data.
+# install.sh again, and the node keeps its key, owner and data; and with Debian's
+# pycryptodome removed, the node still serves, on its pure-Python crypto.
 #
 # The chroot shares this host's network namespace, so the node serves 127.0.0.1 only (the
 # config's "bind") on a free port, without mDNS: nothing leaves the machine.
@@ -137,8 +138,21 @@ def test_pizero_install_claim_put_get_upgrade(tmp_path: Path) -> None:
         assert "keeping" in said and "keeps its owner" in said, said
         assert pi.path("/var/lib/leither/node.key").read_bytes() == key
         assert json.loads(config.read_text())["bind"] == "127.0.0.1"
-        start_node(pi, tmp_path / "node2.log")
+        node = start_node(pi, tmp_path / "node2.log")
         again = json.loads(leither(home, "status", addr, "--json"))
         assert again["id"] == claimed["node"] and again["role"] == "owner"
         leither(home, "mm", "get", addr, mid, "-o", str(tmp_path / "out2.bin"))
         assert (tmp_path / "out2.bin").read_bytes() == data
+        assert pi.stop(node) == 0
+
+        # A Pi without pycryptodome: the same node on its pure-Python crypto, saying so once.
+        gone = pi.run(["dpkg", "--purge", "python3-pycryptodome"], timeout=600)
+        assert gone.returncode == 0, gone.stdout + gone.stderr
+        start_node(pi, tmp_path / "node3.log")
+        notes = [line for line in (tmp_path / "node3.log").read_text().splitlines()
+                 if line.startswith("leither: crypto:")]
+        assert len(notes) == 1 and "no pycryptodome" in notes[0], notes
+        pure = json.loads(leither(home, "status", addr, "--json"))
+        assert pure["id"] == claimed["node"] and pure["role"] == "owner"
+        listing = json.loads(leither(home, "mm", "ls", addr, "--json"))
+        assert [m["size"] for m in listing if m["id"] == mid] == [MIB]
