@@ -130,8 +130,14 @@ def test_three_bookkeepers_cosign_one_root(world):
     # Transfers from two hosts in epoch 2.
     w.submit([("tx", _transfer(w, 1, 0, 50, 1))], host=1)
     w.submit([("tx", _transfer(w, 3, 2, 7, 1))], host=2)
+    one_sided = tx.transfer(w.seeds[2], w.home.id, crypto.sign_public(w.seeds[1]), 5, 1)
+    w.submit([("tx", one_sided)], host=0)  # queued unchecked, refused by every epoch
     w.close(2, T0 + 900)
     w.step()
+    for k in w.keepers:
+        assert [r for r, in k.open().db.conn.execute(
+            "SELECT reason FROM rejections WHERE epoch=2")] == [
+            "transfer is not countersigned by its receiver"]
     for k in w.keepers:
         org = k.open()
         record = settle.open_epoch_record(bytes(org.db.epoch(2)["record"]), org.public,

@@ -296,7 +296,7 @@ class Bookkeeper:
             if got["rejected"]:
                 raise DecodeError(got["rejected"][0]["reason"])
         elif kind == "tx":
-            pool.add_transaction(org.db, data, org.id, org.supervisors(), now_ms=when)
+            pool.add_transaction(org.db, data, org.id, {}, now_ms=when, check=False)
         elif kind == "credit":
             credit.store_grant(org.db, data, org.id)
         elif kind == "contract":
