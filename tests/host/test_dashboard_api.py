@@ -133,6 +133,8 @@ def test_argv_of_each_action() -> None:
     assert build["rename"]({"node": "board1", "name": "kitchen_2"}) == \
         ["rename", "board1", "kitchen_2", "--json"]
     assert build["forget"]({"node": "4AiiDrHT"}) == ["forget", "4AiiDrHT", "--json"]
+    claim = jobs.Job(1, "claim", build["claim"]({"node": "b1", "claim_token": "3f9a0c2e"}))
+    assert claim.view()["command"] == "leither claim b1 --token … --json"  # secret not shown
     for bad in ("-x", "a b", "x" * 64, "", "a.b"):
         with pytest.raises(CliError, match="name"):
             build["rename"]({"node": "board1", "name": bad})

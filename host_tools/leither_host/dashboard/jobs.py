@@ -139,7 +139,11 @@ class Job:
     error: str | None = None
 
     def view(self) -> dict[str, Any]:
-        return {"id": self.id, "action": self.action, "command": "leither " + " ".join(self.argv),
+        shown = list(self.argv)
+        for i, arg in enumerate(shown[:-1]):
+            if arg == "--token":  # a board's claim token is a secret: not on the page
+                shown[i + 1] = "…"
+        return {"id": self.id, "action": self.action, "command": "leither " + " ".join(shown),
                 "state": self.state, "started": self.started, "ended": self.ended,
                 "result": self.result, "error": self.error}
 

@@ -12,7 +12,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from leither.errors import AuthError, LeitherError, RPCError
+from leither.errors import AuthError, DecodeError, LeitherError, RPCError
 from leither_host import keys
 from leither_host.client import Session, connect
 from leither_host.errors import CliError
@@ -27,8 +27,9 @@ HISTORY_POINTS = 1200  # samples kept per node: an hour at the default 3 s poll
 # Facts read on every poll (all public; GetVar, leither.server.PUBLIC_FACTS).
 # "replaced": set on a node that a restore replaced (fenced: it serves no more); not every
 # firmware has it.
-FACTS = ("name", "board", "fw", "uptime", "free", "heap", "claimed", "role", "pair", "peer",
-         "replaced", "pair_state", "pair_code", "pair_reason")  # pair_*: the owner's only
+FACTS = ("name", "uptime", "free", "heap", "claimed", "role", "pair", "peer", "replaced",
+         "pair_state", "pair_code", "pair_reason")  # pair_*: the owner's only
+SESSION_FACTS = ("board", "fw")  # read once per session: they change only with a reflash
 LOG_PAGES = 8  # GetLog replies gathered per request (each holds the node's REPLY_LINES)
 
 
@@ -40,6 +41,7 @@ class NodeState:
     record: dict[str, Any]
     session: Session | None = None
     facts: dict[str, Any] = field(default_factory=dict)
+    facts_session: Session | None = None  # the session SESSION_FACTS were read on
     backup: dict[str, Any] | None = None
     online: bool = False
     last_seen: float | None = None  # time.time() of the last answered poll
@@ -208,7 +210,7 @@ class Sampler:
         except (asyncio.TimeoutError, LeitherError, OSError, EOFError) as err:
             await _close(node)
             node.online = False
-            node.wrong_node = isinstance(err, AuthError)
+            node.wrong_node = isinstance(err, (AuthError, DecodeError))
             node.error = _reason(err)
             node.failures += 1
             node.next_try = time.monotonic() + min(BACKOFF_MAX_S, 2.0 ** node.failures)
@@ -224,8 +226,9 @@ class Sampler:
                                          expected_node_id=node.id, timeout=CONNECT_S,
                                          attempts=2)
         session = node.session
-        facts = {}
-        for name in FACTS:
+        facts = {k: node.facts.get(k) for k in SESSION_FACTS} \
+            if node.facts_session is session else {}
+        for name in FACTS + tuple(k for k in SESSION_FACTS if k not in facts):
             try:
                 facts[name] = await session.call("GetVar", {"name": name}, CALL_S)
             except RPCError:
@@ -236,7 +239,7 @@ class Sampler:
             # a new session learns whether the claim was ours.
             await _close(node)
             return await self._poll_node(node, again=True)
-        node.facts = facts
+        node.facts, node.facts_session = facts, session
         if facts.get("role") == "owner":
             try:
                 status = await session.call("BackupStatus", {"offset": 0, "limit": 0}, CALL_S)
@@ -277,4 +280,6 @@ def _reason(err: BaseException) -> str:
         return "no answer in time"
     if isinstance(err, AuthError):
         return f"another node answers at this address ({err})"
+    if isinstance(err, DecodeError):
+        return f"not a Leither node at this address ({err})"
     return str(err) or type(err).__name__
