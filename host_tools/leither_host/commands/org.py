@@ -148,12 +148,15 @@ def run_show(args: argparse.Namespace) -> int:
             "epoch": last["epoch"] if last else 0,
             "root": bytes(last["root"]).hex() if last else None,
             "supply": last["supply"] if last else 0,
+            "bookkeepers": (lambda b: {"count": len(b["keys"]), "quorum": b["quorum"],
+                                       "version": b["version"]} if b else None)(org.books()),
         }
     finally:
         org.close()
     emit(args, result, ["field", "value"],
          [(k, result[k]) for k in ("name", "id", "members", "roles", "member_list_version",
-                                   "contract", "epoch", "root", "supply", "path")])
+                                   "contract", "epoch", "root", "supply", "bookkeepers",
+                                   "path")])
     return 0
 
 
