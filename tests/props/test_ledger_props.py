@@ -1,6 +1,8 @@
 # Properties of contracts and settlement over random organizations: every income unit lands in
 # exactly one account, no balance ever goes negative, the supply is always minted - burned, and
 # replayed or forged transactions and receipts never move a token.
+import hashlib
+
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -161,3 +163,67 @@ def test_receipts_never_paid_twice(rows):
     again = settle.compute(ctx2, accepted, [])
     assert not again.receipts
     assert all("duplicate" in r["reason"] for r in again.rejected)
+
+
+# -- the member set --------------------------------------------------------------------------
+
+def _definition_root(items, depth):
+    # The tree's root from its definition: empty, one (collapsed) leaf, or left/right halves.
+    from leither import smtverify
+
+    if not items:
+        return smtverify.EMPTY
+    if len(items) == 1:
+        key, (a, b) = items[0]
+        return smtverify.leaf_hash(key, a, b)
+    left = [i for i in items if not smtverify.bit(i[0], depth)]
+    right = [i for i in items if smtverify.bit(i[0], depth)]
+    return smtverify.node_hash(_definition_root(left, depth + 1),
+                               _definition_root(right, depth + 1))
+
+
+member_ops = st.lists(st.tuples(st.integers(0, 15), st.sampled_from(
+    ["guest", "member", "supervisor", None]), st.integers(0, 10**12)), min_size=1, max_size=12)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                 HealthCheck.function_scoped_fixture])
+@given(st.lists(member_ops, min_size=1, max_size=4))
+def test_member_set_versions_prove_each_member(tmp_path_factory, versions):
+    # Versions of admissions, role changes and departures (None): each version's root is the
+    # definition's root of its members, and every key proves exactly its role and join time.
+    from leither.errors import ProofError
+    from leither_host.ledger import members
+    from leither_host.ledger.db import LedgerDB
+
+    keys = [hashlib.sha256(b"m%d" % i).digest()[:20] for i in range(16)]
+    db = LedgerDB(tmp_path_factory.mktemp("mset") / "m.sqlite")
+    state: dict = {}
+    roots = []
+    for ops in versions:
+        changes = {}
+        for i, role, joined in ops:
+            changes[keys[i]] = members.leaf_value(role, joined) if role else None
+        with db.transaction():
+            members.publish(db, changes)
+        for k, v in changes.items():
+            if v is None:
+                state.pop(k, None)
+            else:
+                state[k] = v
+        roots.append((dict(state), _definition_root(sorted(state.items()), 0)))
+    for version, (expect, root) in enumerate(roots, 1):
+        assert bytes(members.version_row(db, version)["root"]) == root
+        assert members.version_row(db, version)["count"] == len(expect)
+        for k in keys:
+            proof = members.prove(db, version, k)
+            got = members.check(root, k, proof)
+            assert got == (members.decode_leaf(expect[k]) if k in expect else None)
+            other = keys[(keys.index(k) + 1) % 16]
+            if expect.get(other) != expect.get(k):
+                try:
+                    members.check(root, other, proof)
+                    raise AssertionError("one member's proof proved another")
+                except ProofError:
+                    pass
+    db.close()
