@@ -326,10 +326,11 @@ def test_cli_story(tmp_path, cluster, capsys):
                  "--home", str(home)]) == 0
     capsys.readouterr()
     assert run("books", "submit", str(app))["inputs"] == ["application"]
-    approval = tmp_path / "alice.ok"
-    approval.write_bytes(make_approval(h.key("default")[0], org_id, app.read_bytes(), "member",
-                                       T0 + 20))
-    assert run("books", "submit", str(approval))["inputs"] == ["approval"]
+    assert main(["org", "approve", str(app), "--home", str(home)]) == 1  # not on one host
+    assert "books approve" in capsys.readouterr()[1]
+    assert run("books", "approve", str(app))["role"] == "member"
+    (tmp_path / "c.toml").write_text(CONTRACT)
+    assert run("books", "deploy", str(tmp_path / "c.toml"))["name"] == "test-coop"
     closed = run("books", "close")
     assert closed["epoch"] == 1
     try:
@@ -342,6 +343,9 @@ def test_cli_story(tmp_path, cluster, capsys):
         assert all(r["lag"] == 0 for r in st["bookkeepers"])
         assert keepers[0].open().db.conn.execute(
             "SELECT count(*) FROM members").fetchone()[0] == 2
+        assert keepers[0].open().db.conn.execute(
+            "SELECT count(*) FROM contracts").fetchone()[0] == 1
+        assert [k.rejected for k in keepers] == [[], [], []]
         # A proof from a bookkeeper's books carries the quorum; host and board check it.
         proof = tmp_path / "alice.proof"
         alice = ids.make_id(h.key("alice")[1])

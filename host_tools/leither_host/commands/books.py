@@ -22,6 +22,8 @@ EXAMPLES = """examples:
   leither books serve --org-id 2dpq… --etcd 10.0.0.5:2379 --key bk1   # org not on this host
   leither books status --org coop                  # each bookkeeper's epoch, root, lag
   leither books submit pay.tx alice.app            # inputs into the ordered log
+  leither books approve alice.app --org coop       # the application and its approval
+  leither books deploy coop.toml --org coop        # a contract, signed by a supervisor
   leither books close --org coop                   # close the next epoch (a supervisor)
 """
 
@@ -57,6 +59,19 @@ def register(sub: argparse._SubParsersAction) -> None:
                     help="transactions, receipts, applications, approvals, credit grants")
     add_common(sm)
     sm.set_defaults(func=run_submit)
+
+    a = sub_parser("approve", "admit an applicant through the log (signed by you, a "
+                              "supervisor)")
+    a.add_argument("file", help="the application (leither org apply --out FILE)")
+    a.add_argument("--role", choices=("supervisor", "member", "guest"),
+                   help="grant this role instead of the one applied for")
+    add_common(a, key=True)
+    a.set_defaults(func=run_approve)
+
+    d = sub_parser("deploy", "deploy a contract through the log (signed by you, a supervisor)")
+    d.add_argument("file", help="contract file (TOML)")
+    add_common(d, key=True)
+    d.set_defaults(func=run_deploy)
 
     c = sub_parser("close", "close the next epoch (signed by you, a supervisor)")
     c.add_argument("--until", type=int, metavar="MS", help="its end (default: now)")
@@ -172,4 +187,36 @@ def run_close(args: argparse.Namespace) -> int:
     emit(args, {"entry": n, "epoch": number, "until": until}, text=lambda: print(
         f"close of epoch {number} at {until} is log entry {n}; bookkeepers settle it as they "
         f"reach it (leither books status)"))
+    return 0
+
+
+def run_approve(args: argparse.Namespace) -> int:
+    from leither_host.ledger.org import make_approval, open_application
+
+    org_id, log, _books_rec = _target(args)
+    seed, _public = home(args).key(args.key, create=False)
+    data = read_input(args.file)
+    app = open_application(data)
+    if app["org"] != org_id:
+        raise CliError(f"application is for organization {app['org']}, not {org_id}")
+    approval = make_approval(seed, org_id, data, args.role or app["role"], time_ms())
+    # One entry: the application (a duplicate of one already logged is refused by the
+    # bookkeepers, harmlessly) and then its approval.
+    n, _new = bk.submit(log, [("application", data), ("approval", approval)])
+    emit(args, {"entry": n, "member": app["member"], "role": args.role or app["role"]},
+         text=lambda: print(f"approval of {app['member']} is log entry {n}"))
+    return 0
+
+
+def run_deploy(args: argparse.Namespace) -> int:
+    from leither_host.ledger import contract as contract_mod
+
+    org_id, log, _books_rec = _target(args)
+    seed, _public = home(args).key(args.key, create=False)
+    text = read_input(args.file).decode("utf-8", "replace")
+    parsed = contract_mod.parse(text)  # a bad file is named here, before it reaches the log
+    n, _new = bk.submit(log, [("contract", bk.make_deploy(seed, org_id, text))])
+    emit(args, {"entry": n, "name": parsed.name, "digest": parsed.digest().hex()},
+         text=lambda: print(f"contract {parsed.name!r} is log entry {n}: it governs the epochs "
+                            f"the bookkeepers settle after it"))
     return 0

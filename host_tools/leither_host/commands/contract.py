@@ -60,6 +60,9 @@ def run_deploy(args: argparse.Namespace) -> int:
     text = _read(args.file)
     org = open_org(args)
     try:
+        if org.books() is not None:
+            raise CliError(f"{org.name}'s books are kept by its bookkeepers: deploy through "
+                           f"them (leither books deploy FILE)")
         result = pool.deploy_contract(org.db, text, {m.id for m in org.members()})
     finally:
         org.close()

@@ -205,6 +205,9 @@ def run_approve(args: argparse.Namespace) -> int:
     seed, _ = h.key(args.key, create=False)
     org = open_org(args)
     try:
+        if org.books() is not None:
+            raise CliError(f"{org.name}'s books are kept by its bookkeepers: approve through "
+                           f"them (leither books approve FILE)")
         ref = args.application
         if Path(ref).is_file():
             data = read_input(ref)
