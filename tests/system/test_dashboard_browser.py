@@ -162,7 +162,12 @@ def test_claim_pair_backup_restore_in_the_browser(world: dict[str, Any], tmp_pat
                                     accept_downloads=True)
             errors: list[str] = []
             page.on("pageerror", lambda err: errors.append(str(err)))
-            page.goto(world["link"])
+            page.goto(world["url"])  # without the token: only the form that asks for it
+            expect(page.locator("#token-gate")).to_be_visible()
+            expect(page.locator("#main")).to_be_hidden()
+            page.goto(world["link"])  # the printed link, pasted into the same tab
+            expect(page.locator("#main")).to_be_visible()
+            expect(page.locator("#token-gate")).to_be_hidden()
             assert "#token" not in page.url  # the page takes the token out of the address
 
             # Claim: three unclaimed boards, a Claim button each.

@@ -772,12 +772,18 @@ async function loadJobs() {
   } catch (err) { /* shown by the fleet refresh */ }
 }
 
-function start() {
+function takeToken() {
   const match = /token=([^&]+)/.exec(location.hash);
-  if (match) {
-    sessionStorage.setItem(TOKEN_KEY, decodeURIComponent(match[1]));
-    history.replaceState(null, "", location.pathname);  // the token leaves the address bar
-  }
+  if (!match) return false;
+  sessionStorage.setItem(TOKEN_KEY, decodeURIComponent(match[1]));
+  history.replaceState(null, "", location.pathname);  // the token leaves the address bar
+  return true;
+}
+
+function start() {
+  takeToken();
+  // The printed link pasted into a tab already open here changes only the fragment.
+  window.addEventListener("hashchange", () => { if (takeToken()) location.reload(); });
   $("gate-form").addEventListener("submit", (e) => {
     e.preventDefault();
     sessionStorage.setItem(TOKEN_KEY, $("gate-token").value.trim());
