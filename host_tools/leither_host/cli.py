@@ -30,7 +30,9 @@ def _verb_modules() -> list[str]:
     return sorted(found, key=lambda n: (VERB_ORDER.index(n) if n in VERB_ORDER else 99, n))
 
 
-def make_parser() -> argparse.ArgumentParser:
+def make_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole command's parser; with `only` (a verb's module name) just that verb's, so a
+    command imports its own verb's code and not every other's (start-up time)."""
     from leither_host import __version__
 
     parser = argparse.ArgumentParser(
@@ -42,7 +44,7 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", action="store_true", dest="global_json",
                         help="print JSON (same as the verb's own --json)")
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
-    for name in _verb_modules():
+    for name in [only] if only else _verb_modules():
         module = importlib.import_module(f"leither_host.commands.{name}")
         module.register(sub)
     _mark_parsers(parser)
@@ -89,7 +91,7 @@ def _main(argv: list[str]) -> int:
     from leither.errors import LeitherError
     from leither_host.errors import CliError
 
-    parser = make_parser()
+    parser = make_parser(_named_verb(argv))
     args = parse(parser, argv)
     try:
         code = args.func(args)
@@ -103,6 +105,17 @@ def _main(argv: list[str]) -> int:
         print(f"leither: {_os_error(err)}", file=sys.stderr)
         return 1
     return int(code or 0)
+
+
+def _named_verb(argv: list[str]) -> str | None:
+    """The verb's module when argv names one (the first word not an option), else None."""
+    word = next((a for a in argv if not a.startswith("-")), None)
+    if word is None or word.startswith("_") or not word.isidentifier():
+        return None
+    import leither_host.commands as package
+
+    names = {m.name for m in pkgutil.iter_modules(package.__path__)}
+    return word if word in names else None
 
 
 def _os_error(err: OSError) -> str:

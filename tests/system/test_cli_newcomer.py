@@ -109,6 +109,24 @@ def _journey(me: Newcomer, tmp_path: Path) -> None:
     assert table[2].split()[0] == "board1" and "online" in table[2]
     assert "board2" in table[2].split()  # its partner, by name
 
+    # The old board comes back (its plug put back in): the host says two boards hold one
+    # identity, keeps the ID at the restored board, and the old one says it was replaced.
+    sims = me.json("sim", "ls")
+    old_addr = [b["address"] for b in sims if b["name"] == "board1"][0]  # type: ignore
+    started = me.run("sim", "start", "board1")
+    assert "hold one identity" in started.stderr
+    shown = {"text": ""}
+
+    def says_replaced() -> bool:
+        proc = me.run("status", old_addr)
+        shown["text"] = proc.stdout + proc.stderr
+        return "replaced by a restore on" in proc.stdout
+
+    wait_for(says_replaced, 60, "the old board to say it was replaced")
+    assert "two boards hold one identity" in shown["text"]
+    assert me.json("status", "board1")["address"] != old_addr  # type: ignore[index]
+    me.run("sim", "kill", "board1")
+
     # Rename: here and on the node; its log says so, and `logs -f` follows new lines.
     assert "on the node" in me.run("rename", "board2", "kitchen").stdout
     assert me.json("status", "kitchen")["node_name"] == "kitchen"  # type: ignore[index]

@@ -12,7 +12,14 @@ from typing import Any
 from leither_host import facts as factsmod
 from leither_host.errors import CliError
 from leither_host.fleet import Fleet
-from leither_host.output import console, human_ago, human_bytes, print_json, print_table
+from leither_host.output import (
+    console,
+    human_ago,
+    human_bytes,
+    human_time,
+    print_json,
+    print_table,
+)
 
 EXAMPLES = """examples:
   leither ls                  # every known node, asked now
@@ -63,7 +70,8 @@ def backup_lag(row: dict[str, Any]) -> str:
 
 def state(row: dict[str, Any]) -> str:
     if row.get("replaced_ms") is not None:
-        return "replaced"
+        when = row["replaced_ms"]
+        return "replaced by a restore" + (f" on {human_time(when)}" if when else "")
     if row["online"]:
         return "online"
     if row.get("wrong_node"):

@@ -67,7 +67,7 @@ def describe(row: dict[str, Any]) -> list[tuple[str, Any]]:
     replaced = row.get("replaced_ms")
     state = "online"
     if replaced is not None:
-        state = "REPLACED by a restore" + (f" on {human_time(replaced)}" if replaced else "") \
+        state = "replaced by a restore" + (f" on {human_time(replaced)}" if replaced else "") \
             + ": this board no longer serves as this node (wipe or re-claim it)"
     lines.append(("state", state))
     if row.get("node_name") and row.get("node_name") != row.get("name"):
