@@ -162,6 +162,38 @@ print('RESULT free', gc.mem_free())
 print('OK')
 """
 
+# The same for a db MiMei: heap held by one open db after 300 Hset, by a second one, and after
+# Store.trim() (closes idle dbs, drops the page and tree buffer pools).
+ESP32_DB = """
+import gc, os
+from leither import mimei
+class Signer:
+    public = bytes(32)
+    def sign(self, m):
+        return bytes(64)
+s = mimei.Store(%r + str(os.urandom(3)[0]) + str(os.urandom(3)[0]), Signer())
+gc.collect()
+a0 = gc.mem_alloc()
+db = s.db(s.create('bench', '', 'db1', 'db'))
+for i in range(300):
+    db.Hset('h', 'f%%d' %% i, 'v' * 50)
+gc.collect()
+a1 = gc.mem_alloc()
+db = s.db(s.create('bench', '', 'db2', 'db'))
+for i in range(100):
+    db.Set('k%%d' %% i, 'v' * 50)
+db = None
+gc.collect()
+a2 = gc.mem_alloc()
+s.trim()
+gc.collect()
+a3 = gc.mem_alloc()
+print('RESULT db_one', a1 - a0)
+print('RESULT db_two', a2 - a0)
+print('RESULT db_trim', a3 - a0)
+print('OK')
+"""
+
 # 10 versions of a 1 MB file, 1% (10486 bytes, one random run) changed between versions.
 SPACE = """
 import os
@@ -333,6 +365,14 @@ def esp32_section(base: str) -> None:
     print(f"{'held beyond that after Store.trim()':<44} {int(r['after_trim']):>8,} bytes")
     print(f"{'  of which pooled tree buffers (before trim)':<44} {int(r['pool']):>8,} bytes")
     print(f"{'heap free at the end':<44} {int(r['free']):>8,} bytes")
+    ok, out = esp32_run(binary, ESP32_DB % (root,), heap)
+    if ok:
+        r = results(out)
+        print(f"{'held: one db (300 Hset), modules included':<44} {int(r['db_one']):>8,} bytes")
+        print(f"{'held: two dbs open':<44} {int(r['db_two']):>8,} bytes")
+        print(f"{'held: after Store.trim()':<44} {int(r['db_trim']):>8,} bytes")
+    else:
+        print(f"db at {heap} bytes failed:\n{out[-2000:]}")
     for phase, label in ((0, "open store + one write"), (1, "... + 1 MB staged put"),
                          (2, "... + 1 MB get")):
         need = esp32_min_heap(binary, ESP32 % (root, phase), 8192, heap)

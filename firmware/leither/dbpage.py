@@ -60,6 +60,11 @@ _POOL_MAX = const(6)  # spare page buffers kept (2 KiB each): one tree's cache a
 _pool = []  # kept when the last tree closes: allocating again later may find no 2 KiB run
 
 
+def trim():
+    """Let the spare page buffers go (no tree open: an idle node's heap back)."""
+    del _pool[:]
+
+
 def _take():
     return _pool.pop() if _pool else bytearray(PAGE)
 

@@ -47,3 +47,25 @@ def test_real_db_backup_hashes_the_same_whatever_the_order():
         s.close()
     finally:
         rmtree(d)
+
+
+def test_trim_closes_idle_dbs_and_keeps_transactions():
+    from leither import dbpage, store
+
+    d = tmpdir("rdbt")
+    try:
+        s = mimei.Store(d, SEED, db_class=DB)
+        one = s.create("app", "", "t1", "db")
+        two = s.create("app", "", "t2", "db")
+        s.db(one).Set("k", "v1")
+        s.db(two).Begin()
+        s.db(two).Set("k", "in tx")
+        s.set_data(s.create("app", "bin"), 0, b"x" * 5000)
+        s.trim()
+        check(len(store._pool) == 0 and len(dbpage._pool) == 0)
+        check([mid for mid, _db in s._dbs] == [two], "the db in a transaction stays open")
+        check(s.db(two).Commit() == "OK" and s.db(two).Get("k") == "in tx")
+        check(s.db(one).Get("k") == "v1")  # reopened on use
+        s.close()
+    finally:
+        rmtree(d)
