@@ -1,8 +1,10 @@
-# Whole-node figures on the unix MicroPython (and CPython for comparison): boot to ready and
-# to announced on mDNS, heap used when idle, and the smallest heap at which a node still boots
-# and serves 10 concurrent clients. The unix port loads .mpy code into its heap, where a real
-# board keeps it in flash (frozen or ROMFS), so the code's share is measured and shown apart.
-"""Node benchmark: `python bench/node.py [--runs N]`."""
+# Whole-node figures. First the board's own: the ESP32 stand-in (32-bit MicroPython with the
+# firmware frozen in, leither_host.standin) at the ESP32-WROOM's heap -- bundle and ROMFS image
+# size, boot to ready and to announced, heap in use when idle, the smallest heap that boots and
+# announces, 10 concurrent sessions (GetVar + 4 KiB reads) and 4 owners each putting and
+# getting 1 MB. Then the 64-bit unix MicroPython and CPython as before: the unix port loads
+# .mpy code into its heap, where a real board keeps it in flash, so its code share is shown.
+"""Node benchmark: `python bench/node.py [--runs N] [--esp32-only]`."""
 
 from __future__ import annotations
 
@@ -15,12 +17,13 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from leither_host import keys  # noqa: E402
 from leither_host.client import connect  # noqa: E402
 
-from _mp import BUILD, build, micropython, run  # noqa: E402
+from _mp import BUILD, build, env_for, esp32_heap, heap_arg, micropython, run, standin  # noqa: E402
 
 MODULES = ("node", "api", "mimei", "store", "server", "rpc", "mdns", "dns", "crypto", "cbor",
            "identity", "led", "ids", "ed25519", "x25519", "sha512", "port.unix", "port.net")
@@ -41,16 +44,19 @@ def code_heap() -> int:
     return int(out.strip().splitlines()[-1])
 
 
-def start_node(root: Path, heap: str | None, interpreter: str) -> subprocess.Popen[bytes]:
+def start_node(root: Path, heap: str | int | None, interpreter: str
+               ) -> subprocess.Popen[bytes]:
+    """interpreter: "micropython" (64-bit unix), "esp32" (the stand-in) or "cpython"."""
     args = ["--root", str(root), "--port", str(PORT), "--addr", "127.0.0.1", "--name",
             f"bench{os.getpid() % 1000}"]
-    if interpreter == "micropython":
-        argv = [micropython(), "-X", f"heapsize={heap}", "-m", "leither", *args]
+    if interpreter in ("micropython", "esp32"):
+        binary = standin() if interpreter == "esp32" else micropython()
+        argv = [binary, "-X", f"heapsize={heap_arg(heap or '512K')}", "-m", "leither", *args]
     else:
         argv = [sys.executable, "-m", "leither", *args]
-    env = dict(os.environ, MICROPYPATH=f"{BUILD}:.frozen")
+    env = env_for("esp32" if interpreter == "esp32" else "unix")
     log = open(root / "node.log", "wb")
-    return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
+    return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=root)
 
 
 def wait_for(root: Path, text: str, proc: subprocess.Popen[bytes], timeout: float = 30
@@ -120,9 +126,10 @@ async def clients(root: Path, n: int, calls: int) -> int:
     return free
 
 
-def trial(heap_kib: int, n_clients: int = 10) -> tuple[bool, int | None]:
+def trial(heap_kib: int, n_clients: int = 10, interpreter: str = "micropython"
+          ) -> tuple[bool, int | None]:
     root = Path(tempfile.mkdtemp(prefix="leither-bench-node-"))
-    proc = start_node(root, f"{heap_kib}K", "micropython")
+    proc = start_node(root, heap_kib, interpreter)
     try:
         if wait_for(root, " ready", proc) is None:
             return False, None
@@ -136,12 +143,13 @@ def trial(heap_kib: int, n_clients: int = 10) -> tuple[bool, int | None]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def boot_times(runs: int, interpreter: str) -> tuple[list[float], list[float]]:
+def boot_times(runs: int, interpreter: str, heap: str | int = "512K"
+               ) -> tuple[list[float], list[float]]:
     ready, announced = [], []
     for _ in range(runs):
         root = Path(tempfile.mkdtemp(prefix="leither-bench-boot-"))
         t0 = time.monotonic()
-        proc = start_node(root, "512K", interpreter)
+        proc = start_node(root, heap, interpreter)
         try:
             t_ready = wait_for(root, " ready", proc)
             t_ann = wait_for(root, "mdns: announced", proc)
@@ -174,6 +182,21 @@ async def started(self):
 node.Node.start = started
 node.main(%r)
 """
+
+
+def idle_used(heap: str | int, board: str) -> int:
+    """Heap in use by the idle node (no session, 3 s after boot), measured from inside."""
+    root = Path(tempfile.mkdtemp(prefix="leither-bench-idle-"))
+    try:
+        argv = ["--root", str(root), "--port", str(PORT + 1), "--addr", "127.0.0.1",
+                "--name", f"idle{os.getpid() % 1000}"]
+        ok, out = run(IDLE_PROBE % (argv,), heap=heap, timeout=60, board=board)
+        used = [line.split()[1] for line in out.splitlines() if line.startswith("USED ")]
+        if not ok or not used:
+            raise SystemExit("idle probe failed:\n" + out)
+        return int(used[0])
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def idle_heap() -> tuple[int, int]:
@@ -209,7 +232,13 @@ def pct(values: list[float], p: float) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=10, help="boots per interpreter")
+    parser.add_argument("--esp32-only", action="store_true", help="skip the 64-bit figures")
     args = parser.parse_args()
+    esp32_report(args.runs)
+    if args.esp32_only:
+        return
+    print()
+    print("-- 64-bit unix MicroPython (code in the heap) and CPython --")
     build()
     bundle = sum(f.stat().st_size for f in (BUILD / "leither").rglob("*.mpy"))
     code = code_heap()
@@ -247,6 +276,125 @@ def main() -> None:
           f"beside the running node's module code ({node_code / 1024:.1f} KiB)")
     print("  (the unix port is 64-bit: every pointer in a list, dict or object is 8 bytes, where "
           "a 32-bit ESP32 has 4; byte buffers are the same size)")
+
+
+# -- the ESP32 stand-in ------------------------------------------------------------------------
+
+BIG = 1024 * 1024  # bytes each owner puts and gets back
+
+
+async def owners(root: Path, n: int) -> tuple[int, int | None]:
+    """n concurrent owner sessions, each putting BIG bytes into its own MiMei and reading them
+    back; returns (sessions whose bytes came back identical, the node's heap low-water mark)."""
+    key = keys.HostKey.generate()
+    first = await connect("127.0.0.1", PORT, key)
+    token = (root / "claim.token").read_text().strip()
+    await first.call("Claim", {"token": token})
+
+    async def one(i: int) -> bool:
+        s = await connect("127.0.0.1", PORT, key)
+        try:
+            data = os.urandom(BIG)
+            mid = await s.call("MMCreate", {"app": "bench", "ext": f"o{i}"})
+            step = s.max_data - 256  # room for the other parameters in the frame
+            for offset in range(0, BIG, step):
+                await s.call("MFSetData", {"mid": mid, "offset": offset,
+                                           "data": data[offset:offset + step]})
+            back = bytearray()
+            while len(back) < BIG:
+                got = await s.call("MFGetData", {"mid": mid, "offset": len(back),
+                                                 "length": min(step, BIG - len(back))})
+                if not got:
+                    break
+                back += got
+            return bytes(back) == data
+        finally:
+            await s.close()
+
+    results = await asyncio.gather(*(one(i) for i in range(n)), return_exceptions=True)
+    try:
+        low = await first.call("GetVar", {"name": "heap_low"})
+    except Exception:  # noqa: BLE001 - older firmware: no low-water mark
+        low = None
+    await first.close()
+    return sum(1 for r in results if r is True), low if isinstance(low, int) else None
+
+
+def owners_trial(heap: int, n: int = 4) -> tuple[bool, int | None, float]:
+    """(all n owners' MB came back identical and the node lived, low-water mark, seconds)."""
+    root = Path(tempfile.mkdtemp(prefix="leither-bench-owners-"))
+    proc = start_node(root, heap, "esp32")
+    t0 = time.monotonic()
+    try:
+        if wait_for(root, " ready", proc) is None:
+            return False, None, 0.0
+        try:
+            good, low = asyncio.run(asyncio.wait_for(owners(root, n), 600))
+        except Exception:  # noqa: BLE001 - any failure means this heap is too small
+            return False, None, time.monotonic() - t0
+        return good == n and proc.poll() is None, low, time.monotonic() - t0
+    finally:
+        stop(proc)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def boots_and_announces(heap: int) -> bool:
+    root = Path(tempfile.mkdtemp(prefix="leither-bench-small-"))
+    proc = start_node(root, heap, "esp32")
+    try:
+        return wait_for(root, "mdns: announced", proc, timeout=20) is not None and \
+            proc.poll() is None
+    finally:
+        stop(proc)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def smallest(works: Callable[[int], bool], low: int, high: int, step: int) -> int | None:
+    """Smallest heap in bytes (step resolution) for which works() holds, if high works."""
+    if not works(high):
+        return None
+    while high - low > step:
+        mid = (low + high) // 2 // step * step
+        if works(mid):
+            high = mid
+        else:
+            low = mid
+    return high
+
+
+def esp32_report(runs: int) -> None:
+    from leither_host import romfs
+    from leither_host.build import build as build_bundle
+
+    heap = esp32_heap()
+    print(f"-- ESP32 stand-in: 32-bit MicroPython, firmware frozen in, heap {heap} bytes --")
+    bundle = build_bundle("esp32")
+    image = romfs.build_image("esp32")
+    limit, part = romfs.bundle_limit("esp32"), romfs.partition_bytes("esp32")
+    print(f"bundle (.mpy, -O level of board.json): {bundle.size} bytes = "
+          f"{bundle.size / 1024:.1f} KiB (budget {limit}); ROMFS image {image.size} bytes "
+          f"(partition {part}): {'fits' if part and image.size <= part else 'does NOT fit'}")
+    ready, ann = boot_times(runs, "esp32", heap)
+    print(f"boot -> ready p50/p95: {pct(ready, 50):.2f} / {pct(ready, 95):.2f} s; "
+          f"boot -> announced p50/p95: {pct(ann, 50):.2f} / {pct(ann, 95):.2f} s (target 2 s)")
+    used = sorted(idle_used(heap, "esp32") for _ in range(3))[1]
+    print(f"idle node (no session, 3 s after boot): {used} bytes = {used / 1024:.1f} KiB of "
+          f"heap in use (target 40 KiB)")
+    small = smallest(boots_and_announces, 16 * 1024, heap, 1024)
+    print(f"smallest heap that boots and announces: "
+          f"{small if small else 'over ' + str(heap)} bytes")
+    ok, free = trial(heap, 10, "esp32")
+    print(f"10 concurrent sessions (GetVar + 4 KiB reads) at {heap}: "
+          f"{'served' if ok else 'FAILED'}" +
+          (f", heap in use with 11 sessions open {heap - free} bytes" if ok and free else ""))
+    small10 = smallest(lambda h: trial(h, 10, "esp32")[0], 32 * 1024, 4 * heap, 4096)
+    print(f"  smallest heap serving them: {small10 if small10 else 'over ' + str(4 * heap)}")
+    ok, low, secs = owners_trial(heap)
+    print(f"4 owners x 1 MB put + get at {heap}: {'all identical' if ok else 'FAILED'} "
+          f"({secs:.1f} s" + (f", heap low-water {low} bytes free" if low is not None else "") +
+          ")")
+    small4 = smallest(lambda h: owners_trial(h)[0], 64 * 1024, 4 * heap, 16384)
+    print(f"  smallest heap passing it: {small4 if small4 else 'over ' + str(4 * heap)}")
 
 
 if __name__ == "__main__":

@@ -125,14 +125,28 @@ def _serial_board(tmp_path: Path, argv: list[str], env: dict[str, str]
     device = tmp_path / "device"
     device.mkdir()
     tty = tmp_path / "tty"
+    # A session of its own: closing it must end socat's child too (see _close_board).
     socat = subprocess.Popen([SOCAT, f"PTY,link={tty},raw,echo=0",
                               f"EXEC:{' '.join(argv)},pty,raw,echo=0,stderr"], cwd=device,
-                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             start_new_session=True)
     deadline = time.monotonic() + 10
     while not tty.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert tty.exists(), "socat did not make the pty"
     return socat, device, tty
+
+
+def _close_board(socat: subprocess.Popen[bytes]) -> None:
+    """End socat and the MicroPython it runs: killed alone, socat would leave its child
+    spinning on a closed pty."""
+    import signal
+
+    try:
+        os.killpg(socat.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    socat.wait(10)
 
 
 def _free_port() -> int:
@@ -160,8 +174,7 @@ def test_flash_esp32_with_frozen_firmware_writes_only_config(tmp_path: Path) -> 
                                  "--name", "frozen1", "--rpc-port", str(rpc_port),
                                  "--json").stdout)
     finally:
-        socat.kill()  # the stand-in has no machine.reset(): the session stays up
-        socat.wait(10)
+        _close_board(socat)  # the stand-in has no machine.reset(): the session stays up
     assert out["mode"] == "frozen" and out["files"] == 2 and out["verified"] == 2
     assert not (device / "lib" / "leither").exists()  # removed, never written
     assert "sys.path" not in (device / "main.py").read_text()
@@ -195,8 +208,7 @@ def test_flash_esp32_refuses_a_firmware_without_leither_or_romfs(tmp_path: Path)
         proc = leither(tmp_path / "home", "flash", "--board", "esp32", "--port", str(tty),
                        "--name", "stock1", check=False)
     finally:
-        socat.kill()
-        socat.wait(10)
+        _close_board(socat)
     assert proc.returncode == 1
     assert "neither Leither frozen in nor a ROMFS partition" in proc.stderr
     assert "leither build --board esp32" in proc.stderr
