@@ -21,6 +21,7 @@ compiled on the heap too.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import subprocess
@@ -49,8 +50,10 @@ def build() -> None:
     subprocess.run(cmd + ["build", "--board", "unix"], check=True, capture_output=True)
 
 
+@functools.lru_cache(maxsize=1)
 def standin() -> str:
-    """The ESP32 stand-in (built if needed), or exit saying why it cannot be built here."""
+    """The ESP32 stand-in (built if needed, once per run: timings must not include a build),
+    or exit saying why it cannot be built here."""
     from leither_host import standin as mod
 
     try:
