@@ -55,6 +55,11 @@ def test_every_api_call_needs_the_token() -> None:
         page = await c.get("/")
         assert page.status == 200 and "Leither" in await page.text()
         assert "default-src 'self'" in page.headers["Content-Security-Policy"]
+        script = await c.get("/js/main.js")
+        assert script.status == 200 and "javascript" in script.headers["Content-Type"]
+        assert "import" in await script.text()
+        for bad in ("/js/../server.py", "/js/nosuch.js", "/js/Main.js", "/js/%2e%2e%2fapi.py"):
+            assert (await c.get(bad)).status == 404, bad
         for path in ("/api/fleet", "/api/orgs", "/api/jobs", "/api/nodes/x"):
             r = await c.get(path)
             assert r.status == 401 and "token" in (await r.json())["error"]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import re
 import secrets
 import signal
 import sys
@@ -39,8 +40,8 @@ _CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'
 TOKEN: web.AppKey[str] = web.AppKey("token", str)
 # Host header values accepted (empty: any). A set filled in place once the port is known.
 HOSTS: web.AppKey[set[str]] = web.AppKey("hosts", set)
-_PAGES = {"/": "index.html", "/app.js": "app.js", "/style.css": "style.css",
-          "/favicon.svg": "favicon.svg"}
+_PAGES = {"/": "index.html", "/style.css": "style.css", "/favicon.svg": "favicon.svg"}
+_SCRIPT = re.compile(r"^[a-z]+\.js$")  # the page's modules, static/js/NAME.js
 
 
 def allowed_hosts(bind: str, port: int) -> frozenset[str]:
@@ -83,6 +84,14 @@ async def _page(request: web.Request) -> web.StreamResponse:
     return web.FileResponse(STATIC / _PAGES[request.path])
 
 
+async def _script(request: web.Request) -> web.StreamResponse:
+    name = request.match_info["name"]
+    path = STATIC / "js" / name
+    if not _SCRIPT.match(name) or not path.is_file():
+        return api.error(f"no script {name}", 404)
+    return web.FileResponse(path, headers={"Content-Type": "text/javascript"})
+
+
 def make_app(token: str, hosts: frozenset[str] = frozenset(), poll_s: float = POLL_S,
              sample: bool = True, command: list[str] | None = None) -> web.Application:
     """The application: routes, guard, and (sample=False in tests) the background sampler."""
@@ -101,6 +110,7 @@ def make_app(token: str, hosts: frozenset[str] = frozenset(), poll_s: float = PO
     app[api.POOL] = ThreadPoolExecutor(api.READ_THREADS, thread_name_prefix="dashboard-read")
     for path in _PAGES:
         app.router.add_get(path, _page)
+    app.router.add_get("/js/{name}", _script)
     api.add_routes(app)
 
     async def startup(app: web.Application) -> None:
