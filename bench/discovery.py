@@ -8,7 +8,12 @@ For every start it records
     announcement (includes the 0-250 ms random wait and 3 probes 250 ms apart, RFC 6762 §8.1);
 and prints p50 / p95 / min / max. Target (issue 4): start -> seen p50 <= 1.5 s.
 
-    python bench/discovery.py [--runs 20] [--interp micropython|cpython|both]
+    python bench/discovery.py [--runs 20] [--interp esp32|micropython|cpython|all]
+
+esp32 is the 32-bit stand-in with the firmware frozen in (leither_host.standin), at the
+ESP32-WROOM's heap; its mDNS runner (leither.mdnsrun, left out of a board's firmware) runs as
+a script beside the frozen engine. The heap column bisects the stand-in's smallest heap (the
+board's figure) and the 64-bit unix port's (code in the heap) for comparison.
 """
 
 from __future__ import annotations
@@ -28,10 +33,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from leither_host import lan as lanlib  # noqa: E402
 
-from _mp import build, micropython  # noqa: E402
+from _mp import build, esp32_heap, micropython, standin  # noqa: E402
 
 ENV = dict(os.environ, PYTHONPATH=f"{REPO / 'firmware'}:{REPO / 'host_tools'}",
            MICROPYPATH=f"{REPO / 'build' / 'unix'}:.frozen")
+ENV_ESP32 = dict(ENV, MICROPYPATH=".frozen")  # nothing on disk may shadow the frozen code
+RUNNER = REPO / "firmware" / "leither" / "mdnsrun.py"
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -43,12 +50,19 @@ def percentile(values: list[float], p: float) -> float:
 
 
 def node_argv(interp: str, name: str, ip: str) -> list[str]:
-    if interp == "micropython":
-        head = [micropython(), "-X", "heapsize=128K"]
+    """argv[2] is always the heapsize option on MicroPython (min_heap_kib rewrites it)."""
+    if interp == "esp32":
+        head = [standin(), "-X", f"heapsize={esp32_heap()}", str(RUNNER)]
+    elif interp == "micropython":
+        head = [micropython(), "-X", "heapsize=128K", "-m", "leither.mdns"]
     else:
-        head = [sys.executable]
-    return head + ["-m", "leither.mdns", "--name", name, "--port", "4800", "--addr", ip,
+        head = [sys.executable, "-m", "leither.mdns"]
+    return head + ["--name", name, "--port", "4800", "--addr", ip,
                    "--txt", "id=bench", "--txt", "v=1", "--txt", "pair=0"]
+
+
+def env_of(interp: str) -> dict[str, str]:
+    return ENV_ESP32 if interp == "esp32" else ENV
 
 
 def measure(net: lanlib.LAN, interp: str, runs: int) -> dict[str, list[float]]:
@@ -69,7 +83,7 @@ def measure(net: lanlib.LAN, interp: str, runs: int) -> dict[str, list[float]]:
         t0 = time.time()
         node = lanlib.LineReader(net.popen(
             node_host, node_argv(interp, name, node_host.ip), stdout=subprocess.PIPE,
-            stdin=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ENV,
+            stdin=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env_of(interp),
             cwd=str(REPO)))
         line = watch.wait_line(f'{{"event": "added", "instance": "{name}.', 10)
         if line is None:
@@ -91,18 +105,18 @@ def measure(net: lanlib.LAN, interp: str, runs: int) -> dict[str, list[float]]:
     return {"seen": seen, "announced": announced, "misses": [float(misses)]}
 
 
-def min_heap_kib(net: lanlib.LAN) -> int | None:
+def min_heap_kib(net: lanlib.LAN, interp: str = "micropython") -> int | None:
     """Smallest -X heapsize (KiB, 2 KiB steps) at which a MicroPython node announces and is
     then resolved by a zeroconf browser (answering its queries) without dying."""
     node_host, browser_host = net.hosts
 
     def works(kib: int) -> bool:
         name = f"heap{kib}-{os.urandom(2).hex()}"
-        argv = node_argv("micropython", name, node_host.ip)
+        argv = node_argv(interp, name, node_host.ip)
         argv[2] = f"heapsize={kib}K"
         node = lanlib.LineReader(net.popen(
             node_host, argv, stdout=subprocess.PIPE, stdin=subprocess.PIPE,
-            stderr=subprocess.STDOUT, text=True, env=ENV, cwd=str(REPO)))
+            stderr=subprocess.STDOUT, text=True, env=env_of(interp), cwd=str(REPO)))
         try:
             if not node.wait_line("ANNOUNCED", 5):
                 return False
@@ -118,7 +132,7 @@ def min_heap_kib(net: lanlib.LAN) -> int | None:
                 node.proc.kill()
                 node.proc.wait()
 
-    lo, hi = 16, 128  # KiB: fails at lo (assumed), works at hi (checked)
+    lo, hi = 4, 128  # KiB: fails at lo (assumed), works at hi (checked)
     if not works(hi):
         return None
     while hi - lo > 2:
@@ -135,15 +149,16 @@ def main() -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--no-heap", action="store_true", help="skip the heap bisection")
-    parser.add_argument("--interp", choices=["micropython", "cpython", "both"],
-                        default="both")
+    parser.add_argument("--interp", choices=["esp32", "micropython", "cpython", "both", "all"],
+                        default="all", help="both: micropython and cpython; all: and esp32")
     args = parser.parse_args()
     reason = lanlib.available()
     if reason:
         print(f"discovery bench needs a simulated LAN: {reason}")
         return 0
     build()
-    interps = ["micropython", "cpython"] if args.interp == "both" else [args.interp]
+    interps = {"both": ["micropython", "cpython"], "all": ["esp32", "micropython", "cpython"]
+               }.get(args.interp, [args.interp])
     rows = []
     with lanlib.LAN(hosts=2) as net:
         for interp in interps:
@@ -165,10 +180,13 @@ def main() -> int:
         print(f"{interp:12} {label:32} {' '.join(cells)} {n:>4}")
     print("target: start -> seen p50 <= 1.5 s (issue 4)")
     if not args.no_heap:
-        with lanlib.LAN(hosts=2) as net:
-            kib = min_heap_kib(net)
-        print(f"MicroPython mDNS runner, smallest heap that announces and answers: "
-              f"{kib if kib is not None else '> 128'} KiB (-X heapsize, 2 KiB steps)")
+        for interp in [i for i in interps if i != "cpython"]:
+            with lanlib.LAN(hosts=2) as net:
+                kib = min_heap_kib(net, interp)
+            what = ("ESP32 stand-in (32-bit, engine frozen, runner as a script)"
+                    if interp == "esp32" else "64-bit unix MicroPython (code in the heap)")
+            print(f"{what}: mDNS runner's smallest heap that announces and answers: "
+                  f"{kib if kib is not None else '> 128'} KiB (-X heapsize, 2 KiB steps)")
     return 0
 
 
