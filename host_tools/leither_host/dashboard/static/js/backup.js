@@ -1,9 +1,9 @@
 // Backup of the selected node: status, the plot of bytes pushed (inline SVG drawn here), audits
 // and the receipts it signed.
-import { $, api, bytes, duration, el, nameOf, pill, put, ref, runJob, state, svg, when } from "./core.js";
+import {
+  $, api, bytes, duration, el, nameOf, pill, put, ref, runJob, state, svg, when
+} from "./core.js";
 import { loadNode, refreshFleet, selectedRow } from "./fleet.js";
-
-// ---- backup: status, plot, audits, receipts ----------------------------------------------------
 
 export function renderBackup(b) {
   const box = $("backup-summary");

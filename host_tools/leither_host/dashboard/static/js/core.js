@@ -8,7 +8,7 @@ export const TOKEN_KEY = "leither-dashboard-token";
 export const JOB_POLL_MS = 500;
 export const PAIR_POLL_MS = 1000;
 export const LOG_POLL_MS = 2000;
-export const LOG_KEPT = 400;  // lines of a node's log kept on the page (the node's ring holds fewer)
+export const LOG_KEPT = 400;  // lines of a node's log kept on the page (its ring holds fewer)
 export const state = { fleet: [], selected: null, node: null, pollMs: 3000, org: null, jobs: [],
                 polledAt: null, pairWatchEnded: 0,
                 log: { id: null, after: 0, lines: [], note: "", busy: false } };
@@ -158,7 +158,8 @@ export function renderJob(job) {
   if (job.state === "failed") detail = job.error || "failed";
   else if (job.state === "done") detail = summarize(job);
   const body = el("div", {}, el("div", { class: "what" }, "$ " + job.command),
-    detail ? el("div", { class: "detail" + (job.state === "failed" ? " bad" : "") }, detail) : null);
+    detail ? el("div", { class: "detail" + (job.state === "failed" ? " bad" : "") }, detail)
+      : null);
   const fresh = el("li", { "data-job": job.id, "data-state": job.state }, badge, body);
   if (item) item.replaceWith(fresh); else list.prepend(fresh);
 }

@@ -1,10 +1,11 @@
 // The fleet table (as `leither ls`, refreshed at the sampler's pace) and one node: its facts,
 // MiMei and versions (downloads), its log followed like `leither logs -f`, rename and forget.
-import { $, LOG_KEPT, LOG_POLL_MS, ago, api, bytes, duration, el, nameOf, pill, put, ref, runJob, saveDownload, shortId, state, when } from "./core.js";
+import {
+  $, LOG_KEPT, LOG_POLL_MS, ago, api, bytes, duration, el, nameOf, pill, put, ref, runJob,
+  saveDownload, shortId, state, when
+} from "./core.js";
 import { loadReceipts, refreshBackupPlot, renderBackup } from "./backup.js";
 import { peekPairing, renderPickers } from "./pairing.js";
-
-// ---- the fleet -------------------------------------------------------------------------------
 
 export async function refreshFleet() {
   let data;
@@ -69,7 +70,9 @@ export function renderFleet() {
 export async function claim(n, button) {
   const params = { action: "claim", node: ref(n.id) };
   const input = $("claim-token");
-  if (input && input.value.trim() && state.selected === n.id) params.claim_token = input.value.trim();
+  if (input && input.value.trim() && state.selected === n.id) {
+    params.claim_token = input.value.trim();
+  }
   const job = await runJob(params, button);
   if (job.state === "done" && state.selected === n.id) loadNode();
 }

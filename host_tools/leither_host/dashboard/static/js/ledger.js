@@ -3,8 +3,6 @@
 import { $, api, el, nameOf, pill, saveDownload, shortId } from "./core.js";
 import { fill } from "./pairing.js";
 
-// ---- the organization ---------------------------------------------------------------------------
-
 export async function loadOrgs() {
   let orgs;
   try { orgs = await api("/api/orgs"); } catch (err) { return; }

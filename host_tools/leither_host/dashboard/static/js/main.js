@@ -1,12 +1,12 @@
 // The dashboard page's entry: takes the token from the printed link, wires the controls and
 // starts the refresh loops.
-import { $, LOG_POLL_MS, TOKEN_KEY, api, renderJob, runJob, showGate, state, token } from "./core.js";
+import {
+  $, LOG_POLL_MS, TOKEN_KEY, api, renderJob, runJob, showGate, state, token
+} from "./core.js";
 import { followLog, refreshFleet } from "./fleet.js";
 import { backupAction, drawPlot } from "./backup.js";
 import { openPairing, peekPairing, restore } from "./pairing.js";
 import { loadOrg, loadOrgs } from "./ledger.js";
-
-// ---- start -------------------------------------------------------------------------------------
 
 export async function loadJobs() {
   try {

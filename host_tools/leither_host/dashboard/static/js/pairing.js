@@ -1,9 +1,11 @@
 // Pairing two nodes (both windows opened, both 6-digit codes side by side) and restoring a dead
 // node onto a fresh board.
-import { $, PAIR_POLL_MS, api, bytes, el, nameOf, ref, runJob, shortId, state, verdict } from "./core.js";
+import {
+  $, PAIR_POLL_MS, api, bytes, el, nameOf, ref, runJob, shortId, state, verdict
+} from "./core.js";
 import { refreshFleet } from "./fleet.js";
 
-// ---- pairing ------------------------------------------------------------------------------------
+// ---- pairing ---------------------------------------------------------------------------
 
 let pairTimer = null;
 
@@ -136,7 +138,7 @@ export function showCode(box, id, s) {
   box.dataset.peer = s.peer || "";
 }
 
-// ---- restore ------------------------------------------------------------------------------------
+// ---- restore ---------------------------------------------------------------------------
 
 export async function restore(e) {
   e.preventDefault();
