@@ -109,7 +109,9 @@ def probe(record: dict[str, Any], key: keys.HostKey, timeout: float = PROBE_TIME
         text = str(err)
         if "Connect call failed" in text or "refused" in text:
             text = f"nothing answers at {row['address']} (connection refused)"
-        row["error"] = text
+        from leither_host.nodes import lan_hint
+
+        row["error"] = text + lan_hint(str(host))
         return row
     with session:
         try:

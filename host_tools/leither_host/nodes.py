@@ -42,7 +42,7 @@ def open_node(ref: str, fleet: Fleet | None = None, timeout: float = 10.0,
             if backup is not None:
                 return backup, record
             raise CliError(f"node {record.get('name') or ref} is offline: {err}"
-                           + _lan_hint(str(host))) from None
+                           + lan_hint(str(host))) from None
         except AuthError as err:
             raise CliError(f"node {record.get('name') or ref} at {host}:{port} failed "
                            f"authentication ({err}): is it the node you claimed?") from None
@@ -60,23 +60,26 @@ def open_node(ref: str, fleet: Fleet | None = None, timeout: float = 10.0,
             fleet.close()
 
 
-def _lan_hint(host: str) -> str:
-    """A simulated LAN's boards live in network namespaces this shell cannot reach: say how."""
+def lan_hint(host: str) -> str:
+    """A simulated LAN's boards live in network namespaces this shell cannot reach (`sim up
+    --lan` blackholes their /24 here, leither_host.lan.guard_subnet): say how to reach them."""
     import ipaddress
     import os
+    import subprocess
 
     try:
-        from leither_host.sim import Sim
-
-        sim = Sim()
-        lan = sim.lan
-        if lan is None or not lan.get("subnet"):
-            return ""
-        if ipaddress.ip_address(host) not in ipaddress.ip_network(lan["subnet"], strict=False):
-            return ""
-        if os.stat("/proc/self/ns/net").st_ino != os.stat("/proc/1/ns/net").st_ino:
+        inside = subprocess.run(["ip", "netns", "identify", str(os.getpid())],
+                                capture_output=True, text=True, timeout=5).stdout.strip()
+        if inside:
             return ""  # already inside a namespace (`sim exec`): the hint would not help
-    except (CliError, OSError, ValueError, KeyError, TypeError):
+        address = ipaddress.ip_address(host)
+        routes = subprocess.run(["ip", "route", "show", "type", "blackhole"],
+                                capture_output=True, text=True, timeout=5).stdout
+        nets = [ipaddress.ip_network(line.split()[1], strict=False)
+                for line in routes.splitlines() if len(line.split()) > 1]
+    except (OSError, ValueError, subprocess.SubprocessError):
+        return ""
+    if not any(address in net for net in nets):
         return ""
     return (f"; {host} is on the simulated LAN, which only its namespaces reach: run the "
             f"command as `leither sim exec -- leither ...`")

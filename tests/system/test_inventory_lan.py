@@ -53,5 +53,11 @@ def test_known_node_reachable_when_multicast_is_blocked(tmp_path: Path) -> None:
         assert claimed["node"] == found[0]["id"]
         status = json.loads(leither(sim, home, "status", "inv1", "--json").stdout)
         assert status["role"] == "owner" and status["address"] == f"{board.ip}:4800"
+        # From the normal shell the LAN is out of reach: the CLI says how to get there.
+        outside = subprocess.run([sys.executable, "-m", "leither_host", "mm", "ls", "inv1"],
+                                 env=dict(os.environ, LEITHER_HOME=str(home)),
+                                 capture_output=True, text=True, timeout=60)
+        assert outside.returncode == 1 and "leither sim exec" in outside.stderr
+        assert "Traceback" not in outside.stderr
     finally:
         sim.down()
