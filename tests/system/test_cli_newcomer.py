@@ -26,9 +26,11 @@ class Newcomer:
         self.env.pop("NO_COLOR", None)
         self.seen: list[str] = []
 
-    def run(self, *args: str, code: int = 0, timeout: float = 120
+    def run(self, *args: str, code: int = 0, timeout: float = 120, live: bool = False
             ) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run([sys.executable, "-m", "leither_host", *args], env=self.env,
+        """`leither ARGS`; live=True draws progress as on a terminal (LEITHER_PROGRESS=1)."""
+        env = dict(self.env, LEITHER_PROGRESS="1", NO_COLOR="1") if live else self.env
+        proc = subprocess.run([sys.executable, "-m", "leither_host", *args], env=env,
                               capture_output=True, text=True, timeout=timeout)
         out = proc.stdout + proc.stderr
         self.seen.append(f"$ leither {' '.join(args)}\n{out}")
@@ -81,7 +83,8 @@ def _journey(me: Newcomer, tmp_path: Path) -> None:
     data = os.urandom(30000)
     src = tmp_path / "note.bin"
     src.write_bytes(data)
-    me.run("mm", "put", "board1", mid, str(src))
+    put = me.run("mm", "put", "board1", mid, str(src), live=True)
+    assert "29.3/29.3 KiB" in put.stderr and "\x1b[3" not in put.stderr  # bytes; NO_COLOR
     made = me.json("mm", "backup", "board1", mid)
     listed = me.json("mm", "versions", "board1", mid)
     assert made["hash"] == listed[0]["hash"]  # type: ignore[index]  # one name for a version
@@ -89,15 +92,31 @@ def _journey(me: Newcomer, tmp_path: Path) -> None:
     # Pair board1 and board2 by their buttons, back board1 up, lose it.
     me.run("sim", "press", "board1")
     me.run("sim", "press", "board2")
-    wait_for(lambda: me.json("pair", "board1", "--status")["pair_state"] == "paired",  # type: ignore
-             60, "board1 to pair")
-    me.run("backup", "now", "board1")
+    pairing: dict[str, object] = {}
+
+    def paired() -> bool:
+        pairing.update(me.json("pair", "board1", "--status"))  # type: ignore[arg-type]
+        return pairing["pair_state"] == "paired"
+
+    try:
+        wait_for(paired, 60, "board1 to pair")
+    except AssertionError:
+        raise AssertionError(f"board1 did not pair: {pairing}\n"
+                             + me.run("logs", "board1").stdout) from None
+    src.write_bytes(os.urandom(200000))
+    me.run("mm", "put", "board1", mid, str(src))
+    me.run("mm", "backup", "board1", mid)
+    pushed = me.run("backup", "now", "board1", live=True)
+    assert "/1 bytes" not in pushed.stderr  # no bar over a made-up total
+    assert ("backup board1" in pushed.stderr and "KiB" in pushed.stderr) or \
+        "nothing to push" in pushed.stderr
     me.run("sim", "kill", "board1")
     offline = me.run("status", "board1").stdout
     assert "offline, last seen" in offline
 
     # Restore it onto board3: it answers to its old name, with its data; board3's own ID is gone.
-    me.run("restore", "board1", "--onto", "board3", timeout=300)
+    restored = me.run("restore", "board1", "--onto", "board3", timeout=300, live=True)
+    assert "restoring board1 onto board3: done in" in restored.stderr
     out = tmp_path / "back.bin"
     me.run("mm", "get", "board1", mid, "--version", "1", "-o", str(out))
     assert out.read_bytes() == data

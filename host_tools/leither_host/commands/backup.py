@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from typing import Any
 
@@ -131,8 +132,10 @@ def _now(args: argparse.Namespace) -> int:
             raise CliError(f"{record.get('name') or args.node} has no partner: press both "
                            f"boards' buttons (or `leither pair`) first")
         start = time.monotonic()
-        total = max(int(st["pending"]), 1)
-        if not args.no_wait:
+        total = int(st["pending"])
+        if not total and st.get("state") != "pushing":
+            print("nothing to push: the partner has every version", file=sys.stderr)
+        elif not args.no_wait:
             with Progress(total, f"backup {record.get('name') or args.node}",
                           force=False) as bar:
                 sent0 = int(st.get("sent") or 0)
