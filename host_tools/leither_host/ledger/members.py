@@ -68,7 +68,9 @@ def publish(db: Any, changes: dict[bytes, tuple[int, int] | None]) -> dict[str, 
         count += (value is not None) - (was is not None)
     root = current.apply(dict(changes))
     root_id = db.write_nodes(current)
-    version = (last["version"] + 1) if last else 1
+    # After every earlier version, those of books from before the tree (member_lists) too.
+    listed = db.conn.execute("SELECT max(version) FROM member_lists").fetchone()[0] or 0
+    version = max(last["version"] if last else 0, listed) + 1
     db.conn.execute("INSERT INTO member_roots VALUES (?,?,?,?)", (version, root_id, root, count))
     return {"version": version, "root": root, "count": count}
 

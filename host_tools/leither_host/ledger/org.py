@@ -109,6 +109,20 @@ class Organization:
         self.name: str = str(self.db.get_meta("name"))
         self.id: str = key_id(self.public)
         self.raw: bytes = ids.raw_id(self.public)  # the treasury account's ledger key
+        if members_mod.latest(self.db) is None and self.db.conn.execute(
+                "SELECT 1 FROM members LIMIT 1").fetchone():
+            self._grow_member_tree()
+
+    def _grow_member_tree(self) -> None:
+        """Books from before the member tree: its first version from the members they hold
+        (their earlier epochs keep replaying from the signed lists they were settled with)."""
+        changes: dict[bytes, tuple[int, int] | None] = {
+            bytes(raw): members_mod.leaf_value(role, joined) for raw, role, joined in
+            self.db.conn.execute("SELECT raw, role, joined_ms FROM members")}
+        seed = load_or_make_key(self.dir / "org.key", create=False)[0] \
+            if (self.dir / "org.key").exists() else None
+        with self.db.transaction():
+            self._publish_member_list(seed, time_ms(), changes)
 
     def close(self) -> None:
         self.db.close()

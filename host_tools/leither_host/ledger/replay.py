@@ -80,7 +80,6 @@ def check_quorum(body: dict[str, Any], books: dict[str, Any]) -> int:
 def replay(org: Any, number: int, check_receipt_signatures: bool = True) -> dict[str, Any]:
     """Recompute epoch `number` from the stored previous state and inputs; SettlementError or
     AuthError if anything disagrees with what was committed and signed."""
-    from leither_host.ledger import members as members_mod
     from leither_host.ledger import pool
 
     db = org.db
@@ -97,17 +96,10 @@ def replay(org: Any, number: int, check_receipt_signatures: bool = True) -> dict
     get = prev_tree.get if prev_tree is not None else (lambda _k: None)
     # The members this epoch settled with, from the member tree of its version, whose root
     # the epoch record signs.
-    if members_mod.version_row(db, inputs["members"])["root"] != record.get("mroot"):
-        raise SettlementError(f"epoch {number}: member set v{inputs['members']} is not the "
-                              f"one the record signs")
-    members = members_mod.members_at(db, inputs["members"])
-    supervisors = {}
-    for m in members:
-        if m.role == "supervisor":  # a key never changes: its ID is the key's hash
-            found = db.conn.execute("SELECT pubkey FROM members WHERE id=?", (m.id,)).fetchone()
-            if found is None or ids.raw_id(bytes(found[0])) != m.raw:
-                raise SettlementError(f"epoch {number}: no key for supervisor {m.id}")
-            supervisors[m.id] = bytes(found[0])
+    if "mroot" not in record:  # books from before the member tree: a signed list of all
+        members, supervisors = _listed_members(org, inputs["members"])
+    else:
+        members, supervisors = _tree_members(org, number, inputs["members"], record["mroot"])
     active = pool.contract_by_digest(db, inputs["contract"]) if inputs["contract"] else None
     receipts = []
     packed = inputs["receipts"]
@@ -151,6 +143,42 @@ def replay(org: Any, number: int, check_receipt_signatures: bool = True) -> dict
                               f"{prev_supply} + minted - burned")
     return {"epoch": number, "root": root.hex(), "supply": record["supply"],
             "minted": plan.minted, "burned": plan.burned, "ok": True}
+
+
+def _tree_members(org: Any, number: int, version: int, mroot: bytes
+                  ) -> tuple[list[Any], dict[str, bytes]]:
+    """Members of a member tree version whose root the record signs, and the supervisors'
+    keys (a key never changes: an ID is its key's hash)."""
+    from leither_host.ledger import members as members_mod
+
+    db = org.db
+    if members_mod.version_row(db, version)["root"] != mroot:
+        raise SettlementError(f"epoch {number}: member set v{version} is not the one the "
+                              f"record signs")
+    members = members_mod.members_at(db, version)
+    supervisors = {}
+    for m in members:
+        if m.role == "supervisor":
+            found = db.conn.execute("SELECT pubkey FROM members WHERE id=?", (m.id,)).fetchone()
+            if found is None or ids.raw_id(bytes(found[0])) != m.raw:
+                raise SettlementError(f"epoch {number}: no key for supervisor {m.id}")
+            supervisors[m.id] = bytes(found[0])
+    return members, supervisors
+
+
+def _listed_members(org: Any, version: int) -> tuple[list[Any], dict[str, bytes]]:
+    """Members of a signed list of every member (books from before the member tree)."""
+    from leither_host.ledger import contract as contract_mod
+    from leither_host.ledger import org as org_mod
+
+    body = decode_record(org.member_list(version))
+    check_signature(body, org_mod.MEMBER_LIST, org.public)
+    listed = body.get("members")
+    if type(listed) is not list:
+        raise DecodeError(f"member list v{version} lists no members")
+    members = [contract_mod.Member(m["id"], ids.id_raw(m["id"]), m["role"], m["joined"])
+               for m in listed]
+    return members, {m["id"]: m["key"] for m in listed if m["role"] == "supervisor"}
 
 
 def verify_all(org: Any, check_receipt_signatures: bool = True) -> dict[str, Any]:
