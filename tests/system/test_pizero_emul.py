@@ -155,4 +155,4 @@ def test_pizero_install_claim_put_get_upgrade(tmp_path: Path) -> None:
         pure = json.loads(leither(home, "status", addr, "--json"))
         assert pure["id"] == claimed["node"] and pure["role"] == "owner"
         listing = json.loads(leither(home, "mm", "ls", addr, "--json"))
-        assert [m["size"] for m in listing if m["id"] == mid] == [MIB]
+        assert [m["size"] for m in listing if m["mid"] == mid] == [MIB]

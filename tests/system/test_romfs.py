@@ -68,7 +68,7 @@ def test_romfs_image_runs_the_node_on_the_standin(tmp_path: Path) -> None:
                               timeout=60, env=dict(os.environ, LEITHER_HOME=str(tmp_path / "h")))
         assert proc.returncode == 0, proc.stderr
         status = json.loads(proc.stdout)
-        assert status["name"].startswith("romfs1") and status["heap"] > 0
+        assert status["name"].startswith("romfs1") and status["heap_bytes"] > 0
     finally:
         node.kill()
         node.wait(10)
