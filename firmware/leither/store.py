@@ -707,7 +707,15 @@ class LiveSet:
             n = 8192
             while n < 16 * expected and n < LIVE_MAX_BITS:
                 n *= 2
-            bits = bytearray(n >> 3)
+            while bits is None:
+                try:
+                    bits = bytearray(n >> 3)
+                except MemoryError:
+                    # A fragmented heap has no such run: a smaller filter only keeps more
+                    # garbage until a later run (no false negatives either way).
+                    if n <= 8192:
+                        raise
+                    n >>= 1
         n = len(bits) * 8
         if n < 8192 or n > LIVE_MAX_BITS or n & (n - 1):
             raise ValueError("live-set filter of %d bits" % n)

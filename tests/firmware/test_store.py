@@ -397,3 +397,22 @@ def test_full_disk_is_a_clear_error_and_harmless():
         bs.close()
     finally:
         rmtree(d)
+
+
+def test_live_set_shrinks_when_the_heap_has_no_room():
+    real = bytearray
+
+    def tight(n=0):  # a heap with no free run over 2 KiB
+        if isinstance(n, int) and n > 2048:
+            raise MemoryError("no room")
+        return real(n)
+
+    store.bytearray = tight  # the module's name wins over the builtin
+    try:
+        live = store.LiveSet(10000)  # would be 128 Ki bits (16 KiB)
+    finally:
+        del store.bytearray
+    check(len(live.bits) == 2048)
+    h = store.sha256(b"kept")
+    live.add(h)
+    check(live.has(h))
