@@ -37,10 +37,14 @@ except ImportError:
 # 16 KiB is also the most one block of a board's split heap should be asked for.
 _BATCH = const(16384)  # measured: 8-16 KiB keep an 8 Mbit/s tbf link full; 48 KiB: -30%
 _ITEM_OVERHEAD = const(48)  # CBOR bytes around one [name, blob] in a BKPut request
+_BLOB_EXTRA = const(80)  # _ITEM_OVERHEAD + seal.TAG_LEN: a blob's bytes over its block's
 CALL_OVERHEAD = const(96)  # CBOR and seal bytes around a BKPut's list of blocks
 _HAVE_MAX = const(64)  # names per BKHave (2 KiB of request)
 _CURSOR_EVERY = const(256)  # blocks between saved transfer positions (1 MiB of chunks)
-_WORKERS = const(2)  # MiMei pushed at once, one session each (config "push_workers")
+# MiMei pushed at once, one session each (config "push_workers"): two keep a slow link busy
+# while one waits for its reply; a board's heap holds the buffers of one.
+_WORKERS = 1 if IS_MICROPYTHON else 2
+_SPARE_BLOBS = const(4)  # blob buffers kept for reuse during a push pass (4 KiB + 32 each)
 _CALL_MS = const(5000)  # one backup call: a cut link is noticed this fast
 _CONNECT_MS = const(5000)
 
@@ -58,6 +62,7 @@ class _Batch:
         self.items = []  # [[name, blob]] <= limit bytes
         self.size = 0
         self.last = 0  # sequence index of the last item added
+        self.bufs = []  # the buffers the items' blobs live in (back to svc._blobs on flush)
         # Bytes per request: the partner's frame limit may be lower than ours.
         self.limit = min(limit, _BATCH, client.max_frame - CALL_OVERHEAD)
 
@@ -167,6 +172,15 @@ async def push_all(svc):
     if p is None or svc.replaced is not None:
         return False
     svc._pass = crypto.random(4)  # the sessions of this pass (see backup_partner.hello)
+    # Spare blob buffers of this pass, dropped at its end but for the one a board keeps.
+    svc._blobs = [svc._spare] if svc._spare is not None else []
+    try:
+        return await _push_all(svc, p)
+    finally:
+        svc._blobs = []
+
+
+async def _push_all(svc, p):
     if svc.state["partner"] != p["peer_id"]:  # a new partner has none of our data
         svc.state.update({"partner": p["peer_id"], "pair": None, "cursors": {}, "used": 0})
         for name in os.listdir(svc.dir + "/mm"):
@@ -311,12 +325,19 @@ async def _send_missing(svc, doubt, batch, keys, resume):
 
 
 async def _add(svc, batch, index, h, keys, resume, name=None):
-    data = svc.node.store.get_block(h)
-    name, blob = keys.seal(h, data, name)
-    data = None
-    if batch.size + len(blob) + _ITEM_OVERHEAD > batch.limit and batch.items:
-        await _flush(svc, batch, resume)
+    # Read and seal in reused buffers: a pass sends thousands of blocks, and a board's split,
+    # fragmented heap has few 4 KiB holes to spare for each.
+    buf = store.take()
+    try:
+        data = svc.node.store.blocks.get(h, buf)  # blocks are <= store.CHUNK bytes
+        if batch.size + len(data) + _BLOB_EXTRA > batch.limit and batch.items:
+            await _flush(svc, batch, resume)  # first: its buffers come back for this one
+        out = svc._blobs.pop() if svc._blobs else bytearray(store.CHUNK + seal.TAG_LEN)
+        name, blob = keys.seal(h, data, name, out)
+    finally:
+        store.give(buf)
     batch.items.append([name, blob])
+    batch.bufs.append(out)
     batch.size += len(blob) + _ITEM_OVERHEAD
     batch.last = index
 
@@ -328,6 +349,10 @@ async def _flush(svc, batch, resume):
     svc.state["sent"] += batch.size
     batch.items = []
     batch.size = 0
+    for out in batch.bufs:
+        if len(svc._blobs) < _SPARE_BLOBS:
+            svc._blobs.append(out)
+    batch.bufs = []
     before = resume[2]
     resume[2] = batch.last
     account(svc, reply)

@@ -1,0 +1,233 @@
+"""Heap of a paired backup and a restore on the 32-bit frozen ESP32 stand-in (issue 9).
+
+Three nodes run the stand-in binary (build/mp32/micropython: /work/tools/mp32-build.sh or
+`leither build --board esp32`) at the ESP32-WROOM heap, on loopback, no mDNS: A (the owner
+node) holds N MiMei of SIZE bytes each, written offline; B is its partner (the pairing record
+written on both roots, as a button pairing leaves it). A pushes everything to B; then a fresh
+node C restores A from B (BackupRestore with A's escrowed seed and backup key). While each runs,
+the free heap of the nodes is sampled over one open session (GetVar "heap": free after a
+collection); the table gives the lowest seen, the heap in use at that point and the bytes.
+
+    python bench/backup_heap.py [--mimei 20] [--size 102400] [--heap 111936] [--bin PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "firmware"))
+sys.path.insert(0, str(REPO / "host_tools"))
+
+from leither import crypto, identity, mimei, pairing  # noqa: E402
+from leither_host.client import connect_sync  # noqa: E402
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _root(base: Path, name: str, owner_public: bytes) -> tuple[Path, identity.Identity]:
+    root = base / name
+    root.mkdir()
+    ident = identity.load_identity(str(root))
+    identity.save_owner(str(root), owner_public)
+    return root, ident
+
+
+def _pair(root: Path, peer: identity.Identity, port: int, quota: int) -> None:
+    pairing.save_partner(str(root), {
+        "peer_id": peer.id, "peer_key": peer.public, "secret": bytes(32), "code": "000000",
+        "tag": bytes(16), "quota_to_peer": quota, "quota_from_peer": quota,
+        "addr": "127.0.0.1", "port": port, "since": int(time.time() * 1000)})
+
+
+def _seed(root: Path, ident: identity.Identity, count: int, size: int) -> None:
+    st = mimei.Store(str(root / "store"), ident)
+    try:
+        for i in range(count):
+            mid = st.create("bench", "m%d" % i)
+            data = os.urandom(size)
+            for off in range(0, size, 65536):
+                st.set_data(mid, off, data[off:off + 65536])
+            st.backup(mid)
+    finally:
+        st.close()
+
+
+class _Node:
+    def __init__(self, binary: str, root: Path, port: int, heap: int) -> None:
+        self.root = root
+        self.port = port
+        env = dict(os.environ, MICROPYPATH=".frozen")
+        self.log = open(root / "node.log", "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [binary, "-X", "heapsize=%d" % heap, "-m", "leither", "--root", str(root),
+             "--port", str(port), "--no-mdns"], stdout=self.log, stderr=subprocess.STDOUT,
+            env=env, start_new_session=True)
+        deadline = time.monotonic() + 30
+        while b"ready" not in (root / "node.log").read_bytes():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit("node %s did not start:\n%s" % (
+                    root.name, (root / "node.log").read_text(errors="replace")))
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+
+class _Sampler(threading.Thread):
+    """Free heap of one node, sampled over one session until stopped."""
+
+    def __init__(self, port: int, key: bytes, status: bool = False) -> None:
+        super().__init__(daemon=True)
+        self.status = status  # also read BackupStatus now and then (over the same session)
+        self.last_status: dict[str, Any] | None = None
+        self.port = port
+        self.key = key
+        self.low: int | None = None
+        self.samples = 0
+        self.errors = 0
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.is_set():
+            try:
+                with connect_sync("127.0.0.1", self.port, self.key, timeout=10) as s:
+                    while not self.done.is_set():
+                        free = s.call("GetVar", {"name": "heap"})
+                        self.samples += 1
+                        if isinstance(free, int) and (self.low is None or free < self.low):
+                            self.low = free
+                        if self.status and self.samples % 20 == 1:
+                            self.last_status = s.call("BackupStatus", {"limit": 0})
+                        time.sleep(0.05)
+            except Exception:  # noqa: BLE001 - a node restarting: sample again
+                self.errors += 1
+                time.sleep(0.2)
+
+
+def _wait(what: str, predicate: Any, timeout: float, logs: tuple[Path, ...] = ()) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for log in logs:
+            text = log.read_text(errors="replace")
+            if "MemoryError" in text:
+                raise SystemExit("MemoryError in %s:\n%s" % (log, text[-3000:]))
+        got = predicate()
+        if got:
+            return got
+        time.sleep(0.5)
+    raise SystemExit("timed out waiting for " + what)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--mimei", type=int, default=20)
+    ap.add_argument("--size", type=int, default=102400, help="bytes per MiMei")
+    ap.add_argument("--heap", type=int, default=111936)
+    ap.add_argument("--bin", default=str(REPO / "build" / "mp32" / "micropython"))
+    ap.add_argument("--keep", action="store_true", help="keep the roots")
+    ap.add_argument("--config", default="", help="JSON for the nodes' config.json")
+    args = ap.parse_args()
+    if not Path(args.bin).exists():
+        raise SystemExit(f"{args.bin} missing: build it (/work/tools/mp32-build.sh REPO)")
+    base = Path(tempfile.mkdtemp(prefix="leither-bkheap-"))
+    owner = crypto.random(32)
+    owner_pub = crypto.sign_public(owner)
+    nodes: list[_Node] = []
+    rows = []
+    try:
+        ra, ia = _root(base, "a", owner_pub)
+        rb, ib = _root(base, "b", owner_pub)
+        rc, ic = _root(base, "c", owner_pub)
+        pa, pb, pc = _free_port(), _free_port(), _free_port()
+        quota = 4 * args.mimei * args.size + (64 << 20)
+        _pair(ra, ib, pb, quota)
+        _pair(rb, ia, pa, quota)
+        _seed(ra, ia, args.mimei, args.size)
+        if args.config:
+            for r in (ra, rb, rc):
+                (r / "config.json").write_text(args.config)
+        total = args.mimei * args.size
+        b = _Node(args.bin, rb, pb, args.heap)
+        nodes.append(b)
+        sb = _Sampler(pb, owner)
+        sb.start()
+        started = time.monotonic()
+        a = _Node(args.bin, ra, pa, args.heap)
+        nodes.append(a)
+        sa = _Sampler(pa, owner, status=True)
+        sa.start()
+
+        def pushed() -> Any:
+            st = sa.last_status
+            return st if st and st["pending"] == 0 and st["state"] not in ("pushing",) and \
+                st["last_ok"] else None
+
+        st = _wait("the push", pushed, 1800, (ra / "node.log", rb / "node.log"))
+        push_s = time.monotonic() - started
+        sa.done.set()
+        sb.done.set()
+        rows.append(("push: owner A", args.heap - (sa.low or 0), sa.low, sa.samples))
+        rows.append(("push: partner B", args.heap - (sb.low or 0), sb.low, sb.samples))
+        key = (ra / "backup" / "backup.key").read_bytes()
+        a.stop()  # A "dies"
+        c = _Node(args.bin, rc, pc, args.heap)
+        nodes.append(c)
+        sc = _Sampler(pc, owner)
+        sb2 = _Sampler(pb, owner)
+        sc.start()
+        sb2.start()
+        started = time.monotonic()
+        with connect_sync("127.0.0.1", pc, owner, timeout=10) as s:
+            result = s.call("BackupRestore", {"seed": ia.seed, "key": key, "partner": {
+                "id": ib.id, "addr": "127.0.0.1", "port": pb}}, timeout=1800)
+        restore_s = time.monotonic() - started
+        sc.done.set()
+        sb2.done.set()
+        rows.append(("restore: fresh C", args.heap - (sc.low or 0), sc.low, sc.samples))
+        rows.append(("restore: partner B", args.heap - (sb2.low or 0), sb2.low, sb2.samples))
+        errors = sum(b"MemoryError" in (n.root / "node.log").read_bytes() for n in nodes)
+        print(f"paired backup of {total} bytes in {args.mimei} MiMei, 32-bit frozen stand-in, "
+              f"heap {args.heap} bytes (free heap sampled every ~50 ms over RPC)")
+        print(f"push {push_s:.1f} s ({st['sent']} sealed bytes); restore {restore_s:.1f} s: "
+              f"{result['versions']} versions, {result['blocks']} blocks, {result['bytes']} "
+              f"bytes, incarnation {result.get('incarnation')}; nodes that logged a "
+              f"MemoryError: {errors}")
+        print("| phase | heap in use at the low point | lowest free | samples |")
+        print("|---|---|---|---|")
+        for name, used, low, samples in rows:
+            print(f"| {name} | {used} | {low} | {samples} |")
+        return 0 if result["versions"] == args.mimei and errors == 0 else 1
+    finally:
+        for n in nodes:
+            n.stop()
+        if args.keep:
+            print("roots kept in", base)
+        else:
+            shutil.rmtree(base, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
