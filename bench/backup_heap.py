@@ -132,7 +132,7 @@ def _wait(what: str, predicate: Any, timeout: float, logs: tuple[Path, ...] = ()
     while time.monotonic() < deadline:
         for log in logs:
             text = log.read_text(errors="replace")
-            if "MemoryError" in text:
+            if "MemoryError" in text or text.count("push failed") >= 3:
                 raise SystemExit("MemoryError in %s:\n%s" % (log, text[-3000:]))
         got = predicate()
         if got:
@@ -150,6 +150,9 @@ def main() -> int:
     ap.add_argument("--keep", action="store_true", help="keep the roots")
     ap.add_argument("--config", default="", help="JSON for the nodes' config.json")
     args = ap.parse_args()
+    import signal
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(2))  # stop the nodes on the way out
     if not Path(args.bin).exists():
         raise SystemExit(f"{args.bin} missing: build it (/work/tools/mp32-build.sh REPO)")
     base = Path(tempfile.mkdtemp(prefix="leither-bkheap-"))

@@ -94,6 +94,7 @@ class Service:
             except LeitherError as err:
                 _log("state unreadable (%s): starting over" % err)
         self.vaults = {}  # partner node id -> Vault (one partner at a time: bound 2)
+        self.stage = None  # a blob arriving in pieces (backup_partner._piece)
         self.busy = None  # what the engine is doing, for status
         self._kick = asyncio.Event()
         self._idle = asyncio.Event()

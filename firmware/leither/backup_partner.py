@@ -18,7 +18,7 @@ incarnation is older than the newest this vault has seen gets ``replaced`` on ev
 BKFence, so a board replaced by a restore can neither push, prune, audit nor read as the node.
 """
 
-from leither import crypto, fence, ids, vault
+from leither import crypto, fence, ids, store, vault
 from leither.errors import AuthError, LeitherError, RPCError
 from leither.port import net
 
@@ -31,6 +31,7 @@ _GET_MAX = const(16384)  # bytes of blobs per BKGet reply (the restoring node ho
 _HAVE_MAX = const(256)  # names per BKHave request
 _LIST_MAX = const(64)  # catalog entries per BKList reply (~3.8 KiB)
 _VAULTS = const(2)  # vaults open at once: the partner's and one being read (failover)
+_GET_OVERHEAD = const(64)  # CBOR bytes of a BKGet reply around its list (and 3 per blob)
 
 
 def serve(svc, caller, params, method):
@@ -218,14 +219,42 @@ def _put(v, p, params, svc):
         raise RPCError("bad_request", "blocks: a list of [name, blob]")
     new = 0
     for item in blocks:
+        if len(item) == 4:  # [name, piece, offset, size]: a blob over a frame, in order
+            item = _piece(svc, item)
+            if item is None:
+                continue
         name, blob = item
-        if not isinstance(name, bytes) or not isinstance(blob, (bytes, bytearray)):
+        if not isinstance(name, bytes) or not isinstance(blob, (bytes, bytearray, memoryview)):
             raise RPCError("bad_request", "blocks: [name, blob] byte strings")
         if v.put(name, blob, p.get("quota_to_peer")):
             new += 1
     out = _stat(v, p)
     out["new"] = new
     return out
+
+
+def _piece(svc, item):
+    """Stage one piece of a blob that does not fit the frame (a board's frames are 4 KiB, a
+    sealed chunk 4 KiB + 32 B); [name, blob] once its last piece arrived, else None. One blob
+    is staged at a time (its pieces come in order on one session); a new blob drops it."""
+    name, data, offset, size = item
+    if (not isinstance(name, bytes) or not isinstance(data, bytes) or type(offset) is not int
+            or type(size) is not int or not 0 < size <= store.BLOCK_MAX
+            or offset + len(data) > size or not data):
+        raise RPCError("bad_request", "blocks: [name, piece, offset, size]")
+    stage = svc.stage
+    if offset == 0:
+        buf = stage[1] if stage is not None and len(stage[1]) >= size else bytearray(size)
+        stage = svc.stage = [name, buf, 0, size]
+    elif stage is None or stage[0] != name or stage[2] != offset or stage[3] != size:
+        svc.stage = None
+        raise RPCError("bad_request", "blocks: a piece out of order (resend the blob)")
+    stage[1][offset:offset + len(data)] = data
+    stage[2] = offset + len(data)
+    if stage[2] < size:
+        return None
+    svc.stage = [None, stage[1], 0, 0]  # the buffer stays for the next blob
+    return name, memoryview(stage[1])[:size]
 
 
 def _commit(v, p, params, svc):
@@ -269,16 +298,30 @@ def _list(v, params, svc):
 
 
 def _get(v, params, svc):
+    """The blobs under names, as many as fit the reply (the caller asks again for the rest);
+    None for a name not held. A blob that alone does not fit (a board's 4 KiB frames) comes
+    as its size, an integer: the caller reads it with {"names": [name], "offset": n}, which
+    answers {"data": a piece from n, "size": the blob's}."""
     names = params["names"]
-    limit = min(int(params.get("max", _GET_MAX)), svc.node.server.max_data - 1024)
+    if not isinstance(names, list):
+        raise RPCError("bad_request", "names: a list of sealed names")
+    limit = min(int(params.get("max", _GET_MAX)), svc.node.server.max_data - _GET_OVERHEAD)
+    offset = params.get("offset")
+    if offset is not None:
+        blob = v.get(names[0]) if len(names) == 1 else None
+        if blob is None or type(offset) is not int or not 0 <= offset <= len(blob):
+            raise RPCError("bad_request", "offset: one held name, 0 <= offset <= its size")
+        return {"data": bytes(memoryview(blob)[offset:offset + limit]), "size": len(blob)}
     out = []
     size = 0
     for name in names:
         blob = v.get(name)
-        if blob is not None and out and size + len(blob) > limit:
-            break  # the caller asks again for the rest
+        if blob is not None and size + len(blob) + 3 > limit:
+            if not out:
+                out.append(len(blob))  # read in pieces
+            break
         out.append(blob)
-        size += len(blob) if blob is not None else 0
+        size += len(blob) + 3 if blob is not None else 1
     return out
 
 

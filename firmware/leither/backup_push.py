@@ -22,7 +22,19 @@ a partner that saw a newer one answers ``replaced`` and this board stops (fence.
 import asyncio
 import os
 
-from leither import cbor, crypto, fence, ids, rpc, rpcclient, seal, store, treediff, vault
+from leither import (
+    cbor,
+    crypto,
+    fence,
+    ids,
+    memory,
+    rpc,
+    rpcclient,
+    seal,
+    store,
+    treediff,
+    vault,
+)
 from leither.compat import IS_MICROPYTHON, ticks_diff, ticks_ms, time_ms
 from leither.errors import LeitherError, RPCError, StoreError
 from leither.identity import read_file
@@ -33,9 +45,13 @@ try:
 except ImportError:
     from leither.compat import const
 
-# Bytes of sealed blobs per BKPut: one request frame, held whole by the sender and the receiver.
-# 16 KiB is also the most one block of a board's split heap should be asked for.
-_BATCH = const(16384)  # measured: 8-16 KiB keep an 8 Mbit/s tbf link full; 48 KiB: -30%
+# Bytes of sealed blobs per BKPut: one request frame, held whole by the sender and the receiver
+# (a blob over it goes in pieces). CPython: 8-16 KiB keep an 8 Mbit/s tbf link full (48 KiB:
+# -30%). A board: the client copies a request ~4 times on its way out, each copy one block of
+# the heap; 2 KiB pieces find room in a heap fragmented down to 4 KiB holes (measured on the
+# 32-bit stand-in at 111,936 bytes: 4 KiB requests failed there). So: half the frame the
+# heap affords (leither.memory), 2 KiB on such a board, at most 16 KiB.
+_BATCH = min(16384, memory.frame_for_heap() // 2)
 _ITEM_OVERHEAD = const(48)  # CBOR bytes around one [name, blob] in a BKPut request
 _BLOB_EXTRA = const(80)  # _ITEM_OVERHEAD + seal.TAG_LEN: a blob's bytes over its block's
 CALL_OVERHEAD = const(96)  # CBOR and seal bytes around a BKPut's list of blocks
@@ -336,6 +352,12 @@ async def _add(svc, batch, index, h, keys, resume, name=None):
         name, blob = keys.seal(h, data, name, out)
     finally:
         store.give(buf)
+    if len(blob) + _ITEM_OVERHEAD > batch.limit:  # over the partner's frame: in pieces
+        await _flush(svc, batch, resume)
+        await _send_pieces(svc, batch, name, blob)
+        _give_blob(svc, out)
+        _acknowledged(svc, resume, index)
+        return
     batch.items.append([name, blob])
     batch.bufs.append(out)
     batch.size += len(blob) + _ITEM_OVERHEAD
@@ -350,14 +372,37 @@ async def _flush(svc, batch, resume):
     batch.items = []
     batch.size = 0
     for out in batch.bufs:
-        if len(svc._blobs) < _SPARE_BLOBS:
-            svc._blobs.append(out)
+        _give_blob(svc, out)
     batch.bufs = []
-    before = resume[2]
-    resume[2] = batch.last
     account(svc, reply)
-    if resume[2] // _CURSOR_EVERY != before // _CURSOR_EVERY:
-        svc.state["cursors"][resume[0]] = [resume[1], resume[2]]
+    _acknowledged(svc, resume, batch.last)
+
+
+async def _send_pieces(svc, batch, name, blob):
+    """One blob bigger than a request may carry, as [name, piece, offset, size] items in
+    order; the partner stages them and stores the blob with the last (a cut drops the
+    staged part: the resume asks BKHave and sends the whole blob again)."""
+    step = batch.limit - _ITEM_OVERHEAD - 16  # the offset and size integers
+    size = len(blob)
+    for off in range(0, size, step):
+        reply = await call(svc, "BKPut", {"blocks": [[name, blob[off:off + step], off, size]]},
+                           batch.client)
+        account(svc, reply)
+    svc.state["sent"] += size
+
+
+def _give_blob(svc, out):
+    if len(svc._blobs) < _SPARE_BLOBS:
+        svc._blobs.append(out)
+
+
+def _acknowledged(svc, resume, index):
+    """Items up to index of the transfer are on the partner; every _CURSOR_EVERY of them
+    the position is saved (a reboot resumes from there)."""
+    before = resume[2]
+    resume[2] = index
+    if index // _CURSOR_EVERY != before // _CURSOR_EVERY:
+        svc.state["cursors"][resume[0]] = [resume[1], index]
         svc._save()
 
 

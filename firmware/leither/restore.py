@@ -26,6 +26,7 @@ except ImportError:
 _WANT = const(32)  # hashes asked per round of a tree pull
 _GET_MAX = const(16384) if IS_MICROPYTHON else const(49152)  # bytes of blobs per BKGet reply
 _CALL_MS = const(15000)
+_BLOB_MAX = const(8192)  # store.BLOCK_MAX: no sealed block is bigger
 _META = ("app", "ext", "mark", "ctime", "release", "refs", "rights")
 
 
@@ -36,6 +37,7 @@ class _Pull:
         self.dead_id = dead_id
         self.blocks = 0
         self.bytes = 0
+        self.buf = None  # the buffer blobs read in pieces land in (see pieces)
 
     async def fetch(self, names):
         """The blobs under names, in order (several BKGet calls if the replies fill up)."""
@@ -47,11 +49,32 @@ class _Pull:
             if not got:
                 raise StoreError("partner returned no blobs")
             for blob in got:
+                if isinstance(blob, int):
+                    blob = bytes(await self.pieces(names[len(out)], blob))
                 if blob is None:
                     raise StoreError("the partner lacks a sealed block of this backup")
                 self.bytes += len(blob)
                 out.append(blob)
         return out
+
+    async def pieces(self, name, size):
+        """A blob too big for one reply (the partner's frames are smaller than a sealed
+        chunk), read piece by piece into one buffer."""
+        if not 0 < size <= _BLOB_MAX:
+            raise StoreError("the partner offers a blob of %d bytes" % size)
+        blob = self.buf if self.buf is not None and len(self.buf) >= size else bytearray(size)
+        self.buf = blob  # reused: restore reads thousands of them
+        off = 0
+        while off < size:
+            _collect()
+            got = await self.client.call("BKGet", {"names": [name], "offset": off,
+                                                   "max": _GET_MAX}, _CALL_MS)
+            data = got.get("data") if isinstance(got, dict) else None
+            if not data or got.get("size") != size or off + len(data) > size:
+                raise StoreError("the partner's pieces of a blob do not add up")
+            blob[off:off + len(data)] = data
+            off += len(data)
+        return memoryview(blob)[:size]
 
     async def open_named(self, name):
         blob = (await self.fetch([name]))[0]
@@ -88,6 +111,8 @@ class _Pull:
                 if not got:
                     raise StoreError("partner returned no blobs")
                 for blob in got:
+                    if isinstance(blob, int):
+                        blob = await self.pieces(names[done], blob)
                     if blob is None:
                         raise StoreError("the partner lacks a sealed block of this backup")
                     self.bytes += len(blob)

@@ -189,9 +189,22 @@ class BackupReader:
             got = self._call("BKGet", {"names": names[len(out):], "max": _GET_MAX})
             if not got or any(b is None for b in got):
                 raise CliError("the partner lacks part of this backup")
-            out.extend(bytes(b) for b in got)
-            self.served += sum(len(b) for b in got)
+            for b in got:
+                blob = self._pieces(names[len(out)], b) if isinstance(b, int) else bytes(b)
+                out.append(blob)
+                self.served += len(blob)
         return out
+
+    def _pieces(self, name: bytes, size: int) -> bytes:
+        """A blob bigger than the partner's replies (a board's 4 KiB frames), in pieces."""
+        blob = bytearray()
+        while len(blob) < size:
+            got = self._call("BKGet", {"names": [name], "offset": len(blob), "max": _GET_MAX})
+            data = got.get("data") if isinstance(got, dict) else None
+            if not data or got.get("size") != size or len(blob) + len(data) > size:
+                raise CliError("the partner's pieces of a backup block do not add up")
+            blob += data
+        return bytes(blob)
 
     def open_named(self, name: bytes, h: bytes | None = None) -> bytes:
         try:
