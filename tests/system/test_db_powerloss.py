@@ -59,18 +59,23 @@ def _run(cmd: list[str], env: dict[str, str], tmp: Path, seed: int) -> dict[str,
             proc = subprocess.Popen(cmd + [str(path)], stdout=subprocess.PIPE,
                                     stderr=subprocess.PIPE, env=env)
             assert proc.stdout is not None
-            # Kill while it opens (recovers) now and then, else once it runs its units.
+            # Kill while it opens (recovers) now and then, else once it runs its units: after
+            # 0-3 acknowledged units (counted, not timed, so a loaded machine still kills
+            # in the middle of real work) and a random moment more.
+            seen = b""
             if rnd.random() < 0.1:
                 time.sleep(rnd.random() * 0.05)
             else:
                 ready = select.select([proc.stdout], [], [], 20)[0]
                 assert ready, "writer did not start"
+                for _ in range(1 + rnd.randrange(4)):  # the "R" line, then units
+                    seen += proc.stdout.readline()
                 time.sleep(rnd.random() * 0.08)
             proc.send_signal(signal.SIGKILL)
             out, err = proc.communicate(timeout=20)
             assert proc.returncode == -signal.SIGKILL, err.decode()[-2000:]
             stats["kills"] += 1
-            for line in out.decode().splitlines():
+            for line in (seen + out).decode().splitlines():
                 if line.startswith("C "):
                     acked = max(acked, int(line[2:]))
             db = DB(str(path))
