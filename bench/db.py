@@ -105,6 +105,45 @@ def run_micropython(keys: int, ops: int, heap: str,
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def esp32_binary() -> str | None:
+    """The ESP32 stand-in (32-bit MicroPython, firmware frozen in), or None if not here."""
+    from leither_host import standin
+
+    try:
+        return str(standin.build_standin("esp32").binary)
+    except standin.Unavailable:
+        return None
+
+
+def run_esp32(binary: str, keys: int, ops: int, heap: int,
+              workload: str = WORKLOAD) -> tuple[bool, dict[str, int], str]:
+    """The workload on the stand-in at heap bytes (the firmware frozen, as on the board)."""
+    tmp = tempfile.mkdtemp(prefix="benchdb")
+    try:
+        env = dict(os.environ, MICROPYPATH=".frozen")
+        proc = subprocess.run([binary, "-X", f"heapsize={heap}", "-c",
+                               workload % (tmp + "/db", keys, ops)], capture_output=True,
+                              text=True, env=env, timeout=900, check=False)
+        out = proc.stdout + proc.stderr
+        return proc.returncode == 0, _parse(out), out
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def esp32_min_heap(binary: str, keys: int, ops: int) -> int | None:
+    """Smallest heap (KiB) at which the workload runs on the stand-in: bisected."""
+    low, high = 8, 109
+    if not run_esp32(binary, keys, ops, high * 1024)[0]:
+        return None
+    while high - low > 1:
+        mid = (low + high) // 2
+        if run_esp32(binary, keys, ops, mid * 1024)[0]:
+            high = mid
+        else:
+            low = mid
+    return high
+
+
 def min_heap(keys: int, ops: int, workload: str = WORKLOAD) -> int | None:
     """Smallest heap (KiB) at which the workload still runs: bisected."""
     low, high = 32, 64
@@ -140,6 +179,17 @@ def rows(keys: int = 10000, ops: int = 300) -> list[tuple[str, str, list[str]]]:
     out.append(("MicroPython needs", f"{kib}K", ["-"] * len(METHODS) + ["-"]))
     out.append(("  strings+hashes only", f"{min_heap(keys, ops, STRINGS)}K",
                 ["-"] * len(METHODS) + ["-"]))
+    binary = esp32_binary()
+    if binary is not None:  # the board's truth: 32-bit, code frozen, the WROOM's heap
+        from leither_host.build import board_config
+
+        board_heap = int(board_config("esp32")["heap_bytes"])
+        ok, esp, _text = run_esp32(binary, keys, ops, board_heap)
+        cells = ([str(esp.get(m, "?")) for m in METHODS]
+                 + (["%.0f" % (esp["size"] / keys)] if "size" in esp else ["?"]))
+        out.append(("ESP32 stand-in", f"{board_heap}B" if ok else "failed", cells))
+        out.append(("ESP32 stand-in needs", f"{esp32_min_heap(binary, keys, ops)}K",
+                    ["-"] * len(METHODS) + ["-"]))
     return out
 
 
