@@ -111,6 +111,9 @@ class Fleet:
         if old is not None:
             if suggested and suggested != old.get("name"):
                 record.setdefault("node_name", suggested)
+                holder = self.by_name(suggested)
+                if not old.get("name") and holder is None:
+                    record["name"] = suggested  # a row without a name (older inventory)
             self.nodes.update(record, q.id == node_id)
         else:
             name = suggested or record.get("node_name") or node_id[:8]

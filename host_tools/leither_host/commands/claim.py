@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
         with session:
             result = _claim(session, token, args.retry)
             name = call(session, "GetVar", {"name": "name"})
-            escrowed = _escrow(session, name)
+            escrowed = _escrow(session, record.get("name") or name)  # the name used here
         fleet.remember({"id": session.node_id, "name": name, "claimed": True})
         here = fleet.get(session.node_id) or {}
         flush_notices(fleet)

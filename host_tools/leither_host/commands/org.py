@@ -166,7 +166,7 @@ def run_apply(args: argparse.Namespace) -> int:
         from leither import crypto
         from leither_host import escrow
 
-        held = escrow.find(args.node)
+        held = escrow.find(node_id_for(args.node) or args.node)  # inventory names too
         if held is None:
             raise CliError(f"no key held for node {args.node!r}: claim it from this host first")
         seed, public = held.seed, crypto.sign_public(held.seed)
