@@ -386,3 +386,21 @@ def test_local_books_for_the_demo(tmp_path):
             assert local.status()["agree"]
     finally:
         org.close()
+
+
+def test_close_cannot_end_after_it_was_signed(world):
+    from leither_host.errors import CliError
+    from leither_host.ledger.records import sign_record
+
+    w = world
+    with pytest.raises(CliError, match="future"):
+        bk.make_close(w.founder, w.home.id, 1, T0 + 500, now_ms=T0 + 400)
+    public = crypto.sign_public(w.founder)
+    early = sign_record(w.founder, bk.CLOSE, {  # made by hand, past make_close's check
+        "type": "close", "org": w.home.id, "epoch": 1, "until": T0 + 500, "time": T0 + 400,
+        "by": ids.make_id(public), "by_key": public})
+    w.submit([("close", early)])
+    w.step()
+    for k in w.keepers:
+        assert k.open().db.last_epoch() is None
+        assert "after it was signed" in k.rejected[-1]["reason"]

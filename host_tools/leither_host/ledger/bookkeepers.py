@@ -11,7 +11,7 @@
 #   genesis     {type: genesis, org, org_key, name, created_ms, founder (application), books}
 #   log entry   {time, inputs: [[kind, bytes], ...]}   kinds: application, approval, receipt,
 #                tx, contract, credit, books, close — each input signed by its author
-#   close       {type: close, org, epoch, until, by, by_key}          signed by a supervisor
+#   close       {type: close, org, epoch, until, time, by, by_key}    signed by a supervisor
 #   contract    {type: contract, org, source, time, by, by_key}       signed by a supervisor
 #
 # Determinism: everything an epoch depends on comes from the log (times are the entry's or the
@@ -93,10 +93,17 @@ def open_books(data: bytes, org_key: bytes) -> dict[str, Any]:
     return body
 
 
-def make_close(seed: bytes, org_id: str, epoch: int, until_ms: int) -> bytes:
+def make_close(seed: bytes, org_id: str, epoch: int, until_ms: int,
+               now_ms: int | None = None) -> bytes:
+    """A supervisor closes an epoch at until_ms; it signs when (now), and an epoch cannot end
+    after its close was signed (a period not over yet would be paid early)."""
+    now = now_ms if now_ms is not None else time_ms()
+    if until_ms > now:
+        raise CliError(f"an epoch cannot end in the future ({until_ms} > now {now})")
     public = crypto.sign_public(seed)
     return sign_record(seed, CLOSE, {"type": "close", "org": org_id, "epoch": epoch,
-                                     "until": until_ms, "by": key_id(public), "by_key": public})
+                                     "until": until_ms, "time": now, "by": key_id(public),
+                                     "by_key": public})
 
 
 def make_deploy(seed: bytes, org_id: str, source: str, now_ms: int | None = None) -> bytes:
@@ -310,7 +317,11 @@ class Bookkeeper:
                                   f"v{org.books_version()}")
             org.set_books(data, new["version"])
         elif kind == "close":
-            body = _by_supervisor(org, data, CLOSE, "close", {"epoch": int, "until": int})
+            body = _by_supervisor(org, data, CLOSE, "close", {"epoch": int, "until": int,
+                                                             "time": int})
+            if body["until"] > body["time"]:
+                raise DecodeError(f"close of epoch {body['epoch']} ends at {body['until']}, "
+                                  f"after it was signed ({body['time']})")
             last = org.db.last_epoch()
             number = (last["epoch"] + 1) if last else 1
             if body["epoch"] != number:
