@@ -90,19 +90,24 @@ def _journey(me: Newcomer, tmp_path: Path) -> None:
     assert made["hash"] == listed[0]["hash"]  # type: ignore[index]  # one name for a version
 
     # Pair board1 and board2 by their buttons, back board1 up, lose it.
-    me.run("sim", "press", "board1")
-    me.run("sim", "press", "board2")
     pairing: dict[str, object] = {}
 
     def paired() -> bool:
         pairing.update(me.json("pair", "board1", "--status"))  # type: ignore[arg-type]
-        return pairing["pair_state"] == "paired"
+        return pairing["pair_state"] in ("paired", "overlap", "failed")
 
-    try:
-        wait_for(paired, 60, "board1 to pair")
-    except AssertionError:
-        raise AssertionError(f"board1 did not pair: {pairing}\n"
-                             + me.run("logs", "board1").stdout) from None
+    # Loopback is shared with any other simulation on this machine: a window someone else
+    # opened at the same moment makes both give up (as on a real LAN); press again then.
+    for _attempt in range(3):
+        me.run("sim", "press", "board1")
+        me.run("sim", "press", "board2")
+        wait_for(paired, 60, "board1's pairing window to end")
+        if pairing["pair_state"] == "paired":
+            break
+        wait_for(lambda: me.json("pair", "board2", "--status")["pair_state"]  # type: ignore
+                 not in ("open", "pairing"), 60, "board2's pairing window to end")
+    assert pairing["pair_state"] == "paired", (
+        f"board1 did not pair: {pairing}\n{me.run('logs', 'board1').stdout}")
     src.write_bytes(os.urandom(200000))
     me.run("mm", "put", "board1", mid, str(src))
     me.run("mm", "backup", "board1", mid)
