@@ -205,3 +205,13 @@ def test_tables_are_plain_when_piped_and_units_human(capsys: pytest.CaptureFixtu
     assert lines[2:] == ["kitchen   79.3 MiB", "attic     -"]
     assert "\x1b[" not in out  # no colour codes when not a terminal
     assert human_duration(7) == "7 s" and human_duration(7300) == "2 h 1 min"
+
+
+def test_replaced_fact_read_defensively() -> None:
+    from leither_host.facts import replaced_at
+
+    assert replaced_at(None) is None and replaced_at({}) is None and replaced_at(False) is None
+    assert replaced_at({"time": 1796190000123, "incarnation": 2, "was": "x"}) == 1796190000123
+    assert replaced_at(1796190000) == 1796190000000  # seconds become ms
+    assert replaced_at(True) == 0 and replaced_at("yes") == 0  # replaced, date unknown
+    assert replaced_at({"why": "restore"}) == 0
