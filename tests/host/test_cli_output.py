@@ -169,7 +169,7 @@ def test_inventory_verbs_and_units(tmp_path: Path) -> None:
 def test_db_methods_listed_and_any_case(tmp_path: Path) -> None:
     from leither.api import DB_READ, DB_WRITE
 
-    assert set(dbverb.METHODS) == set(DB_READ + DB_WRITE)  # the table follows the firmware
+    assert set(dbverb.METHODS) == set(DB_READ + DB_WRITE)  # every method the node serves
     assert set(DB_WRITE) == dbverb.WRITES
     helptext = leither(tmp_path, "db", "--help").stdout
     for method in ("Hset", "Zrangebyscore", "Lrange", "Begin"):

@@ -67,6 +67,21 @@ METHODS: dict[str, tuple[str, int, int | None, frozenset[int], bool]] = {
 WRITES = {"Set", "Del", "Incr", "IncrBy", "Hset", "Hmset", "Hdel", "HincrBy", "Lpush", "Rpush",
           "Lpop", "Rpop", "Lset", "Sadd", "Srem", "Zadd", "Zrem", "ZincrBy", "Begin", "Commit",
           "Rollback"}
+
+
+def _firmware_methods() -> None:
+    """Any db method the firmware serves that the table above lacks (added since) is still
+    listed and callable, with its arguments passed as given."""
+    from leither.api import DB_READ, DB_WRITE
+
+    for name in DB_READ + DB_WRITE:
+        if name not in METHODS:
+            METHODS[name] = ("[ARG ...]", 0, None, frozenset(), False)
+            if name in DB_WRITE:
+                WRITES.add(name)
+
+
+_firmware_methods()
 _WITHSCORES = {"withscores": True, "1": True, "true": True, "0": False, "false": False}
 EXAMPLES = """examples:
   leither db board1 MID Set greeting hello
