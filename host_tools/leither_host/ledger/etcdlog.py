@@ -34,6 +34,8 @@ if TYPE_CHECKING:
     import etcd3gw
 
 TIMEOUT_S = 2.0  # per request: a stopped member is skipped after this
+ROUNDS = 2  # passes over the endpoints before a request is given up
+ROUND_PAUSE_S = 0.5  # between passes: about one leader election (etcdcluster's timeout)
 APPEND_TRIES = 50  # txn retries when other submitters keep winning the race for `head`
 
 
@@ -77,17 +79,20 @@ class EtcdLog:
     # -- plumbing ---------------------------------------------------------------------------
 
     def _call(self, what: str, fn: Any) -> Any:
-        errors = []
+        errors: list[str] = []
         n = len(self.clients)
-        for i in range(n):
-            index = (self._good + i) % n
-            try:
-                result = fn(self.clients[index])
-            except self._errors as err:
-                errors.append(f"{self.endpoints[index]}: {type(err).__name__}")
-                continue
-            self._good = index
-            return result
+        for attempt in range(ROUNDS):
+            if attempt:
+                time.sleep(ROUND_PAUSE_S)  # e.g. the cluster is electing a new leader
+            for i in range(n):
+                index = (self._good + i) % n
+                try:
+                    result = fn(self.clients[index])
+                except self._errors as err:
+                    errors.append(f"{self.endpoints[index]}: {type(err).__name__}")
+                    continue
+                self._good = index
+                return result
         raise LogUnavailable(f"etcd: {what} failed on every endpoint ({'; '.join(errors)})")
 
     def _post(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
