@@ -123,7 +123,23 @@ def main():
         elif op < 80:
             say("B G")
             s.blocks.sync()
-            s.collect(min_dead=0.1)
+            if rnd.below(2):
+                s.collect(min_dead=0.1)
+            else:
+                # In steps, as a node's maintenance runs, with durable writes between them
+                # (each its own B W / C W): nothing they reference may be swept.
+                for _ in s.collect_steps(min_dead=0.1):
+                    if rnd.below(3) == 0:
+                        offset = rnd.below(MAX_SIZE - 3000)
+                        data = rnd.bytes(1 + rnd.below(3000))
+                        after = bytearray(model)
+                        if offset > len(after):
+                            after.extend(bytes(offset - len(after)))
+                        after[offset:offset + len(data)] = data
+                        say("B W " + hexdigest(after))
+                        s.set_data(fid, offset, data)
+                        model = after
+                        say("C W " + hexdigest(model))
             say("C G " + hexdigest(model))  # collect commits pending writes first
         else:
             db = s.db(did)
