@@ -39,7 +39,7 @@ from leither_host.keys import HostKey  # noqa: E402
 import _mp  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-BOARD_FRAME = 8192  # bytes: the MicroPython node's frame limit (leither.node.BOARD_MAX_FRAME)
+BOARD_FRAME = 8192  # bytes: a MicroPython node's frame at 1 MB heap (memory.frame_for_heap)
 HOST_FRAME = 65536
 
 OWNER_SEED = bytes(range(33, 65))
