@@ -74,8 +74,10 @@ _GUEST_SESSIONS = const(4)  # guest sessions at once; the other slots stay for o
 _GUEST_BYTES = const(8192)  # bytes of guest frames being received at once, all guests
 _GUEST_MAX_FRAME = const(4096)  # bytes a guest may send in one frame: small calls only
 _SMALL_FRAME = const(2048)  # bytes: larger owner/peer frames go into the inbound buffer
-# Each step the node waits on a handshaking client: a board client signs in ~1-3 s.
-_HANDSHAKE_MS = const(5000)
+# Each step the node waits on a handshaking client (a board client verifies and signs between
+# messages 2 and 3: 2-6 s on an ESP32). Stalled handshakes are evicted long before this when
+# slots are short; the deadline only frees slots nobody else wanted.
+_HANDSHAKE_MS = const(10000)
 _FRAME_MS = const(10000)  # rest of a frame after its header (waits included); one reply
 _IDLE_MS = const(120000)  # between requests on an authenticated session
 _WATCH_MS = const(250)  # how often deadlines are checked
