@@ -241,6 +241,7 @@ def main() -> int:
     parser.add_argument("--owners", type=int, default=4)
     parser.add_argument("--sessions", type=int, default=10)
     parser.add_argument("--min-heap", action="store_true", help="bisect the smallest heap")
+    parser.add_argument("--workloads", default="idle,owners,sessions")
     args = parser.parse_args()
     binary = find_binary(args.binary)
     head = ("workload", "ok", "heap in use idle", "free after", "low-water", "busy retried",
@@ -249,7 +250,7 @@ def main() -> int:
     names = {"idle": "idle (target ≤ 40 KiB)",
              "owners": f"{args.owners} owners × {args.size:,} B put+get",
              "sessions": f"{args.sessions} sessions, GetVar + 4 KiB reads"}
-    for workload in ("idle", "owners", "sessions"):
+    for workload in args.workloads.split(","):
         r = run_workload(binary, args.heap, workload, args)
         smallest = min_heap(binary, workload, args) if args.min_heap else None
         used = r.get("idle_used")
