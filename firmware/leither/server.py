@@ -162,7 +162,9 @@ class Server:
         self._big = asyncio.Lock()
         self._srv = None
         self._watch = None
-        self._tarpit = 0  # dropped sockets being held open (see _TARPIT_MAX)
+        self._held = []  # tasks of dropped sockets being held open (see _TARPIT_MAX)
+        self.tarpit_ms = _TARPIT_MS
+        self.guest_tarpit_ms = _GUEST_TARPIT_MS
         self._drop_window = None  # ticks_ms the current 1 s log window started
         self._drop_lines = 0  # lines logged in it
         self._drop_quiet = 0  # drops not logged since the last line
@@ -227,6 +229,8 @@ class Server:
         if self._watch is not None:
             self._watch.cancel()
             self._watch = None
+        for task in list(self._held):
+            task.cancel()
         conns = list(self.admission.conns)
         for conn in conns:
             conn.why = "stopping"
@@ -330,19 +334,20 @@ class Server:
         if why is not None:
             self._log_drop(addr, why)
             guest = conn.caller is not None and conn.caller.role == GUEST
-            if (conn.phase != READY or guest) and self._tarpit < _TARPIT_MAX:
+            if (conn.phase != READY or guest) and len(self._held) < _TARPIT_MAX:
                 # A peer we drop before it became a session (refused, evicted, junk, too slow)
                 # or a guest we drop: hold its socket a while before closing, so a reconnect
                 # flood runs at the pace of these holds instead of as fast as we can drop
                 # (each reconnect costs the node a handshake), and the CPU goes to sessions
                 # and to a good client's retry. The slot itself is free already.
-                self._tarpit += 1
+                self._held.append(conn.task)
                 try:
-                    await asyncio.sleep((_GUEST_TARPIT_MS if guest else _TARPIT_MS) / 1000)
+                    await asyncio.sleep((self.guest_tarpit_ms if guest else self.tarpit_ms)
+                                        / 1000)
                 except asyncio.CancelledError:
                     pass
                 finally:
-                    self._tarpit -= 1
+                    self._held.remove(conn.task)
         await close(writer)
 
     async def _read(self, conn, n):

@@ -133,6 +133,9 @@ class LiveNode:
         self.loop = asyncio.new_event_loop()
         self.server = server.Server(NODE_SEED, owner_key=None, max_conns=8, handshake_ms=2000,
                                     frame_ms=1000, log=lambda msg: None)
+        # Every example's guest is dropped on purpose: no need to hold its socket (that
+        # defence is tested in tests/system/test_rpc_attack.py).
+        self.server.tarpit_ms = self.server.guest_tarpit_ms = 0
         self.loop.run_until_complete(self.server.start("127.0.0.1", 0))
         self.port = self.server.port
 
@@ -204,3 +207,46 @@ def test_server_survives_sealed_garbage(plaintext: bytes) -> None:
     node = live()
     node.run(_send_and_drain(node.port, plaintext, prefix_handshake=True))
     node.run(_still_serves(node.port))
+
+
+async def _sealed_reply(port: int, plaintext: bytes) -> tuple[int, bool, object] | None:
+    """Send one sealed frame after a handshake; the node's reply to it, or None if it
+    closed without one."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    shake = rpc.ClientHandshake(CLIENT_SEED)
+
+    async def read() -> bytes:
+        n = rpc.parse_header(await reader.readexactly(4), rpc.MAX_FRAME)
+        return await reader.readexactly(n)
+
+    try:
+        writer.write(rpc.encode_frame(shake.hello()))
+        writer.write(rpc.encode_frame(shake.reply(await read())))
+        channel = shake.finish(await read())
+        writer.write(rpc.encode_frame(channel.seal(plaintext)))
+        try:
+            body = await asyncio.wait_for(read(), 5)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            return None
+        return rpc.decode_reply(channel.open(body))
+    finally:
+        writer.close()
+
+
+@LIVE
+@given(st.binary(min_size=1, max_size=300).filter(lambda b: not _decodes(b)))
+def test_undecodable_request_is_answered_before_the_close(plaintext: bytes) -> None:
+    node = live()
+    reply = node.run(_sealed_reply(node.port, plaintext))
+    assert reply is not None, "closed without an error reply"
+    msgid, ok, value = reply
+    assert not ok and isinstance(value, dict) and value["code"] == "bad_request"
+    node.run(_still_serves(node.port))
+
+
+def _decodes(data: bytes) -> bool:
+    try:
+        cbor.loads(data)
+    except DecodeError:
+        return False
+    return True
