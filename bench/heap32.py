@@ -30,6 +30,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -83,16 +84,25 @@ class Node:
             if " ready" in line:
                 self.ready = True
                 break
+        # Keep reading the node's output: a full pipe would block the node at its next print.
+        self._reader = threading.Thread(target=self._drain, daemon=True)
+        self._reader.start()
+
+    def _drain(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line)
 
     def stop(self) -> str:
         self.proc.terminate()
         try:
-            out = self.proc.communicate(timeout=10)[0]
+            self.proc.wait(10)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            out = self.proc.communicate()[0]
+            self.proc.wait()
+        self._reader.join(5)
         shutil.rmtree(self.root, ignore_errors=True)
-        return "".join(self.lines) + (out or "")
+        return "".join(self.lines)
 
 
 async def _claim(port: int) -> client.Session:

@@ -163,8 +163,13 @@ async def soak(port: int, args: argparse.Namespace) -> dict:
     reporter = asyncio.create_task(report())
     await asyncio.gather(*(w.run(until) for w in workers))
     reporter.cancel()
-    async with await client.connect("127.0.0.1", port, KEYS[0], timeout=60) as s:
-        facts = {name: await s.call("GetVar", name) for name in ("heap", "heap_low", "busy")}
+    facts: dict = {"heap": None, "heap_low": None, "busy": None}
+    try:
+        async with await client.connect("127.0.0.1", port, KEYS[0], timeout=60) as s:
+            for name in facts:
+                facts[name] = await s.call("GetVar", name)
+    except LeitherError as err:
+        failures.append(f"the node did not answer at the end: {err}")
     return {"stats": stats, "failures": failures, **facts}
 
 
@@ -192,12 +197,15 @@ def main() -> int:
     print(f"\nsoak: {elapsed:.0f} s, {args.workers} workers, heapsize {args.heap:,} "
           f"(32-bit frozen stand-in {binary})")
     print("operations:", dict(result["stats"]))
-    print("busy answers by the node (retried by the client):", result["busy"])
+    print("busy answers by the node (retried by the client):", result["busy"],
+          "- calls still busy after the retries:", result["stats"].get("busy, given up", 0))
     print("failures that reached a client as anything but busy (must be 0):",
           len(result["failures"]))
     for line in result["failures"][:10]:
         print("   ", line)
     print("MemoryError lines in the node's log:", log.count("MemoryError"))
+    if result["failures"]:
+        print("the node's log ends:\n" + "".join(log.splitlines(True)[-25:]))
     print("free heap low-water mark:", f"{result['heap_low']:,} bytes"
           if result["heap_low"] is not None else "-")
     if heap is not None:
