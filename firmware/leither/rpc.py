@@ -334,11 +334,13 @@ class Channel:
         return HEADER_LEN + length + TAG_LEN
 
     def _seal(self, body, length):
+        # The counter advances only once the frame is sealed: a MemoryError half-way (a board
+        # short of heap) leaves the channel as it was, and the caller may seal a frame again.
         counter = _counter_bytes(self.sent)
-        self.sent += 1
         ct = body[:length]
         _ctr_inplace(self._send[:16], counter, ct)
         body[length:length + TAG_LEN] = _tag(self._send, counter, ct)
+        self.sent += 1
 
     def open(self, body):
         """Plaintext of the next incoming frame; AuthError if it is not that frame, intact."""
@@ -352,8 +354,9 @@ class Channel:
             raise DecodeError("sealed frame too short")
         view = memoryview(body)
         counter = _counter_bytes(self.received)
+        tag = _tag(self._recv, counter, view[:n])  # a MemoryError here changes nothing
         self.received += 1  # advanced even on failure: the session is dead after a bad frame
-        if not crypto.equal(_tag(self._recv, counter, view[:n]), view[n:]):
+        if not crypto.equal(tag, view[n:]):
             raise AuthError("frame failed authentication (altered, replayed or reordered)")
         _ctr_inplace(self._recv[:16], counter, view[:n])
         return view[:n]

@@ -427,7 +427,7 @@ class Server:
                 await self._read_into(conn, body)
             finally:
                 admission.give_guest_bytes(n)
-            return conn.channel.open_inplace(body), None
+            return _open(conn.channel, body), None
         body = None
         if n <= _SMALL_FRAME:
             try:
@@ -436,12 +436,12 @@ class Server:
                 gc.collect()
         if body is not None:
             await self._read_into(conn, body)
-            return conn.channel.open_inplace(body), None
+            return _open(conn.channel, body), None
         await self._big.acquire()
         try:
             body = memoryview(self._in)[:n]
             await self._read_into(conn, body)
-            return conn.channel.open_inplace(body), self._big.release
+            return _open(conn.channel, body), self._big.release
         except BaseException:
             self._big.release()
             raise
@@ -511,10 +511,21 @@ class Server:
         return rpc.decode_array(plain, 3)
 
     def _send_reply(self, conn, msgid, ok, value, caller, method):
-        """Encode, seal and write one reply in the shared reply buffer: no await in here."""
+        """Encode, seal and write one reply in the shared reply buffer: no await in here.
+        Short of heap while encoding or sealing, the reply becomes "busy" (the channel's
+        counter moves only for a frame sealed whole); a second MemoryError ends the session."""
         out = self._out
-        encode_reply(out, msgid, ok, value, lambda err: self._log_failure(caller, method, err))
-        size = conn.channel.seal_into(out.buf, out.pos - rpc.HEADER_LEN)
+        try:
+            encode_reply(out, msgid, ok, value,
+                         lambda err: self._log_failure(caller, method, err))
+            size = conn.channel.seal_into(out.buf, out.pos - rpc.HEADER_LEN)
+        except MemoryError:
+            value = None
+            gc.collect()
+            self.stats["busy"] += 1
+            memory.note_busy()
+            encode_reply(out, msgid, False, {"code": "busy", "msg": _BUSY_MSG}, None)
+            size = conn.channel.seal_into(out.buf, out.pos - rpc.HEADER_LEN)
         conn.deadline(self.frame_ms)
         # MicroPython's writer sends at once and copies only what the socket did not take;
         # CPython's transport may keep a reference, so it gets its own bytes.
@@ -651,6 +662,16 @@ class Server:
         self.log("claimed by %s" % caller.id)
         return {"owner": caller.id, "node": self.node_id, "role": OWNER,
                 "max_frame": self.max_frame}
+
+
+def _open(channel, body):
+    """Open a received frame in place; short of heap while checking its tag, collect and try
+    once more (the tag check changes nothing until it passes)."""
+    try:
+        return channel.open_inplace(body)
+    except MemoryError:
+        gc.collect()
+        return channel.open_inplace(body)
 
 
 def _ping(caller, params):

@@ -198,10 +198,10 @@ async def connect(host: str, port: int, my_key: HostKey | bytes,
     """Open an authenticated session. With ``expected_node_id`` a node with another key is
     refused (AuthError); without it, read ``session.node_id`` to learn (and pin) the node.
 
-    A node under a flood of half-open connections may refuse or drop ours before it reads
-    our hello (it sheds silent connections, and refuses newcomers when none is silent): a
-    connection closed before the node's answer is retried, with a growing pause (50 ms to
-    0.5 s), up to ``attempts`` times in all, within ``timeout``.
+    A node under a flood may refuse or drop ours during the handshake (it sheds stalled
+    handshakes, refuses newcomers when none is, answers "busy" when short of heap): such a
+    connection is retried, with a growing pause (50 ms to 0.5 s), up to ``attempts`` times in
+    all, within ``timeout``.
     """
     seed = _seed_of(my_key)
     loop = asyncio.get_running_loop()
@@ -230,7 +230,9 @@ async def connect(host: str, port: int, my_key: HostKey | bytes,
                     continue
                 raise ConnectError(f"{host}:{port} is busy: {err.msg}") from None
             if isinstance(err, (OSError, EOFError)):
-                if shake.node_key is None and attempt < attempts and loop.time() < deadline:
+                # Dropped before or after the node's answer: slots, quota or heap (a board
+                # short of heap mid-handshake closes): try again while time is left.
+                if attempt < attempts and loop.time() < deadline:
                     await asyncio.sleep(min(0.5, 0.05 * 2 ** (attempt - 1)))
                     continue
                 raise ConnectError(f"{host}:{port} closed the connection during the "

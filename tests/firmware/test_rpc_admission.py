@@ -152,6 +152,11 @@ def test_out_of_heap_answers_busy_and_keeps_serving():
         srv = server.Server(NODE_SEED, log=lambda m: None, max_frame=4096,
                             owner_key=crypto.sign_public(OWNER_SEED))
         srv.register("Hog", hog)
+
+        def no_heap(view):
+            raise MemoryError()
+
+        srv.register("BulkHog", lambda caller, params: server.Bulk(10, no_heap))
         port = free_port()
         await srv.start("127.0.0.1", port)
         try:
@@ -164,6 +169,12 @@ def test_out_of_heap_answers_busy_and_keeps_serving():
                     check(err.code == "busy", err.code)
                 check(len(calls) == rpcclient.BUSY_TRIES)  # retried, then given up
                 check(await client.call("Ping", 5) == 5)  # the session lives on
+                try:  # out of heap while the reply is built: busy, and the channel in step
+                    await client.call("BulkHog")
+                    raise AssertionError("no busy")
+                except RPCError as err:
+                    check(err.code == "busy", err.code)
+                check(await client.call("Ping", 4) == 4)
                 calls[:] = []
                 check(await client.call("Hog", "once") == "done")  # a retry got through
                 check(len(calls) == 3)

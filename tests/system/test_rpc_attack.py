@@ -237,3 +237,36 @@ def test_host_client_retries_busy(monkeypatch: pytest.MonkeyPatch) -> None:
             await srv.stop()
 
     run(scenario())
+
+
+def test_heap_running_out_while_sealing_keeps_the_channel_in_step(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A MemoryError while the node seals a reply (after it encoded it) must not cost the
+    session its frame counter: the client gets "busy" and the next call works."""
+    from leither import server
+
+    monkeypatch.setattr(client, "BUSY_FIRST", 0.01)
+    real_tag = rpc._tag
+    armed = [0]
+
+    def tag(material: bytes, counter: bytes, ct: object) -> bytes:
+        armed[0] -= 1
+        if armed[0] == 0:
+            raise MemoryError()  # the third tag after arming: the node sealing its reply
+        return real_tag(material, counter, ct)
+
+    async def scenario() -> None:
+        srv = server.Server(NODE_SEED, owner_key=OWNER.public, log=lambda msg: None)
+        await srv.start("127.0.0.1", 0)
+        try:
+            session = await client.connect("127.0.0.1", srv.port, OWNER, timeout=10)
+            monkeypatch.setattr(rpc, "_tag", tag)
+            armed[0] = 3  # client seals, node opens, node seals (fails), busy sealed, ...
+            assert await session.call("Ping", 5) == 5
+            assert srv.stats["busy"] == 1
+            assert await session.call("Ping", 6) == 6
+            await session.close()
+        finally:
+            await srv.stop()
+
+    run(scenario())
