@@ -194,10 +194,11 @@ class API:
 
     def mf_commit(self, caller, params, name=None):
         # The staged put becomes cur in one step ({"discard": true}: dropped); the new size.
+        # "size": what the client sent; a stage of another size is refused.
         mid = _arg(params, "mid", str)
         if _arg(params, "discard", bool, False):
             return self.store.discard(mid)
-        return self.store.commit(mid)
+        return self.store.commit(mid, _arg(params, "size", int, None))
 
     def mf_get_data(self, caller, params, name=None):
         length = _arg(params, "length", int, self.max_data)

@@ -427,15 +427,20 @@ class Store(History):
             self.sync()
         return st[size_key]
 
-    def commit(self, mid):
+    def commit(self, mid, size=None):
         """Make the staged put cur in one step (one state file renamed in); the new size.
 
         A whole-file upload stages its pieces (set_data(..., stage=True)) beside cur and
         commits at the end: a crash or an abandoned upload leaves cur as it was, never torn.
+        size (what the uploader sent): a stage of another size is refused, not committed --
+        another put of the same MiMei began meanwhile.
         """
         st = self._cur(mid)
         if st.get("sroot") is None:
             raise StoreError(f"no put staged for MiMei {mid}")
+        if size is not None and size != st["ssize"]:
+            raise StoreError("staged %d bytes, not %d: another put of MiMei %s interfered"
+                             % (st["ssize"], size, mid))
         root, size = st.pop("sroot"), st.pop("ssize")
         st.pop("stime", None)
         return self._commit_cur(st, root, size)

@@ -70,7 +70,8 @@ def test_staged_put_commits_in_one_step_and_needs_write():
             node.ok(OWNER, "MFSetData", {"mid": mid, "offset": pos, "data": b"N" * 3000,
                                          "sync": False, "stage": True})
             check(bytes(node.ok(OWNER, "MFGetData", {"mid": mid})) == b"old content")
-        check(node.ok(OWNER, "MFCommit", {"mid": mid}) == 9000)
+        check(node.error(OWNER, "MFCommit", {"mid": mid, "size": 8999}) != "forbidden")
+        check(node.ok(OWNER, "MFCommit", {"mid": mid, "size": 9000}) == 9000)
         check(bytes(node.ok(OWNER, "MFGetData", {"mid": mid, "length": 10})) == b"N" * 10)
         check(node.ok(OWNER, "MFGetSize", {"mid": mid}) == 9000)
         check(node.error(OWNER, "MFCommit", {"mid": mid}) != "forbidden")  # nothing staged

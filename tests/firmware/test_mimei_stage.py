@@ -55,7 +55,9 @@ def test_staged_put_is_invisible_until_commit():
         s.close()
         s = mimei.Store(d, SEED)  # as after a power cut between the pieces and the commit
         check(_same(s, m, old) and s.stat(m)["staged"] == len(new))
-        check(s.commit(m) == len(new))
+        raises(StoreError, s.commit, m, len(new) + 1)  # not what the uploader sent: kept
+        check(s.stat(m)["staged"] == len(new) and _same(s, m, old))
+        check(s.commit(m, len(new)) == len(new))
         check(_same(s, m, new) and s.stat(m)["staged"] is None)
         raises(StoreError, s.commit, m)  # committed once
         s.close()

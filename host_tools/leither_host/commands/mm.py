@@ -193,7 +193,7 @@ def _put(s: SyncSession, args: argparse.Namespace) -> Any:
         if source is not sys.stdin.buffer:
             source.close()
     if stage:
-        size = call(s, "MFCommit", {"mid": args.mid})
+        size = call(s, "MFCommit", {"mid": args.mid, "size": written})
     else:
         size = call(s, "MFGetSize", {"mid": args.mid})
     elapsed = time.monotonic() - start
