@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -115,8 +116,13 @@ def test_pizero_install_claim_put_get_upgrade(tmp_path: Path) -> None:
                  if line.startswith("leither: crypto:")]
         assert len(notes) <= 1 and all("(Cryptodome)" in n for n in notes), notes
         addr = f"127.0.0.1:{port}"
-        claimed = json.loads(leither(home, "claim", addr, "--token", token, "--json"))
-        assert claimed["role"] == "owner"
+        # Without mDNS the owner names the node by address and the ID it printed at boot (its
+        # journal on a Pi): "leither: node ID name NAME board pizero port P ready".
+        ready = re.search(r"leither: node (\S+) name", (tmp_path / "node1.log").read_text())
+        assert ready, (tmp_path / "node1.log").read_text()
+        claimed = json.loads(leither(home, "claim", addr, "--token", token, "--id",
+                                     ready.group(1), "--json"))
+        assert claimed["role"] == "owner" and claimed["node"] == ready.group(1)
         mid = leither(home, "mm", "create", addr, "--app", "pi", "--ext", "bin").strip()
         put = json.loads(leither(home, "mm", "put", addr, mid, str(tmp_path / "in.bin"),
                                  "--json"))
