@@ -89,11 +89,11 @@ async def clients(root: Path, n: int, calls: int) -> int:
     token = (root / "claim.token").read_text().strip()
     await first.call("Claim", {"token": token})
     mid = await first.call("MMCreate", {"app": "bench"})
-    data = os.urandom(16384)
+    blob = os.urandom(16384)
     step = first.max_data - 256  # room for the other parameters in the frame
-    for offset in range(0, len(data), step):
+    for offset in range(0, len(blob), step):
         await first.call("MFSetData", {"mid": mid, "offset": offset,
-                                       "data": data[offset:offset + step]})
+                                       "data": blob[offset:offset + step]})
 
     ready = 0
     all_ready, release = asyncio.Event(), asyncio.Event()
@@ -104,9 +104,18 @@ async def clients(root: Path, n: int, calls: int) -> int:
         try:
             for i in range(calls):
                 await s.call("GetVar", {"name": "uptime"})
-                data = await s.call("MFGetData", {"mid": mid, "offset": (i * 4096) % 16384,
-                                                  "length": 4096})
-                assert len(data) == 4096
+                # 4 KiB, in as many calls as the node's frame needs (a board's frame may be
+                # 4 KiB itself, which leaves less than that for data).
+                offset = (i * 4096) % 16384
+                data = b""
+                while len(data) < 4096:
+                    got = await s.call("MFGetData", {"mid": mid, "offset": offset + len(data),
+                                                     "length": min(4096 - len(data),
+                                                                   s.max_data - 64)})
+                    if not got:
+                        break
+                    data += got
+                assert data == blob[offset:offset + 4096]
             ready += 1
             if ready == n:
                 all_ready.set()
