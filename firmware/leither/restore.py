@@ -27,7 +27,6 @@ _WANT = const(32)  # hashes asked per round of a tree pull
 _GET_MAX = const(16384) if IS_MICROPYTHON else const(49152)  # bytes of blobs per BKGet reply
 _CALL_MS = const(15000)
 _BLOB_MAX = const(8192)  # store.BLOCK_MAX: no sealed block is bigger
-_META = ("app", "ext", "mark", "ctime", "release", "refs", "rights")
 
 
 class _Pull:
@@ -199,10 +198,7 @@ async def run(node, service, params):
             mid = meta["id"]
             if not store.exists(mid):
                 continue
-            st = store._state(mid)  # the fields import_version could not know
-            for field in _META:
-                st[field] = meta[field]
-            store._save(st)
+            store.set_meta(mid, meta)  # the fields import_version could not know
         for mid in pushed:
             store.restore(mid, "last")
         pair = await pull.open_named(pair_name) if pair_name is not None else None

@@ -68,51 +68,26 @@ class SealedStore(store.BlockStore):
         self._append(name, blob)
         return True
 
-    def _read(self, n, off, h, buf=None):
-        # As BlockStore._read, but a record is genuine when its tag checks, not its SHA-256.
-        if self._wf is not None and n == self._open:
-            self._wf.flush()
-        head = self._hdr
-        try:
-            f = self._handle(n, "pk")
-            f.seek(off)
-            got = f.readinto(head)
-            length = (head[32] << 8) | head[33] if got == _HDR else -1
-            data = f.read(length) if 0 <= length <= store.BLOCK_MAX else b""
-        except OSError as err:
-            raise StoreError(f"reading sealed block: {err}") from err
-        if head[:32] != h or len(data) != length or not seal.check(self.check_key, h, data):
-            raise StoreError("corrupt sealed block in pack %d" % n)
-        if buf is not None:
-            view = memoryview(buf)[:length]
-            view[:] = data
-            return view
-        return data
+    # leither.store's check hooks: a record is genuine when its tag checks, not its SHA-256.
 
-    def _scan_open(self, n):
-        # As BlockStore._scan_open (bounded by PACK_RECORDS), with the tag as the check: a record
-        # that fails it (never synced before a crash) stays unindexed and reads as missing.
-        self._open = n
-        self._prefix = bytearray()
-        self._offsets = []
-        off = 0
-        hdr = bytearray(_HDR)
-        with open(self._name(n, "pk"), "rb") as f:
-            size = f.seek(0, 2)
-            f.seek(0)
-            while len(self._offsets) < store.PACK_RECORDS:
-                if f.readinto(hdr) != _HDR:
-                    break
-                length = (hdr[32] << 8) | hdr[33]
-                if length > store.BLOCK_MAX or off + _HDR + length > size:
-                    break
-                data = f.read(length)
-                if seal.check(self.check_key, hdr[:32], data):
-                    self._prefix.extend(hdr[:8])
-                    self._offsets.append(off)
-                off += _HDR + length
-        self._end = off
-        self._broken = size != off or len(self._offsets) >= store.PACK_RECORDS
+    def check(self, h, data):
+        return seal.check(self.check_key, h, data)
+
+    def _check_from(self, f, h, length, view):
+        """The tag check of a record read from f in slices of view (the open-pack scan):
+        no block-sized buffer. A short read is False."""
+        if length < seal.TAG_LEN:
+            return False
+        mac = crypto.HMACSHA256(self.check_key, bytes(h))
+        left = length - seal.TAG_LEN
+        while left:
+            got = f.readinto(view[:min(left, len(view))])
+            if not got:
+                return False
+            mac.update(view[:got])
+            left -= got
+        tag = f.read(seal.TAG_LEN)
+        return len(tag) == seal.TAG_LEN and crypto.equal(mac.digest(), bytes(tag))
 
 
 def _read_file(path):
