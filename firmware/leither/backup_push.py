@@ -48,10 +48,12 @@ except ImportError:
 # Bytes of sealed blobs per BKPut: one request frame, held whole by the sender and the receiver
 # (a blob over it goes in pieces). CPython: 8-16 KiB keep an 8 Mbit/s tbf link full (48 KiB:
 # -30%). A board: the client copies a request ~4 times on its way out, each copy one block of
-# the heap; 2 KiB pieces find room in a heap fragmented down to 4 KiB holes (measured on the
-# 32-bit stand-in at 111,936 bytes: 4 KiB requests failed there). So: half the frame the
-# heap affords (leither.memory), 2 KiB on such a board, at most 16 KiB.
-_BATCH = min(16384, memory.frame_for_heap() // 2)
+# the heap, and a long push fragments the heap further (measured on the 32-bit stand-in at
+# 111,936 bytes: 4 KiB requests failed at once, 2 KiB ones after ~1 MB, 1 KiB ones pushed
+# 2 MB in 20 MiMei). So: a quarter of the frame the heap affords (leither.memory) where that
+# is the 4 KiB minimum, else half of it; at most 16 KiB.
+_FRAME = memory.frame_for_heap()
+_BATCH = min(16384, _FRAME // 4 if _FRAME <= 4096 else _FRAME // 2)
 _ITEM_OVERHEAD = const(48)  # CBOR bytes around one [name, blob] in a BKPut request
 _BLOB_EXTRA = const(80)  # _ITEM_OVERHEAD + seal.TAG_LEN: a blob's bytes over its block's
 CALL_OVERHEAD = const(96)  # CBOR and seal bytes around a BKPut's list of blocks

@@ -13,7 +13,7 @@ mark, release, references, rights) follows; then each MiMei's cur becomes its la
 import asyncio
 import os
 
-from leither import cbor, crypto, fence, ids, mimei, rpc, rpcclient, seal
+from leither import cbor, crypto, fence, ids, memory, mimei, rpc, rpcclient, seal
 from leither.compat import IS_MICROPYTHON, time_ms
 from leither.errors import AuthError, RPCError, StoreError
 from leither.identity import write_atomic
@@ -24,7 +24,9 @@ except ImportError:
     from leither.compat import const
 
 _WANT = const(32)  # hashes asked per round of a tree pull
-_GET_MAX = const(16384) if IS_MICROPYTHON else const(49152)  # bytes of blobs per BKGet reply
+# Bytes of blobs per BKGet reply: the reply is read and decoded whole, one heap block each;
+# a board at the 4 KiB frame minimum asks for 1 KiB (see backup_push._BATCH), CPython 48 KiB.
+_GET_MAX = 49152 if not IS_MICROPYTHON else min(16384, memory.frame_for_heap() // 4)
 _CALL_MS = const(15000)
 _BLOB_MAX = const(8192)  # store.BLOCK_MAX: no sealed block is bigger
 
