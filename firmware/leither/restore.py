@@ -26,7 +26,9 @@ except ImportError:
 _WANT = const(32)  # hashes asked per round of a tree pull
 # Bytes of blobs per BKGet reply: the reply is read and decoded whole, one heap block each;
 # a board at the 4 KiB frame minimum asks for 1 KiB (see backup_push._BATCH), CPython 48 KiB.
-_GET_MAX = 49152 if not IS_MICROPYTHON else min(16384, memory.frame_for_heap() // 4)
+_FRAME = memory.frame_for_heap()
+_GET_MAX = 49152 if not IS_MICROPYTHON else min(16384, _FRAME // 4 if _FRAME <= 4096
+                                                else _FRAME // 2)
 _CALL_MS = const(15000)
 _BLOB_MAX = const(8192)  # store.BLOCK_MAX: no sealed block is bigger
 
