@@ -74,6 +74,27 @@ def _part(name):
     return module
 
 
+def _names(path):
+    """The file names in path (no temp files) one at a time: the store's MiMei, named by
+    their hex raw IDs (a list of 200 would hold ~13 KiB of a board's heap)."""
+    if hasattr(os, "ilistdir"):  # MicroPython
+        for entry in os.ilistdir(path):
+            if not entry[0].endswith(".tmp"):
+                yield entry[0]
+    else:
+        for name in os.listdir(path):
+            if not name.endswith(".tmp"):
+                yield name
+
+
+def _mid(name):
+    import binascii
+
+    from leither import ids
+
+    return ids.b58encode(binascii.unhexlify(name))
+
+
 class Service:
     """Backup on a running node (leither.node services hook)."""
 
@@ -280,9 +301,10 @@ class Service:
         mm = {}
         store_ = self.node.store
         pending_total = 0
-        mids = store_.list() if store_ is not None else []
-        for i in range(len(mids)):
-            mid = mids[i]
+        i = -1
+        for name in _names(store_.root + "/mm") if store_ is not None else ():
+            i += 1
+            mid = _mid(name)
             entry = self.mm_get(mid)
             vers = store_.versions(mid)
             pushed = entry.get("n", 0)
@@ -311,7 +333,7 @@ class Service:
         else:
             state = "idle" if not pending_total else "pending"
         return {"partner": p["peer_id"] if p else None, "state": state, "mimei": mm,
-                "count": len(mids), "offset": offset,
+                "count": i + 1, "offset": offset,
                 "pending": pending_total, "last_ok": s["last_ok"],
                 "last_error": s["last_error"][1] if s["last_error"] else None,
                 "last_error_time": s["last_error"][0] if s["last_error"] else None,

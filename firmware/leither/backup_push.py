@@ -169,9 +169,22 @@ async def call(svc, method, params, client=None, timeout_ms=None):
 # ---- the push ----------------------------------------------------------------------------
 
 
+def each_name(path):
+    """The names of the files in path (no temp files), one at a time: a list of 200 MiMei
+    names would hold ~13 KiB of a board's heap for a whole push."""
+    if hasattr(os, "ilistdir"):  # MicroPython
+        for entry in os.ilistdir(path):
+            if not entry[0].endswith(".tmp"):
+                yield entry[0]
+    else:
+        for name in os.listdir(path):
+            if not name.endswith(".tmp"):
+                yield name
+
+
 def mimei_names(st):
-    """The file names (hex raw IDs) of the store's MiMei, in one list."""
-    return [n for n in os.listdir(st.root + "/mm") if not n.endswith(".tmp")]
+    """The file names (hex raw IDs) of the store's MiMei, one at a time."""
+    return each_name(st.root + "/mm")
 
 
 def mid_of(name):
@@ -211,30 +224,24 @@ async def _push_all(svc, p):
     keys = svc.ensure_key()
     if not svc.hello_done:
         await connect(svc)  # once per boot even with nothing to push: the fence is checked
-    # The MiMei as the store's file names, listed in one go: a scan that kept an ID string
-    # per MiMei between the garbage of reading each state would sprinkle small survivors
-    # over a board's heap, leaving no 5 KiB hole for a request (measured: 200 MiMei).
-    names = mimei_names(st)
-    queue = []  # indexes into names of MiMei with versions to push (small ints)
-    for i in range(len(names)):
-        mid = mid_of(names[i])
-        done = svc.mm_get(mid).get("n", 0)
-        vers = st.versions(mid)
-        if vers and vers[-1]["n"] > done:
-            queue.append(i)
-        mid = vers = None
     count = [0]
-    if queue:
+    pending = _pending(svc, st)
+    some = next(pending, None)
+    pending.close()
+    if some is not None:
         svc.busy = "pushing"
         await connect(svc)  # the first session (BKHello) before the others
-        workers = min(svc.config("push_workers", _WORKERS), len(queue))
+        # Each worker takes the next MiMei with versions to push from one walk of the store's
+        # directory (nothing per MiMei is held: 200 of them must fit a board's heap).
+        pending = _pending(svc, st)
+        workers = svc.config("push_workers", _WORKERS)
         results = await asyncio.gather(
-            *[_worker(svc, names, queue, keys, count, k == 0) for k in range(workers)],
+            *[_worker(svc, pending, keys, count, k == 0) for k in range(workers)],
             return_exceptions=True)
         for r in results:
             if isinstance(r, BaseException):
                 raise r
-    for name in names:
+    for name in mimei_names(st):
         mid = mid_of(name)
         entry = svc.mm_get(mid)
         if entry.get("n"):
@@ -249,12 +256,21 @@ async def _push_all(svc, p):
     return count[0] > 0
 
 
-async def _worker(svc, names, queue, keys, count, first):
+def _pending(svc, st):
+    """The MiMei with versions the partner lacks, one by one (a generator several workers
+    share: each next() runs to its yield without an await, so no MiMei goes twice)."""
+    for name in mimei_names(st):
+        mid = mid_of(name)
+        vers = st.versions(mid)
+        if vers and vers[-1]["n"] > svc.mm_get(mid).get("n", 0):
+            yield mid
+
+
+async def _worker(svc, pending, keys, count, first):
     client = None
     try:
         client = svc._client if first else await svc._open()
-        while queue:
-            mid = mid_of(names[queue.pop(0)])
+        for mid in pending:
             entry = svc.mm_get(mid)
             prev_root = entry.get("root")
             for v in svc.node.store.versions(mid):

@@ -11,6 +11,7 @@ mark, release, references, rights) follows; then each MiMei's cur becomes its la
 """
 
 import asyncio
+import binascii
 import os
 
 from leither import cbor, crypto, fence, ids, memory, mimei, rpc, rpcclient, seal
@@ -130,6 +131,24 @@ class _Pull:
         return store.import_version(data)
 
 
+async def _page(client, offset):
+    """The partner's catalog entries [kind, tag, n, name] from offset, 64 at most."""
+    _collect()
+    return (await client.call("BKList", {"offset": offset, "count": 64}, _CALL_MS))["entries"]
+
+
+def _names(path):
+    """File names in path (no temp files), one at a time."""
+    if hasattr(os, "ilistdir"):  # MicroPython: no list of them all
+        for entry in os.ilistdir(path):
+            if not entry[0].endswith(".tmp"):
+                yield entry[0]
+    else:
+        for name in os.listdir(path):
+            if not name.endswith(".tmp"):
+                yield name
+
+
 def _collect():
     """Free the last reply's garbage before the next one is decoded: a reply needs one
     contiguous block of several KiB, which a fragmented board heap may not have."""
@@ -171,40 +190,49 @@ async def run(node, service, params):
         await client.close()
         raise
     pull = _Pull(client, keys, dead_id)
-    metas = {}  # MiMei tag -> sealed name of its newest metadata (bound: MiMei count)
     pair_name = None
     versions = 0
-    pushed = {}  # mid -> [last n, root]
+    mimei_count = 0
+    now = time_ms()
     try:
+        # Pass 1, versions in push order; each MiMei's push state (newest version, its root)
+        # goes to its file at once: nothing per MiMei is held (200 must fit a board's heap).
+        for name in list(_names(service.dir + "/mm")):  # the fresh board's own, if any
+            os.remove(service.dir + "/mm/" + name)
         offset = 0
         while True:
-            _collect()
-            page = await client.call("BKList", {"offset": offset, "count": 64}, _CALL_MS)
-            entries = page["entries"]
+            entries = await _page(client, offset)
             if not entries:
                 break
             offset += len(entries)
-            for kind, tag, _n, name in entries:
+            for kind, _tag, _n, name in entries:
                 if kind == 118:
                     rec = await pull.version(store, name)
-                    last = pushed.get(rec["mid"])
+                    last = service.mm_get(rec["mid"]).get("n")
                     # Versions are listed in push order, rising per MiMei: one listed twice
                     # (an old catalog) is imported once and counted once.
-                    if last is None or rec["n"] > last[0]:
+                    if last is None or rec["n"] > last:
+                        mimei_count += last is None
                         versions += 1
-                        pushed[rec["mid"]] = [rec["n"], rec["root"]]
-                elif kind == 109:
-                    metas[bytes(tag)] = name
+                        service.mm_put(rec["mid"], {"n": rec["n"], "root": rec["root"],
+                                                    "t": now, "err": None})
                 elif kind == 112:
                     pair_name = name
-        for name in metas.values():
-            meta = cbor.loads(await pull.open_named(name))
-            mid = meta["id"]
-            if not store.exists(mid):
-                continue
-            store.set_meta(mid, meta)  # the fields import_version could not know
-        for mid in pushed:
-            store.restore(mid, "last")
+        # Pass 2, the MiMei's own fields (app, ext, mark, release, references, rights): the
+        # newest of each is listed last and so applied last.
+        offset = 0
+        while True:
+            entries = await _page(client, offset)
+            if not entries:
+                break
+            offset += len(entries)
+            for kind, _tag, _n, name in entries:
+                if kind == 109:
+                    meta = cbor.loads(await pull.open_named(name))
+                    if store.exists(meta["id"]):
+                        store.set_meta(meta["id"], meta)  # what import_version cannot know
+        for name in _names(service.dir + "/mm"):
+            store.restore(ids.b58encode(binascii.unhexlify(name)), "last")
         pair = await pull.open_named(pair_name) if pair_name is not None else None
     finally:
         await client.close()
@@ -212,12 +240,9 @@ async def run(node, service, params):
     # (a crash before that leaves a node that simply restores again).
     write_atomic(service.dir + "/backup.key", key, private=True)
     service.keys = keys
-    now = time_ms()
     service.state.update({"partner": partner["id"], "pair": None, "cursors": {},
                           "last_ok": now, "last_error": None})
     service._save()
-    for mid, v in pushed.items():
-        service.mm_put(mid, {"n": v[0], "root": v[1], "t": now, "err": None})
     if pair is not None:
         write_atomic(node.root + "/pair.cbor", pair, private=True)
     fence.save(node.root, record)
@@ -229,9 +254,9 @@ async def run(node, service, params):
     service.state["served"] += pull.bytes
     service._save()
     print("leither: restored %d versions of %d MiMei as node %s; restarting"
-          % (versions, len(pushed), dead_id))
+          % (versions, mimei_count, dead_id))
     asyncio.create_task(_restart(node))
-    return {"id": dead_id, "mimei": len(pushed), "versions": versions, "blocks": pull.blocks,
+    return {"id": dead_id, "mimei": mimei_count, "versions": versions, "blocks": pull.blocks,
             "bytes": pull.bytes, "restart": True,
             "incarnation": fence.check(crypto.sign_public(seed), record)["n"]}
 
