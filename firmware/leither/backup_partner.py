@@ -13,6 +13,12 @@ Who may call what:
 * ``BKFence``: the partner, any incarnation: ``{}`` answers the newest record seen,
   ``{"record"}`` advances it (a restore; leither.fence).
 
+Sizes: a request or reply never needs more than the frame the heap affords (4 KiB on a board
+with 111,936 bytes of heap, less than a sealed 4 KiB chunk): ``BKPut`` items are ``[name,
+blob]`` or, for a blob over the frame, its pieces in order ``[name, piece, offset, size]``
+(staged here, stored with the last one); ``BKGet`` answers a blob too big for its reply with
+its size, and ``BKGet {"names": [name], "offset": n}`` with ``{"data", "size"}``.
+
 Fencing: BKHello carries the caller's incarnation record (None: incarnation 0). A session whose
 incarnation is older than the newest this vault has seen gets ``replaced`` on every call but
 BKFence, so a board replaced by a restore can neither push, prune, audit nor read as the node.
