@@ -55,6 +55,7 @@ HEAP = "1M"  # unix MicroPython keeps .mpy code in the heap (see tests/system/te
 RATE_BPS = 8_000_000  # RATE in bits per second: the link's own limit for the payload
 ST_PORT = 22000
 _TIMEOUT = 600.0
+_GIVE_UP_FAILS = 10  # "push failed" lines after which a case is reported failed at once
 
 
 def sh(argv: list[str], **kw: Any) -> subprocess.CompletedProcess[str]:
@@ -83,9 +84,14 @@ def wait_log(sim: Sim, name: str, text: str, since: int, timeout: float = _TIMEO
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         tail = path.read_bytes()[since:].decode(errors="replace")
+        failed = []
         for line in tail.splitlines():
             if text in line:
                 return line
+            if "push failed" in line:
+                failed.append(line)
+        if len(failed) >= _GIVE_UP_FAILS:  # not getting anywhere: say why, do not wait 10 min
+            raise SystemExit(f"{name}: {len(failed)} pushes failed, the last: {failed[-1]}")
         time.sleep(0.02)
     raise SystemExit(f"{name} never logged {text!r}:\n{sim.log_tail(sim.board(name))}")
 
@@ -372,17 +378,22 @@ def main() -> None:
     rows = []
     st_time: dict[str, float] = {}
     st_incr = None
+    failures: list[tuple[str, str, str]] = []
     try:
         for interp in interps:
             for shaped in (True, False) if not args.skip_unshaped else (True,):
                 # A fresh host home per simulation: its inventory knows only these boards.
                 os.environ["LEITHER_HOME"] = str(work / f"home-{interp}-{shaped}")
-                sim = paired_sim(work / f"sim-{interp}-{shaped}", interp)
+                label = "8 Mbit/s" if shaped else "unshaped"
+                try:
+                    sim = paired_sim(work / f"sim-{interp}-{shaped}", interp)
+                except (SystemExit, Exception) as err:  # noqa: BLE001 - a row, not the run
+                    failures.append((interp, label, f"setup: {err}"))
+                    continue
                 try:
                     if shaped:
                         sim.link(rate=RATE)
                     ours = ours_first(sim, files)
-                    label = "8 Mbit/s" if shaped else "unshaped"
                     if label not in st_time:
                         st_time[label] = syncthing_first(sim, work / f"st-{label[:2]}", files)
                     incr = None
@@ -394,6 +405,10 @@ def main() -> None:
                         if st_incr is None:
                             st_incr = syncthing_incremental(sim, work / "st-incr", big, changed)
                     rows.append((interp, label, ours, st_time[label], incr))
+                except (SystemExit, Exception) as err:  # noqa: BLE001 - a row, not the run
+                    # The bench runs to its end: a case that fails (a board out of heap, a
+                    # push that never completes) is reported with its reason.
+                    failures.append((interp, label, str(err).strip()[-600:]))
                 finally:
                     sim.down()
     finally:
@@ -414,6 +429,9 @@ def main() -> None:
               + vs_limit
               + (f"{wire:12d} {diff:9d} {wire / diff:9.2f} {st_incr or 0:17d}"
                  if incr else f"{'':>12} {'':>9} {'':>9} {'':>17}"))
+
+    for interp, label, why in failures:
+        print(f"{interp:<12} {label:<9} FAILED: {why}")
 
 
 if __name__ == "__main__":
