@@ -6,11 +6,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import functools
 import json
 import os
+import tempfile
 import time
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 from tinydb import Query, TinyDB
 from tinydb.storages import Storage
@@ -36,12 +40,19 @@ class AtomicJSONStorage(Storage):
             raise CliError(f"inventory {self.path} is corrupt ({err}); move it aside") from err
 
     def write(self, data: dict[str, dict[str, Any]]) -> None:
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        with tmp.open("w") as f:
-            json.dump(data, f, indent=1, sort_keys=True)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
+        # A temp file of its own per writer: two `leither` processes sharing one temp name
+        # renamed each other's half-written file (or found it gone).
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=self.path.name + ".")
+        try:
+            with os.fdopen(fd, "w") as f:
+                json.dump(data, f, indent=1, sort_keys=True)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
         dir_fd = os.open(self.path.parent, os.O_RDONLY)
         try:
             os.fsync(dir_fd)
@@ -50,6 +61,20 @@ class AtomicJSONStorage(Storage):
 
     def close(self) -> None:
         pass
+
+
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+
+
+def _exclusive(method: _Method) -> _Method:
+    """Run a Fleet method that writes under the inventory's lock: tinydb reads, changes and
+    writes the whole file, so two processes updating at once (three claims clicked together
+    in the dashboard) lost one update without it. Re-entrant within a process."""
+    @functools.wraps(method)
+    def locked(self: Fleet, *args: Any, **kwargs: Any) -> Any:
+        with self.locked():
+            return method(self, *args, **kwargs)
+    return locked  # type: ignore[return-value]
 
 
 NAME_MAX = 63  # characters in a node name: one DNS label, as mDNS announces it
@@ -78,9 +103,32 @@ class Fleet:
         self.db = TinyDB(str(self.path), storage=AtomicJSONStorage)
         self.nodes = self.db.table("nodes")
         self.notices: list[str] = []  # things a verb should tell its user (names moved, ...)
+        self._lock_depth = 0
 
     def close(self) -> None:
         self.db.close()
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the inventory's lock file (flock) for a read-change-write."""
+        if self._lock_depth:
+            self._lock_depth += 1
+            try:
+                yield
+            finally:
+                self._lock_depth -= 1
+            return
+        with open(self.path.with_name(self.path.name + ".lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            # Another process may have written since this one last looked: drop tinydb's
+            # cached next document ID and query results, so they are read afresh.
+            self.nodes._next_id = None
+            self.nodes.clear_cache()
+            self._lock_depth = 1
+            try:
+                yield
+            finally:
+                self._lock_depth = 0
 
     def all(self) -> list[dict[str, Any]]:
         return sorted((dict(n) for n in self.nodes.all()),
@@ -90,6 +138,7 @@ class Fleet:
         found = self.nodes.get(Query().id == node_id)
         return dict(found) if isinstance(found, dict) else None
 
+    @_exclusive
     def remember(self, node: dict[str, Any], seen: bool = True) -> dict[str, Any]:
         """Insert or update a node by ID; keeps fields the update does not carry.
 
@@ -133,6 +182,7 @@ class Fleet:
         rows = [n for n in self.all() if n.get("name") == name]
         return rows[0] if rows else None
 
+    @_exclusive
     def rename(self, node_id: str, name: str) -> dict[str, Any]:
         """Give the node `node_id` this host's name `name` (unique in the inventory)."""
         check_name(name)
@@ -145,10 +195,12 @@ class Fleet:
         self.nodes.update({"name": name}, Query().id == node_id)
         return self.get(node_id) or {}
 
+    @_exclusive
     def forget(self, node_id: str) -> bool:
         """Drop a node's row; False if there was none."""
         return bool(self.nodes.remove(Query().id == node_id))
 
+    @_exclusive
     def forget_roots(self, roots: Iterable[str | Path]) -> list[str]:
         """Forget the nodes whose state lives under these directories (simulated boards being
         removed); returns the IDs forgotten."""
