@@ -3,6 +3,7 @@
 # a balance offline, transfer — checking text output, --json shapes and exit codes.
 import json
 import os
+import re
 import stat
 
 import pytest
@@ -73,6 +74,9 @@ def test_full_story(org, tmp_path, capsys):
     got = run_json(capsys, org, "receipts", "collect", "--dir", str(rdir))
     assert got["accepted"] == 1 and got["rejected"][0]["reason"].startswith("duplicate")
     assert [r["status"] for r in run_json(capsys, org, "receipts", "ls")] == ["pending"]
+    code, table, _ = run(capsys, org, "receipts", "ls")  # people: a date, not end_ms
+    assert code == 0 and "period end" in table and "end_ms" not in table
+    assert re.search(r"20\d\d-\d\d-\d\d \d\d:\d\d:\d\d", table)
     sim = run_json(capsys, org, "contract", "simulate", "--income", "1000")
     assert sim["total"] == 1000
     summary = run_json(capsys, org, "settle", "--income", "1000000", "--income-id", "inv-1")
@@ -111,8 +115,10 @@ def test_full_story(org, tmp_path, capsys):
     after = run_json(capsys, org, "ledger", "balance", "bob")["accounts"][0]
     assert after["balance"] == bob_before - 10 and after["nonce"] == 1
     # Replaying the same transfer is refused by its nonce.
-    again = run_json(capsys, org, "settle", "--tx", str(pay))
+    code, out, err = run(capsys, org, "settle", "--tx", str(pay), "--json")
+    again = json.loads(out)  # the epoch settles, but the exit status says what was refused
     assert again["transactions"] == 0 and "replayed" in again["rejected"][0]["reason"]
+    assert code == 1 and "1 input(s) were rejected for good" in err
     history = run_json(capsys, org, "ledger", "history")
     assert [h["epoch"] for h in history] == [1, 2, 3]
     per_member = run_json(capsys, org, "ledger", "history", "bob")

@@ -11,6 +11,7 @@ from typing import Any
 from leither_host.errors import CliError
 from leither_host.ledger import pool
 from leither_host.ledger.verbs import add_common, emit, open_org, parser, read_input
+from leither_host.output import human_bytes, human_time
 
 EXAMPLES = """examples:
   leither receipts import r1.cbor batch.cbor      # one receipt, or a CBOR array of them
@@ -114,8 +115,10 @@ def run_ls(args: argparse.Namespace) -> int:
         rows = pool.list_receipts(org.db, args.status, args.limit)
     finally:
         org.close()
-    emit(args, rows, ["id", "issuer", "partner", "end_ms", "stored", "served", "status",
+    # People get times and sizes in their units; --json keeps the raw fields (end_ms, ...).
+    emit(args, rows, ["id", "issuer", "partner", "period end", "stored", "served", "status",
                       "epoch"],
-         [(r["id"][:12], r["issuer"][:10], r["partner"][:10], r["end_ms"], r["stored"],
-           r["served"], r["status"], r["epoch"] or "") for r in rows])
+         [(r["id"][:12], r["issuer"][:10], r["partner"][:10], human_time(r["end_ms"]),
+           human_bytes(r["stored"]) + "·h", human_bytes(r["served"]), r["status"],
+           r["epoch"] or "") for r in rows])
     return 0

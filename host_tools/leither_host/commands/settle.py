@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from leither.compat import time_ms
@@ -115,4 +116,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"report: {summary['report']}")
 
     emit(args, summary, text=text)
+    if summary["rejected"]:
+        # The epoch is final, but inputs someone meant to be paid were refused for good:
+        # a script that checks only the exit status must not take that for success.
+        print(f"leither: epoch {summary['epoch']} settled, but {len(summary['rejected'])} "
+              f"input(s) were rejected for good (see {summary['report']})", file=sys.stderr)
+        return 1
     return 0
