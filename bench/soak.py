@@ -4,7 +4,7 @@
 """Soak: 30 minutes (configurable) of mixed work on a node at 111,936 bytes of heap.
 
     python bench/soak.py [--duration 1800] [--workers 4] [--heap 111936] [--binary PATH]
-                         [--cpython]
+                         [--ops put,get,db,version,audit,reconnect]
 
 Each worker owns a file MiMei and a db MiMei and loops over random operations:
 
@@ -72,10 +72,17 @@ class Worker:
     async def put(self, s: client.Session) -> None:
         data = os.urandom(self.rng.randint(1024, 256 * 1024))
         step = max(1024, s.max_data - 256)
-        for off in range(0, len(data), step):
-            await s.call("MFSetData", {"mid": self.mid, "offset": off,
-                                       "data": data[off:off + step], "sync": False,
-                                       "stage": True}, timeout=60)
+        try:
+            for off in range(0, len(data), step):
+                await s.call("MFSetData", {"mid": self.mid, "offset": off,
+                                           "data": data[off:off + step], "sync": False,
+                                           "stage": True}, timeout=60)
+        except LeitherError:
+            try:  # a client that gives up drops its stage (cur stays as it was)
+                await s.call("MFCommit", {"mid": self.mid, "discard": True})
+            except LeitherError:
+                pass
+            raise
         size = await s.call("MFCommit", {"mid": self.mid}, timeout=60)
         if size != len(data):
             raise AssertionError(f"commit size {size} != {len(data)}")
@@ -205,7 +212,12 @@ def main() -> int:
         print("   ", line)
     print("MemoryError lines in the node's log:", log.count("MemoryError"))
     if result["failures"]:
-        print("the node's log ends:\n" + "".join(log.splitlines(True)[-25:]))
+        lines = log.splitlines(True)
+        worth = [i for i, line in enumerate(lines) if "MemoryError" in line
+                 or ("rpc:" in line and "refused" not in line)]
+        print("the node's log, MemoryError and drops (refusals left out):")
+        for i in worth[:15]:
+            print("".join(lines[max(0, i - 4):i + 1]), end="")
     print("free heap low-water mark:", f"{result['heap_low']:,} bytes"
           if result["heap_low"] is not None else "-")
     if heap is not None:

@@ -360,7 +360,7 @@ class Server:
         if IS_MICROPYTHON:
             got = 0
             while got < n:
-                k = await conn.reader.readinto(view[got:])
+                k = await conn.reader.readinto(view[got:] if got else view)
                 if not k:
                     raise EOFError("EOF")
                 got += k
@@ -449,7 +449,13 @@ class Server:
     async def _serve_one(self, conn):
         conn.busy = False
         conn.deadline(self.idle_ms)
-        n = rpc.parse_header(await self._read(conn, 4), conn.max_frame)
+        # The header goes into the session's own 4 bytes: a read that allocates could meet a
+        # MemoryError after taking bytes off the socket, and the stream would be lost.
+        header = conn.header
+        if header is None:
+            header = conn.header = memoryview(bytearray(rpc.HEADER_LEN))
+        await self._read_into(conn, header)
+        n = rpc.parse_header(header, conn.max_frame)
         conn.busy = True
         conn.deadline(self.frame_ms)
         plain, release = await self._receive(conn, n)

@@ -33,6 +33,7 @@ class Conn:
         self.caller = None
         self.max_frame = rpc.HANDSHAKE_MAX_FRAME
         self.why = None  # reason the connection was cancelled by the node
+        self.header = None  # the session's frame header buffer (made at its first request)
 
     def deadline(self, ms):
         """Wait for the client at most ``ms`` from now."""
