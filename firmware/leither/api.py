@@ -9,9 +9,10 @@ from leither.rpc import OWNER, PEER
 from leither.server import Bulk
 
 # Db methods that only read; every other db method needs the write right.
-DB_READ = ("Get", "Strlen", "Hget", "Hlen", "Hmget", "Hgetall", "Hkeys", "Hscan", "Lrange",
-           "Lindex", "Llen", "Scard", "Smembers", "Sscan", "Sinter", "Sunion", "Sdiff", "Zscore",
-           "Zrank", "Zrange", "Zrevrange", "Zrangebyscore", "Zcard", "Zcount")
+DB_READ = ("Get", "Strlen", "Exists", "Type", "Scan", "Hget", "Hlen", "Hmget", "Hgetall",
+           "Hkeys", "Hscan", "Lrange", "Lindex", "Llen", "Scard", "Smembers", "Sismember",
+           "Sscan", "Sinter", "Sunion", "Sdiff", "Zscore", "Zrank", "Zrange", "Zrevrange",
+           "Zrangebyscore", "Zrevrangebyscore", "Zcard", "Zcount")
 DB_WRITE = ("Set", "Del", "Incr", "IncrBy", "Hset", "Hdel", "Hmset", "HincrBy", "Lpush", "Rpush",
             "Lpop", "Rpop", "Lset", "Sadd", "Srem", "Zadd", "Zrem", "ZincrBy", "Begin", "Commit",
             "Rollback")

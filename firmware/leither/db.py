@@ -67,7 +67,7 @@ _WRONGTYPE = "WRONGTYPE Operation against a key holding the wrong kind of value"
 
 # The methods db.call() may run (Leither names).
 API = (
-    "Set", "Get", "Del", "Incr", "IncrBy", "Strlen", "Exists", "Type",
+    "Set", "Get", "Del", "Incr", "IncrBy", "Strlen", "Exists", "Type", "Scan",
     "Hset", "Hget", "Hdel", "Hlen", "Hmget", "Hmset", "Hgetall", "Hkeys", "HincrBy",
     "Lpush", "Rpush", "Lpop", "Rpop", "Lrange", "Lindex", "Llen", "Lset",
     "Sadd", "Srem", "Scard", "Smembers", "Sismember", "Sinter", "Sunion", "Sdiff",
@@ -236,6 +236,33 @@ class DB:
         """"string", "hash", "list", "set", "zset" or "none"."""
         m = self._meta(key, 0)[1]
         return "none" if m is None else NAMES[m[0]]
+
+    def Scan(self, cursor="", count=10):
+        """Up to count keys after key `cursor` ("": from the start) in canonical order, fewer
+        when they pass READ_BYTES: [next cursor ("" when done), [key, ...]]. Redis's SCAN:
+        a board lists its keys a page at a time, never the whole database (no KEYS)."""
+        t = self._tree()
+        if type(count) is not int:
+            raise StoreError("count is not an integer")
+        count = min(max(count, 1), READ_ITEMS)
+        # A key's record is its encoding alone and its entries extend that encoding; the
+        # encodings are prefix-free (CBOR heads), so enc(key) + 0xff is past all of key's
+        # entries and before the next key: one seek per key, whatever its size.
+        lo = enc(cursor, MAX_KEY) + b"\xff" if cursor != "" else b""
+        out = []
+        last = ""
+        gathered = 0
+        while True:
+            rk = next(t.scan(lo), None)
+            if rk is None:
+                return ["", out]
+            rk = rk[0]
+            if len(out) >= count or gathered + len(rk) > READ_BYTES:
+                return [last, out]  # more after last
+            gathered += len(rk)
+            last = dec(rk)
+            out.append(last)
+            lo = bytes(rk) + b"\xff"
 
     def _incrby(self, key, increment=1):
         k, m = self._meta(key, _S)

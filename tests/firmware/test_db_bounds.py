@@ -94,3 +94,40 @@ def check(cond, msg="check failed"):
     """An assert that survives mpy-cross -O1, which drops assert statements."""
     if not cond:
         raise AssertionError(msg)
+
+
+def test_scan_lists_keys_a_page_at_a_time():
+    path = tmpdir("dbscan")
+    db = DB(path)
+    try:
+        names = ["k%03d" % i for i in range(40)]
+        db.Begin()
+        for i, name in enumerate(names):
+            kind = i % 5  # every type; some keys with many entries between them
+            if kind == 0:
+                db.Set(name, "v")
+            elif kind == 1:
+                for j in range(30):
+                    db.Hset(name, "f%02d" % j, "x")
+            elif kind == 2:
+                db.Rpush(name, "a", "b")
+            elif kind == 3:
+                for j in range(30):
+                    db.Sadd(name, "m%02d" % j)
+            else:
+                db.Zadd(name, 1, "z")
+        db.Commit()
+        seen, pages, largest = _pages(lambda _k, c, n: db.Scan(c, n), None, 7, 1)
+        check(seen == 40 and pages == 6 and largest == 7)
+        check(db.Scan("", 3) == ["k002", ["k000", "k001", "k002"]])
+        check(db.Scan("k038", 5) == ["", ["k039"]])
+        check(db.Scan("zzzz") == ["", []])  # canonical order: shorter keys come first
+        check(db.Scan("zzz", 1) == ["k000", ["k000"]])
+        cursor, page = db.call("Scan", ["", 100])
+        check(cursor == "" and page == names)
+        db.Del("k001")
+        check(db.Scan("k000", 2) == ["k003", ["k002", "k003"]])
+        raises(StoreError, db.Scan, "", "2")
+    finally:
+        db.close()
+        rmtree(path)

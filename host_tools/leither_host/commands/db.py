@@ -17,6 +17,9 @@ from leither_host.output import print_json
 # name: (arguments, fewest, most (None: any), argument positions read as integers,
 #        "pairs": the arguments after KEY go in twos). Writes are marked in WRITES.
 METHODS: dict[str, tuple[str, int, int | None, frozenset[int], bool]] = {
+    "Scan": ("[CURSOR [COUNT]]", 0, 2, frozenset({1}), False),
+    "Exists": ("KEY [KEY ...]", 1, None, frozenset(), False),
+    "Type": ("KEY", 1, 1, frozenset(), False),
     "Get": ("KEY", 1, 1, frozenset(), False),
     "Set": ("KEY VALUE", 2, 2, frozenset(), False),
     "Del": ("KEY [KEY ...]", 1, None, frozenset(), False),
@@ -46,6 +49,7 @@ METHODS: dict[str, tuple[str, int, int | None, frozenset[int], bool]] = {
     "Scard": ("KEY", 1, 1, frozenset(), False),
     "Smembers": ("KEY", 1, 1, frozenset(), False),
     "Sscan": ("KEY [CURSOR [COUNT]]", 1, 3, frozenset({2}), False),
+    "Sismember": ("KEY MEMBER", 2, 2, frozenset(), False),
     "Sinter": ("KEY [KEY ...]", 1, None, frozenset(), False),
     "Sunion": ("KEY [KEY ...]", 1, None, frozenset(), False),
     "Sdiff": ("KEY [KEY ...]", 1, None, frozenset(), False),
@@ -60,6 +64,8 @@ METHODS: dict[str, tuple[str, int, int | None, frozenset[int], bool]] = {
     "Zrevrange": ("KEY START STOP [WITHSCORES]", 3, 4, frozenset({1, 2}), False),
     "Zrangebyscore": ("KEY MIN MAX [WITHSCORES [OFFSET COUNT]]", 3, 6,
                       frozenset({1, 2, 4, 5}), False),
+    "Zrevrangebyscore": ("KEY MAX MIN [WITHSCORES [OFFSET COUNT]]", 3, 6,
+                         frozenset({1, 2, 4, 5}), False),
     "Begin": ("", 0, 0, frozenset(), False),
     "Commit": ("", 0, 0, frozenset(), False),
     "Rollback": ("", 0, 0, frozenset(), False),
@@ -135,7 +141,7 @@ def convert(method: str, args: list[str]) -> list[Any]:
         raise CliError(f"usage: {method} {usage}".rstrip() + f" (got {got})")
     out: list[Any] = []
     for i, arg in enumerate(args):
-        if method in ("Zrange", "Zrevrange", "Zrangebyscore") and i == 3:
+        if method in ("Zrange", "Zrevrange", "Zrangebyscore", "Zrevrangebyscore") and i == 3:
             if arg.lower() not in _WITHSCORES:
                 raise CliError(f"{method}: argument 4 is WITHSCORES (or 0/1), not {arg!r}")
             out.append(_WITHSCORES[arg.lower()])
