@@ -90,7 +90,8 @@ STATE={STATE}
 USER_NAME={SERVICE_USER}
 UNIT=/etc/systemd/system/leither.service
 say() {{ echo "leither: $*"; }}
-has() {{ [ -x "$PY" ] && "$PY" -c "import $1" >/dev/null 2>&1; }}
+# Importable as the node will see it: the OS's packages, then what pip put in $PREFIX/deps.
+has() {{ [ -x "$PY" ] && PYTHONPATH="$PREFIX/deps" "$PY" -c "import $1" >/dev/null 2>&1; }}
 has_crypto() {{ has Cryptodome.Cipher.AES || has Crypto.Cipher.AES; }}
 [ "$(id -u)" -eq 0 ] || {{ echo "install.sh: run it as root (sudo ./install.sh)" >&2; exit 1; }}
 
