@@ -53,7 +53,7 @@ from leither.reply import Bulk, FrameBuffer, encode_reply, error_code  # noqa: F
 
 # handlers (leither.api) import it from here
 from leither.rpc import GUEST, OWNER, PEER
-from leither.session import Caller, Conn, close, peer_addr
+from leither.session import Caller, Conn, DropLog, close, peer_addr
 
 try:
     from micropython import const
@@ -91,7 +91,6 @@ _TARPIT_MS = const(1000)
 # A guest dropped (over quota, too slow) has done a whole handshake: its socket is held longer,
 # so that 24 guests cycling cost the node a few handshakes a second, not one per 50 ms.
 _GUEST_TARPIT_MS = const(4000)
-_DROP_LOGS_PER_S = const(5)  # log lines a second about dropped connections (see _log_drop)
 # Listen backlog: connections the kernel completes before we accept them. A board's lwIP
 # keeps few; on a Linux host a short queue overflows under a connect flood and a good
 # client's SYN is then dropped (retried by TCP only after 1 s, 3 s, ...).
@@ -165,9 +164,7 @@ class Server:
         self._held = []  # tasks of dropped sockets being held open (see _TARPIT_MAX)
         self.tarpit_ms = _TARPIT_MS
         self.guest_tarpit_ms = _GUEST_TARPIT_MS
-        self._drop_window = None  # ticks_ms the current 1 s log window started
-        self._drop_lines = 0  # lines logged in it
-        self._drop_quiet = 0  # drops not logged since the last line
+        self._drops = DropLog()
         self.register("GetVar", self._get_var, ALL_ROLES)
         self.register("Claim", self._claim, ALL_ROLES)
         self.register("Ping", _ping, ALL_ROLES)
@@ -261,22 +258,6 @@ class Server:
         self.admission.remove(victim)
         victim.task.cancel()
 
-    def _log_drop(self, addr, why):
-        """Log a dropped connection, at most _DROP_LOGS_PER_S lines a second: under a flood,
-        a line per connection would itself stall a board (a UART console prints ~11 KB/s)
-        or fill a pipe nobody reads. Suppressed lines are counted in the next one."""
-        now = ticks_ms()
-        if self._drop_window is None or ticks_diff(now, self._drop_window) >= 1000:
-            self._drop_window = now
-            self._drop_lines = 0
-        if self._drop_lines < _DROP_LOGS_PER_S:
-            self._drop_lines += 1
-            extra = " (%d more not logged)" % self._drop_quiet if self._drop_quiet else ""
-            self._drop_quiet = 0
-            self.log("%s: %s%s" % (addr, why, extra))
-        else:
-            self._drop_quiet += 1
-
     async def _watchdog(self):
         ticks = 0
         while True:
@@ -332,7 +313,7 @@ class Server:
         finally:
             self.admission.remove(conn)
         if why is not None:
-            self._log_drop(addr, why)
+            self._drops.log(self.log, addr, why)
             guest = conn.caller is not None and conn.caller.role == GUEST
             if (conn.phase != READY or guest) and len(self._held) < _TARPIT_MAX:
                 # A peer we drop before it became a session (refused, evicted, junk, too slow)

@@ -6,7 +6,14 @@ import asyncio
 
 from leither import ids, rpc
 from leither.admission import HELLO
-from leither.compat import ticks_ms
+from leither.compat import ticks_diff, ticks_ms
+
+try:
+    from micropython import const
+except ImportError:
+    from leither.compat import const
+
+_DROP_LOGS_PER_S = const(5)  # log lines a second about dropped connections
 
 
 class Caller:
@@ -73,3 +80,27 @@ async def close(writer):
         pass
     except Exception:
         pass
+
+
+class DropLog:
+    """Log dropped connections, at most _DROP_LOGS_PER_S lines a second: under a flood, a line
+    per connection would itself stall a board (a UART console prints ~11 KB/s) or fill a
+    pipe nobody reads. Suppressed lines are counted in the next one."""
+
+    def __init__(self):
+        self.window = None  # ticks_ms the current 1 s window started
+        self.lines = 0  # lines logged in it
+        self.quiet = 0  # drops not logged since the last line
+
+    def log(self, log, addr, why):
+        now = ticks_ms()
+        if self.window is None or ticks_diff(now, self.window) >= 1000:
+            self.window = now
+            self.lines = 0
+        if self.lines < _DROP_LOGS_PER_S:
+            self.lines += 1
+            extra = " (%d more not logged)" % self.quiet if self.quiet else ""
+            self.quiet = 0
+            log("%s: %s%s" % (addr, why, extra))
+        else:
+            self.quiet += 1
