@@ -97,3 +97,24 @@ def test_build_verb_without_source_says_why(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr  # the bundle is still built
     assert "stand-in not built: no MicroPython source" in proc.stderr
+
+
+def test_sim_runs_esp32_boards_at_the_boards_heap(esp32_micropython: Path, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from leither_host.sim import Sim
+
+    monkeypatch.setenv("LEITHER_HOME", str(tmp_path / "home"))
+    sim = Sim(tmp_path / "sim")
+    try:
+        (board,) = sim.up(1, kind="esp32", prefix=f"st{os.getpid() % 10000}b")
+        assert board.kind == "esp32" and board.heap == str(esp32_heap())
+        argv = open(f"/proc/{board.pid}/cmdline", "rb").read().split(b"\0")
+        assert argv[0].decode() == str(esp32_micropython)
+        assert f"heapsize={esp32_heap()}".encode() in argv
+        env = open(f"/proc/{board.pid}/environ", "rb").read().split(b"\0")
+        assert b"MICROPYPATH=.frozen" in env  # nothing on disk may shadow the frozen code
+        assert Sim(tmp_path / "sim").board(board.name).kind == "esp32"  # kept in sim.json
+        with pytest.raises(Exception, match="MicroPython"):
+            Sim(tmp_path / "sim2").up(1, "cpython", kind="esp32")
+    finally:
+        sim.down()
