@@ -29,6 +29,7 @@ sys.path.insert(0, str(REPO / "firmware"))
 sys.path.insert(0, str(REPO / "host_tools"))
 
 from leither import crypto, identity, mimei, pairing  # noqa: E402
+from leither.errors import RPCError  # noqa: E402
 from leither_host.client import connect_sync  # noqa: E402
 
 
@@ -194,6 +195,8 @@ def main() -> int:
         sb.done.set()
         rows.append(("push: owner A", args.heap - (sa.low or 0), sa.low, sa.samples))
         rows.append(("push: partner B", args.heap - (sb.low or 0), sb.low, sb.samples))
+        print(f"push {push_s:.1f} s ({st['sent']} sealed bytes): {rows[-2]} {rows[-1]}",
+              flush=True)
         key = (ra / "backup" / "backup.key").read_bytes()
         a.stop()  # A "dies"
         c = _Node(args.bin, rc, pc, args.heap)
@@ -203,9 +206,17 @@ def main() -> int:
         sc.start()
         sb2.start()
         started = time.monotonic()
-        with connect_sync("127.0.0.1", pc, owner, timeout=10) as s:
-            result = s.call("BackupRestore", {"seed": ia.seed, "key": key, "partner": {
-                "id": ib.id, "addr": "127.0.0.1", "port": pb}}, timeout=1800)
+        for attempt in range(5):  # "busy": the node is short of memory just now
+            try:
+                with connect_sync("127.0.0.1", pc, owner, timeout=10) as s:
+                    result = s.call("BackupRestore", {"seed": ia.seed, "key": key, "partner": {
+                        "id": ib.id, "addr": "127.0.0.1", "port": pb}}, timeout=1800)
+                break
+            except RPCError as err:
+                print(f"restore attempt {attempt + 1}: {err}", flush=True)
+                if err.code != "busy" or attempt == 4:
+                    raise
+                time.sleep(2)
         restore_s = time.monotonic() - started
         sc.done.set()
         sb2.done.set()

@@ -18,6 +18,7 @@ from leither import cbor, crypto, fence, ids, memory, mimei, rpc, rpcclient, sea
 from leither.compat import IS_MICROPYTHON, time_ms
 from leither.errors import AuthError, RPCError, StoreError
 from leither.identity import write_atomic
+from leither.store import give, take
 
 try:
     from micropython import const
@@ -120,10 +121,12 @@ class _Pull:
                     if blob is None:
                         raise StoreError("the partner lacks a sealed block of this backup")
                     self.bytes += len(blob)
-                    plain = self.keys.open_blob(names[done], blob, want[done])
+                    buf = take()
+                    try:
+                        store.put_block(self.keys.open_blob(names[done], blob, want[done], buf))
+                    finally:
+                        give(buf)
                     blob = None
-                    store.put_block(plain)
-                    plain = None
                     self.blocks += 1
                     done += 1
                 got = None

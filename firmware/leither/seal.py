@@ -80,15 +80,23 @@ class Keys:
         view[size:size + TAG_LEN] = mac.digest()
         return name, blob
 
-    def open_blob(self, name, blob, h=None):
+    def open_blob(self, name, blob, h=None, out=None):
         """The plaintext of a blob fetched by name; AuthError unless it is genuine.
 
         With h (the content hash the caller expects) the plaintext must hash to h; without it,
         name(SHA-256(plaintext)) must equal name (so the name key vouches for the content).
+        With out (a bytearray big enough) the plaintext is written there and returned as a
+        memoryview of it (a restore opens thousands of blocks on a board's heap).
         """
         if not check(self.check, name, blob):
             raise AuthError("sealed block fails its tag")
-        plain = bytearray(len(blob) - TAG_LEN)
+        size = len(blob) - TAG_LEN
+        if out is None:
+            plain = bytearray(size)
+        elif len(out) < size:
+            raise ValueError("open_blob: out holds %d bytes, the block %d" % (len(out), size))
+        else:
+            plain = memoryview(out)[:size]
         _crypt_into(crypto.CTR(self.enc, bytes(name[:16])), memoryview(blob)[:-TAG_LEN], plain)
         digest = crypto.sha256(plain)
         if h is not None:
