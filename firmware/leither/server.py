@@ -315,12 +315,15 @@ class Server:
         if why is not None:
             self._drops.log(self.log, addr, why)
             guest = conn.caller is not None and conn.caller.role == GUEST
-            if (conn.phase != READY or guest) and len(self._held) < _TARPIT_MAX:
+            left = memory.free()
+            if ((conn.phase != READY or guest) and len(self._held) < _TARPIT_MAX
+                    and (left is None or left >= 2 * self.session_heap)):
                 # A peer we drop before it became a session (refused, evicted, junk, too slow)
                 # or a guest we drop: hold its socket a while before closing, so a reconnect
                 # flood runs at the pace of these holds instead of as fast as we can drop
                 # (each reconnect costs the node a handshake), and the CPU goes to sessions
-                # and to a good client's retry. The slot itself is free already.
+                # and to a good client's retry. The slot itself is free already. Not when
+                # the heap is short: held sockets would keep it short (each holds ~1 KB).
                 self._held.append(conn.task)
                 try:
                     await asyncio.sleep((self.guest_tarpit_ms if guest else self.tarpit_ms)
