@@ -9,6 +9,12 @@ the free heap of the nodes is sampled over one open session (GetVar "heap": free
 collection); the table gives the lowest seen, the heap in use at that point and the bytes.
 
     python bench/backup_heap.py [--mimei 20] [--size 102400] [--heap 111936] [--bin PATH]
+
+Measured here (2026-12-02, 32-bit frozen stand-in, 111,936 bytes): 2 MB in 20 MiMei pushed
+(13 s) and restored (16 s), lowest free heap 23,840 (owner) / 27,936 (partner) / 19,168
+(restoring); 20 MB in 200 MiMei pushed in 44-56 s (lowest free 16,048 owner, 19,216 partner)
+in two runs of three (the third: the partner answered "busy" near 18 MB), and the restore of
+it ran short of heap after ~50 MiMei (a 1 KiB allocation with ~25 KB free: fragmentation).
 """
 
 from __future__ import annotations
@@ -100,8 +106,10 @@ class _Node:
 class _Sampler(threading.Thread):
     """Free heap of one node, sampled over one session until stopped."""
 
-    def __init__(self, port: int, key: bytes, status: bool = False) -> None:
+    def __init__(self, port: int, key: bytes, status: bool = False, every: float = 0.05
+                 ) -> None:
         super().__init__(daemon=True)
+        self.every = every  # seconds between samples
         self.status = status  # also read BackupStatus now and then (over the same session)
         self.last_status: dict[str, Any] | None = None
         self.port = port
@@ -120,9 +128,9 @@ class _Sampler(threading.Thread):
                         self.samples += 1
                         if isinstance(free, int) and (self.low is None or free < self.low):
                             self.low = free
-                        if self.status and self.samples % 20 == 1:
+                        if self.status and self.samples % max(1, int(1 / self.every)) == 1:
                             self.last_status = s.call("BackupStatus", {"limit": 0})
-                        time.sleep(0.05)
+                        time.sleep(self.every)
             except Exception:  # noqa: BLE001 - a node restarting: sample again
                 self.errors += 1
                 time.sleep(0.2)
@@ -150,6 +158,7 @@ def main() -> int:
     ap.add_argument("--bin", default=str(REPO / "build" / "mp32" / "micropython"))
     ap.add_argument("--keep", action="store_true", help="keep the roots")
     ap.add_argument("--config", default="", help="JSON for the nodes' config.json")
+    ap.add_argument("--every", type=float, default=0.05, help="seconds between heap samples")
     args = ap.parse_args()
     import signal
 
@@ -176,12 +185,12 @@ def main() -> int:
         total = args.mimei * args.size
         b = _Node(args.bin, rb, pb, args.heap)
         nodes.append(b)
-        sb = _Sampler(pb, owner)
+        sb = _Sampler(pb, owner, every=args.every)
         sb.start()
         started = time.monotonic()
         a = _Node(args.bin, ra, pa, args.heap)
         nodes.append(a)
-        sa = _Sampler(pa, owner, status=True)
+        sa = _Sampler(pa, owner, status=True, every=args.every)
         sa.start()
 
         def pushed() -> Any:
@@ -201,8 +210,8 @@ def main() -> int:
         a.stop()  # A "dies"
         c = _Node(args.bin, rc, pc, args.heap)
         nodes.append(c)
-        sc = _Sampler(pc, owner)
-        sb2 = _Sampler(pb, owner)
+        sc = _Sampler(pc, owner, every=args.every)
+        sb2 = _Sampler(pb, owner, every=args.every)
         sc.start()
         sb2.start()
         started = time.monotonic()
@@ -224,7 +233,7 @@ def main() -> int:
         rows.append(("restore: partner B", args.heap - (sb2.low or 0), sb2.low, sb2.samples))
         errors = sum(b"MemoryError" in (n.root / "node.log").read_bytes() for n in nodes)
         print(f"paired backup of {total} bytes in {args.mimei} MiMei, 32-bit frozen stand-in, "
-              f"heap {args.heap} bytes (free heap sampled every ~50 ms over RPC)")
+              f"heap {args.heap} bytes (free heap sampled every {args.every} s over RPC)")
         print(f"push {push_s:.1f} s ({st['sent']} sealed bytes); restore {restore_s:.1f} s: "
               f"{result['versions']} versions, {result['blocks']} blocks, {result['bytes']} "
               f"bytes, incarnation {result.get('incarnation')}; nodes that logged a "
