@@ -134,16 +134,6 @@ class Service:
         self.replaced = fence.load_replaced(node)  # {"time", "incarnation", "was"} or None
         if node.store is not None:
             node.store.on_delete = self._tombstone
-        if IS_MICROPYTHON and self.partner() is not None:
-            # A paired board pushes for its whole life: its read and blob buffers are taken
-            # now, at boot, while the heap is still whole (8 KiB; later a fragmented heap
-            # may have no 4 KiB hole left for them).
-            from leither import store
-
-            store.reserve(1)
-            self._spare = bytearray(store.CHUNK + 32)  # seal.TAG_LEN: seal not loaded yet
-        else:
-            self._spare = None
 
     def _read(self, name):
         try:

@@ -203,8 +203,7 @@ async def push_all(svc):
     if p is None or svc.replaced is not None:
         return False
     svc._pass = crypto.random(4)  # the sessions of this pass (see backup_partner.hello)
-    # Spare blob buffers of this pass, dropped at its end but for the one a board keeps.
-    svc._blobs = [svc._spare] if svc._spare is not None else []
+    svc._blobs = []  # spare blob buffers of this pass (whole blobs: big frames only)
     try:
         return await _push_all(svc, p)
     finally:
@@ -364,18 +363,20 @@ async def _add(svc, batch, index, h, keys, resume, name=None):
     buf = store.take()
     try:
         data = svc.node.store.blocks.get(h, buf)  # blocks are <= store.CHUNK bytes
+        if len(data) + _BLOB_EXTRA > batch.limit:
+            # Over the partner's frame (a board's): sealed where it was read, sent in pieces;
+            # no blob-sized buffer at all.
+            await _flush(svc, batch, resume)
+            name, tag = keys.seal_in_place(h, data, name)
+            await _send_pieces(svc, batch, name, data, tag)
+            _acknowledged(svc, resume, index)
+            return
         if batch.size + len(data) + _BLOB_EXTRA > batch.limit and batch.items:
             await _flush(svc, batch, resume)  # first: its buffers come back for this one
         out = svc._blobs.pop() if svc._blobs else bytearray(store.CHUNK + seal.TAG_LEN)
         name, blob = keys.seal(h, data, name, out)
     finally:
         store.give(buf)
-    if len(blob) + _ITEM_OVERHEAD > batch.limit:  # over the partner's frame: in pieces
-        await _flush(svc, batch, resume)
-        await _send_pieces(svc, batch, name, blob)
-        _give_blob(svc, out)
-        _acknowledged(svc, resume, index)
-        return
     batch.items.append([name, blob])
     batch.bufs.append(out)
     batch.size += len(blob) + _ITEM_OVERHEAD
@@ -396,16 +397,18 @@ async def _flush(svc, batch, resume):
     _acknowledged(svc, resume, batch.last)
 
 
-async def _send_pieces(svc, batch, name, blob):
-    """One blob bigger than a request may carry, as [name, piece, offset, size] items in
-    order; the partner stages them and stores the blob with the last (a cut drops the
-    staged part: the resume asks BKHave and sends the whole blob again)."""
+async def _send_pieces(svc, batch, name, ct, tag):
+    """One blob (ct + tag) bigger than a request may carry, as [name, piece, offset, size]
+    items in order, the tag last; the partner stages them and stores the blob with the last
+    (a cut drops the staged part: the resume asks BKHave and sends the whole blob again)."""
     step = batch.limit - _ITEM_OVERHEAD - 16  # the offset and size integers
-    size = len(blob)
-    for off in range(0, size, step):
-        reply = await call(svc, "BKPut", {"blocks": [[name, blob[off:off + step], off, size]]},
+    size = len(ct) + len(tag)
+    for off in range(0, len(ct), step):
+        reply = await call(svc, "BKPut", {"blocks": [[name, ct[off:off + step], off, size]]},
                            batch.client)
         account(svc, reply)
+    account(svc, await call(svc, "BKPut", {"blocks": [[name, tag, len(ct), size]]},
+                            batch.client))
     svc.state["sent"] += size
 
 

@@ -70,6 +70,10 @@ def test_seal_known_answer_and_blob_layout():
     assert _hex(blob[:16]) == _KAT_CT16
     assert _hex(blob[-seal.TAG_LEN:]) == _KAT_TAG
     assert _hex(crypto.sha256(bytes(blob))) == _KAT_BLOB_SHA256
+    # Sealed in place (a board's push: no blob buffer), the same blob.
+    buf = bytearray(data)
+    assert keys.seal_in_place(crypto.sha256(data), buf) == (name, bytes(blob[-seal.TAG_LEN:]))
+    assert bytes(buf) == bytes(blob[:-seal.TAG_LEN])
     try:  # CPython: recompute the layout with libraries leither does not wrap here
         import hashlib
         import hmac
