@@ -373,7 +373,11 @@ async def _add(svc, batch, index, h, keys, resume, name=None):
             return
         if batch.size + len(data) + _BLOB_EXTRA > batch.limit and batch.items:
             await _flush(svc, batch, resume)  # first: its buffers come back for this one
-        out = svc._blobs.pop() if svc._blobs else bytearray(store.CHUNK + seal.TAG_LEN)
+        need = len(data) + seal.TAG_LEN
+        if svc._blobs and len(svc._blobs[-1]) >= need:
+            out = svc._blobs.pop()
+        else:  # a record or a small block: no more than it needs (a board's heap)
+            out = bytearray(store.CHUNK + seal.TAG_LEN if need > 1024 else need)
         name, blob = keys.seal(h, data, name, out)
     finally:
         store.give(buf)
