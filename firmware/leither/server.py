@@ -36,7 +36,9 @@ Heap (MicroPython, leither.memory): the constructor makes the reply buffer and t
 buffer (one frame each; the frame size follows the heap) before the heap fragments. Owner and
 peer frames too big for a small allocation are received in the inbound buffer (one at a time),
 opened in place and decoded from it; replies are built, sealed and written in the reply buffer
-with no await in between. A request that meets a MemoryError anywhere is answered ``busy``
+with no await in between. Methods in ``zero_copy`` (MFSetData, Ping) get byte strings as views
+into the inbound buffer, no frame-sized copy: their handlers must be synchronous and keep no
+reference to them. A request that meets a MemoryError anywhere is answered ``busy``
 (retryable) after a collection; a node short of heap refuses new sessions with ``busy``.
 """
 
