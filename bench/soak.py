@@ -135,7 +135,8 @@ class Worker:
             try:
                 await self.step()
             except (LeitherError, AssertionError, OSError, asyncio.TimeoutError) as err:
-                if getattr(err, "code", None) == "busy":  # still busy after the retries
+                if getattr(err, "code", None) == "busy" or " is busy: " in str(err):
+                    # still busy after the retries (a call, or a session refused for heap)
                     self.stats["busy, given up"] += 1
                     await asyncio.sleep(1)
                     continue

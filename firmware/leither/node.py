@@ -246,6 +246,9 @@ class Node:
                                     on_claim=self._on_claim,
                                     max_frame=self.config.get("max_frame"))
         api.API(self.store).register(self.server)
+        # Short of heap, the store first hands back its caches and buffer pools (Store.trim)
+        # before the node answers "busy" or refuses a session.
+        self.server.on_short_heap = getattr(self.store, "trim", None)
         for name in SERVICES:
             module = __import__("leither." + name, None, None, ("Service",))
             self.services.append(module.Service(self))

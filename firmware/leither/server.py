@@ -129,6 +129,7 @@ class Server:
         # asking more turns every request away; a MemoryError past this check is still busy.
         self.work_heap = work_heap if work_heap is not None else self.max_frame + 4096
         self.session_heap = memory.LOW_HEAP  # free bytes below which new sessions wait
+        self.on_short_heap = None  # called (then the heap checked again) before a "busy"
         self._seed = identity_seed
         self.node_key = crypto.sign_public(identity_seed)
         self.node_id = ids.make_id(self.node_key)
@@ -275,6 +276,17 @@ class Server:
             if ticks % 8 == 0:
                 memory.collect()  # every 2 s: garbage goes early, the low-water mark moves
 
+    def _room(self, check, need):
+        """check(need); failing that, again after ``on_short_heap`` handed back caches."""
+        ok = check(need)
+        if ok or self.on_short_heap is None:
+            return ok
+        try:
+            self.on_short_heap()
+        except Exception as err:  # noqa: BLE001 - a failed trim must not fail the caller
+            self.log("short-heap hook failed: %r" % (err,))
+        return check(need)
+
     def _refuse(self, conn, why):
         """Tell a client before its hello that the node cannot take it now (retryable)."""
         self.stats["refused"] += 1
@@ -293,7 +305,7 @@ class Server:
         try:
             if not self.admission.admit(conn):
                 self._refuse(conn, "all %d connections busy" % self.admission.max_conns)
-            if not memory.room_for_session(self.session_heap):
+            if not self._room(memory.room_for_session, self.session_heap):
                 memory.note_busy()
                 self._refuse(conn, _BUSY_MSG)
             await self._handshake(conn, addr)
@@ -546,7 +558,7 @@ class Server:
         if caller.role not in roles and not self._allowed(caller, right, method, params):
             return False, {"code": "forbidden",
                            "msg": "%s is not allowed to call %s" % (caller.role, method)}
-        if not memory.room_for_work(self.work_heap):
+        if not self._room(memory.room_for_work, self.work_heap):
             self.stats["busy"] += 1
             memory.note_busy()
             return False, {"code": "busy", "msg": _BUSY_MSG}

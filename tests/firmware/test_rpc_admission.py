@@ -196,6 +196,18 @@ def test_out_of_heap_answers_busy_and_keeps_serving():
                     except RPCError as err:
                         check(err.code == "busy")
                     check(await client.call("Ping", 6) == 6)
+                    # ...unless the node's short-heap hook (Store.trim) hands enough back.
+                    trims = []
+
+                    def trim():
+                        trims.append(1)
+                        srv.session_heap = memory.LOW_HEAP
+
+                    srv.on_short_heap = trim
+                    extra = await rpcclient.connect("127.0.0.1", port, OWNER_SEED)
+                    check(trims == [1] and await extra.call("Ping", 8) == 8)
+                    await extra.close()
+                    srv.on_short_heap = None
                     srv.session_heap = memory.LOW_HEAP
                     check(memory.low_water() is not None)
                 check(srv.stats["busy"] >= rpcclient.BUSY_TRIES)
