@@ -133,13 +133,13 @@ def test_pair_by_buttons(world: dict[str, Any]) -> None:
     no_memory_errors(sim)
 
 
-# Known not to fit yet (measured 07:17 UTC on main): board1's push dies in seal.seal, which
-# allocates a fresh 4128-byte buffer per sealed block (a ~4 KiB block on a fragmented heap with
-# ~19 KB free after pairing), and retries forever. strict: when the push fits, these XPASS and
-# fail, saying to drop the marker.
+# Known not to fit yet (measured 07:25 UTC on main): board1's push dies in seal.seal_in_place
+# -> crypto.crypt -> _refill allocating 514 bytes of keystream (after the 4 KiB seal buffer went,
+# 07:23), with ~19 KB free after pairing, and retries forever. strict: when the push fits,
+# these XPASS and fail, saying to drop the marker.
 PUSH_DOES_NOT_FIT = pytest.mark.xfail(
-    strict=True, reason="issue 9: backup push MemoryError in seal.seal (4128-byte buffer per "
-                        "block) at the ESP32 heap")
+    strict=True, reason="issue 9: backup push MemoryError in crypto.crypt's keystream refill "
+                        "(514 bytes) at the ESP32 heap")
 
 
 @PUSH_DOES_NOT_FIT
