@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "system"))
@@ -40,7 +41,7 @@ from leither_host import client  # noqa: E402
 async def _under(port: int, node_id: str, attack: str, tries: int) -> tuple[int, list[float], str]:
     stop = asyncio.Event()
     tally = Tally()
-    task = None
+    task: asyncio.Task[Any] | None = None
     if attack == "12 stalled handshakes":
         task = asyncio.create_task(stalled_handshakes("127.0.0.1", port, 12, stop, tally))
     elif attack == "24 slow guests":

@@ -9,7 +9,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from attackers import Tally, owner_connects, slow_guests, stalled_handshakes, wrong_claims
@@ -28,7 +30,7 @@ def kind(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def node(kind: str, tmp_path: Path):
+def node(kind: str, tmp_path: Path) -> Iterator[Node]:
     # The node's default admission (12 connections, 4 handshakes, 4 guests): the test script
     # only shortens its deadlines. max_conns 12 as on a board.
     n = start_node(kind, tmp_path, NODE_SEED, owner=OWNER.public, max_conns=12)
@@ -125,7 +127,8 @@ def test_wrong_tokens_elsewhere_do_not_block_the_claim(kind: str, tmp_path: Path
         n.proc.wait()
 
 
-async def _sealed_request(port: int, body: bytes) -> tuple[object, bool]:
+async def _sealed_request(port: int, body: bytes
+                          ) -> tuple[tuple[int, bool, Any], bool]:
     """Send one sealed frame holding ``body`` as an owner; (the reply, closed after)."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     shake = rpc.ClientHandshake(OWNER.seed)
