@@ -27,6 +27,7 @@ _HEAP_PER_FRAME = const(14)
 
 _low = [None]  # lowest free heap (bytes) seen after a collection; None until measured
 _busy = [0]  # requests and sessions answered "busy" for lack of heap
+_trim = [False]  # a "busy" happened since the node last handed its caches back
 
 
 def free():
@@ -61,6 +62,14 @@ def low_water():
 
 def note_busy():
     _busy[0] += 1
+    _trim[0] = True
+
+
+def trim_due():
+    """True once after a "busy" answer: time to hand caches back before the next request."""
+    due = _trim[0]
+    _trim[0] = False
+    return due
 
 
 def busy_count():

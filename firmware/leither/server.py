@@ -249,10 +249,6 @@ class Server:
     def _conns(self):  # the backup service walks the sessions (push pass bookkeeping)
         return self.admission.conns
 
-    @property
-    def max_conns(self):
-        return self.admission.max_conns
-
     # ---- connections ---------------------------------------------------------------------
 
     def _evict(self, victim, why):
@@ -277,15 +273,16 @@ class Server:
                 memory.collect()  # every 2 s: garbage goes early, the low-water mark moves
 
     def _room(self, check, need):
-        """check(need); failing that, again after ``on_short_heap`` handed back caches."""
-        ok = check(need)
-        if ok or self.on_short_heap is None:
-            return ok
-        try:
-            self.on_short_heap()
-        except Exception as err:  # noqa: BLE001 - a failed trim must not fail the caller
-            self.log("short-heap hook failed: %r" % (err,))
-        return check(need)
+        """check(need), after ``on_short_heap`` handed back caches if the heap ran short
+        lately or is short now. Called before a handler runs, never inside one."""
+        if memory.trim_due() or not check(need):
+            if self.on_short_heap is not None:
+                try:
+                    self.on_short_heap()
+                except Exception as err:  # noqa: BLE001 - a failed trim must not fail us
+                    self.log("short-heap hook failed: %r" % (err,))
+            return check(need)
+        return True
 
     def _refuse(self, conn, why):
         """Tell a client before its hello that the node cannot take it now (retryable)."""
