@@ -10,11 +10,12 @@ collection); the table gives the lowest seen, the heap in use at that point and 
 
     python bench/backup_heap.py [--mimei 20] [--size 102400] [--heap 111936] [--bin PATH]
 
-Measured here (2026-12-02, 32-bit frozen stand-in, 111,936 bytes): 2 MB in 20 MiMei pushed
-(13 s) and restored (16 s), lowest free heap 23,840 (owner) / 27,936 (partner) / 19,168
-(restoring); 20 MB in 200 MiMei pushed in 44-56 s (lowest free 16,048 owner, 19,216 partner)
-in two runs of three (the third: the partner answered "busy" near 18 MB), and the restore of
-it ran short of heap after ~50 MiMei (a 1 KiB allocation with ~25 KB free: fragmentation).
+Measured here (2026-12-02, 32-bit frozen stand-in, 111,936 bytes, after the blob-free board
+push): 2 MB in 20 MiMei pushed in 4.6 s and restored in 5.9 s, lowest free heap 24,768
+(owner), 35,648 (partner), 20,800 (restoring); 20 MB in 200 MiMei pushed in 36.6-46.2 s, lowest
+free 18,656-19,232 (owner) and 27,136-27,728 (partner), but its restore runs short of heap after
+~50 of 200 MiMei (a 1 KiB reply copy in rpc.open fails with ~25 KB free: fragmentation, the
+restoring node's free heap falling ~100 B per MiMei restored).
 """
 
 from __future__ import annotations
