@@ -141,6 +141,8 @@ class Worker:
                     await asyncio.sleep(1)
                     continue
                 self.failures.append(f"worker {self.n}: {type(err).__name__}: {err}"[:200])
+                if len(self.failures) <= 10:  # as they happen, for a long run
+                    print("  failure:", self.failures[-1], flush=True)
                 if self.session is not None:
                     await self.session.close()
                     self.session = None
