@@ -63,7 +63,8 @@ def free_port() -> int:
 class Node:
     """The node (`-m leither`) on the stand-in at a given heap, unclaimed with TOKEN."""
 
-    def __init__(self, binary: str, heap: int) -> None:
+    def __init__(self, binary: str, heap: int, echo: bool = False) -> None:
+        self.echo = echo  # print the node's failure lines as they come
         self.root = tempfile.mkdtemp(prefix="heap32-")
         self.port = free_port()
         env = dict(os.environ, MICROPYPATH=".frozen")
@@ -92,6 +93,8 @@ class Node:
         assert self.proc.stdout is not None
         for line in self.proc.stdout:
             self.lines.append(line)
+            if self.echo and ("failed" in line or "Error" in line or "Traceback" in line):
+                print("  node:", line.rstrip()[:200], flush=True)
 
     def stop(self) -> str:
         self.proc.terminate()

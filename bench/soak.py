@@ -198,7 +198,7 @@ def main() -> int:
     parser.add_argument("--ops", help="only these operations, e.g. put,get (default: all)")
     args = parser.parse_args()
     binary = find_binary(args.binary)
-    node = Node(binary, args.heap)
+    node = Node(binary, args.heap, echo=True)
     if not node.ready:
         print("node did not boot:", "".join(node.lines))
         return 1
