@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 
 def test_demo_tells_the_whole_story(tmp_path) -> None:  # type: ignore[no-untyped-def]
     env = dict(os.environ, LEITHER_HOME=str(tmp_path))
@@ -17,3 +19,32 @@ def test_demo_tells_the_whole_story(tmp_path) -> None:  # type: ignore[no-untype
                  "every version verified", "1 receipts paid", "has balance",
                  "demo finished"):
         assert step in out, f"demo output lacks {step!r}:\n{out[-4000:]}"
+
+
+# The same story on ESP32 stand-ins at the board's heap (issue 9's goal for `make demo`). It
+# gets through discovery, claims, file and db MiMei and pairing; board1's backup push still runs
+# out of heap (crypto.crypt's keystream refill inside seal, see test_esp32_lan.py). strict: the
+# day it goes through this XPASSes and fails, saying to drop the marker and make esp32 the
+# demo's default (leither_host.demo.DEFAULT_BOARD).
+class StoryIncomplete(Exception):
+    """The ESP32 demo stopped after pairing: the known failure, and only that, is expected."""
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, raises=StoryIncomplete,
+                   reason="issue 9: board1's backup push runs out of heap at the ESP32's "
+                          "111,936 bytes")
+def test_demo_on_esp32_boards(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from conftest import esp32_standin
+
+    esp32_standin()  # skips, saying why, where the stand-in cannot be built
+    env = dict(os.environ, LEITHER_HOME=str(tmp_path))
+    proc = subprocess.run([sys.executable, "-m", "leither_host", "demo", "--board", "esp32"],
+                          env=env, capture_output=True, text=True, timeout=600)
+    out = proc.stdout + proc.stderr
+    assert "simulated ESP32 boards" in out and "111936-byte heap" in out
+    assert "paired with" in out, out[-4000:]  # the part that fits today must keep working
+    missing = [step for step in ("read back byte-identical through the partner",
+                                 "every version verified", "demo finished") if step not in out]
+    if proc.returncode != 0 or missing:
+        raise StoryIncomplete(f"exit {proc.returncode}, lacks {missing}:\n{out[-3000:]}")
