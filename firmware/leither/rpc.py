@@ -68,6 +68,7 @@ expects, so a replayed, reordered, dropped, truncated or altered frame fails the
 inside one frame (a frame is far below 2**64 blocks) so no keystream block is ever reused.
 """
 
+import gc
 import hashlib
 import struct
 
@@ -287,17 +288,28 @@ def _ctr_inplace(key, counter, view):
         blocks[j:j + 8] = counter
     size = len(view)
     pos = 0
-    block = 0
     while pos < size:
         take = min(_CTR_BATCH, size - pos)
-        for j in range(0, take, 16):
-            struct.pack_into(">Q", blocks, j + 8, block)
-            block += 1
-        ecb.encrypt(blocks, stream)
-        mixed = int.from_bytes(view[pos:pos + take], "big") ^ int.from_bytes(
-            stream if take == _CTR_BATCH else memoryview(stream)[:take], "big")
-        view[pos:pos + take] = mixed.to_bytes(take, "big")
+        try:
+            _ctr_batch(ecb, blocks, stream, view, pos, take)
+        except MemoryError:
+            # A batch writes into view only as its last step: short of heap before that,
+            # the batch is untouched and can be done again once garbage is collected.
+            gc.collect()
+            _ctr_batch(ecb, blocks, stream, view, pos, take)
         pos += take
+
+
+def _ctr_batch(ecb, blocks, stream, view, pos, take):
+    """XOR view[pos:pos + take] with its keystream (AES blocks pos // 16 on)."""
+    block = pos >> 4
+    for j in range(0, take, 16):
+        struct.pack_into(">Q", blocks, j + 8, block)
+        block += 1
+    ecb.encrypt(blocks, stream)
+    mixed = int.from_bytes(view[pos:pos + take], "big") ^ int.from_bytes(
+        stream if take == _CTR_BATCH else memoryview(stream)[:take], "big")
+    view[pos:pos + take] = mixed.to_bytes(take, "big")
 
 
 class Channel:
@@ -355,10 +367,11 @@ class Channel:
         view = memoryview(body)
         counter = _counter_bytes(self.received)
         tag = _tag(self._recv, counter, view[:n])  # a MemoryError here changes nothing
-        self.received += 1  # advanced even on failure: the session is dead after a bad frame
         if not crypto.equal(tag, view[n:]):
+            self.received += 1  # the session is dead after a bad frame
             raise AuthError("frame failed authentication (altered, replayed or reordered)")
         _ctr_inplace(self._recv[:16], counter, view[:n])
+        self.received += 1  # only now: short of heap before this, the caller may try again
         return view[:n]
 
 
