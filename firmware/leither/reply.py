@@ -19,6 +19,7 @@ try:
 except ImportError:
     from leither.compat import const
 
+CBOR_NO_HEAP = "CBOR: out of memory decoding the item"  # leither.cbor's MemoryError, reworded
 REPLY_OVERHEAD = const(64)  # bytes of CBOR around a bulk result ([id, 0, h'..'] + tag)
 
 
@@ -26,8 +27,8 @@ def error_code(err):
     """Wire error code for an exception a handler raised."""
     if isinstance(err, RPCError):
         return err.code
-    if isinstance(err, MemoryError):
-        return "busy"
+    if isinstance(err, MemoryError) or str(err).endswith(CBOR_NO_HEAP):
+        return "busy"  # the heap ran short (also when a decode below said so in its words)
     if isinstance(err, QuotaError):
         return "quota"
     if isinstance(err, StoreError):

@@ -98,7 +98,6 @@ _GUEST_TARPIT_MS = const(4000)
 # client's SYN is then dropped (retried by TCP only after 1 s, 3 s, ...).
 _BACKLOG = 8 if IS_MICROPYTHON else 128
 _BUSY_MSG = "node is short of memory; retry"
-_CBOR_NO_HEAP = "CBOR: out of memory decoding the item"  # leither.cbor's MemoryError, reworded
 
 
 class _Refused(Exception):
@@ -461,7 +460,7 @@ class Server:
             try:
                 msg = self._decode(plain, release is not None)
             except DecodeError as err:
-                if str(err) == _CBOR_NO_HEAP:
+                if str(err) == reply.CBOR_NO_HEAP:
                     raise MemoryError() from None  # the heap, not the client: busy below
                 # A sealed request that does not decode: say why, then end the session.
                 self.stats["bad"] += 1
@@ -568,7 +567,7 @@ class Server:
                 result = await result
         except Exception as err:  # noqa: BLE001 - every handler failure becomes a reply
             code = error_code(err)
-            if code == "busy" and isinstance(err, MemoryError):
+            if code == "busy" and not isinstance(err, RPCError):  # the heap, not the call
                 err = None
                 gc.collect()
                 self.stats["busy"] += 1

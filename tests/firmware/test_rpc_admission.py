@@ -228,3 +228,20 @@ def test_frame_size_follows_the_heap():
     check(memory.frame_for_heap(160 * 1024) == 8192)
     check(memory.frame_for_heap(8 * 1024 * 1024) == memory.MAX_BLOCK // 2)  # no big blocks
     check(memory.frame_for_heap(40000) == memory.MIN_FRAME)
+
+
+def test_a_decode_out_of_heap_below_a_handler_is_busy():
+    from leither.errors import StoreError
+
+    def state(caller, params):  # the store wraps what cbor said about the heap
+        raise StoreError("corrupt state of MiMei x: CBOR: out of memory decoding the item")
+
+    srv = server.Server(NODE_SEED, log=lambda m: None, max_frame=1024,
+                        owner_key=crypto.sign_public(OWNER_SEED))
+    srv.register("State", state)
+    owner = server.Caller(crypto.sign_public(OWNER_SEED), "owner", "127.0.0.1:1")
+    ok, err = asyncio.run(srv.call(owner, "State", None))
+    check(not ok and err["code"] == "busy", repr(err))
+    srv.register("Broken", lambda caller, params: (_ for _ in ()).throw(StoreError("bad")))
+    ok, err = asyncio.run(srv.call(owner, "Broken", None))
+    check(not ok and err["code"] == "store")
