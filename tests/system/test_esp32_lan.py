@@ -133,18 +133,19 @@ def test_pair_by_buttons(world: dict[str, Any]) -> None:
     no_memory_errors(sim)
 
 
-# Known not to fit yet (measured 07:25 UTC on main): board1's push dies in seal.seal_in_place
-# -> crypto.crypt -> _refill allocating 514 bytes of keystream (after the 4 KiB seal buffer went,
-# 07:23), with ~19 KB free after pairing, and retries forever. strict: when the push fits,
-# these XPASS and fail, saying to drop the marker.
+# Known not to fit yet. Where board1's push ran out of heap on main, after pairing (~19 KB free):
+#   07:17 seal.seal: a fresh 4128-byte buffer per sealed block (fixed 07:23)
+#   07:25 crypto.crypt's keystream refill, 514 bytes, inside seal_in_place
+#   07:41 treediff._manifest -> store.get -> store._read: 4043 bytes for a manifest block
+# and it retries forever. strict, and only PushDoesNotFit is expected: when the push fits these
+# XPASS and fail, saying to drop the marker; any other failure is a real one.
 class PushDoesNotFit(Exception):
     """board1's push keeps failing: the known failure, and only that, is expected."""
 
 
 PUSH_DOES_NOT_FIT = pytest.mark.xfail(
     strict=True, raises=PushDoesNotFit,
-    reason="issue 9: backup push MemoryError in crypto.crypt's keystream refill (514 bytes) at "
-           "the ESP32 heap")
+    reason="issue 9: board1's backup push runs out of heap at the ESP32's 111,936 bytes")
 
 
 @PUSH_DOES_NOT_FIT
