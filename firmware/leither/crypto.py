@@ -14,6 +14,7 @@
 
 import hashlib
 import os
+import struct
 import sys
 
 from leither.errors import AuthError
@@ -24,6 +25,8 @@ _SHA256_BLOCK = 64  # bytes, the HMAC block size of SHA-256 (RFC 2104 §2)
 _SHA256_SIZE = 32  # bytes of a SHA-256 digest
 _AES_BLOCK = 16  # bytes
 _CTR_BATCH = 512  # bytes of keystream made per ECB call: 32 blocks, a speed/RAM balance
+_XOR_PIECE = 128  # bytes XORed per big-int step: its temporaries fit a fragmented heap
+_U64_MAX = (1 << 64) - 1
 _IPAD = int.from_bytes(b"\x36" * _SHA256_BLOCK, "big")
 _OPAD = int.from_bytes(b"\x5c" * _SHA256_BLOCK, "big")
 
@@ -115,72 +118,71 @@ class CTRFromECB:
     The counter is the whole 16-byte block, big-endian, starting at iv and wrapping at 2^128
     (NIST SP 800-38A §B.1, as pycryptodome's CTR with nonce=b"" does). The keystream carries
     over between crypt() calls, partial blocks included. Each refill encrypts _CTR_BATCH bytes
-    of counter blocks in one ECB call; XOR is one big-int operation per piece.
+    of counter blocks in one ECB call. All buffers are made once per object and reset(iv)
+    starts a new stream in them: a board seals thousands of blocks on a fragmented heap, so
+    the hot path allocates nothing bigger than one _XOR_PIECE (see crypt_into).
     """
 
     def __init__(self, key, iv, ecb=None):
-        if len(key) != 16 or len(iv) != _AES_BLOCK:
+        if len(key) != 16:
             raise ValueError("AES-128-CTR needs a 16-byte key and a 16-byte IV")
         if ecb is None:
             ecb = _default_ecb(bytes(key))
         self._ecb = ecb
-        self._counter = int.from_bytes(iv, "big")
-        self._keystream = bytearray(_CTR_BATCH)
+        self._keystream = bytearray(_CTR_BATCH)  # counter blocks, encrypted in place
         self._view = memoryview(self._keystream)
+        self.reset(iv)
+
+    def reset(self, iv):
+        """Start the keystream again at counter iv (same key, same buffers)."""
+        if len(iv) != _AES_BLOCK:
+            raise ValueError("AES-128-CTR needs a 16-byte key and a 16-byte IV")
+        self._hi, self._lo = struct.unpack(">QQ", bytes(iv))
         self._used = _CTR_BATCH  # keystream bytes already consumed from _keystream
 
     def _refill(self):
-        counter = self._counter
-        blocks = _CTR_BATCH // _AES_BLOCK
-        if counter + blocks <= 1 << 128:
-            # All counters of the batch in one big int: counter * (1,1,..,1) + (0,1,..,n-1)
-            # in base 2^128 (no carry since the batch does not wrap).
-            ones, steps = _ctr_batch_constants()
-            counters = (counter * ones + steps).to_bytes(_CTR_BATCH, "big")
-        else:  # the batch wraps at 2^128: build it block by block
-            counters = b"".join(
-                ((counter + i) & ((1 << 128) - 1)).to_bytes(_AES_BLOCK, "big")
-                for i in range(blocks)
-            )
-        self._counter = (counter + blocks) & ((1 << 128) - 1)
-        self._ecb.encrypt(counters, self._keystream)
+        # Counter blocks written into the batch buffer as two 64-bit halves: small ints only,
+        # no batch-sized temporaries (the 128-bit counter wraps at 2^128, halves carry).
+        blocks = self._keystream
+        hi = self._hi
+        lo = self._lo
+        for pos in range(0, _CTR_BATCH, _AES_BLOCK):
+            struct.pack_into(">QQ", blocks, pos, hi, lo)
+            lo += 1
+            if lo > _U64_MAX:
+                lo = 0
+                hi = (hi + 1) & _U64_MAX
+        self._hi = hi
+        self._lo = lo
+        self._ecb.encrypt(blocks, blocks)  # ECB goes block by block: in place is safe
         self._used = 0
 
-    def crypt(self, data):
-        """Encrypt or decrypt data (the same operation) and advance the keystream."""
+    def crypt_into(self, data, out):
+        """out[:len(data)] = data XOR the keystream (out may be data itself: in place)."""
         if isinstance(data, str):  # MicroPython's memoryview takes str; CPython's does not
             raise TypeError("bytes expected, not str")
         size = len(data)
-        out = bytearray(size)
         source = memoryview(data)
+        target = memoryview(out)
         pos = 0
         while pos < size:
             if self._used == _CTR_BATCH:
                 self._refill()
             used = self._used
-            take = min(_CTR_BATCH - used, size - pos)
+            take = min(_CTR_BATCH - used, size - pos, _XOR_PIECE)
             mixed = int.from_bytes(source[pos:pos + take], "big") ^ int.from_bytes(
                 self._view[used:used + take], "big")
-            out[pos:pos + take] = mixed.to_bytes(take, "big")
+            target[pos:pos + take] = mixed.to_bytes(take, "big")
             pos += take
             self._used = used + take
+
+    def crypt(self, data):
+        """Encrypt or decrypt data (the same operation) and advance the keystream."""
+        if isinstance(data, str):
+            raise TypeError("bytes expected, not str")
+        out = bytearray(len(data))
+        self.crypt_into(data, out)
         return bytes(out)
-
-
-_ctr_constants = []  # [ones, steps], two 512-byte ints made by the first CTRFromECB
-
-
-def _ctr_batch_constants():
-    """(ones, steps): 1 and i in each 128-bit digit of a batch, most significant first."""
-    if not _ctr_constants:
-        ones = 0
-        steps = 0
-        for i in range(_CTR_BATCH // _AES_BLOCK):
-            ones = (ones << 128) | 1
-            steps = (steps << 128) | i
-        _ctr_constants.append(ones)
-        _ctr_constants.append(steps)
-    return _ctr_constants
 
 
 def _default_ecb(key):

@@ -43,13 +43,24 @@ class CTR:
     """AES-128-CTR over a 16-byte IV (the whole block is the counter); crypt() streams."""
 
     def __init__(self, key, iv):
-        if len(key) != 16 or len(iv) != _AES_BLOCK:
+        if len(key) != 16:
             raise ValueError("AES-128-CTR needs a 16-byte key and a 16-byte IV")
-        self._cipher = AES.new(bytes(key), AES.MODE_CTR, nonce=b"", initial_value=bytes(iv))
+        self._key = bytes(key)
+        self.reset(iv)
+
+    def reset(self, iv):
+        """Start the keystream again at counter iv (same key), as leither.crypto's CTR."""
+        if len(iv) != _AES_BLOCK:
+            raise ValueError("AES-128-CTR needs a 16-byte key and a 16-byte IV")
+        self._cipher = AES.new(self._key, AES.MODE_CTR, nonce=b"", initial_value=bytes(iv))
 
     def crypt(self, data):
         """Encrypt or decrypt data (the same operation) and advance the keystream."""
         return self._cipher.encrypt(data)
+
+    def crypt_into(self, data, out):
+        """out[:len(data)] = data XOR the keystream (out may be data itself)."""
+        memoryview(out)[:len(data)] = self._cipher.encrypt(bytes(data))
 
 
 def _signer(seed):

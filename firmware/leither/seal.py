@@ -37,7 +37,6 @@ TAG_LEN = const(32)  # bytes of HMAC-SHA256 at the end of a blob
 MTAG_LEN = const(16)  # bytes of a MiMei's catalog tag
 OVERHEAD = const(32)  # blob bytes over plaintext bytes (the tag; the IV is the name's)
 _SALT = b"leither-backup/1"
-_PIECE = const(512)  # bytes per CTR call: the board's CTR keystream batch
 
 
 class Keys:
@@ -50,6 +49,15 @@ class Keys:
         self.enc = okm[:16]
         self.name_key = okm[16:48]
         self.check = okm[48:80]  # the partner's verification key (given to it)
+        self._ctr = None  # one CTR kept and reset per block: its buffers are made once
+
+    def _stream(self, iv):
+        """The CTR keystream at iv under enc (seal/open never yield, so one object serves)."""
+        if self._ctr is None:
+            self._ctr = crypto.CTR(self.enc, bytes(iv))
+        else:
+            self._ctr.reset(bytes(iv))
+        return self._ctr
 
     def name(self, h):
         """The partner-side name of the block with SHA-256 h."""
@@ -68,12 +76,12 @@ class Keys:
         size = len(data)
         if out is None:
             blob = bytearray(size + TAG_LEN)  # the one block-sized allocation (a board's heap
-            # is fragmented: pieces of _PIECE bytes fit where another 4 KiB would not)
+            # is fragmented: small pieces fit where another 4 KiB would not)
         elif len(out) < size + TAG_LEN:
             raise ValueError("seal: out holds %d bytes, the blob %d" % (len(out), size + TAG_LEN))
         else:
             blob = memoryview(out)[:size + TAG_LEN]
-        _crypt_into(crypto.CTR(self.enc, name[:16]), data, blob)
+        self._stream(name[:16]).crypt_into(data, blob)
         view = memoryview(blob)
         mac = crypto.HMACSHA256(self.check, name)
         mac.update(view[:size])
@@ -86,7 +94,7 @@ class Keys:
         allocation at all (a board's push sends the blob in pieces anyway)."""
         if name is None:
             name = self.name(h)
-        _crypt_into(crypto.CTR(self.enc, name[:16]), data, data)  # CTR: piece by piece
+        self._stream(name[:16]).crypt_into(data, data)  # in place
         mac = crypto.HMACSHA256(self.check, name)
         mac.update(data)
         return name, mac.digest()
@@ -108,7 +116,7 @@ class Keys:
             raise ValueError("open_blob: out holds %d bytes, the block %d" % (len(out), size))
         else:
             plain = memoryview(out)[:size]
-        _crypt_into(crypto.CTR(self.enc, bytes(name[:16])), memoryview(blob)[:-TAG_LEN], plain)
+        self._stream(name[:16]).crypt_into(memoryview(blob)[:-TAG_LEN], plain)
         digest = crypto.sha256(plain)
         if h is not None:
             if not crypto.equal(digest, bytes(h)):
@@ -116,15 +124,6 @@ class Keys:
         elif not crypto.equal(self.name(digest), bytes(name)):
             raise AuthError("sealed block does not match its name")
         return plain
-
-
-def _crypt_into(ctr, data, out):
-    """out[:len(data)] = the CTR stream applied to data, _PIECE bytes at a time."""
-    source = memoryview(data)
-    target = memoryview(out)
-    for pos in range(0, len(data), _PIECE):
-        piece = source[pos:pos + _PIECE]
-        target[pos:pos + len(piece)] = ctr.crypt(piece)
 
 
 def check(check_key, name, blob):
