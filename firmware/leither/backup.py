@@ -26,6 +26,7 @@ leither.fence).
 """
 
 import asyncio
+import gc
 import os
 
 from leither import cbor
@@ -390,6 +391,10 @@ class Service:
             import sys
 
             sys.print_exception(err)
+            import micropython
+
+            gc.collect()
+            micropython.mem_info()  # free heap and its largest free block: fragmentation or not
         for mid in self._resumes:  # the transfers that were running
             entry = self.mm_get(mid)
             entry["err"] = msg[:160]
