@@ -229,6 +229,12 @@ async def _push_all(svc, p):
     pending.close()
     if some is not None:
         svc.busy = "pushing"
+        if IS_MICROPYTHON:
+            # The last read's cached tree reader holds 4 KiB buffers a push needs more: they
+            # go back to the tree pool (which the push takes from). Not st.trim(): emptying
+            # the pool frees holes low in the heap that small objects fill at once (first
+            # fit), and the push's next 4 KiB take() then finds no room (measured, stand-in).
+            st._drop_reader()
         await connect(svc)  # the first session (BKHello) before the others
         # Each worker takes the next MiMei with versions to push from one walk of the store's
         # directory (nothing per MiMei is held: 200 of them must fit a board's heap).

@@ -5,6 +5,10 @@
 
 from leither import crypto, store, tree
 
+# The slot of the old tree's node found under its root (_align): held by the root's entry for
+# the whole diff, so apart from the per-depth slots (2 * depth, 2 * depth + 1; depth <= 8).
+_ALIGN_SLOT = 100
+
 
 def _manifest(bs, h, bufs=None, slot=0):
     """(level, hashes) of manifest h. With bufs (a dict) a manifest below the roots (slot 2
@@ -57,7 +61,7 @@ def _diff(bs, new_root, old_root, bufs):
     if old_root is not None and bs.has(old_root):
         old_level, old_hashes = _manifest(bs, old_root, bufs, 1)
         if old_level >= level:
-            old = _align(bs, old_level, old_hashes, level, bufs, 1)
+            old = _align(bs, old_level, old_hashes, level, bufs, _ALIGN_SLOT)
         else:
             old = (old_level, old_hashes, bytes(old_root))  # on the new one's leftmost path
     stack = [(level, hashes, old, 0)]  # bound: one entry per level, <= 8

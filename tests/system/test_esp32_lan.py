@@ -133,22 +133,6 @@ def test_pair_by_buttons(world: dict[str, Any]) -> None:
     no_memory_errors(sim)
 
 
-# Known not to fit yet. Where board1's push ran out of heap on main, after pairing (~19 KB free):
-#   07:17 seal.seal: a fresh 4128-byte buffer per sealed block (fixed 07:23)
-#   07:25 crypto.crypt's keystream refill, 514 bytes, inside seal_in_place
-#   07:41 treediff._manifest -> store.get -> store._read: 4043 bytes for a manifest block
-# and it retries forever. strict, and only PushDoesNotFit is expected: when the push fits these
-# XPASS and fail, saying to drop the marker; any other failure is a real one.
-class PushDoesNotFit(Exception):
-    """board1's push keeps failing: the known failure, and only that, is expected."""
-
-
-PUSH_DOES_NOT_FIT = pytest.mark.xfail(
-    strict=True, raises=PushDoesNotFit,
-    reason="issue 9: board1's backup push runs out of heap at the ESP32's 111,936 bytes")
-
-
-@PUSH_DOES_NOT_FIT
 def test_back_up_to_the_partner(world: dict[str, Any]) -> None:
     sim: Sim = world["sim"]
     assert "mid" in world and "node1" in world, "needs the MiMei and the pairing above"
@@ -157,9 +141,7 @@ def test_back_up_to_the_partner(world: dict[str, Any]) -> None:
 
     def done() -> Any:
         failed = log_of(sim, "board1")[since:].count("push failed")
-        if failed >= 3:
-            raise PushDoesNotFit(f"board1's push keeps failing:\n"
-                                 f"{sim.log_tail(sim.board('board1'))}")
+        assert failed < 3, f"board1's push keeps failing:\n{sim.log_tail(sim.board('board1'))}"
         st = cli_json(sim, "backup", "status", "board1")
         mm = st["mimei"].get(world["mid"])
         return st if mm and mm["partner_n"] == mm["last_n"] == 2 else None
@@ -169,11 +151,9 @@ def test_back_up_to_the_partner(world: dict[str, Any]) -> None:
     no_memory_errors(sim)
 
 
-@PUSH_DOES_NOT_FIT
 def test_failover_and_restore(world: dict[str, Any], tmp_path: Path) -> None:
     sim: Sim = world["sim"]
-    if not world.get("backed_up"):
-        raise PushDoesNotFit("needs the backup of test_back_up_to_the_partner")
+    assert world.get("backed_up"), "needs the backup of test_back_up_to_the_partner"
     mid = world["mid"]
     sim.kill("board1")
     for n, content in enumerate(world["versions"], 1):
