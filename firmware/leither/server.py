@@ -1,6 +1,5 @@
 # The node's RPC server: accepts TCP connections, runs the handshake of leither.rpc, maps the
-# client's key to a role and serves a table of methods. The node runtime (leither.node) makes
-# one Server, registers the store's methods on it and starts it; everything else is here.
+# client's key to a role and serves a table of methods (leither.node makes and starts it).
 """Asyncio RPC server for a Leither node (MicroPython and CPython).
 
 Embedding::
@@ -275,13 +274,18 @@ class Server:
         """check(need), after ``on_short_heap`` handed back caches if the heap ran short
         lately or is short now. Called before a handler runs, never inside one."""
         if memory.trim_due() or not check(need):
-            if self.on_short_heap is not None:
-                try:
-                    self.on_short_heap()
-                except Exception as err:  # noqa: BLE001 - a failed trim must not fail us
-                    self.log("short-heap hook failed: %r" % (err,))
+            self._shed()
             return check(need)
         return True
+
+    def _shed(self):
+        """Short of heap between requests: the node hands back caches, then a collection."""
+        try:
+            if self.on_short_heap is not None:
+                self.on_short_heap()
+        except Exception as err:  # noqa: BLE001 - a failed trim must not fail us
+            self.log("short-heap hook failed: %r" % (err,))
+        gc.collect()
 
     def _refuse(self, conn, why):
         """Tell a client before its hello that the node cannot take it now (retryable)."""
@@ -421,7 +425,7 @@ class Server:
                 await self._read_into(conn, body)
             finally:
                 admission.give_guest_bytes(n)
-            return _open(conn.channel, body), None
+            return _open(conn.channel, body, self._shed), None
         body = None
         if n <= _SMALL_FRAME:
             try:
@@ -430,12 +434,12 @@ class Server:
                 gc.collect()
         if body is not None:
             await self._read_into(conn, body)
-            return _open(conn.channel, body), None
+            return _open(conn.channel, body, self._shed), None
         await self._big.acquire()
         try:
             body = memoryview(self._in)[:n]
             await self._read_into(conn, body)
-            return _open(conn.channel, body), self._big.release
+            return _open(conn.channel, body, self._shed), self._big.release
         except BaseException:
             self._big.release()
             raise
@@ -521,7 +525,7 @@ class Server:
             size = conn.channel.seal_into(out.buf, out.pos - rpc.HEADER_LEN)
         except MemoryError:
             value = None
-            gc.collect()
+            self._shed()  # the handler is done: nothing of the request is held any more
             self.stats["busy"] += 1
             memory.note_busy()
             encode_reply(out, msgid, False, {"code": "busy", "msg": _BUSY_MSG}, None)
@@ -664,13 +668,13 @@ class Server:
                 "max_frame": self.max_frame}
 
 
-def _open(channel, body):
-    """Open a received frame in place; short of heap while checking its tag, collect and try
-    once more (the tag check changes nothing until it passes)."""
+def _open(channel, body, shed):
+    """Open a received frame in place; short of heap, shed and try once more (the channel
+    changes nothing until the frame is open)."""
     try:
         return channel.open_inplace(body)
     except MemoryError:
-        gc.collect()
+        shed()
         return channel.open_inplace(body)
 
 
