@@ -16,6 +16,10 @@ push): 2 MB in 20 MiMei pushed in 4.6 s and restored in 5.9 s, lowest free heap 
 free 18,656-19,232 (owner) and 27,136-27,728 (partner), but its restore runs short of heap after
 ~50 of 200 MiMei (a 1 KiB reply copy in rpc.open fails with ~25 KB free: fragmentation, the
 restoring node's free heap falling ~100 B per MiMei restored).
+After the CTR/tree-diff buffer reuse and the in-place request sealing (07:51): 2 MB in 20 MiMei
+pushed in 3.6 s and restored in 4.6 s, lowest free 28,512 (owner), 35,488 (partner), 21,296
+(restoring), no MemoryError; 20 MB in 200 MiMei pushed in 34.1 s, lowest free 18,960 (owner),
+26,960 (partner); its restore is still refused "busy" (the restoring node short of heap).
 """
 
 from __future__ import annotations
