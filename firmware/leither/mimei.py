@@ -182,6 +182,9 @@ class Store(History):
         self._unsynced = 0  # bytes written since the last durable commit (<= SYNC_BYTES)
         self._app = None
         self._app_keys = _CUR  # where the appender's tree goes: cur or the staged put
+        # (mid, stage) whose unsynced writes a failed append dropped: until the writer goes
+        # back to where the data still is, a write past it is refused, not zero-filled.
+        self._lost = None
 
     def trim(self):
         """Hand back the RAM kept for speed: the cached reader, the open dbs not in a
@@ -388,6 +391,14 @@ class Store(History):
                 or offset != st[size_key] or (stage and not offset)):
             st = self._cur(mid)  # settles an open appender
             app = None
+        if self._lost is not None and self._lost == (mid, stage):
+            if offset > st[size_key] and not (stage and not offset):
+                # The client was told its earlier pieces were taken (sync=False) and is
+                # resending the one that failed: a gap here is lost data, not a sparse write.
+                raise StoreError("writes of MiMei %s after byte %d were lost (the node ran "
+                                 "short of memory): write again from there"
+                                 % (mid, st[size_key]))
+            self._lost = None
         self._room(len(data))
         if stage:
             if not offset:
@@ -418,6 +429,7 @@ class Store(History):
                 app.abandon()
                 self._st_cache = None
                 self._dirty = False
+                self._lost = (mid, stage)
             raise
         if not stage:
             st["mtime"] = time_ms()

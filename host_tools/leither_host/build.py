@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -98,7 +99,13 @@ def build(board: str = "unix", out: Path | None = None) -> Bundle:
     rules = config.get("manifest", {})
     # The same modules boards/<board>/manifest.py freezes: other boards' ports and host-only
     # modules stay out. -O level from the board (3 drops line numbers: smaller, for ROMFS).
-    files = compile_tree(FIRMWARE, "leither", out_root, set(rules.get("exclude_ports", [])),
-                         optimize=int(rules.get("mpy_opt", 1)),
-                         exclude_modules=set(rules.get("exclude_modules", [])))
+    out_root.mkdir(parents=True, exist_ok=True)
+    # One build of a bundle at a time (parallel tests, a sim and a CLI build side by side):
+    # another's clean-up of stale outputs must not meet this one's half-made list.
+    with open(out_root.with_name(f".{out_root.name}.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        files = compile_tree(FIRMWARE, "leither", out_root,
+                             set(rules.get("exclude_ports", [])),
+                             optimize=int(rules.get("mpy_opt", 1)),
+                             exclude_modules=set(rules.get("exclude_modules", [])))
     return Bundle(board, out_root, files)

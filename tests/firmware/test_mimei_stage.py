@@ -146,3 +146,43 @@ def test_set_meta_is_the_public_way_to_write_descriptive_fields():
         s.close()
     finally:
         rmtree(d)
+
+
+class _Fail:
+    """An appender whose next write fails as a board's would when the heap runs short."""
+
+    def __init__(self, app):
+        self.app = app
+
+    def write(self, data):
+        raise MemoryError("memory allocation failed")
+
+    def abandon(self):
+        self.app.abandon()
+
+
+def test_a_failed_append_is_never_zero_filled():
+    # After a failed unsynced append (MemoryError: the node answers busy) the writes since
+    # the last durable point are gone; the client resends only the piece that failed. That
+    # resend must be refused, not stored after a hole of zeros that a commit would accept.
+    d = tmpdir("stage3")
+    try:
+        s = mimei.Store(d, SEED)
+        for stage in (True, False):
+            m = s.create("app", "lost%d" % stage)
+            new = _data(12000, 3)
+            s.set_data(m, 0, new[:3000], True, stage)  # durable up to 3000
+            s.set_data(m, 3000, new[3000:6000], False, stage)  # taken, not yet durable
+            s._app = _Fail(s._app)
+            raises(MemoryError, s.set_data, m, 6000, new[6000:9000], False, stage)
+            raises(StoreError, s.set_data, m, 6000, new[6000:9000], False, stage)
+            raises(StoreError, s.set_data, m, 6000, new[6000:9000], False, stage)  # still
+            for pos in range(3000, len(new), 3000):  # from where the data still is: fine
+                s.set_data(m, pos, new[pos:pos + 3000], False, stage)
+            if stage:
+                check(s.commit(m, len(new)) == len(new))
+            s.sync()
+            check(_same(s, m, new))
+        s.close()
+    finally:
+        rmtree(d)

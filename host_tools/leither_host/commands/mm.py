@@ -10,7 +10,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from leither_host.client import SyncSession, collect_pages
+from leither.errors import RPCError
+from leither_host.client import ConnectError, SyncSession, collect_pages
 from leither_host.errors import CliError
 from leither_host.nodes import call, open_node
 from leither_host.output import Progress, human_bytes, print_json, print_table
@@ -171,6 +172,7 @@ def _put(s: SyncSession, args: argparse.Namespace) -> Any:
     # anywhere, it leaves cur as it was (issue 10 row 12). A put at --offset patches in place.
     stage = args.offset is None
     start = time.monotonic()
+    restarts = 0
     try:
         with Progress(total, f"put {args.mid[:8]}") as bar:
             # Every piece but the last goes with sync=False (no durable commit per piece on
@@ -179,13 +181,27 @@ def _put(s: SyncSession, args: argparse.Namespace) -> Any:
             data = source.read(step)
             first = stage  # the first staged piece starts the stage: sent even when empty
             while data or first:
-                first = False
                 following = source.read(step) if data else b""
                 params = {"mid": args.mid, "offset": offset + written, "data": data,
                           "sync": not following and not stage}
                 if stage:
                     params["stage"] = True
-                call(s, "MFSetData", params)
+                try:
+                    s.call("MFSetData", params)
+                except ConnectError as err:
+                    raise CliError(f"MFSetData: {err}") from None
+                except RPCError as err:
+                    # A node short of memory may drop the unsynced pieces it had taken and
+                    # says so ("were lost"): a staged put from a file starts over from byte 0.
+                    if (not stage or "were lost" not in err.msg or restarts >= _PUT_RESTARTS
+                            or not source.seekable()):
+                        raise CliError(f"MFSetData: {err.msg} ({err.code})") from None
+                    restarts += 1
+                    source.seek(0)
+                    bar.advance_to(0, total)
+                    written, first, data = 0, True, source.read(step)
+                    continue
+                first = False
                 written += len(data)
                 bar.update(len(data))
                 data = following
@@ -200,6 +216,9 @@ def _put(s: SyncSession, args: argparse.Namespace) -> Any:
     result = {"mid": args.mid, "written": written, "size": size, "seconds": round(elapsed, 3)}
     return result, lambda d: print(f"wrote {human_bytes(d['written'])} to {d['mid']} "
                                    f"in {d['seconds']:.2f} s (size {human_bytes(d['size'])})")
+
+
+_PUT_RESTARTS = 3  # whole-file restarts of a staged put whose pieces the node lost
 
 
 def _get(s: SyncSession, args: argparse.Namespace) -> Any:
