@@ -323,6 +323,10 @@ class Sim:
     def down(self) -> int:
         """Stop every board (goodbye first) and remove the LAN; returns boards stopped.
         The LAN goes whatever happened to the boards: nothing is left behind."""
+        # Other processes (`leither sim start`, a restore, the dashboard's jobs) restart boards
+        # and record their new PIDs in the state file: stop those, not the ones this object
+        # remembers (a browser test left a restarted board running after every run).
+        self._load()
         count = 0
         try:
             for board in self.boards:
