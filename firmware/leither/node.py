@@ -213,7 +213,7 @@ class Node:
             if ticks_diff(ticks_ms(), last_maintain) >= every:
                 last_maintain = ticks_ms()
                 try:
-                    done = self.store.maintain()
+                    done = await self._maintain()
                     print("leither: maintenance: %d versions thinned, %d bytes freed" % (
                         done.get("deleted", 0), done.get("freed", 0)))
                 except (OSError, LeitherError) as err:
@@ -222,6 +222,17 @@ class Node:
             if abs(free - last_free) * 100 > max(last_free, 1):  # moved by more than 1%
                 last_free = free
                 self.announce()
+
+    async def _maintain(self):
+        """Store.maintain in its small steps, serving sessions in between: retention and
+        collection of a full board must not stall every client for their whole run."""
+        steps = self.store.maintain_steps()
+        try:
+            while True:
+                next(steps)
+                await asyncio.sleep(0)
+        except StopIteration as done:
+            return done.args[0] if done.args else {}
 
     # -- life cycle -----------------------------------------------------------------------------
 
