@@ -257,7 +257,10 @@ def test_update_txt_announces_at_once():
 
     async def run():
         m.update_txt({"pair": "1", "peer": "xyz"})
-        await asyncio.sleep(0.05)
+        for _ in range(100):  # polled, up to 5 s: a loaded machine may take its time
+            if sent:
+                break
+            await asyncio.sleep(0.05)
         m.close()
 
     asyncio.run(run())

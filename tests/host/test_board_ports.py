@@ -29,7 +29,10 @@ def test_pizero_button_and_led() -> None:
         pin.drive_low()  # pressed (gpiozero Button pulls up: low is pressed)
         await asyncio.sleep(0.1)
         pin.drive_high()
-        await asyncio.sleep(0.1)
+        for _ in range(100):  # polled, up to 5 s, not a fixed wait
+            if presses:
+                break
+            await asyncio.sleep(0.05)
         task.cancel()
 
     pizero._LONG_PRESS_S = 3.0
