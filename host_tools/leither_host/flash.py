@@ -16,9 +16,11 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -106,7 +108,10 @@ def mpremote_bin() -> str:
     return found
 
 
-def _mpremote(port: str, commands: list[list[str]], resume: bool) -> str:
+def _mpremote(port: str, commands: list[list[str]], resume: bool,
+              on_line: Callable[[str], None] | None = None) -> str:
+    """Run one mpremote session; its stdout. on_line sees each stdout line as it comes
+    (mpremote prints `cp SRC :DST` as it starts each copy: the flash's progress)."""
     argv = [mpremote_bin(), "connect", port]
     if resume:
         argv.append("resume")
@@ -114,22 +119,38 @@ def _mpremote(port: str, commands: list[list[str]], resume: bool) -> str:
         if i:
             argv.append("+")
         argv += cmd
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    timer = threading.Timer(MPREMOTE_TIMEOUT_S, proc.kill)  # a hung link ends, not the CLI
+    timer.start()
     try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=MPREMOTE_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        raise CliError(f"mpremote timed out talking to {port}") from None
+        assert proc.stdout is not None and proc.stderr is not None
+        lines = []
+        for line in proc.stdout:
+            lines.append(line)
+            if on_line is not None:
+                on_line(line.rstrip("\n"))
+        err = proc.stderr.read()
+        proc.wait()
+    finally:
+        timer.cancel()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    out = "".join(lines)
+    if proc.returncode == -signal.SIGKILL:
+        raise CliError(f"mpremote timed out talking to {port}")
     if proc.returncode != 0:
-        msg = (proc.stderr.strip() or proc.stdout.strip()).splitlines()
+        msg = (err.strip() or out.strip()).splitlines()
         raise CliError(f"mpremote on {port} failed: {msg[-1] if msg else proc.returncode}")
-    return proc.stdout
+    return out
 
 
 def flash_micropython(board: str, port: str, name: str, token: str, ssid: str | None,
                       password: str | None, rpc_port: int, resume: bool = True,
-                      reset: bool = True, progress: Callable[[str], None] | None = None
-                      ) -> FlashResult:
+                      reset: bool = True, progress: Callable[[str], None] | None = None,
+                      on_bytes: Callable[[int, int], None] | None = None) -> FlashResult:
     """Put the node's code where the board runs it from (see the header), then main.py and
-    config.json, and verify every file written."""
+    config.json, and verify every file written. on_bytes(done, total) follows the copy."""
     say = progress or (lambda _msg: None)
     result = FlashResult(board=board, name=name, claim_token=token, target=port)
     small_heap = "romfs_bytes" in board_config(board)
@@ -157,9 +178,21 @@ def flash_micropython(board: str, port: str, name: str, token: str, ssid: str | 
         present = set(json.loads(existing.strip().splitlines()[-1])) if existing.strip() else set()
         commands = [["fs", "mkdir", f":{d}"] for d in sorted(dirs, key=len) if d not in present]
         commands += [["fs", "cp", "-f", str(src), f":{dst}"] for src, dst in plan]
-        size = sum(s.stat().st_size for s, _ in plan)
+        sizes = {str(src): src.stat().st_size for src, _ in plan}
+        size = sum(sizes.values())
         say(f"writing {len(plan)} files ({size} bytes) to {port}")
-        _mpremote(port, commands, resume=True)
+        copied = [0, 0]  # bytes of the files whose copy finished, size of the one under way
+
+        def follow(line: str) -> None:
+            words = line.split()
+            if on_bytes is not None and len(words) == 3 and words[0] == "cp":
+                copied[0] += copied[1]  # a new copy starts: the one before it is done
+                copied[1] = sizes.get(words[1], 0)
+                on_bytes(copied[0], size)
+
+        _mpremote(port, commands, resume=True, on_line=follow)
+        if on_bytes is not None:
+            on_bytes(size, size)
         result.files = len(plan)
         result.bytes = sum(src.stat().st_size for src, _ in plan)
         say("verifying SHA-256 of every file on the board")

@@ -213,3 +213,25 @@ def test_flash_esp32_refuses_a_firmware_without_leither_or_romfs(tmp_path: Path)
     assert "neither Leither frozen in nor a ROMFS partition" in proc.stderr
     assert "leither build --board esp32" in proc.stderr
     assert not (device / "lib").exists() and not (device / "main.py").exists()
+
+
+@pytest.mark.skipif(SOCAT is None, reason="socat not installed (apt-get install socat)")
+def test_flash_reports_bytes_as_the_files_go(tmp_path: Path) -> None:
+    from leither_host.flash import flash_micropython
+
+    micropython = str(Path(sys.executable).parent / "micropython")
+    env = {k: v for k, v in os.environ.items() if k != "MICROPYPATH"}
+    socat, device, tty = _serial_board(tmp_path, [micropython, "-X", "heapsize=512K"], env)
+    seen: list[tuple[int, int]] = []
+    try:
+        result = flash_micropython("unix", str(tty), "prog1", "0123456789abcdef", None, None,
+                                   4800, reset=False,
+                                   on_bytes=lambda done, total: seen.append((done, total)))
+    finally:
+        _close_board(socat)
+    total = result.bytes
+    assert result.verified == result.files > 20
+    # One report as each file starts, then the whole: never backwards, ending at the total.
+    assert len(seen) == result.files + 1 and all(t == total for _d, t in seen)
+    assert [d for d, _t in seen] == sorted(d for d, _t in seen) and seen[-1] == (total, total)
+    assert seen[0][0] == 0 and 0 < seen[len(seen) // 2][0] < total

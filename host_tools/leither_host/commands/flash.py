@@ -11,7 +11,7 @@ from pathlib import Path
 
 from leither_host.errors import CliError
 from leither_host.flash import flash_micropython, pizero_bundle
-from leither_host.output import print_json
+from leither_host.output import Progress, print_json
 
 EXAMPLES = """examples:
   leither flash --board esp32 --port /dev/ttyUSB0 --name kitchen \\
@@ -52,9 +52,21 @@ def run(args: argparse.Namespace) -> int:
         if not Path(args.port).exists():
             raise CliError(f"no serial port {args.port}")
         say = (lambda msg: print(f"flash: {msg}", file=sys.stderr)) if not args.json else None
-        result = flash_micropython(args.board, args.port, args.name, token, args.wifi_ssid,
-                                   args.wifi_password, args.rpc_port, reset=not args.no_reset,
-                                   progress=say)
+        bar: list[Progress] = []  # made at the first copy: the total is known then
+
+        def copied(done: int, total: int) -> None:
+            if not bar:
+                bar.append(Progress(total, "flash"))
+            bar[0].advance_to(done, total)
+
+        try:
+            result = flash_micropython(args.board, args.port, args.name, token,
+                                       args.wifi_ssid, args.wifi_password, args.rpc_port,
+                                       reset=not args.no_reset, progress=say,
+                                       on_bytes=None if args.json else copied)
+        finally:
+            for b in bar:
+                b.close()
     if args.json:
         print_json(asdict(result))
     elif args.board == "pizero":
