@@ -8,7 +8,7 @@ from leither.errors import StoreError
 from testutil import rmtree, tmpdir
 
 # As test_mimei_stage.py.
-MP_HEAP = "256K"
+MP_HEAP = "272K"
 
 SEED = bytes(range(32))
 

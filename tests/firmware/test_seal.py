@@ -5,7 +5,7 @@ from leither.errors import AuthError
 
 from testutil import raises, rmtree, tmpdir
 
-MP_HEAP = "192K"  # store, seal, crypto, treediff as .mpy in the heap, plus sets of tree hashes
+MP_HEAP = "208K"  # store, seal, crypto, treediff as .mpy in the heap, plus sets of tree hashes
 KEY = bytes(range(32))
 
 

@@ -6,9 +6,9 @@ from leither.vault import Vault
 
 from testutil import raises, rmtree, tmpdir
 
-# Passes from 108K (its code and ours sit in the unix port's heap); 20% headroom
-# so a shifted heap layout cannot fail it (ci/mp_heap_margin.py).
-MP_HEAP = "144K"
+# Passes from 136K but failed at 144K in one layout (its code and ours sit in the unix
+# port's heap); ≥ 20% headroom so a shifted layout cannot fail it (ci/mp_heap_margin.py).
+MP_HEAP = "192K"
 KEY = bytes(range(32))
 
 
