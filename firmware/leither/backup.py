@@ -30,7 +30,7 @@ import gc
 import os
 
 from leither import cbor
-from leither.compat import IS_MICROPYTHON, makedirs, ticks_diff, ticks_ms, time_ms
+from leither.compat import IS_MICROPYTHON, file_names, makedirs, ticks_diff, ticks_ms, time_ms
 from leither.errors import AuthError, LeitherError, RPCError
 from leither.identity import read_file, write_atomic
 
@@ -73,19 +73,6 @@ def _part(name):
             gc.collect()
         module = __import__("leither." + name, None, None, ("run",))
     return module
-
-
-def _names(path):
-    """The file names in path (no temp files) one at a time: the store's MiMei, named by
-    their hex raw IDs (a list of 200 would hold ~13 KiB of a board's heap)."""
-    if hasattr(os, "ilistdir"):  # MicroPython
-        for entry in os.ilistdir(path):
-            if not entry[0].endswith(".tmp"):
-                yield entry[0]
-    else:
-        for name in os.listdir(path):
-            if not name.endswith(".tmp"):
-                yield name
 
 
 def _mid(name):
@@ -293,7 +280,7 @@ class Service:
         store_ = self.node.store
         pending_total = 0
         i = -1
-        for name in _names(store_.root + "/mm") if store_ is not None else ():
+        for name in file_names(store_.root + "/mm") if store_ is not None else ():
             i += 1
             mid = _mid(name)
             entry = self.mm_get(mid)

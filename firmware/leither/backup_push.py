@@ -35,7 +35,7 @@ from leither import (
     treediff,
     vault,
 )
-from leither.compat import IS_MICROPYTHON, ticks_diff, ticks_ms, time_ms
+from leither.compat import IS_MICROPYTHON, file_names, ticks_diff, ticks_ms, time_ms
 from leither.errors import LeitherError, RPCError, StoreError
 from leither.identity import read_file
 from leither.port import net
@@ -169,22 +169,9 @@ async def call(svc, method, params, client=None, timeout_ms=None):
 # ---- the push ----------------------------------------------------------------------------
 
 
-def each_name(path):
-    """The names of the files in path (no temp files), one at a time: a list of 200 MiMei
-    names would hold ~13 KiB of a board's heap for a whole push."""
-    if hasattr(os, "ilistdir"):  # MicroPython
-        for entry in os.ilistdir(path):
-            if not entry[0].endswith(".tmp"):
-                yield entry[0]
-    else:
-        for name in os.listdir(path):
-            if not name.endswith(".tmp"):
-                yield name
-
-
 def mimei_names(st):
     """The file names (hex raw IDs) of the store's MiMei, one at a time."""
-    return each_name(st.root + "/mm")
+    return file_names(st.root + "/mm")
 
 
 def mid_of(name):

@@ -84,3 +84,18 @@ def makedirs(path):
             os.mkdir(cur)
         except OSError:
             pass
+
+
+def file_names(path):
+    """The names of the files in path (no temp files), one at a time: a list of 200 MiMei
+    names would hold ~13 KiB of a board's heap (MicroPython's ilistdir makes none)."""
+    import os
+
+    if hasattr(os, "ilistdir"):  # MicroPython
+        for entry in os.ilistdir(path):
+            if not entry[0].endswith(".tmp"):
+                yield entry[0]
+    else:
+        for name in os.listdir(path):
+            if not name.endswith(".tmp"):
+                yield name

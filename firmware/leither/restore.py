@@ -15,7 +15,7 @@ import binascii
 import os
 
 from leither import cbor, crypto, fence, ids, memory, mimei, rpc, rpcclient, seal
-from leither.compat import IS_MICROPYTHON, time_ms
+from leither.compat import IS_MICROPYTHON, file_names, time_ms
 from leither.errors import AuthError, RPCError, StoreError
 from leither.identity import write_atomic
 from leither.store import give, take
@@ -140,18 +140,6 @@ async def _page(client, offset):
     return (await client.call("BKList", {"offset": offset, "count": 64}, _CALL_MS))["entries"]
 
 
-def _names(path):
-    """File names in path (no temp files), one at a time."""
-    if hasattr(os, "ilistdir"):  # MicroPython: no list of them all
-        for entry in os.ilistdir(path):
-            if not entry[0].endswith(".tmp"):
-                yield entry[0]
-    else:
-        for name in os.listdir(path):
-            if not name.endswith(".tmp"):
-                yield name
-
-
 def _collect():
     """Free the last reply's garbage before the next one is decoded: a reply needs one
     contiguous block of several KiB, which a fragmented board heap may not have."""
@@ -200,7 +188,7 @@ async def run(node, service, params):
     try:
         # Pass 1, versions in push order; each MiMei's push state (newest version, its root)
         # goes to its file at once: nothing per MiMei is held (200 must fit a board's heap).
-        for name in list(_names(service.dir + "/mm")):  # the fresh board's own, if any
+        for name in list(file_names(service.dir + "/mm")):  # the fresh board's own, if any
             os.remove(service.dir + "/mm/" + name)
         offset = 0
         while True:
@@ -234,7 +222,7 @@ async def run(node, service, params):
                     meta = cbor.loads(await pull.open_named(name))
                     if store.exists(meta["id"]):
                         store.set_meta(meta["id"], meta)  # what import_version cannot know
-        for name in _names(service.dir + "/mm"):
+        for name in file_names(service.dir + "/mm"):
             store.restore(ids.b58encode(binascii.unhexlify(name)), "last")
         pair = await pull.open_named(pair_name) if pair_name is not None else None
     finally:
