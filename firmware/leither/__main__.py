@@ -1,6 +1,6 @@
 # `python -m leither --root DIR ...` and `micropython -m leither --root DIR ...`
 import sys
 
-from leither.node import main
+from .node import main
 
 sys.exit(main())

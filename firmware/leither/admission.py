@@ -4,13 +4,8 @@
 # quota of sessions and of bytes in flight; wrong claim tokens slow down their own address.
 """Admission control for the node's RPC server (see SECURITY.md, "Lockout")."""
 
-from leither.compat import ticks_diff, ticks_ms
-from leither.rpc import GUEST
-
-try:
-    from micropython import const
-except ImportError:
-    from leither.compat import const
+from .compat import const, ticks_diff, ticks_ms
+from .rpc import GUEST
 
 # Connection phases: waiting for the hello, handshaking, serving.
 HELLO = const(0)

@@ -3,10 +3,10 @@
 # maps with named fields; db methods take {"mid", "args": [...]}, like redis-cli's arguments.
 """Registers the MiMei, file and db methods of a Store on a Server."""
 
-from leither import cbor, mimei
-from leither.errors import RPCError
-from leither.rpc import OWNER, PEER
-from leither.server import Bulk
+from . import cbor, mimei
+from .errors import RPCError
+from .rpc import OWNER, PEER
+from .server import Bulk
 
 # Db methods that only read; every other db method needs the write right.
 DB_READ = ("Get", "Strlen", "Exists", "Type", "Scan", "Hget", "Hlen", "Hmget", "Hgetall",
@@ -98,7 +98,7 @@ class API:
 
     def allows(self, key, right, method, params):
         """Rights of a non-owner: the MiMei's bitmask for the caller's member ID."""
-        from leither import ids
+        from . import ids
 
         mid = params.get("mid") if isinstance(params, dict) else None
         if not isinstance(mid, str) or not self.store.exists(mid):

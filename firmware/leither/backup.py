@@ -29,15 +29,10 @@ import asyncio
 import gc
 import os
 
-from leither import cbor
-from leither.compat import IS_MICROPYTHON, file_names, makedirs, ticks_diff, ticks_ms, time_ms
-from leither.errors import AuthError, LeitherError, RPCError
-from leither.identity import read_file, write_atomic
-
-try:
-    from micropython import const
-except ImportError:
-    from leither.compat import const
+from . import cbor
+from .compat import IS_MICROPYTHON, const, file_names, makedirs, ticks_diff, ticks_ms, time_ms
+from .errors import AuthError, LeitherError, RPCError
+from .identity import read_file, write_atomic
 
 _STATUS_PAGE = const(32)  # MiMei per BackupStatus reply (fits a board's 8 KiB frame)
 _SCHEDULE_MS = const(60000)  # look for unpushed versions this often even without a kick
@@ -78,7 +73,7 @@ def _part(name):
 def _mid(name):
     import binascii
 
-    from leither import ids
+    from . import ids
 
     return ids.b58encode(binascii.unhexlify(name))
 
@@ -116,7 +111,7 @@ class Service:
         self._last_audit = ticks_ms()
         self._restoring = False
         self.hello_done = False  # a BKHello went through since boot (the fence is checked)
-        from leither import fence
+        from . import fence
 
         self.incarnation = fence.incarnation(node)  # (n, signed record or None)
         self.replaced = fence.load_replaced(node)  # {"time", "incarnation", "was"} or None
@@ -138,7 +133,7 @@ class Service:
         if self._keys is None:
             key = self._read(KEY_FILE)
             if key is not None and len(key) == 32:
-                from leither import seal
+                from . import seal
 
                 self._keys = seal.Keys(key)
         return self._keys
@@ -155,7 +150,7 @@ class Service:
     def _mm_path(self, mid):
         import binascii
 
-        from leither import ids
+        from . import ids
 
         return self.dir + "/mm/" + binascii.hexlify(ids.id_raw(mid)).decode()
 
@@ -197,7 +192,7 @@ class Service:
 
             server.register("MMBackup", mm_backup, roles, right=right)
         if self.replaced is not None:
-            from leither import fence
+            from . import fence
 
             fence.refuse(self.node, self.replaced)
 
@@ -211,7 +206,7 @@ class Service:
 
     async def start(self):
         if self.replaced is not None:
-            from leither import fence
+            from . import fence
 
             fence.show(self.node, self.replaced)
             return  # a replaced board pushes nothing (fence)
@@ -253,7 +248,7 @@ class Service:
 
     def set_key(self, key):
         """Install the owner's backup key (refused if another one already sealed backups)."""
-        from leither import seal
+        from . import seal
 
         key = bytes(key)
         old = self._read(KEY_FILE)
@@ -265,7 +260,7 @@ class Service:
 
     def ensure_key(self):
         if self.keys is None:
-            from leither import crypto
+            from . import crypto
 
             self.set_key(crypto.random(32))
         return self.keys

@@ -6,15 +6,10 @@
 
 import os
 
-from leither import crypto, receipt, seal, treediff
-from leither.compat import time_ms
-from leither.errors import RPCError
-from leither.identity import write_atomic
-
-try:
-    from micropython import const
-except ImportError:
-    from leither.compat import const
+from . import crypto, receipt, seal, treediff
+from .compat import const, time_ms
+from .errors import RPCError
+from .identity import write_atomic
 
 _RECEIPTS_KEPT = const(64)  # receipt files kept on the node (~220 B each)
 _HOUR_MS = const(3600000)
@@ -27,7 +22,7 @@ def _log(line):
 async def audit(svc, count):
     """Challenge the partner on count random pushed blocks; [{mid, n, ok, error}] (and the
     service's counters move)."""
-    from leither.compat import ticks_ms
+    from .compat import ticks_ms
 
     svc._last_audit = ticks_ms()
     st = svc.node.store

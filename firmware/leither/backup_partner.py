@@ -24,14 +24,10 @@ incarnation is older than the newest this vault has seen gets ``replaced`` on ev
 BKFence, so a board replaced by a restore can neither push, prune, audit nor read as the node.
 """
 
-from leither import crypto, fence, ids, store, vault
-from leither.errors import AuthError, LeitherError, RPCError
-from leither.port import net
-
-try:
-    from micropython import const
-except ImportError:
-    from leither.compat import const
+from . import crypto, fence, ids, store, vault
+from .compat import const
+from .errors import AuthError, LeitherError, RPCError
+from .port import net
 
 _GET_MAX = const(16384)  # bytes of blobs per BKGet reply (the restoring node holds it whole)
 _HAVE_MAX = const(256)  # names per BKHave request
@@ -174,7 +170,7 @@ def _hello(svc, caller, params, v, p):
     if addr and isinstance(port, int) and (p.get("addr"), p.get("port")) != (addr, port):
         p["addr"], p["port"] = addr, port  # the partner moved (e.g. restored elsewhere)
         try:
-            from leither import pairing
+            from . import pairing
 
             pairing.save_partner(svc.node.root, p)
         except (ImportError, OSError, LeitherError):

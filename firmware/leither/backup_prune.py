@@ -15,15 +15,10 @@ import asyncio
 import binascii
 import os
 
-from leither import backup_push, ids, store, vault
-from leither.compat import fsync
-from leither.errors import LeitherError
-from leither.identity import write_atomic
-
-try:
-    from micropython import const
-except ImportError:
-    from leither.compat import const
+from . import backup_push, ids, store, vault
+from .compat import const, fsync
+from .errors import LeitherError
+from .identity import write_atomic
 
 _TOMBS = "tombstones"  # records raw MiMei ID(20) | version n (u32 BE; _ALL: the MiMei)
 _TOMB_LEN = const(24)

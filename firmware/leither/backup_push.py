@@ -22,7 +22,7 @@ a partner that saw a newer one answers ``replaced`` and this board stops (fence.
 import asyncio
 import os
 
-from leither import (
+from . import (
     cbor,
     crypto,
     fence,
@@ -35,15 +35,10 @@ from leither import (
     treediff,
     vault,
 )
-from leither.compat import IS_MICROPYTHON, file_names, ticks_diff, ticks_ms, time_ms
-from leither.errors import LeitherError, RPCError, StoreError
-from leither.identity import read_file
-from leither.port import net
-
-try:
-    from micropython import const
-except ImportError:
-    from leither.compat import const
+from .compat import IS_MICROPYTHON, const, file_names, ticks_diff, ticks_ms, time_ms
+from .errors import LeitherError, RPCError, StoreError
+from .identity import read_file
+from .port import net
 
 # Bytes of sealed blobs per BKPut: one request frame, held whole by the sender and the receiver
 # (a blob over it goes in pieces). CPython: 8-16 KiB keep an 8 Mbit/s tbf link full (48 KiB:

@@ -40,13 +40,8 @@ ITEM_COST). Nothing is allocated from a declared length before the bytes arrive.
 
 import struct
 
-from leither.compat import IS_MICROPYTHON
-from leither.errors import DecodeError
-
-try:
-    from micropython import const
-except ImportError:  # CPython
-    from leither.compat import const
+from .compat import IS_MICROPYTHON, const
+from .errors import DecodeError
 
 # Major types (RFC 8949 §3.1), for encode_head.
 UINT = const(0)

@@ -17,7 +17,7 @@ import os
 import struct
 import sys
 
-from leither.errors import AuthError
+from .errors import AuthError
 
 _MICROPYTHON = sys.implementation.name == "micropython"
 
@@ -191,7 +191,7 @@ def _default_ecb(key):
         import cryptolib
 
         return cryptolib.aes(key, 1)
-    from leither.aes import AES128
+    from .aes import AES128
 
     return AES128(key)
 
@@ -201,33 +201,33 @@ def _default_ecb(key):
 # agrees keys pays for them (imported on first use; later a sys.modules lookup).
 def sign_public(seed):
     """The Ed25519 public key (32 bytes) of a 32-byte seed."""
-    from leither import ed25519
+    from . import ed25519
 
     return ed25519.public_key(seed)
 
 
 def sign(seed, msg):
     """The 64-byte Ed25519 signature of msg by the key of seed."""
-    from leither import ed25519
+    from . import ed25519
 
     return ed25519.sign(seed, msg)
 
 
 def verify(public, msg, signature):
     """True if signature is a valid Ed25519 signature of msg by public; never raises."""
-    from leither import ed25519
+    from . import ed25519
 
     return ed25519.verify(public, msg, signature)
 
 
 def _dh_public(private):
-    from leither import x25519
+    from . import x25519
 
     return x25519.public_key(private)
 
 
 def _dh(private, public):
-    from leither import x25519
+    from . import x25519
 
     return x25519.x25519(private, public)
 
@@ -236,7 +236,7 @@ CTR = CTRFromECB
 PYCRYPTODOME = None  # on CPython: "Crypto" or "Cryptodome", the name pycryptodome was found by
 BACKEND = "cryptolib AES, pure Ed25519/X25519"  # what serves, for logs and benches
 if not _MICROPYTHON:
-    from leither import cryptodome as _lib
+    from . import cryptodome as _lib
 
     PYCRYPTODOME = _lib.NAMESPACE
     _slow = []  # the pieces that run on pure Python here

@@ -7,7 +7,7 @@
 
 import importlib
 
-from leither.ed25519 import SMALL_ORDER as _SMALL_ORDER
+from .ed25519 import SMALL_ORDER as _SMALL_ORDER
 
 _AES_BLOCK = 16  # bytes
 

@@ -35,7 +35,8 @@
 
 import struct
 
-from leither.dbcodec import (
+from .compat import const
+from .dbcodec import (
     MAX_KEY,
     MAX_VALUE,
     NAMES,
@@ -49,13 +50,8 @@ from leither.dbcodec import (
     too_big,
     writer,
 )
-from leither.dbpage import Tree
-from leither.errors import StoreError
-
-try:
-    from micropython import const
-except ImportError:
-    from leither.compat import const
+from .dbpage import Tree
+from .errors import StoreError
 
 _BATCH = const(32)  # records collected per step when deleting a whole key
 _S = const(0x73)  # "s"
@@ -88,7 +84,7 @@ class DB:
 
     def __init__(self, path, _tree=None):
         if _tree is None:
-            from leither.compat import makedirs
+            from .compat import makedirs
 
             makedirs(path)
             _tree = Tree(path)
@@ -374,7 +370,7 @@ class DB:
         # db of strings and hashes leaves more of a small heap to the page cache.
         if name.startswith("__") or DB._coll:
             raise AttributeError(name)
-        from leither import dbcoll
+        from . import dbcoll
 
         for method in dbcoll.METHODS:
             setattr(DB, method, getattr(dbcoll, method))
@@ -432,7 +428,7 @@ class DB:
     def export(self):
         """Yield the canonical serialization of the committed content (not an open
         transaction's writes) in pieces of about 1 KiB (see leither.dbio)."""
-        from leither.dbio import export
+        from .dbio import export
 
         return export(self)
 
@@ -440,6 +436,6 @@ class DB:
     def restore(cls, path, pieces):
         """Replace the db in `path` by the content of an export() stream, atomically: a
         crash or a bad stream leaves the old content. The db must not be open."""
-        from leither.dbio import restore
+        from .dbio import restore
 
         restore(cls, path, pieces)

@@ -5,12 +5,8 @@
 
 import struct
 
-from leither.errors import StoreError
-
-try:
-    from micropython import const
-except ImportError:
-    from leither.compat import const
+from .compat import const
+from .errors import StoreError
 
 # Limits chosen so that every record fits dbpage.MAX_ENTRY (1012 bytes): a hash field record
 # is 2+200+1+2+200 key bytes and 3+600 value bytes = 1008.

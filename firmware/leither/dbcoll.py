@@ -5,7 +5,8 @@
 
 import struct
 
-from leither.dbcodec import (
+from .compat import const
+from .dbcodec import (
     READ_BYTES,
     READ_ITEMS,
     check_int,
@@ -20,12 +21,7 @@ from leither.dbcodec import (
     too_big,
     writer,
 )
-from leither.errors import StoreError
-
-try:
-    from micropython import const
-except ImportError:
-    from leither.compat import const
+from .errors import StoreError
 
 MAX_KEY = const(200)  # as leither.dbcodec.MAX_KEY
 MAX_VALUE = const(600)  # as leither.dbcodec.MAX_VALUE

@@ -12,15 +12,11 @@
 import os
 import struct
 
-from leither import dbpage
-from leither.dbcodec import MAX_KEY, MAX_VALUE, NAMES, cbor_head, enc, from_score
-from leither.dbpage import Tree
-from leither.errors import DecodeError, StoreError
-
-try:
-    from micropython import const
-except ImportError:
-    from leither.compat import const
+from . import dbpage
+from .compat import const
+from .dbcodec import MAX_KEY, MAX_VALUE, NAMES, cbor_head, enc, from_score
+from .dbpage import Tree
+from .errors import DecodeError, StoreError
 
 _PIECE = const(1024)  # bytes per export piece: small enough for an RPC frame and the heap
 _HASH = const(0x68)
@@ -107,7 +103,7 @@ class _Out:
 def restore(cls, path, pieces):
     """Build a new tree generation in `path` from an export stream, then switch to it with
     the one atomic root rename; on any error the new generation's files are removed."""
-    from leither.compat import makedirs
+    from .compat import makedirs
 
     makedirs(path)
     old = Tree(path)  # recovery also removes the leftovers of an interrupted restore

@@ -29,13 +29,8 @@ import os
 import struct
 from binascii import crc32
 
-from leither.compat import fsync
-from leither.errors import StoreError
-
-try:
-    from micropython import const
-except ImportError:
-    from leither.compat import const
+from .compat import const, fsync
+from .errors import StoreError
 
 # bytes per page: half a 4 KiB flash block. 4 KiB pages do not fit: on the 64-bit unix port
 # the engine's code takes ~40 KB of a 64 KB heap and leaves no free 4 KiB run (measured).

@@ -6,12 +6,8 @@
 
 import struct
 
-from leither.errors import DecodeError
-
-try:
-    from micropython import const
-except ImportError:
-    from leither.compat import const
+from .compat import const
+from .errors import DecodeError
 
 TYPE_A = const(1)
 TYPE_PTR = const(12)

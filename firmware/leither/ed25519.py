@@ -15,7 +15,7 @@
 try:
     from hashlib import sha512 as _sha512
 except ImportError:  # MicroPython: hashlib has no sha512
-    from leither.sha512 import sha512 as _sha512
+    from .sha512 import sha512 as _sha512
 
 P = 2**255 - 19  # the field prime (RFC 8032 §5.1)
 L = 2**252 + 27742317777372353535851937790883648493  # order of the base point

@@ -24,10 +24,10 @@ epoch of the restore that replaced it, "incarnation": the newer incarnation, "wa
 board's}``; GetVar ``incarnation``: this board's number.
 """
 
-from leither import cbor, crypto, ids
-from leither.compat import time_ms
-from leither.errors import AuthError, DecodeError, LeitherError
-from leither.identity import read_file, write_atomic
+from . import cbor, crypto, ids
+from .compat import time_ms
+from .errors import AuthError, DecodeError, LeitherError
+from .identity import read_file, write_atomic
 
 DOMAIN = b"leither-incarnation/1"
 FILE = "incarnation.cbor"

@@ -6,14 +6,9 @@
 
 import os
 
-from leither import cbor, crypto, ids, store
-from leither.compat import time_ms
-from leither.errors import DecodeError, StoreError
-
-try:
-    from micropython import const
-except ImportError:  # CPython
-    from leither.compat import const
+from . import cbor, crypto, ids, store
+from .compat import const, time_ms
+from .errors import DecodeError, StoreError
 
 TYPES = ("file", "db")
 KEEP_LAST = const(10)  # versions kept by retain() before thinning

@@ -5,9 +5,9 @@
 import os
 import sys
 
-from leither import crypto, ids
-from leither.compat import IS_MICROPYTHON, exists, fsync
-from leither.errors import StoreError
+from . import crypto, ids
+from .compat import IS_MICROPYTHON, exists, fsync
+from .errors import StoreError
 
 _KEY_FILE = "node.key"  # 32-byte Ed25519 seed
 _OWNER_FILE = "owner.pub"  # 32-byte Ed25519 public key of the owner

@@ -4,7 +4,7 @@
 
 import hashlib
 
-from leither.errors import DecodeError
+from .errors import DecodeError
 
 ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"  # Bitcoin's, no 0OIl
 RAW_ID_SIZE = 20  # bytes: 160 bits of SHA-256 (DESIGN §2)

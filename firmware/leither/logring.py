@@ -7,13 +7,8 @@
 
 import builtins
 
-from leither.compat import IS_MICROPYTHON, time_ms
-from leither.errors import RPCError
-
-try:
-    from micropython import const
-except ImportError:
-    from leither.compat import const
+from .compat import IS_MICROPYTHON, const, time_ms
+from .errors import RPCError
 
 # Bytes of log text kept: a few KiB on a board's ~110 KB heap (each line also costs a small
 # object), more on a Pi/PC. Lines longer than LINE_MAX are cut.
@@ -94,7 +89,7 @@ class Service:
         self.ring = install()
 
     def register(self, server):
-        from leither.rpc import OWNER
+        from .rpc import OWNER
 
         server.register("GetLog", self._get_log, (OWNER,))
 

@@ -25,14 +25,9 @@
 
 import os
 
-from leither import dns
-from leither.compat import ticks_diff, ticks_ms
-from leither.errors import DecodeError
-
-try:
-    from micropython import const
-except ImportError:
-    from leither.compat import const
+from . import dns
+from .compat import const, ticks_diff, ticks_ms
+from .errors import DecodeError
 
 SERVICE = "_leither._tcp.local"
 META_QUERY = "_services._dns-sd._udp.local"  # RFC 6763 §9
@@ -209,7 +204,7 @@ class MDNS:
     # ---- sending ------------------------------------------------------------------------
 
     def _send(self, data, ip, port):
-        from leither.port import net
+        from .port import net
 
         return net.sendto(self.sock, data, ip, port)
 
@@ -666,7 +661,7 @@ class MDNS:
         Await .announced.wait() to know when the name is ours.
         """
         if self.sock is None:
-            from leither.port import net
+            from .port import net
 
             try:
                 self.sock = net.open_mdns_socket(self.addresses[0] if self.addresses else None)
@@ -711,7 +706,7 @@ class MDNS:
         del tasks
 
     async def _receive_loop(self):
-        from leither.port import net
+        from .port import net
 
         while True:
             try:
@@ -765,6 +760,6 @@ class MDNS:
 # the host use it); the runner lives in leither.mdnsrun, which a board's bundle leaves out.
 
 if __name__ == "__main__":
-    from leither.mdnsrun import main
+    from .mdnsrun import main
 
     main()

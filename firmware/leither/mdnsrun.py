@@ -6,8 +6,8 @@
 
 import asyncio
 
-from leither.compat import ticks_diff, ticks_ms
-from leither.mdns import MDNS, STOPPED, _wait_event
+from .compat import ticks_diff, ticks_ms
+from .mdns import MDNS, STOPPED, _wait_event
 
 _USAGE = """usage: -m leither.mdns --name NAME --port N [--txt k=v ...] [--addr IP ...]
        [--browse SERVICE --timeout MS] [--run-ms MS]
@@ -105,7 +105,7 @@ async def _read_commands(node, done):
 async def _run(opts, holder):
     start = ticks_ms()
     if not opts["addr"]:
-        from leither.port import net
+        from .port import net
 
         opts["addr"] = net.local_ipv4()
     import json

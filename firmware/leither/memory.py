@@ -5,12 +5,7 @@
 
 import gc
 
-from leither.compat import IS_MICROPYTHON
-
-try:
-    from micropython import const
-except ImportError:
-    from leither.compat import const
+from .compat import IS_MICROPYTHON, const
 
 # Free heap (bytes) below which new sessions are refused with "busy": a session costs ~2.5 KB
 # (asyncio stream and task, keys, caller) and its handshake ~3 KB of short-lived big-int

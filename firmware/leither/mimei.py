@@ -80,10 +80,10 @@ version. State of a MiMei: one CBOR file mm/<hex raw id>, replaced atomically.
 
 import os
 
-from leither import cbor, crypto, ids, store
-from leither.compat import makedirs, time_ms
-from leither.errors import DecodeError, StoreError
-from leither.history import (  # noqa: F401 - offered here too (mimei.check_record...)
+from . import cbor, crypto, ids, store
+from .compat import const, makedirs, time_ms
+from .errors import DecodeError, StoreError
+from .history import (  # noqa: F401 - offered here too (mimei.check_record...)
     KEEP_LAST,
     STAGE_IDLE,
     TYPES,
@@ -92,11 +92,6 @@ from leither.history import (  # noqa: F401 - offered here too (mimei.check_reco
     record_body,
     thin,
 )
-
-try:
-    from micropython import const
-except ImportError:  # CPython
-    from leither.compat import const
 
 READ = const(1)
 WRITE = const(2)
@@ -555,7 +550,7 @@ class Store(History):
 
     def _db_cls(self):
         if self._db_class is None:
-            from leither.db import DB
+            from .db import DB
 
             self._db_class = DB
         return self._db_class

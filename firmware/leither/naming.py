@@ -5,13 +5,9 @@
 
 import json
 
-from leither.errors import RPCError
-from leither.identity import write_atomic
-
-try:
-    from micropython import const
-except ImportError:
-    from leither.compat import const
+from .compat import const
+from .errors import RPCError
+from .identity import write_atomic
 
 NAME_MAX = const(63)  # characters: one DNS label
 
@@ -32,7 +28,7 @@ class Service:
         self.node = node
 
     def register(self, server):
-        from leither.rpc import OWNER
+        from .rpc import OWNER
 
         server.register("SetName", self._set_name, (OWNER,))
 

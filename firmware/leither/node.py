@@ -8,14 +8,10 @@ import json
 import sys
 
 import leither
-from leither import identity
-from leither.compat import IS_MICROPYTHON, exists, makedirs, ticks_diff, ticks_ms
-from leither.errors import LeitherError
 
-try:
-    from micropython import const
-except ImportError:
-    from leither.compat import const
+from . import identity
+from .compat import IS_MICROPYTHON, const, exists, makedirs, ticks_diff, ticks_ms
+from .errors import LeitherError
 
 DEFAULT_PORT = const(4800)
 # Retention (last N versions + hourly/daily/weekly history) and block collection, every hour:
@@ -79,11 +75,11 @@ def load_config(root):
 
 def load_board(name, root, config):
     if name == "unix":
-        from leither.port import unix as port
+        from .port import unix as port
     elif name == "esp32":
-        from leither.port import esp32 as port
+        from .port import esp32 as port
     elif name == "pizero":
-        from leither.port import pizero as port
+        from .port import pizero as port
     else:
         raise LeitherError("unknown board %r" % name)
     return port.Board(root, config)
@@ -141,7 +137,7 @@ class Node:
         if name == "heap":  # free heap in bytes (MicroPython); None on CPython
             return self.board.free_heap() if self.board is not None else None
         if name == "rss":  # resident memory in KiB where the OS reports it (CPython's figure)
-            from leither import memory
+            from . import memory
 
             return memory.resident_kib()
         if name == "led":
@@ -243,8 +239,8 @@ class Node:
             self.led.show("claimed")
 
     async def start(self):
-        from leither import api, memory, mimei, server
-        from leither.led import LED
+        from . import api, memory, mimei, server
+        from .led import LED
 
         memory.tune()
 
@@ -283,8 +279,8 @@ class Node:
             self.identity.id, self.name, self.board_name, self.port))
 
     async def _start_mdns(self):
-        from leither.mdns import MDNS
-        from leither.port import net
+        from .mdns import MDNS
+        from .port import net
 
         addresses = [self.addr] if self.addr else net.local_ipv4()
         self.mdns = MDNS(self.name, self.port, self.txt(), addresses)

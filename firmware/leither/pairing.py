@@ -61,14 +61,9 @@ free storage at pairing time, capped at ``QUOTA_CAP`` (1 GiB).
 import asyncio
 import os
 
-from leither import ids
-from leither.compat import ticks_diff, ticks_ms, time_ms
-from leither.errors import AuthError, DecodeError, LeitherError, PairingError, RPCError
-
-try:
-    from micropython import const
-except ImportError:
-    from leither.compat import const
+from . import ids
+from .compat import const, ticks_diff, ticks_ms, time_ms
+from .errors import AuthError, DecodeError, LeitherError, PairingError, RPCError
 
 VERSION = const(1)
 WINDOW_MS = const(120000)  # DESIGN §5: a press opens a 120 s window
@@ -162,7 +157,7 @@ def pair_tag(h3):
 
 
 def _keys(dh, h3):
-    from leither import crypto
+    from . import crypto
 
     okm = crypto.hkdf(dh, h3, _LABEL, 48)
     return okm[:32], okm[32:]
@@ -188,7 +183,7 @@ class Initiator:
         self._pending = None
 
     def hello(self):
-        from leither import cbor, crypto
+        from . import cbor, crypto
 
         if self._eph is not None:
             raise PairingError("hello already sent")
@@ -201,7 +196,7 @@ class Initiator:
 
     def confirm(self, reply):
         """Check R's signed reply; return the confirm message."""
-        from leither import cbor, crypto
+        from . import cbor, crypto
 
         if self._h is None or self._pending is not None:
             raise PairingError("pairing messages out of order")
@@ -224,7 +219,7 @@ class Initiator:
 
     def finish(self, done):
         """Check R's key confirmation; return the result."""
-        from leither import crypto
+        from . import crypto
 
         if self._pending is None:
             raise PairingError("pairing messages out of order")
@@ -262,7 +257,7 @@ class Responder:
         self.peer_key = None
 
     def reply(self, hello, caller_key=None):
-        from leither import cbor, crypto
+        from . import cbor, crypto
 
         if self._state is not None:
             raise PairingError("pairing messages out of order")
@@ -286,7 +281,7 @@ class Responder:
                 "sig": crypto.sign(self._seed, _RESP_SIG + h2)}
 
     def finish(self, confirm):
-        from leither import crypto
+        from . import crypto
 
         if self._state is None:
             raise PairingError("pairing messages out of order")
@@ -313,14 +308,14 @@ _RECORD_KEYS = ("peer_id", "peer_key", "secret", "code", "tag", "quota_to_peer",
 
 
 def encode_partner(record):
-    from leither import cbor
+    from . import cbor
 
     return cbor.dumps({k: record.get(k) for k in _RECORD_KEYS})
 
 
 def decode_partner(data):
     """The partner record in pair.cbor; DecodeError if it is not one."""
-    from leither import cbor
+    from . import cbor
 
     rec = cbor.loads(data)
     if not isinstance(rec, dict):
@@ -357,7 +352,7 @@ def load_partner(root, log=print):
 
 
 def save_partner(root, record):
-    from leither.identity import write_atomic
+    from .identity import write_atomic
 
     write_atomic(root + "/" + PAIR_FILE, encode_partner(record), private=True)
 
@@ -566,7 +561,7 @@ class Service:
     # -- services hook ----------------------------------------------------------------------
 
     def register(self, server):
-        from leither.rpc import GUEST, OWNER, PEER
+        from .rpc import GUEST, OWNER, PEER
 
         anyone = (OWNER, PEER, GUEST)
         server.register("PairHello", self._rpc_hello, anyone)
@@ -734,7 +729,7 @@ class Service:
         return quota_default(store.free() if store is not None else 0, self.node.config)
 
     async def _initiate(self, cand):
-        from leither import rpcclient
+        from . import rpcclient
 
         machine = self.machine
         addrs = cand.get("addresses") or []
@@ -821,7 +816,7 @@ class Service:
     async def _check(self, host, port, peer_id, tag):
         """Did the node at host:port save the pairing named tag with us? False if it says no
         or stays unreachable for CHECK_TRIES sessions."""
-        from leither import rpcclient
+        from . import rpcclient
 
         for attempt in range(CHECK_TRIES):
             if attempt:
@@ -842,7 +837,7 @@ class Service:
         return False
 
     def _rpc_check(self, caller, params):
-        from leither import crypto
+        from . import crypto
 
         tag = _field(params, "tag", _TAG_LEN)
         p = self.partner
@@ -933,7 +928,7 @@ class Service:
 
     async def _tell_drop(self, old):
         """Tell a partner we dropped it (best effort); True if it acknowledged."""
-        from leither import rpcclient
+        from . import rpcclient
 
         if not old.get("addr") or not old.get("port"):
             return False

@@ -17,8 +17,8 @@
 # has exactly one encoding.
 """Signed proof-of-performance receipts: make(), verify(), receipt_id(), check_credit()."""
 
-from leither import cbor, crypto, ids
-from leither.errors import AuthError, DecodeError, QuotaError
+from . import cbor, crypto, ids
+from .errors import AuthError, DecodeError, QuotaError
 
 VERSION = 1
 DOMAIN = b"leither-receipt/1"

@@ -2,8 +2,9 @@
 # results written straight into it, and the wire error code of every failure a handler raises.
 """Reply encoding for leither.server (frame buffer, Bulk results, error codes)."""
 
-from leither import cbor, rpc
-from leither.errors import (
+from . import cbor, rpc
+from .compat import const
+from .errors import (
     AuthError,
     DecodeError,
     LeitherError,
@@ -13,11 +14,6 @@ from leither.errors import (
     RPCError,
     StoreError,
 )
-
-try:
-    from micropython import const
-except ImportError:
-    from leither.compat import const
 
 CBOR_NO_HEAP = "CBOR: out of memory decoding the item"  # leither.cbor's MemoryError, reworded
 REPLY_OVERHEAD = const(64)  # bytes of CBOR around a bulk result ([id, 0, h'..'] + tag)

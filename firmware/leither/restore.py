@@ -14,16 +14,11 @@ import asyncio
 import binascii
 import os
 
-from leither import cbor, crypto, fence, ids, memory, mimei, rpc, rpcclient, seal
-from leither.compat import IS_MICROPYTHON, file_names, time_ms
-from leither.errors import AuthError, RPCError, StoreError
-from leither.identity import write_atomic
-from leither.store import give, take
-
-try:
-    from micropython import const
-except ImportError:
-    from leither.compat import const
+from . import cbor, crypto, fence, ids, memory, mimei, rpc, rpcclient, seal
+from .compat import IS_MICROPYTHON, const, file_names, time_ms
+from .errors import AuthError, RPCError, StoreError
+from .identity import write_atomic
+from .store import give, take
 
 _WANT = const(32)  # hashes asked per round of a tree pull
 # Bytes of blobs per BKGet reply: the reply is read and decoded whole, one heap block each;

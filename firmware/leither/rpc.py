@@ -72,14 +72,9 @@ import gc
 import hashlib
 import struct
 
-from leither import cbor, crypto, ids
-from leither.compat import IS_MICROPYTHON
-from leither.errors import AuthError, DecodeError, RPCError
-
-try:
-    from micropython import const
-except ImportError:
-    from leither.compat import const
+from . import cbor, crypto, ids
+from .compat import IS_MICROPYTHON, const
+from .errors import AuthError, DecodeError, RPCError
 
 PROTOCOL = "leither-rpc"
 VERSION = 1

@@ -21,13 +21,9 @@ when the connection cannot be made, times out or breaks (the client is then clos
 
 import asyncio
 
-from leither import rpc
-from leither.errors import AuthError, DecodeError, LeitherError, RPCError
-
-try:
-    from micropython import const
-except ImportError:
-    from leither.compat import const
+from . import rpc
+from .compat import const
+from .errors import AuthError, DecodeError, LeitherError, RPCError
 
 CONNECT_MS = const(10000)  # TCP connect + handshake: a board signs in ~0.1-3 s
 CALL_MS = const(30000)  # one call's reply: a big store write on a slow flash
@@ -153,7 +149,7 @@ class Client:
         if not self.closed:
             self.closed = True
             if abort:
-                from leither.port import net
+                from .port import net
 
                 net.reset_on_close(self._writer)
             await _close(self._writer)

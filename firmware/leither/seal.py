@@ -24,13 +24,9 @@ Keys (``Keys(backup_key)``; the 32-byte backup key is the owner's, escrowed on t
   ``HMAC(nonce, blob)`` (``audit_answer``), which only a holder of the blob can compute.
 """
 
-from leither import crypto
-from leither.errors import AuthError
-
-try:
-    from micropython import const
-except ImportError:
-    from leither.compat import const
+from . import crypto
+from .compat import const
+from .errors import AuthError
 
 NAME_LEN = const(32)  # bytes of a sealed block's name
 TAG_LEN = const(32)  # bytes of HMAC-SHA256 at the end of a blob

@@ -46,20 +46,15 @@ import gc
 import hashlib
 import sys
 
-from leither import cbor, crypto, ids, memory, reply, rpc
-from leither.admission import KEYED, READY, Admission
-from leither.compat import IS_MICROPYTHON, ticks_diff, ticks_ms
-from leither.errors import AuthError, DecodeError, RPCError
-from leither.reply import Bulk, FrameBuffer, encode_reply, error_code  # noqa: F401 - Bulk:
+from . import cbor, crypto, ids, memory, reply, rpc
+from .admission import KEYED, READY, Admission
+from .compat import IS_MICROPYTHON, const, ticks_diff, ticks_ms
+from .errors import AuthError, DecodeError, RPCError
+from .reply import Bulk, FrameBuffer, encode_reply, error_code  # noqa: F401 - Bulk:
 
 # handlers (leither.api) import it from here
-from leither.rpc import GUEST, OWNER, PEER
-from leither.session import Caller, Conn, DropLog, close, peer_addr
-
-try:
-    from micropython import const
-except ImportError:
-    from leither.compat import const
+from .rpc import GUEST, OWNER, PEER
+from .session import Caller, Conn, DropLog, close, peer_addr
 
 ALL_ROLES = (OWNER, PEER, GUEST)
 # Facts a guest may read with GetVar; the rest (and any provider fact) need owner or peer.

@@ -4,14 +4,9 @@
 
 import asyncio
 
-from leither import ids, rpc
-from leither.admission import HELLO
-from leither.compat import ticks_diff, ticks_ms
-
-try:
-    from micropython import const
-except ImportError:
-    from leither.compat import const
+from . import ids, rpc
+from .admission import HELLO
+from .compat import const, ticks_diff, ticks_ms
 
 _DROP_LOGS_PER_S = const(5)  # log lines a second about dropped connections
 
@@ -62,7 +57,7 @@ def peer_addr(writer):
     if isinstance(peer, tuple):
         return "%s:%s" % (peer[0], peer[1])
     if isinstance(peer, (bytes, bytearray)):  # the unix MicroPython port: raw struct sockaddr
-        from leither.port import net
+        from .port import net
 
         try:
             ip, port = net.parse_addr(peer)

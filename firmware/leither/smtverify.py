@@ -22,7 +22,7 @@
 
 import hashlib
 
-from leither.errors import ProofError
+from .errors import ProofError
 
 KEY_BYTES = 20  # 160-bit member IDs (DESIGN.md §2)
 KEY_BITS = 160
@@ -160,8 +160,8 @@ BOOKS_DOMAIN = b"leither-bookkeepers/1"  # what the organization key signs its b
 def _check_quorum(record, books_data, org_key):
     """k of n: the organization's bookkeeper set record, then a quorum of distinct
     bookkeepers' signatures over the record (all but its "sigs")."""
-    from leither import cbor, crypto
-    from leither.errors import AuthError
+    from . import cbor, crypto
+    from .errors import AuthError
 
     if type(books_data) is not bytes:
         raise AuthError("epoch record is kept by bookkeepers: the bundle lacks their set")
@@ -200,8 +200,8 @@ def check_bundle(data, org_key):
     "balance", "nonce", "included", "role" (None: not a member), "joined"}; AuthError if the
     record is not signed by org_key, ProofError if a proof does not lead to the signed root.
     """
-    from leither import cbor, crypto
-    from leither.errors import AuthError
+    from . import cbor, crypto
+    from .errors import AuthError
 
     bundle = cbor.loads(data, max_depth=2, max_len=8192, max_items=16)
     if type(bundle) is not dict or bundle.get("org_key") != bytes(org_key):
@@ -209,7 +209,7 @@ def check_bundle(data, org_key):
     # The member named is the one whose key is proven: a bundle relabelled to another member
     # must not report the first one's balance under the second one's name. (Checked first:
     # it costs a hash, the signatures below cost the most time and heap.)
-    from leither import ids
+    from . import ids
 
     key = bundle.get("key")
     if type(key) is not bytes or ids.id_raw(bundle.get("member") or "") != key:

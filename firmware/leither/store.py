@@ -36,9 +36,9 @@ import hashlib
 import os
 import struct
 
-from leither.compat import fsync
-from leither.errors import StoreError
-from leither.tree import (  # noqa: F401 - the tree API, offered here too (store.TreeReader...)
+from .compat import const, fsync
+from .errors import StoreError
+from .tree import (  # noqa: F401 - the tree API, offered here too (store.TreeReader...)
     ALL,
     CHUNK,
     FANOUT,
@@ -62,11 +62,6 @@ from leither.tree import (  # noqa: F401 - the tree API, offered here too (store
     trim,
     walk,
 )
-
-try:
-    from micropython import const
-except ImportError:  # CPython
-    from leither.compat import const
 
 BLOCK_MAX = const(8192)  # largest block: a chunk sealed for a partner (IV + MAC) fits
 PACK_MAX = const(524288)  # bytes per pack before it is sealed: bounds open-pack scan at open
@@ -192,7 +187,7 @@ class BlockStore:
     """Content-addressed blocks in append-only packs; see the module docstring."""
 
     def __init__(self, path):
-        from leither.compat import makedirs
+        from .compat import makedirs
 
         self.path = path
         makedirs(path)

@@ -21,13 +21,9 @@ Trees
       manifest is present (the have/want list of a transfer); ``PRESENT`` only those stored.
 """
 
-from leither import cbor
-from leither.errors import StoreError
-
-try:
-    from micropython import const
-except ImportError:  # CPython
-    from leither.compat import const
+from . import cbor
+from .compat import const
+from .errors import StoreError
 
 CHUNK = const(4096)  # bytes per content chunk (DESIGN §2)
 FANOUT = const(126)  # child hashes per manifest: 3 + 9 + 3 + 126*32 = 4047 <= 4096 bytes

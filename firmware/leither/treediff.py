@@ -3,7 +3,7 @@
 # Pure: a BlockStore in, hashes out.
 """Tree diff and random block choice over leither.store trees."""
 
-from leither import crypto, store, tree
+from . import crypto, store, tree
 
 # The slot of the old tree's node found under its root (_align): held by the root's entry for
 # the whole diff, so apart from the per-depth slots (2 * depth, 2 * depth + 1; depth <= 8).

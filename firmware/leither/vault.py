@@ -19,15 +19,10 @@ Layout of ``dir`` (``<root>/vault/<partner node id>``):
 import os
 import struct
 
-from leither import cbor, crypto, seal, store
-from leither.compat import makedirs
-from leither.errors import AuthError, DecodeError, QuotaError, StoreError
-from leither.identity import write_atomic
-
-try:
-    from micropython import const
-except ImportError:
-    from leither.compat import const
+from . import cbor, crypto, seal, store
+from .compat import const, makedirs
+from .errors import AuthError, DecodeError, QuotaError, StoreError
+from .identity import write_atomic
 
 ENTRY_LEN = const(53)  # catalog record: kind 1 + tag 16 + n 4 + name 32
 VERSION = const(118)  # catalog kinds: "v" a version, "m" a MiMei's metadata, "p" pairing record
@@ -249,7 +244,7 @@ class Vault:
             out.extend(name)
         self._need_blocks().sync()
         if out:
-            from leither.compat import fsync
+            from .compat import fsync
 
             with open(self.path + "/catalog", "ab") as f:
                 f.write(out)
@@ -278,7 +273,7 @@ class Vault:
         path = self.path + "/catalog"
         if not (exact or whole) or not self.entries_count():
             return 0
-        from leither.compat import fsync
+        from .compat import fsync
 
         dropped = 0
         rec = bytearray(ENTRY_LEN)

@@ -53,7 +53,7 @@ def x25519(scalar, u):
 
 def public_key(scalar):
     """X25519(scalar, 9): the public key of a 32-byte private scalar."""
-    from leither import ed25519
+    from . import ed25519
 
     point = ed25519.base_mult(_clamp(scalar))
     y, z = point[1], point[2]

@@ -62,7 +62,8 @@ def compile_tree(src_root: Path, package: str, out_root: Path, exclude: set[str]
     out_files: list[Path] = []
     # Outputs made at another -O level are stale whatever their age.
     level = out_root / f".{package}.opt"
-    stale = not level.exists() or level.read_text() != str(optimize)
+    stamp = f"{optimize} names:{'short' if optimize >= 3 else 'full'}"  # what outputs depend on
+    stale = not level.exists() or level.read_text() != stamp
     for src in sorted((src_root / package).rglob("*.py")):
         rel = src.relative_to(src_root)
         parts = rel.with_suffix("").parts
@@ -70,10 +71,13 @@ def compile_tree(src_root: Path, package: str, out_root: Path, exclude: set[str]
             continue
         out = out_root / rel.with_suffix(".mpy")
         out.parent.mkdir(parents=True, exist_ok=True)
+        # The name tracebacks show. At -O3 (size first: no line numbers either) without the
+        # package folder, which every module would repeat (~8 bytes each).
+        shown = rel.relative_to(package) if optimize >= 3 else rel
         if stale or not out.exists() or out.stat().st_mtime < src.stat().st_mtime:
             tmp = out.with_name(f"{out.name}.{os.getpid()}.tmp")
             result = subprocess.run(
-                [tool, f"-O{optimize}", "-s", str(rel), "-o", str(tmp), str(src)],
+                [tool, f"-O{optimize}", "-s", str(shown), "-o", str(tmp), str(src)],
                 capture_output=True,
                 text=True,
             )
@@ -83,7 +87,7 @@ def compile_tree(src_root: Path, package: str, out_root: Path, exclude: set[str]
         out_files.append(out)
     if stale:
         out_root.mkdir(parents=True, exist_ok=True)
-        level.write_text(str(optimize))
+        level.write_text(stamp)
     # Drop outputs whose source is gone, so a stale module never ships.
     wanted = set(out_files)
     for old in (out_root / package).rglob("*.mpy") if (out_root / package).exists() else []:

@@ -12,7 +12,7 @@ import asyncio
 import machine
 import network
 
-from leither.compat import ticks_diff, ticks_ms
+from ..compat import ticks_diff, ticks_ms
 
 _DEBOUNCE_MS = 30  # contact bounce of a tactile switch settles within ~5-20 ms
 _LONG_PRESS_MS = 3000  # a 3 s hold is a long press (e.g. unpair, factory actions)

@@ -36,7 +36,7 @@ try:
 except ImportError:  # very old MicroPython builds
     import usocket as socket
 
-from leither.errors import LeitherError
+from ..errors import LeitherError
 
 MDNS_GROUP = "224.0.0.251"  # RFC 6762 §3
 MDNS_PORT = 5353

@@ -6,7 +6,7 @@
 import asyncio
 import os
 
-from leither.compat import makedirs
+from ..compat import makedirs
 
 _POLL_MS = 50  # button file poll period: a press is seen within 50 ms, at ~20 stats/s
 
