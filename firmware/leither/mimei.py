@@ -550,9 +550,9 @@ class Store(History):
 
     def _db_cls(self):
         if self._db_class is None:
-            from .db import DB
+            from . import parts
 
-            self._db_class = DB
+            self._db_class = parts.load("db").DB  # no_part where the bundle left it out
         return self._db_class
 
     def _db_open(self, mid):
@@ -563,8 +563,9 @@ class Store(History):
                 return entry[1]
         if len(self._dbs) >= _OPEN_DBS:
             self._dbs.pop(0)[1].close()
+        cls = self._db_cls()  # first: without the db part (no_part) no directory is left
         makedirs(self._db_path(mid))
-        db = self._db_cls()(self._db_path(mid))
+        db = cls(self._db_path(mid))
         self._dbs.append((mid, db))
         return db
 

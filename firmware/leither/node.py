@@ -146,6 +146,10 @@ class Node:
             return self.server.port if self.server is not None else self.port
         if name == "mimei":
             return len(self.store.list())
+        if name == "parts":  # the optional parts this bundle carries (leither.parts)
+            from . import parts
+
+            return parts.present()
         for service in self.services:
             try:
                 return service.fact(name)

@@ -9,10 +9,11 @@ import os
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import leither
+from leither.parts import PARTS
 from leither_host.errors import CliError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -25,10 +26,29 @@ class Bundle:
     board: str
     path: Path
     files: list[Path]
+    parts: list[str] = field(default_factory=list)  # the optional parts (leither.parts) in it
+    left_out: list[str] = field(default_factory=list)  # the optional parts it leaves out
 
     @property
     def size(self) -> int:
         return sum(f.stat().st_size for f in self.files)
+
+    def part_of(self, f: Path) -> str:
+        """The part a file of this bundle belongs to: "core" or an optional part's name."""
+        rel = f.relative_to(self.path).with_suffix("")
+        if rel.parent.as_posix() == "leither":
+            for part, (modules, _what) in PARTS.items():
+                if rel.name in modules:
+                    return part
+        return "core"
+
+    def part_sizes(self) -> dict[str, int]:
+        """Bytes of .mpy per part, core first."""
+        sizes = {"core": 0}
+        sizes.update((part, 0) for part in self.parts)
+        for f in self.files:
+            sizes[self.part_of(f)] += f.stat().st_size
+        return sizes
 
 
 def board_config(name: str) -> dict:
@@ -96,13 +116,44 @@ def compile_tree(src_root: Path, package: str, out_root: Path, exclude: set[str]
     return out_files
 
 
-def build(board: str = "unix", out: Path | None = None) -> Bundle:
-    """Build the .mpy bundle for a board; returns what was written."""
+def parts_line(part_bytes: dict[str, int], left_out: list[str]) -> str:
+    """What went into a bundle and what did not, for `leither build` and `leither flash`."""
+    went = ", ".join(f"{part} {n} bytes" for part, n in part_bytes.items())
+    line = f"parts: {went}"
+    if left_out:
+        line += (f"; left out: {', '.join(left_out)} (the board's bundle_parts; a frozen "
+                 "firmware image carries every part)")
+    return line
+
+
+def bundle_parts(board: str, parts: list[str] | None = None) -> list[str]:
+    """The optional parts a board's bundle carries: `parts` if given ("all" = every part),
+    else board.json's "bundle_parts", else every part. A frozen image always has them all."""
+    config = board_config(board)
+    chosen = parts if parts is not None else config.get("bundle_parts", list(PARTS))
+    if "all" in chosen:
+        return list(PARTS)
+    unknown = sorted(set(chosen) - set(PARTS))
+    if unknown:
+        raise CliError(f"unknown part {', '.join(unknown)} (optional parts: "
+                       f"{', '.join(PARTS)}, or all)")
+    return [p for p in PARTS if p in chosen]
+
+
+def build(board: str = "unix", out: Path | None = None, parts: list[str] | None = None
+          ) -> Bundle:
+    """Build the .mpy bundle for a board (with `parts`, or the board's "bundle_parts");
+    returns what was written."""
     config = board_config(board)
     out_root = out or REPO / "build" / board
     rules = config.get("manifest", {})
-    # The same modules boards/<board>/manifest.py freezes: other boards' ports and host-only
-    # modules stay out. -O level from the board (3 drops line numbers: smaller, for ROMFS).
+    carried = bundle_parts(board, parts)
+    left_out = [p for p in PARTS if p not in carried]
+    skip_modules = set(rules.get("exclude_modules", []))
+    skip_modules.update("leither." + m for p in left_out for m in PARTS[p][0])
+    # The modules boards/<board>/manifest.py freezes (other boards' ports and host-only modules
+    # stay out) less the optional parts the bundle leaves out. -O level from the board (3 drops
+    # line numbers: smaller, for ROMFS).
     out_root.mkdir(parents=True, exist_ok=True)
     # One build of a bundle at a time (parallel tests, a sim and a CLI build side by side):
     # another's clean-up of stale outputs must not meet this one's half-made list.
@@ -111,5 +162,5 @@ def build(board: str = "unix", out: Path | None = None) -> Bundle:
         files = compile_tree(FIRMWARE, "leither", out_root,
                              set(rules.get("exclude_ports", [])),
                              optimize=int(rules.get("mpy_opt", 1)),
-                             exclude_modules=set(rules.get("exclude_modules", [])))
-    return Bundle(board, out_root, files)
+                             exclude_modules=skip_modules)
+    return Bundle(board, out_root, files, carried, left_out)

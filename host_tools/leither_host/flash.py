@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from leither_host.build import board_config, build
+from leither_host.build import board_config, build, parts_line
 from leither_host.errors import CliError
 from leither_host.paths import data_dir
 
@@ -66,6 +66,8 @@ class FlashResult:
     extras: dict[str, str] = field(default_factory=dict)
     mode: str = "copy"  # where the code went: "copy" (/lib), "frozen" (firmware), "romfs"
     rom_image_bytes: int = 0
+    part_bytes: dict[str, int] = field(default_factory=dict)  # .mpy bytes per part written
+    left_out: list[str] = field(default_factory=list)  # optional parts the code leaves out
 
 
 def make_config(board: str, name: str, token: str, ssid: str | None,
@@ -148,17 +150,21 @@ def _mpremote(port: str, commands: list[list[str]], resume: bool,
 def flash_micropython(board: str, port: str, name: str, token: str, ssid: str | None,
                       password: str | None, rpc_port: int, resume: bool = True,
                       reset: bool = True, progress: Callable[[str], None] | None = None,
-                      on_bytes: Callable[[int, int], None] | None = None) -> FlashResult:
+                      on_bytes: Callable[[int, int], None] | None = None,
+                      parts: list[str] | None = None) -> FlashResult:
     """Put the node's code where the board runs it from (see the header), then main.py and
-    config.json, and verify every file written. on_bytes(done, total) follows the copy."""
+    config.json, and verify every file written. on_bytes(done, total) follows the copy.
+    parts: the optional parts the bundle carries (default: the board's "bundle_parts")."""
     say = progress or (lambda _msg: None)
     result = FlashResult(board=board, name=name, claim_token=token, target=port)
     small_heap = "romfs_bytes" in board_config(board)
     code: list[tuple[Path, str]] = []
     if small_heap:
-        _place_code(board, port, resume, result, say)
+        _place_code(board, port, resume, result, say, parts)
     else:
-        bundle = build(board)
+        bundle = build(board, parts=parts)
+        result.part_bytes, result.left_out = bundle.part_sizes(), bundle.left_out
+        say(parts_line(result.part_bytes, result.left_out))
         code = [(f, f"{DEVICE_LIB}/{f.relative_to(bundle.path).as_posix()}")
                 for f in bundle.files]
     with tempfile.TemporaryDirectory(prefix="leither-flash-") as tmp:
@@ -215,7 +221,7 @@ def flash_micropython(board: str, port: str, name: str, token: str, ssid: str | 
 
 
 def _place_code(board: str, port: str, resume: bool, result: FlashResult,
-                say: Callable[[str], None]) -> None:
+                say: Callable[[str], None], parts: list[str] | None = None) -> None:
     """A small-heap board: use the Leither frozen into its firmware, or deploy the bundle to
     its ROMFS partition; refuse plainly when it has neither. A /lib/leither copy left by an
     older flash is removed: it would shadow the ROMFS modules and fill the heap."""
@@ -227,10 +233,12 @@ def _place_code(board: str, port: str, resume: bool, result: FlashResult,
     elif probe.get("rom", 0) > 0:
         from leither_host import romfs
 
-        image = romfs.build_image(board)
+        image = romfs.build_image(board, parts=parts)
         romfs.check_fits(image, probe.get("rom_size") or romfs.partition_bytes(board))
         say(f"deploying a ROMFS image of the bundle ({image.size} bytes, {image.files} "
             f"modules) to the board's ROMFS partition ({probe.get('rom_size')} bytes)")
+        say(image.parts_line())
+        result.part_bytes, result.left_out = image.part_bytes, image.left_out
         _mpremote(port, [["romfs", "--partition", "0", "deploy", str(image.path)]], True)
         result.mode = "romfs"
         result.rom_image_bytes = image.size

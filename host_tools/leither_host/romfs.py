@@ -15,10 +15,10 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from leither_host.build import FIRMWARE, REPO, board_config, build, mpy_cross
+from leither_host.build import FIRMWARE, REPO, board_config, build, mpy_cross, parts_line
 from leither_host.errors import CliError
 
 ROM_LIB = "lib"  # inside the image: mounted at /rom, so modules land in /rom/lib (on sys.path)
@@ -32,6 +32,13 @@ class RomImage:
     size: int  # bytes of the image
     bundle_bytes: int  # bytes of the .mpy files in it
     files: int
+    part_bytes: dict[str, int] = field(default_factory=dict)  # .mpy bytes per part, core first
+    left_out: list[str] = field(default_factory=list)  # optional parts not in the image
+
+    def parts_line(self) -> str:
+        """What went in and what did not, for `leither flash` and `leither build`."""
+        return parts_line(self.part_bytes, self.left_out)
+
 
 
 def mpremote_bin() -> str:
@@ -51,10 +58,11 @@ def partition_bytes(board: str) -> int | None:
 
 
 def build_image(board: str = "esp32", out: Path | None = None,
-                extra_ports: tuple[str, ...] = ()) -> RomImage:
-    """build/<board>.romfs: the board's bundle (plus extra_ports' port modules, for the stand-in
-    that has no ESP32 pins) as a ROMFS image."""
-    bundle = build(board)
+                extra_ports: tuple[str, ...] = (), parts: list[str] | None = None) -> RomImage:
+    """build/<board>.romfs: the board's bundle with its optional parts (board.json
+    "bundle_parts", or `parts`), plus extra_ports' port modules for the stand-in that has no
+    ESP32 pins, as a ROMFS image."""
+    bundle = build(board, parts=parts)
     files = list(bundle.files)
     opt = int(board_config(board).get("manifest", {}).get("mpy_opt", 1))
     extra_root = REPO / "build" / f"{board}-extra"
@@ -77,7 +85,10 @@ def build_image(board: str = "esp32", out: Path | None = None,
                            (proc.stderr.strip() or proc.stdout.strip())[-400:])
         tmp_out.replace(out)
     size = sum(f.stat().st_size for f in files)
-    return RomImage(board, out, out.stat().st_size, size, len(files))
+    part_bytes = bundle.part_sizes()
+    part_bytes["core"] += size - bundle.size  # the stand-in's extra port modules
+    return RomImage(board, out, out.stat().st_size, size, len(files), part_bytes,
+                    bundle.left_out)
 
 
 def _compile_port(port: str, out_root: Path, opt: int) -> Path:

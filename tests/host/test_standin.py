@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from leither.parts import PARTS
 from leither_host import standin
 from leither_host.build import REPO, build
 
@@ -74,12 +75,17 @@ def test_standin_is_32_bit_with_the_esp32_bundle_frozen(esp32_micropython: Path,
                  "print(sys.maxsize, sys.path)", esp32_heap(), tmp_path)
     maxsize, path = out.split(" ", 1)
     assert int(maxsize) == 2**31 - 1 and ".frozen" in path
-    # The frozen modules are the ESP32 bundle's, with the unix port in place of the ESP32 one.
+    # The frozen modules are the ESP32 bundle's with every optional part (the ROMFS bundle
+    # leaves some out), with the unix port in place of the ESP32 one.
     frozen_c = (standin.out_dir("esp32") / "obj" / "frozen_content.c").read_text()
     frozen = set(re.findall(r'"(leither/[a-z0-9_/]+)\.py"', frozen_c))
-    bundle = build("esp32")
+    bundle = build("esp32", tmp_path / "full", parts=["all"])
     mods = {f.relative_to(bundle.path).with_suffix("").as_posix() for f in bundle.files}
     assert frozen == (mods - {"leither/port/esp32"}) | {"leither/port/unix"}
+    # ... and the frozen node says it carries them all (GetVar "parts").
+    out = run_mp(esp32_micropython, "from leither import parts\nprint(parts.present())",
+                 esp32_heap(), tmp_path)
+    assert out.strip() == repr(list(PARTS))
 
 
 def test_build_verb_reports_the_standin(esp32_micropython: Path) -> None:

@@ -1,12 +1,14 @@
 # The ROMFS image `leither flash` deploys to an ESP32's ROM partition, tested here: mounted with
 # vfs.VfsRom on the 32-bit stand-in, the node is imported from it (not from the frozen copy)
-# and runs: boots, announces, answers RPC. The unix build has VfsRom but no ROM partition, so
-# the image is read into a buffer first; the heap is the board's plus that buffer (a board
-# maps the partition from flash).
+# and runs: boots, announces, answers RPC. The image has the board's parts (board.json
+# "bundle_parts": none, so no db engine): the node says so and refuses a db MiMei plainly.
+# The unix build has VfsRom but no ROM partition, so the image is read into a buffer first;
+# the heap is the board's plus that buffer (a board maps the partition from flash).
 from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -32,6 +34,26 @@ main(sys.argv[2:])
 """
 
 
+# Owner calls straight to the node (no host-side check in the way).
+CALLER = """import json, sys
+from leither.errors import RPCError
+from leither_host.client import collect_pages
+from leither_host.nodes import open_node
+session, _ = open_node(sys.argv[1])
+out = {}
+with session:
+    out["parts"] = session.call("GetVar", {"name": "parts"})
+    try:
+        session.call("MMCreate", {"app": "cfg", "ext": "", "mark": "", "type": "db"})
+        out["db"] = None
+    except RPCError as err:
+        out["db"] = [err.code, err.msg]
+    out["list"] = [m.get("mid") or m.get("id") if isinstance(m, dict) else m
+                   for m in collect_pages(session.call, "MMList")]
+print(json.dumps(out))
+"""
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -49,12 +71,16 @@ def test_romfs_image_runs_the_node_on_the_standin(tmp_path: Path) -> None:
     (tmp_path / "run.py").write_text(RUNNER)
     port = _free_port()
     heap = esp32_heap() + image.size + 64  # the board's heap beside the image's buffer
+    # The board's bundle, as board.json has it: the core without the db engine (leither.parts).
+    assert image.left_out == ["db"] and list(image.part_bytes) == ["core"]
     log_path = tmp_path / "node.log"
     env = dict(os.environ, MICROPYPATH=".frozen")
+    token = "5eed" * 4
     with log_path.open("wb") as log:
         node = subprocess.Popen([str(standin), "-X", f"heapsize={heap}", "run.py",
                                  str(image.path), "--root", str(tmp_path / "root"), "--port",
-                                 str(port), "--addr", "127.0.0.1", "--name", "romfs1"],
+                                 str(port), "--addr", "127.0.0.1", "--name", "romfs1",
+                                 "--claim-token", token],
                                 cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 60
@@ -63,12 +89,32 @@ def test_romfs_image_runs_the_node_on_the_standin(tmp_path: Path) -> None:
             time.sleep(0.1)
         text = log_path.read_text()
         assert "leither from /rom/lib/leither/__init__.mpy" in text
-        proc = subprocess.run([sys.executable, "-m", "leither_host", "status",
-                               f"127.0.0.1:{port}", "--json"], capture_output=True, text=True,
-                              timeout=60, env=dict(os.environ, LEITHER_HOME=str(tmp_path / "h")))
+        host_env = dict(os.environ, LEITHER_HOME=str(tmp_path / "h"))
+
+        def leither(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run([sys.executable, "-m", "leither_host", *args],
+                                  capture_output=True, text=True, timeout=60, env=host_env)
+
+        proc = leither("status", f"127.0.0.1:{port}", "--json")
         assert proc.returncode == 0, proc.stderr
         status = json.loads(proc.stdout)
         assert status["name"].startswith("romfs1") and status["heap_bytes"] > 0
+        node_id = re.search(r"leither: node (\S+) name", text).group(1)  # type: ignore[union-attr]
+        proc = leither("claim", f"127.0.0.1:{port}", "--id", node_id, "--token", token)
+        assert proc.returncode == 0, proc.stderr
+        # The node says which parts it has; the host refuses a db MiMei before trying ...
+        proc = leither("mm", "create", f"127.0.0.1:{port}", "--app", "cfg", "--type", "db")
+        assert proc.returncode == 1 and "has no db engine" in proc.stderr, proc.stderr
+        assert "flash the frozen firmware" in proc.stderr
+        # ... and the node itself answers no_part, keeping nothing.
+        proc = subprocess.run([sys.executable, "-c", CALLER, f"127.0.0.1:{port}"],
+                              capture_output=True, text=True, timeout=60, env=host_env)
+        assert proc.returncode == 0, proc.stderr
+        answers = json.loads(proc.stdout)
+        assert answers["parts"] == []
+        assert answers["db"][0] == "no_part" and "has no db engine" in answers["db"][1]
+        assert answers["list"] == []
+        assert "MemoryError" not in log_path.read_text()
     finally:
         node.kill()
         node.wait(10)

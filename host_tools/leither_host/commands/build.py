@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from leither_host import standin
-from leither_host.build import BOARDS, build
+from leither_host.build import BOARDS, board_config, build, parts_line
 from leither_host.output import human_bytes, print_json, print_table
 
 EXAMPLES = """examples:
@@ -19,6 +19,7 @@ EXAMPLES = """examples:
                                      # 32-bit stand-in build/standin/esp32/micropython
   leither build --board esp32 --micropython-src ~/src/micropython   # a checkout: also prints
                                      # the command for a real ESP32 firmware image
+  leither build --board esp32 --parts all  # the bundle with every optional part (db too)
   leither build --board esp32 --json
 MicroPython source: --micropython-src DIR|TARBALL, $LEITHER_MICROPYTHON_SRC, or
 ../shared/micropython/ beside the repo. Without it (or without gcc-multilib) only the bundle
@@ -36,16 +37,29 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-standin", action="store_true",
                    help="only the .mpy bundle, not the 32-bit stand-in")
     p.add_argument("--force", action="store_true", help="rebuild the stand-in even if current")
+    p.add_argument("--parts", type=parts_arg, metavar="PART,...",
+                   help="optional parts the bundle carries (db, or all; default: the board's "
+                        "bundle_parts)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=run)
 
 
+def parts_arg(text: str) -> list[str]:
+    """--parts db,... (or all, or none); checked against the firmware's parts by build()."""
+    return [p for p in text.replace(" ", "").split(",") if p and p != "none"]
+
+
 def run(args: argparse.Namespace) -> int:
-    bundle = build(args.board, args.out)
+    bundle = build(args.board, args.out, parts=args.parts)
     files = [(str(f.relative_to(bundle.path)), f.stat().st_size) for f in bundle.files]
+    part_bytes = bundle.part_sizes()
     result: dict[str, object] = {"board": bundle.board, "path": str(bundle.path),
                                  "bytes": bundle.size,
-                                 "files": [{"path": p, "bytes": n} for p, n in files]}
+                                 "files": [{"path": p, "bytes": n} for p, n in files],
+                                 "parts": part_bytes, "left_out": bundle.left_out}
+    limit = board_config(args.board).get("bundle_max_bytes")
+    if limit:
+        result["bundle_max_bytes"] = int(limit)
     notes: list[str] = []
     has_manifest = (BOARDS / args.board / "manifest.py").is_file()
     if has_manifest and not args.no_standin:
@@ -73,7 +87,12 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print_table(["file", "bytes"], files)
     print(f"bundle {bundle.path}: {len(files)} files, {bundle.size} bytes "
-          f"({human_bytes(bundle.size)})")
+          f"({human_bytes(bundle.size)})" + (f" of at most {limit} (board.json "
+                                             "bundle_max_bytes)" if limit else ""))
+    print(parts_line(part_bytes, bundle.left_out))
+    if limit and bundle.size > int(limit):
+        print(f"warning: the bundle is {bundle.size - int(limit)} bytes over the board's "
+              "budget", file=sys.stderr)
     for note in notes:
         print(note, file=sys.stderr if note.startswith("stand-in not built") else sys.stdout)
     return 0

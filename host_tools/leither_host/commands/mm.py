@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from leither import parts
 from leither.errors import RPCError
 from leither_host.client import ConnectError, SyncSession, collect_pages
 from leither_host.errors import CliError
@@ -121,6 +122,8 @@ def _create(s: SyncSession, args: argparse.Namespace) -> Any:
     check_part("ext", args.ext, EXT_MAX, empty_ok=True)
     if len(args.mark) > MARK_MAX:
         raise CliError(f"--mark is {len(args.mark)} characters; at most {MARK_MAX}")
+    if args.type == "db":
+        need_part(s, "db")
     mid = call(s, "MMCreate", {"app": args.app, "ext": args.ext, "mark": args.mark,
                                "type": args.type})
     # Same author, app, ext and mark: same ID. An existing MiMei of the other type is not
@@ -131,6 +134,19 @@ def _create(s: SyncSession, args: argparse.Namespace) -> Any:
                        f"{args.mark!r} already exists ({mid}); give another --ext or --mark "
                        f"for the {args.type} MiMei")
     return {"mid": mid, "type": args.type}, lambda d: print(d["mid"])
+
+
+def need_part(s: SyncSession, part: str) -> None:
+    """Refuse before trying when the node's bundle left out an optional part (a ROMFS board
+    without the db engine); the node would answer no_part in the same words."""
+    try:
+        have = s.call("GetVar", {"name": "parts"}, 30.0)
+    except RPCError as err:
+        if err.code == "not_found":
+            return  # a node from before parts existed carries all of them
+        raise CliError(f"GetVar: {err.msg} ({err.code})") from None
+    if part not in have:
+        raise CliError(f"cannot create a {part} MiMei: {parts.message(part)}")
 
 
 def _ls(s: SyncSession, args: argparse.Namespace) -> Any:

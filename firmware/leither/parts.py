@@ -1,0 +1,58 @@
+# Optional parts (micropython-lib's aioble model): groups of modules a board's bundle may
+# leave out. A firmware image with Leither frozen in carries every part (flash holds far more
+# than the bundle); a board that runs the .mpy bundle from a ROMFS partition carries the parts
+# its board.json "bundle_parts" lists (the ESP32's 128 KiB partition holds the core only).
+# A request that needs a part this node lacks is answered "no_part", in words a user can act on.
+"""The node's optional parts: which this bundle carries, and the error when one is missing."""
+
+from .errors import RPCError
+
+# part -> (its modules, the first being the one the node imports; what users know it by)
+PARTS = {"db": (("db", "dbcoll", "dbpage", "dbio", "dbcodec"), "db engine")}
+
+
+class MissingPart(RPCError):
+    """A request needs an optional part this board's bundle left out."""
+
+    def __init__(self, part):
+        super().__init__("no_part", message(part))
+        self.part = part
+
+
+def message(part):
+    return ("this board's bundle has no %s; flash the frozen firmware (it carries every part)"
+            % PARTS[part][1])
+
+
+def present():
+    """The optional parts this node carries, by name, without importing them."""
+    import os
+
+    import leither
+
+    base = leither.__file__.rsplit("/", 1)[0]
+    try:
+        os.stat(leither.__file__)
+    except OSError:
+        return list(PARTS)  # frozen into the firmware: every part is (boards/*/manifest.py)
+    have = []
+    for part, (modules, _what) in PARTS.items():
+        for ext in (".mpy", ".py"):
+            try:
+                os.stat(base + "/" + modules[0] + ext)
+            except OSError:
+                continue
+            have.append(part)
+            break
+    return have
+
+
+def load(part):
+    """The part's first module, imported; MissingPart if this bundle left the part out."""
+    name = "leither." + PARTS[part][0][0]
+    try:
+        return __import__(name, None, None, ("_",))
+    except ImportError:
+        if part in present():
+            raise  # it is here, and its own import failed: not a missing part
+        raise MissingPart(part) from None

@@ -1,0 +1,67 @@
+# Optional parts (leither.parts): a node knows which it carries without importing them, and a
+# request for one its bundle left out is answered "no_part" in words a user can act on, with
+# nothing stored. The ROMFS image without the db engine is run for real in
+# tests/system/test_romfs.py; here a part is "left out" by naming modules that do not exist.
+import os
+
+from leither import mimei, parts
+from leither.errors import RPCError
+
+from testutil import raises, rmtree, tmpdir
+
+# Imports (cbor, crypto, ids, store, mimei and the db engine) and one store on the 64-bit
+# unix port: passes from 164K; 20% headroom (ci/mp_heap_margin.py).
+MP_HEAP = "208K"
+
+SEED = bytes(range(32))
+
+
+def check(cond, msg="check failed"):
+    """An assert that survives mpy-cross -O1, which drops assert statements."""
+    if not cond:
+        raise AssertionError(msg)
+
+
+def _without_db(body):
+    saved = parts.PARTS["db"]
+    parts.PARTS["db"] = (("no_such_db_module",), saved[1])
+    try:
+        body()
+    finally:
+        parts.PARTS["db"] = saved
+
+
+def test_the_full_bundle_carries_every_part():
+    check(parts.present() == list(parts.PARTS), repr(parts.present()))
+    check(hasattr(parts.load("db"), "DB"))
+
+
+def test_a_left_out_part_is_refused_plainly():
+    def body():
+        check("db" not in parts.present())
+        err = raises(parts.MissingPart, parts.load, "db")
+        check(isinstance(err, RPCError) and err.code == "no_part")
+        check("has no db engine" in err.msg and "frozen firmware" in err.msg, err.msg)
+
+    _without_db(body)
+
+
+def test_creating_a_db_mimei_without_the_engine_stores_nothing():
+    d = tmpdir("parts")
+    try:
+        s = mimei.Store(d, SEED)
+        kept = s.create("app", "", "file1")  # file MiMei need no part
+
+        def body():
+            err = raises(parts.MissingPart, s.create, "app", "", "db1", "db")
+            check(err.code == "no_part")
+            check(s.list() == [kept], repr(s.list()))
+            check(os.listdir(d + "/db") == [], "a db directory was left behind")
+
+        _without_db(body)
+        db = s.create("app", "", "db1", "db")  # with the engine back, the same call works
+        s.db(db).Set("k", "v")
+        check(s.db(db).Get("k") == "v")
+    finally:
+        rmtree(d)
+
