@@ -258,8 +258,9 @@ class Node:
                                     max_frame=self.config.get("max_frame"))
         api.API(self.store).register(self.server)
         # Short of heap, the store first hands back its caches and buffer pools (Store.trim)
-        # before the node answers "busy" or refuses a session.
-        self.server.on_short_heap = getattr(self.store, "trim", None)
+        # before the node answers "busy" or refuses a session; and once the last session has
+        # ended, so that the heap goes back to the idle node's after each piece of work.
+        self.server.on_short_heap = self.server.on_idle = getattr(self.store, "trim", None)
         for name in SERVICES:
             module = __import__("leither." + name, None, None, ("Service",))
             self.services.append(module.Service(self))

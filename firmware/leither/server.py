@@ -31,8 +31,9 @@ valid CBOR gets a ``bad_request`` reply before the close.
 Admission (leither.admission, SECURITY.md): the owner and the partner always get in; handshakes
 that stall and guests give way to them; guests have a quota of sessions and of bytes in flight.
 
-Heap (MicroPython, leither.memory): the constructor makes the reply buffer and the inbound
-buffer (one frame each; the frame size follows the heap) before the heap fragments. Owner and
+Heap (MicroPython, leither.memory): the reply buffer and the inbound buffer (one frame each;
+the frame size follows the heap) are made for the first connection and given back when the
+last one ends (then ``on_idle`` runs: the node hands back its caches too). Owner and
 peer frames too big for a small allocation are received in the inbound buffer (one at a time),
 opened in place and decoded from it; replies are built, sealed and written in the reply buffer
 with no await in between. Methods in ``zero_copy`` (MFSetData, Ping) get byte strings as views
@@ -111,11 +112,14 @@ class Server:
             max_frame = memory.frame_for_heap()
         self.max_frame = max(rpc.HANDSHAKE_MAX_FRAME, min(max_frame, rpc.MAX_FRAME))
         # The frame buffers: one reply buffer (filled and sent without an await between) and
-        # one inbound buffer for big frames (under self._big). Made here, while the heap is
-        # whole: a node builds its Server before it imports its services, and under load no
-        # frame-sized hole may be left.
-        self._out = FrameBuffer(self.max_frame)
-        self._in = bytearray(self.max_frame)
+        # one inbound buffer for big frames (under self._big), shared by every connection.
+        # Made when the first connection comes and given back when the last one ends
+        # (_take_buffers): an idle node holds neither (2 frames, 8 KiB on an ESP32). The heap
+        # of an idle node is whole, so the first connection finds the two holes; while any
+        # connection is open they stay, and under load no frame-sized hole is needed.
+        self._out = None
+        self._in = None
+        self._holders = 0  # connections that hold the frame buffers
         # Free heap (bytes) a handler may need: the store borrows 4 KiB chunk buffers from its
         # pool (made at start) and a result is built beside them. Measured with bench/soak.py
         # on the 32-bit stand-in: a busy node settles at 15-25 KB free after a collection, so
@@ -123,6 +127,7 @@ class Server:
         self.work_heap = work_heap if work_heap is not None else self.max_frame + 4096
         self.session_heap = memory.LOW_HEAP  # free bytes below which new sessions wait
         self.on_short_heap = None  # called (then the heap checked again) before a "busy"
+        self.on_idle = None  # called when the last connection has ended (caches can go)
         self._seed = identity_seed
         self.node_key = crypto.sign_public(identity_seed)
         self.node_id = ids.make_id(self.node_key)
@@ -300,7 +305,10 @@ class Server:
         try:
             if not self.admission.admit(conn):
                 self._refuse(conn, "all %d connections busy" % self.admission.max_conns)
-            if not self._room(memory.room_for_session, self.session_heap):
+            need = self.session_heap
+            if self._out is None:
+                need += 2 * self.max_frame  # the frame buffers come with the first connection
+            if not self._room(memory.room_for_session, need) or not self._take_buffers(conn):
                 memory.note_busy()
                 self._refuse(conn, _BUSY_MSG)
             await self._handshake(conn, addr)
@@ -321,6 +329,8 @@ class Server:
             why = "failed: %r" % (err,)
         finally:
             self.admission.remove(conn)
+            if conn.buffers:
+                self._give_buffers(conn)
         if why is not None:
             self._drops.log(self.log, addr, why)
             guest = conn.caller is not None and conn.caller.role == GUEST
@@ -342,6 +352,40 @@ class Server:
                 finally:
                     self._held.remove(conn.task)
         await close(writer)
+
+    def _take_buffers(self, conn):
+        """Make the shared frame buffers if this is the first connection (False: no heap for
+        them, even after shedding caches); ``conn`` holds them until it ends."""
+        if self._out is None:
+            try:
+                self._out = FrameBuffer(self.max_frame)
+                self._in = bytearray(self.max_frame)
+            except MemoryError:
+                self._out = self._in = None
+                self._shed()
+                try:
+                    self._out = FrameBuffer(self.max_frame)
+                    self._in = bytearray(self.max_frame)
+                except MemoryError:
+                    self._out = self._in = None
+                    return False
+        self._holders += 1
+        conn.buffers = True
+        return True
+
+    def _give_buffers(self, conn):
+        """``conn`` ended: the last connection out hands the frame buffers back to the heap
+        (no session can be using them: every request is answered inside its connection)."""
+        conn.buffers = False
+        self._holders -= 1
+        if self._holders <= 0:
+            self._holders = 0
+            self._out = self._in = None
+            if self.on_idle is not None:
+                try:
+                    self.on_idle()
+                except Exception as err:  # noqa: BLE001 - a failed trim must not fail us
+                    self.log("idle hook failed: %r" % (err,))
 
     async def _read(self, conn, n):
         """Exactly n bytes from the connection, or EOFError (see rpc.read_exact)."""

@@ -36,6 +36,7 @@ class Conn:
         self.max_frame = rpc.HANDSHAKE_MAX_FRAME
         self.why = None  # reason the connection was cancelled by the node
         self.header = None  # the session's frame header buffer (made at its first request)
+        self.buffers = False  # holds the server's shared frame buffers (Server._take_buffers)
 
     def deadline(self, ms):
         """Wait for the client at most ``ms`` from now."""

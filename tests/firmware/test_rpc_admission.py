@@ -245,3 +245,44 @@ def test_a_decode_out_of_heap_below_a_handler_is_busy():
     srv.register("Broken", lambda caller, params: (_ for _ in ()).throw(StoreError("bad")))
     ok, err = asyncio.run(srv.call(owner, "Broken", None))
     check(not ok and err["code"] == "store")
+
+
+def test_frame_buffers_come_with_the_first_session_and_go_with_the_last():
+    idle = []
+
+    async def until(cond, what, ms=5000):
+        start = ticks_ms()
+        while not cond():
+            if ticks_ms() - start > ms:
+                raise AssertionError("still waiting for " + what)
+            await asyncio.sleep(0.01)
+
+    async def body():
+        srv = server.Server(NODE_SEED, log=lambda m: None, max_frame=4096,
+                            owner_key=crypto.sign_public(OWNER_SEED))
+        srv.on_idle = lambda: idle.append(1)
+        port = free_port()
+        await srv.start("127.0.0.1", port)
+        big = bytes(range(256)) * 12  # over the small-frame size: the inbound buffer's
+        try:
+            check(srv._out is None and srv._in is None, "an idle server holds frame buffers")
+            first = await rpcclient.connect("127.0.0.1", port, OWNER_SEED)
+            second = await rpcclient.connect("127.0.0.1", port, OWNER_SEED)
+            check(srv._out is not None and srv._in is not None)
+            check(await first.call("Ping", big) == big)
+            await first.close()
+            await until(lambda: srv.connections == 1, "the first session to end")
+            check(srv._out is not None and not idle, "buffers went with a session still open")
+            check(await second.call("Ping", big) == big)
+            await second.close()
+            await until(lambda: srv._out is None and srv._in is None, "the buffers to go")
+            check(idle == [1], "on_idle not called once: %r" % (idle,))
+            # The next session gets buffers anew and is served as before.
+            again = await rpcclient.connect("127.0.0.1", port, OWNER_SEED)
+            check(await again.call("Ping", big) == big)
+            await again.close()
+            await until(lambda: srv._out is None, "the buffers to go again")
+        finally:
+            await srv.stop()
+
+    asyncio.run(body())
