@@ -3,7 +3,8 @@
 # maps with named fields; db methods take {"mid", "args": [...]}, like redis-cli's arguments.
 """Registers the MiMei, file and db methods of a Store on a Server."""
 
-from . import cbor, mimei
+from . import cbor
+from .compat import const
 from .errors import RPCError
 from .rpc import OWNER, PEER
 from .server import Bulk
@@ -16,10 +17,12 @@ DB_READ = ("Get", "Strlen", "Exists", "Type", "Scan", "Hget", "Hlen", "Hmget", "
 DB_WRITE = ("Set", "Del", "Incr", "IncrBy", "Hset", "Hdel", "Hmset", "HincrBy", "Lpush", "Rpush",
             "Lpop", "Rpop", "Lset", "Sadd", "Srem", "Zadd", "Zrem", "ZincrBy", "Begin", "Commit",
             "Rollback")
-RIGHT_BITS = {"read": mimei.READ, "write": mimei.WRITE, "admin": mimei.ADMIN,
-              "backup": mimei.BACKUP}
+# The rights bits (leither.mimei.READ, WRITE, ADMIN, BACKUP: this module does not import the
+# storage code, which a node loads when the first MiMei call comes; a test keeps them equal).
+RIGHT_BITS = {"read": 1, "write": 2, "admin": 4, "backup": 8}
 
 
+ALL_RIGHTS = const(15)  # leither.mimei.ALL
 _PAGE = 100  # MiMei per MMList page unless the client asks for fewer
 _PAGE_OVERHEAD = 64  # bytes of a page's CBOR besides its items ({"items", "next": id})
 _ROLES = ((OWNER,), (OWNER, PEER))
@@ -70,11 +73,21 @@ def _summary(rec):
 
 
 class API:
-    """The handlers, bound to one Store; ``register(server)`` puts them on the server."""
+    """The handlers, bound to one Store; ``register(server)`` puts them on the server.
+
+    ``store`` is the Store, or a function returning it (leither.node passes its open_store:
+    the store and its code are loaded when the first call needs them, not at boot)."""
 
     def __init__(self, store, max_data=None):
-        self.store = store
+        self._store = store
         self.max_data = max_data
+
+    @property
+    def store(self):
+        st = self._store
+        if callable(st):
+            st = self._store = st()
+        return st
 
     def register(self, server):
         self.max_data = server.max_data
@@ -169,8 +182,8 @@ class API:
 
     def mm_set_right(self, caller, params, name=None):
         bits = _arg(params, "rights", int)
-        if bits < 0 or bits > mimei.ALL:
-            raise RPCError("bad_request", "rights must be a bitmask 0..%d" % mimei.ALL)
+        if bits < 0 or bits > ALL_RIGHTS:
+            raise RPCError("bad_request", "rights must be a bitmask 0..%d" % ALL_RIGHTS)
         self.store.set_right(_arg(params, "mid", str), _arg(params, "member", str), bits)
         return bits
 

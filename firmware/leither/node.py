@@ -5,6 +5,7 @@
 
 import asyncio
 import json
+import os
 import sys
 
 import leither
@@ -14,6 +15,9 @@ from .compat import IS_MICROPYTHON, const, exists, makedirs, ticks_diff, ticks_m
 from .errors import LeitherError
 
 DEFAULT_PORT = const(4800)
+# Bytes of flash the store keeps back from writes (leither.mimei.RESERVE; a test keeps the two
+# equal): the TXT "free" of a node whose store is not open yet leaves it out too.
+STORE_RESERVE = const(65536)
 # Retention (last N versions + hourly/daily/weekly history) and block collection, every hour:
 # often enough to bound the space old versions hold, rare enough not to wear the flash.
 MAINTAIN_MS = const(3600000)
@@ -100,7 +104,8 @@ class Node:
         self.addr = addr
         self.use_mdns = mdns
         self.started = ticks_ms()
-        self.store = None
+        self._store = None  # the open mimei.Store (see the store property)
+        self._unopened = None  # stands for it while the node runs and nothing needed it yet
         self.server = None
         self.mdns = None
         self.board = None
@@ -120,8 +125,45 @@ class Node:
 
     # -- facts for GetVar and TXT ---------------------------------------------------------------
 
+    # -- the MiMei store, opened when first needed ---------------------------------------------
+
+    @property
+    def store(self):
+        """The node's mimei.Store. Opened (crash recovery included) by the first thing that
+        uses it -- a MiMei call, a backup pass, maintenance: a node nobody has asked for a
+        MiMei keeps the storage code (mimei, history, store, tree: ~7 KB of an ESP32's heap)
+        out of its heap. None before start() and after stop()."""
+        st = self._store
+        return st if st is not None else self._unopened
+
+    @store.setter
+    def store(self, st):
+        self._store = st
+
+    def open_store(self):
+        st = self._store
+        if st is None:
+            from . import mimei
+
+            st = mimei.Store(self.root + "/store", self.identity)
+            if self._unopened is not None:
+                st.on_delete = self._unopened.on_delete
+            self._store = st
+        return st
+
+    def _trim(self):
+        """Short of heap, or idle again: the open store hands back its caches and pools."""
+        if self._store is not None:
+            self._store.trim()
+
     def free_kib(self):
-        return self.store.free() // 1024 if self.store is not None else 0
+        if self._store is not None:
+            return self._store.free() // 1024
+        try:
+            st = os.statvfs(self.root)
+        except (OSError, AttributeError):
+            return 0
+        return max(0, st[4] * st[1] - STORE_RESERVE) // 1024
 
     def fact(self, name):
         if name == "name":
@@ -243,7 +285,7 @@ class Node:
             self.led.show("claimed")
 
     async def start(self):
-        from . import api, memory, mimei, server
+        from . import api, memory, server
         from .led import LED
 
         memory.tune()
@@ -251,16 +293,16 @@ class Node:
         self.board = load_board(self.board_name, self.root, self.config)
         self.led = LED(self.board)
         await self.board.network_up()
-        self.store = mimei.Store(self.root + "/store", self.identity)
+        self._unopened = _Unopened(self)
         self.server = server.Server(self.identity.seed, facts_provider=self.fact,
                                     owner_key=self.owner, claim_token=self.claim_token,
                                     on_claim=self._on_claim,
                                     max_frame=self.config.get("max_frame"))
-        api.API(self.store).register(self.server)
+        api.API(self.open_store).register(self.server)
         # Short of heap, the store first hands back its caches and buffer pools (Store.trim)
         # before the node answers "busy" or refuses a session; and once the last session has
         # ended, so that the heap goes back to the idle node's after each piece of work.
-        self.server.on_short_heap = self.server.on_idle = getattr(self.store, "trim", None)
+        self.server.on_short_heap = self.server.on_idle = self._trim
         for name in SERVICES:
             module = __import__("leither." + name, None, None, ("Service",))
             self.services.append(module.Service(self))
@@ -323,9 +365,10 @@ class Node:
         if self.server is not None:
             await self.server.stop()
             self.server = None
-        if self.store is not None:
-            self.store.close()
-            self.store = None
+        self._unopened = None
+        if self._store is not None:
+            self._store.close()
+            self._store = None
         print("leither: stopped")
 
     async def run_forever(self):
@@ -344,6 +387,19 @@ class Node:
             await self._stopping.wait()
         finally:
             await self.stop()
+
+
+class _Unopened:
+    """Node.store while the store is not open: any attribute read opens it (Node.open_store)
+    and is served by it; ``on_delete`` set here (leither.backup's tombstones) goes to the
+    store when it opens."""
+
+    def __init__(self, node):
+        self._node = node
+        self.on_delete = None
+
+    def __getattr__(self, name):
+        return getattr(self._node.open_store(), name)
 
 
 def main(argv=None):

@@ -132,3 +132,37 @@ def test_db_collections_page_over_rpc():
         check(node.ok(OWNER, "Hscan", {"mid": mid, "args": ["h", "", 1]}) == ["a", ["a", "1"]])
     finally:
         node.close()
+
+
+def test_the_store_opens_at_the_first_call_that_needs_it():
+    # A node hands the API a function that opens its store: registering the methods and
+    # serving other calls must not open it (nor load the storage code); the first MiMei call
+    # does, once.
+    opened = []
+    n = Node()
+    try:
+        def open_store():
+            opened.append(1)
+            return n.store
+
+        lazy = server.Server(NODE_SEED, owner_key=OWNER, max_frame=8192, log=lambda msg: None)
+        api.API(open_store).register(lazy)
+        n.srv = lazy
+        check(n.ok(OWNER, "GetVar", "id") == lazy.node_id and not opened)
+        mid = n.ok(OWNER, "MMCreate", {"app": "lazy"})
+        check(opened == [1], "store opened %d times" % len(opened))
+        n.ok(OWNER, "MFSetData", {"mid": mid, "data": b"abc"})
+        check(n.ok(OWNER, "MFGetSize", {"mid": mid}) == 3 and opened == [1])
+    finally:
+        n.close()
+
+
+def test_constants_kept_apart_from_the_storage_code_match_it():
+    # leither.api and leither.node keep the storage code out of an idle node's heap, so they
+    # hold their own copies of these.
+    from leither import node
+
+    check(api.RIGHT_BITS == {"read": mimei.READ, "write": mimei.WRITE, "admin": mimei.ADMIN,
+                             "backup": mimei.BACKUP})
+    check(api.ALL_RIGHTS == mimei.ALL)
+    check(node.STORE_RESERVE == mimei.RESERVE)
