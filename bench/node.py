@@ -172,35 +172,61 @@ def boot_times(runs: int, interpreter: str, heap: str | int = "512K"
     return ready, announced
 
 
-IDLE_PROBE = """
+# The node, booted by leither.node.main, watching its own heap: each time it has settled idle
+# -- mDNS announced, no connection for SETTLE_S -- it collects and prints "IDLE <bytes in use>
+# <modules loaded>" (bytes since just before asyncio and the node were imported: what the
+# node holds, the frozen modules' function and class objects included). With "once" it stops
+# after the first report and prints its modules.
+IDLE_WATCH = """
 import gc, sys
 gc.collect()
 zero = gc.mem_alloc()
 import asyncio
 import leither.node as node
 start = node.Node.start
-async def report(n):
-    await asyncio.sleep(3)  # announced and settled: the node as it sits idle
-    gc.collect()
-    print("USED", gc.mem_alloc() - zero)
-    print("MODS", " ".join(sorted(sys.modules)))
-    n._stopping.set()
+async def watch(n):
+    if n.mdns is not None:
+        await n.mdns.announced.wait()
+    quiet = 0
+    told = False
+    seen = n.server.stats["accepted"]
+    while True:
+        await asyncio.sleep(0.25)
+        if n.server.connections or n.server.stats["accepted"] != seen:
+            seen = n.server.stats["accepted"]
+            quiet = 0
+            told = False
+            continue
+        quiet += 1
+        if quiet == %(settle)d and not told:
+            told = True
+            gc.collect()
+            print("IDLE", gc.mem_alloc() - zero, len(sys.modules))
+            if %(once)s:
+                print("MODS", " ".join(sorted(sys.modules)))
+                n._stopping.set()
 async def started(self):
     await start(self)
-    self._tasks.append(asyncio.create_task(report(self)))
+    self._tasks.append(asyncio.create_task(watch(self)))
 node.Node.start = started
-node.main(%r)
+node.main(%(argv)r)
 """
+SETTLE_S = 2  # seconds with no connection (after mDNS announced) before an idle figure
+
+
+def idle_code(argv: list[str], once: bool) -> str:
+    return IDLE_WATCH % {"settle": SETTLE_S * 4, "once": once, "argv": argv}
 
 
 def idle_used(heap: str | int, board: str) -> int:
-    """Heap in use by the idle node (no session, 3 s after boot), measured from inside."""
+    """Heap in use by the settled idle node (announced, no session, after a collection),
+    measured from inside."""
     root = Path(tempfile.mkdtemp(prefix="leither-bench-idle-"))
     try:
         argv = ["--root", str(root), "--port", str(PORT + 1), "--addr", "127.0.0.1",
                 "--name", f"idle{os.getpid() % 1000}"]
-        ok, out = run(IDLE_PROBE % (argv,), heap=heap, timeout=60, board=board)
-        used = [line.split()[1] for line in out.splitlines() if line.startswith("USED ")]
+        ok, out = run(idle_code(argv, True), heap=heap, timeout=60, board=board)
+        used = [line.split()[1] for line in out.splitlines() if line.startswith("IDLE ")]
         if not ok or not used:
             raise SystemExit("idle probe failed:\n" + out)
         return int(used[0])
@@ -210,19 +236,19 @@ def idle_used(heap: str | int, board: str) -> int:
 
 def idle_heap() -> tuple[int, int]:
     """(heap the idle node uses, of which module code) on MicroPython. The real node, booted
-    by leither.node.main in a process of its own, measures itself from inside after 3 s of
-    idleness (no session: GetVar would need one, and the first session's own buffers would
+    by leither.node.main in a process of its own, measures itself from inside once settled
+    idle (no session: GetVar would need one, and the first session's own buffers would
     count); then a fresh process imports exactly the modules it had loaded, for the code."""
     root = Path(tempfile.mkdtemp(prefix="leither-bench-idle-"))
     try:
         argv = ["--root", str(root), "--port", str(PORT + 1), "--addr", "127.0.0.1",
                 "--name", f"idle{os.getpid() % 1000}"]
-        ok, out = run(IDLE_PROBE % (argv,), heap="512K", timeout=60)
+        ok, out = run(idle_code(argv, True), heap="512K", timeout=60)
         lines = dict(line.split(" ", 1) for line in out.splitlines()
-                     if line.startswith(("USED ", "MODS ")))
-        if not ok or "USED" not in lines:
+                     if line.startswith(("IDLE ", "MODS ")))
+        if not ok or "IDLE" not in lines:
             raise SystemExit("idle probe failed:\n" + out)
-        used = int(lines["USED"])
+        used = int(lines["IDLE"].split()[0])
         imports = "\n".join(f"import {m}" for m in lines["MODS"].split())
         ok, out = run(f"import gc\ngc.collect()\na=gc.mem_alloc()\n{imports}\n"
                       f"gc.collect()\nprint(gc.mem_alloc()-a)", heap="2M")
@@ -262,7 +288,7 @@ def main() -> None:
               f"{pct(ann, 50):>15.2f} / {pct(ann, 95):<12.2f}")
     print()
     used, node_code = sorted(idle_heap() for _ in range(3))[1]  # median of 3 by heap used
-    print(f"MicroPython idle node (no session open, 3 s after boot): {used / 1024:.1f} KiB "
+    print(f"MicroPython idle node (announced, no session, settled): {used / 1024:.1f} KiB "
           f"of heap: module code {node_code / 1024:.1f} KiB, data "
           f"{(used - node_code) / 1024:.1f} KiB ({(used - node_code) / 1000:.1f} kB)")
     lo, hi = 128, 1024  # KiB; bisect in 16 KiB steps
@@ -347,6 +373,73 @@ def owners_trial(heap: int, n: int = 4) -> tuple[bool, int | None, float]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+async def put_get(port: int, key: keys.HostKey, size: int, mark: str) -> None:
+    """One owner session: `size` bytes put as `leither mm put` does (staged pieces, MFCommit)
+    into a fresh MiMei and read back."""
+    s = await connect("127.0.0.1", port, key)
+    try:
+        data = os.urandom(size)
+        mid = await s.call("MMCreate", {"app": "bench", "mark": mark})
+        step = s.max_data - 256  # room for the other parameters in the frame
+        for offset in range(0, size, step):
+            await s.call("MFSetData", {"mid": mid, "offset": offset, "stage": True,
+                                       "sync": False, "data": data[offset:offset + step]})
+        await s.call("MFCommit", {"mid": mid, "size": size})
+        back = bytearray()
+        while len(back) < size:
+            back += await s.call("MFGetData", {"mid": mid, "offset": len(back),
+                                               "length": min(step, size - len(back))})
+        if bytes(back) != data:
+            raise SystemExit("1 MB put/get: read back differs")
+    finally:
+        await s.close()
+
+
+def idle_after_work(heap: int) -> list[tuple[str, int]]:
+    """The settled idle node's heap in use (from inside, see IDLE_WATCH) after boot and after
+    each piece of work: a claim, then 1 MB put and read back, twice."""
+    root = Path(tempfile.mkdtemp(prefix="leither-bench-work-"))
+    port = PORT + 2
+    argv = ["--root", str(root), "--port", str(port), "--addr", "127.0.0.1", "--name",
+            f"work{os.getpid() % 1000}"]
+    log = open(root / "node.log", "wb")
+    proc = subprocess.Popen([standin(), "-X", f"heapsize={heap}", "-c", idle_code(argv, False)],
+                            stdout=log, stderr=subprocess.STDOUT, env=env_for("esp32"),
+                            cwd=root)
+    figures: list[tuple[str, int]] = []
+
+    def settled(what: str) -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None:
+            seen = [line for line in (root / "node.log").read_text().splitlines()
+                    if line.startswith("IDLE ")]
+            if len(seen) > len(figures):
+                figures.append((what, int(seen[len(figures)].split()[1])))
+                return
+            time.sleep(0.05)
+        raise SystemExit(f"no settled idle figure {what}:\n" + (root / "node.log").read_text())
+
+    async def claim(key: keys.HostKey) -> None:
+        s = await connect("127.0.0.1", port, key)
+        await s.call("Claim", {"token": (root / "claim.token").read_text().strip()})
+        await s.close()
+
+    try:
+        key = keys.HostKey.generate()
+        settled("booted, announced")
+        asyncio.run(claim(key))
+        settled("claimed (one session, closed)")
+        asyncio.run(put_get(port, key, BIG, "a"))
+        settled("after 1 MB put + get")
+        asyncio.run(put_get(port, key, BIG, "b"))
+        settled("after a second 1 MB put + get")
+        return figures
+    finally:
+        stop(proc)
+        log.close()
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def boots_and_announces(heap: int) -> bool:
     root = Path(tempfile.mkdtemp(prefix="leither-bench-small-"))
     proc = start_node(root, heap, "esp32")
@@ -388,8 +481,10 @@ def esp32_report(runs: int) -> None:
     print(f"boot -> ready p50/p95: {pct(ready, 50):.2f} / {pct(ready, 95):.2f} s; "
           f"boot -> announced p50/p95: {pct(ann, 50):.2f} / {pct(ann, 95):.2f} s (target 2 s)")
     used = sorted(idle_used(heap, "esp32") for _ in range(3))[1]
-    print(f"idle node (no session, 3 s after boot): {used} bytes = {used / 1024:.1f} KiB of "
-          f"heap in use (target 40 KiB)")
+    print(f"idle node (announced, no session for {SETTLE_S} s, after a collection): {used} bytes "
+          f"= {used / 1024:.1f} KiB of heap in use (target 40 KiB; median of 3 boots)")
+    for what, figure in idle_after_work(heap):
+        print(f"  settled idle, {what}: {figure} bytes = {figure / 1024:.1f} KiB")
     small = smallest(boots_and_announces, 16 * 1024, heap, 1024)
     print(f"smallest heap that boots and announces: "
           f"{small if small else 'over ' + str(heap)} bytes")
