@@ -187,6 +187,11 @@ class Store(History):
         allocated again on the next read or write). Measured on the ESP32 stand-in: ~12 KiB
         of db page buffers and 8 KiB of tree buffers held otherwise."""
         self._drop_reader()
+        # The state of the MiMei used last (up to ~30 KB with 256 versions, refs and rights)
+        # is read again from its file when next needed -- unless it is ahead of the file.
+        if not self._dirty and self._app is None:
+            self._st_cache = None
+        self._path_cache = None
         keep = []
         for entry in self._dbs:
             if getattr(entry[1], "_tx", False):
