@@ -10,7 +10,9 @@ The binary is the 32-bit unix MicroPython with firmware/leither frozen in
 (/work/tools/mp32-build.sh WORKTREE, or `leither build --board esp32`). Workloads:
 
 * idle      — node booted, claimed, one session open: heap in use = heapsize - free heap
-              after a collection (GetVar "heap"); target ≤ 40 KiB;
+              (GetVar "heap"), the session's frame buffers included (made for the first
+              connection, given back after the last); the settled idle node with no session
+              (target ≤ 40 KiB) is bench/node.py's figure;
 * N owners  — N sessions each put (as `leither mm put`: staged pieces, MFCommit) and read back
               SIZE bytes into its own MiMei, all at once: success, byte-identical, time, the
               "busy" answers the host client retried, free-heap low-water mark (GetVar
@@ -257,10 +259,10 @@ def main() -> int:
     parser.add_argument("--workloads", default="idle,owners,sessions")
     args = parser.parse_args()
     binary = find_binary(args.binary)
-    head = ("workload", "ok", "heap in use idle", "free after", "low-water", "busy retried",
+    head = ("workload", "ok", "in use, 1 session", "free after", "low-water", "busy retried",
             "MemoryError in log", "s", "note", "smallest heap")
     rows = []
-    names = {"idle": "idle (target ≤ 40 KiB)",
+    names = {"idle": "claimed, one session open",
              "owners": f"{args.owners} owners × {args.size:,} B put+get",
              "sessions": f"{args.sessions} sessions, GetVar + 4 KiB reads"}
     for workload in args.workloads.split(","):
