@@ -58,6 +58,7 @@ from .rpc import GUEST, OWNER, PEER
 from .session import Caller, Conn, DropLog, close, peer_addr
 
 ALL_ROLES = (OWNER, PEER, GUEST)
+_OWNER_ONLY = (OWNER,)  # the roles of a method registered as its handler alone
 # Facts a guest may read with GetVar; the rest (and any provider fact) need owner or peer.
 PUBLIC_FACTS = ("id", "v", "name", "board", "fw", "uptime", "free", "heap", "heap_low",
                 "claimed", "role", "pair", "peer", "replaced")
@@ -180,6 +181,11 @@ class Server:
         for role in roles:
             if role not in ALL_ROLES:
                 raise ValueError("unknown role %r" % (role,))
+        if right is None and len(roles) == 1 and roles[0] == OWNER:
+            # The common entry (owner only, no right) is the handler alone: a board keeps ~20
+            # registered methods for its whole life, and a tuple each is 48 bytes of heap.
+            self._methods[name] = handler
+            return
         if type(roles) is not tuple:
             roles = tuple(roles)  # a tuple given is shared by every method registered with it
         self._methods[name] = (handler, roles, right)
@@ -585,6 +591,8 @@ class Server:
             return False, self.refusal
         entry = self._methods.get(method)
         named = False
+        if entry is not None and type(entry) is not tuple:  # owner only, no right
+            entry = (entry, _OWNER_ONLY, None)
         if entry is None:
             for resolve in self._tables:
                 entry = resolve(method)
