@@ -196,9 +196,10 @@ def _default_ecb(key):
     return AES128(key)
 
 
-# The pure curve code: MicroPython's always, CPython's where pycryptodome lacks it (replaced
-# below). Those modules cost ~20 KB of a board's heap once imported: only code that signs or
-# agrees keys pays for them (imported on first use; later a sys.modules lookup).
+# The pure curve code: MicroPython's always, CPython's where pycryptodome lacks it (replaced by
+# leither.cryptodome.serve). Those modules cost ~20 KB of a board's heap once imported: only
+# code that signs or agrees keys pays for them (imported on first use; later a sys.modules
+# lookup).
 def sign_public(seed):
     """The Ed25519 public key (32 bytes) of a 32-byte seed."""
     from . import ed25519
@@ -235,37 +236,10 @@ def _dh(private, public):
 CTR = CTRFromECB
 PYCRYPTODOME = None  # on CPython: "Crypto" or "Cryptodome", the name pycryptodome was found by
 BACKEND = "cryptolib AES, pure Ed25519/X25519"  # what serves, for logs and benches
-if not _MICROPYTHON:
-    from . import cryptodome as _lib
+if not _MICROPYTHON:  # pycryptodome's C pieces replace the pure ones where it has them
+    from .cryptodome import serve
 
-    PYCRYPTODOME = _lib.NAMESPACE
-    _slow = []  # the pieces that run on pure Python here
-    if _lib.AES is not None:
-        CTR = _lib.CTR
-    else:
-        _slow.append("AES")
-    if _lib.eddsa is not None:
-        sign_public = _lib.sign_public
-        sign = _lib.sign
-        verify = _lib.verify
-    else:
-        _slow.append("Ed25519")
-    if _lib.DH is not None:
-        _dh_public = _lib.dh_public
-        _dh = _lib.dh
-    else:
-        _slow.append("X25519")
-    if PYCRYPTODOME is None:
-        BACKEND = "pure Python (no pycryptodome)"
-        # Once per process (modules import once): a node that runs slower says why.
-        print("leither: crypto: no pycryptodome (neither Crypto nor Cryptodome): pure-Python "
-              "AES, Ed25519 and X25519, slower; apt-get install python3-pycryptodome")
-    else:
-        BACKEND = "pycryptodome %s (%s)" % (_lib.VERSION, PYCRYPTODOME)
-        if _slow:
-            BACKEND += "; pure Python " + "/".join(_slow)
-            print("leither: crypto: pycryptodome %s (%s) lacks %s: pure Python for it, slower"
-                  % (_lib.VERSION, PYCRYPTODOME, " and ".join(_slow)))
+    serve(globals())
 
 
 def sign_keypair(seed=None):

@@ -116,3 +116,33 @@ def dh(private, public):
 
 def _same(secret):
     return secret
+
+
+def serve(names):
+    """Put the pieces this release has into leither.crypto's namespace `names` (CTR,
+    sign_public, sign, verify, _dh_public, _dh; PYCRYPTODOME, BACKEND) and say once, on
+    stdout, which run on pure Python: a node that runs slower says why."""
+    slow = []  # the pieces that run on pure Python here
+    if AES is not None:
+        names["CTR"] = CTR
+    else:
+        slow.append("AES")
+    if eddsa is not None:
+        names.update(sign_public=sign_public, sign=sign, verify=verify)
+    else:
+        slow.append("Ed25519")
+    if DH is not None:
+        names.update(_dh_public=dh_public, _dh=dh)
+    else:
+        slow.append("X25519")
+    names["PYCRYPTODOME"] = NAMESPACE
+    if NAMESPACE is None:
+        names["BACKEND"] = "pure Python (no pycryptodome)"
+        print("leither: crypto: no pycryptodome (neither Crypto nor Cryptodome): pure-Python "
+              "AES, Ed25519 and X25519, slower; apt-get install python3-pycryptodome")
+        return
+    names["BACKEND"] = "pycryptodome %s (%s)" % (VERSION, NAMESPACE)
+    if slow:
+        names["BACKEND"] += "; pure Python " + "/".join(slow)
+        print("leither: crypto: pycryptodome %s (%s) lacks %s: pure Python for it, slower"
+              % (VERSION, NAMESPACE, " and ".join(slow)))
