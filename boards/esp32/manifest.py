@@ -6,7 +6,8 @@
 # Which modules: every firmware module but the other boards' ports and the host-only ones,
 # read from board.json beside this file ("manifest": {"exclude_ports", "exclude_modules"}), the
 # same list `leither build --board esp32` compiles into the .mpy/ROMFS bundle. The stand-in has
-# no ESP32 pins or Wi-Fi, so it swaps port/esp32.py for port/unix.py (files for button and LED).
+# no ESP32 pins or Wi-Fi, so it swaps port/esp32.py for port/unix.py (files for button and LED)
+# and has port/posix.py (file modes for secrets) too.
 #
 # `leither build --board esp32` prints the command for a real image when it finds a
 # MicroPython checkout with ports/esp32 (see boards/esp32/README.md).
@@ -21,7 +22,7 @@ with open("board.json") as _f:
 _skip_ports = set(_rules.get("exclude_ports", []))
 _skip_modules = set(_rules.get("exclude_modules", []))
 if options.standin:  # noqa: F821
-    _skip_ports = (_skip_ports | {"esp32"}) - {"unix"}
+    _skip_ports = (_skip_ports | {"esp32"}) - {"unix", "posix"}
 
 _firmware = os.path.abspath("../../firmware")
 _files = []

@@ -18,60 +18,34 @@ _TOKEN_BYTES = 8  # 64 bits, shown as 16 hex digits: enough against guessing ove
 def write_atomic(path, data, private=False):
     """Write a small file so that a crash leaves the old content or the new, never a mix.
 
-    private: the file holds a secret (a key, a token): it is created mode 0600 before its
-    first byte is written, so no reader ever sees the secret in a wider-mode file."""
+    private: the file holds a secret (a key, a token): where files have modes it is created
+    0600 before its first byte is written, so no reader ever sees the secret in a wider-mode
+    file (leither.port.posix)."""
     tmp = path + ".tmp"
-    if private:
-        f = _open_private(tmp)
-    else:
-        f = open(tmp, "wb")
-    with f:
+    modes = _modes() if private else None
+    with modes.open_private(tmp) if modes else open(tmp, "wb") as f:
         f.write(data)
         fsync(f)
     os.rename(tmp, path)
 
 
-def _open_private(path):
-    """A new file at path, empty, mode 0600, open for writing.
+def _modes():
+    """leither.port.posix where files have POSIX modes (CPython; MicroPython's unix port),
+    else None: a board's own filesystem (LittleFS, FAT) has no modes (nor its bundle that
+    module)."""
+    if IS_MICROPYTHON and not (hasattr(os, "system") and sys.platform in ("linux", "darwin")):
+        return None
+    from .port import posix
 
-    CPython: os.open with the mode (O_EXCL after removing a leftover: an existing file keeps
-    its old mode). MicroPython has no os.open, chmod nor umask: on the unix port the empty
-    file is made by a shell with umask 077, then opened (truncating keeps its mode); a board's
-    own filesystem (LittleFS, FAT) has no modes at all, and there plain open is all there is."""
-    try:
-        os.remove(path)
-    except OSError:
-        pass
-    if not IS_MICROPYTHON:
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-        return os.fdopen(os.open(path, flags, 0o600), "wb")
-    if _posix_modes(path):
-        if "'" in path:
-            raise StoreError("no quote allowed in a secret's path %s" % path)
-        os.system("umask 077 && : > '%s'" % path)
-        if os.stat(path)[0] & 0o077:
-            raise StoreError("could not create %s private (mode %o)" % (path, os.stat(path)[0]))
-    return open(path, "wb")
-
-
-def _posix_modes(path):
-    """True where path lies on a POSIX filesystem with modes (MicroPython's unix port)."""
-    return hasattr(os, "system") and sys.platform in ("linux", "darwin")
+    return posix
 
 
 def tighten(path):
-    """Make an existing secret file 0600 (one written by an older version, or by a tool, with
-    0644): chmod on CPython, rewritten private on the unix MicroPython (no chmod there)."""
-    try:
-        wide = os.stat(path)[0] & 0o077
-    except OSError:
-        return
-    if not wide:
-        return
-    if not IS_MICROPYTHON:
-        os.chmod(path, 0o600)
-    elif _posix_modes(path):
-        write_atomic(path, read_file(path), private=True)
+    """Make an existing secret file 0600 where files have modes (one written by an older
+    version, or by a tool, with 0644)."""
+    modes = _modes()
+    if modes is not None:
+        modes.tighten(path)
 
 
 def read_file(path):

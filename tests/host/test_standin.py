@@ -76,12 +76,13 @@ def test_standin_is_32_bit_with_the_esp32_bundle_frozen(esp32_micropython: Path,
     maxsize, path = out.split(" ", 1)
     assert int(maxsize) == 2**31 - 1 and ".frozen" in path
     # The frozen modules are the ESP32 bundle's with every optional part (the ROMFS bundle
-    # leaves some out), with the unix port in place of the ESP32 one.
+    # leaves some out), with the unix port (and posix file modes) in place of the ESP32 one.
     frozen_c = (standin.out_dir("esp32") / "obj" / "frozen_content.c").read_text()
     frozen = set(re.findall(r'"(leither/[a-z0-9_/]+)\.py"', frozen_c))
     bundle = build("esp32", tmp_path / "full", parts=["all"])
     mods = {f.relative_to(bundle.path).with_suffix("").as_posix() for f in bundle.files}
-    assert frozen == (mods - {"leither/port/esp32"}) | {"leither/port/unix"}
+    assert frozen == (mods - {"leither/port/esp32"}) | {"leither/port/unix",
+                                                        "leither/port/posix"}
     # ... and the frozen node says it carries them all (GetVar "parts").
     out = run_mp(esp32_micropython, "from leither import parts\nprint(parts.present())",
                  esp32_heap(), tmp_path)

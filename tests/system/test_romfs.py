@@ -64,7 +64,7 @@ def test_romfs_image_runs_the_node_on_the_standin(tmp_path: Path) -> None:
     from conftest import esp32_heap, esp32_standin
 
     standin = esp32_standin()
-    image = romfs.build_image("esp32", out=tmp_path / "esp32.romfs", extra_ports=("unix",))
+    image = romfs.build_image("esp32", out=tmp_path / "esp32.romfs", extra_ports=("unix", "posix"))
     data = image.path.read_bytes()
     assert data[:3] == b"\xd2\xcd\x31" and image.size == len(data)  # a ROMFS header
     assert image.files > 30 and image.bundle_bytes < image.size
