@@ -1,7 +1,7 @@
 # Pairing messages and key schedule (leither.pairing Initiator/Responder) driven in memory:
 # both sides agree on secret, code and quotas; tampering, forged keys, replays and a broken
 # commitment are refused; the partner record round-trips and rejects a mismatched ID.
-from leither import cbor, crypto, ids, pairing
+from leither import cbor, crypto, ids, pairing, pairproto
 from leither.errors import AuthError, DecodeError, PairingError
 
 from testutil import raises, rmtree, tmpdir
@@ -14,8 +14,8 @@ EVIL_SEED = bytes(range(201, 233))
 
 
 def exchange(i_seed=I_SEED, r_seed=R_SEED, qi=1000, qr=2000):
-    ini = pairing.Initiator(i_seed, qi, crypto.sign_public(r_seed))
-    resp = pairing.Responder(r_seed, qr)
+    ini = pairproto.Initiator(i_seed, qi, crypto.sign_public(r_seed))
+    resp = pairproto.Responder(r_seed, qr)
     hello = ini.hello()
     reply = resp.reply(hello, crypto.sign_public(i_seed))
     confirm = ini.confirm(reply)
@@ -49,27 +49,27 @@ def test_fresh_secret_and_code_each_time():
 def test_code_is_six_digits_of_transcript_hash():
     h3 = bytes(32)
     expected = int.from_bytes(crypto.sha256(b"leither-pair/1 code" + h3)[:4], "big") % 1000000
-    assert pairing.sas_code(h3) == "%06d" % expected
+    assert pairproto.sas_code(h3) == "%06d" % expected
 
 
 def test_hello_from_another_key_than_caller_refused():
-    ini = pairing.Initiator(EVIL_SEED, 1)
-    resp = pairing.Responder(R_SEED, 1)
+    ini = pairproto.Initiator(EVIL_SEED, 1)
+    resp = pairproto.Responder(R_SEED, 1)
     # The RPC session authenticated I_SEED's key; the hello names EVIL's.
     raises(AuthError, resp.reply, ini.hello(), crypto.sign_public(I_SEED))
 
 
 def test_reply_from_another_key_than_node_refused():
     # I pinned R's key from the RPC session; EVIL answers with its own (valid) signature.
-    ini = pairing.Initiator(I_SEED, 1, crypto.sign_public(R_SEED))
-    evil = pairing.Responder(EVIL_SEED, 1)
+    ini = pairproto.Initiator(I_SEED, 1, crypto.sign_public(R_SEED))
+    evil = pairproto.Responder(EVIL_SEED, 1)
     reply = evil.reply(ini.hello())
     raises(AuthError, ini.confirm, reply)
 
 
 def test_forged_responder_signature_refused():
-    ini = pairing.Initiator(I_SEED, 1)
-    resp = pairing.Responder(R_SEED, 1)
+    ini = pairproto.Initiator(I_SEED, 1)
+    resp = pairproto.Responder(R_SEED, 1)
     reply = resp.reply(ini.hello())
     # Claim R's key but sign with EVIL's: the signature does not verify.
     forged = dict(reply)
@@ -79,8 +79,8 @@ def test_forged_responder_signature_refused():
 
 def test_tampered_reply_fields_refused():
     for field in ("eph", "nonce", "quota"):
-        ini = pairing.Initiator(I_SEED, 1)
-        resp = pairing.Responder(R_SEED, 5)
+        ini = pairproto.Initiator(I_SEED, 1)
+        resp = pairproto.Responder(R_SEED, 5)
         reply = resp.reply(ini.hello())
         bad = dict(reply)
         if field == "quota":
@@ -93,8 +93,8 @@ def test_tampered_reply_fields_refused():
 
 
 def test_tampered_hello_breaks_responder_signature():
-    ini = pairing.Initiator(I_SEED, 7)
-    resp = pairing.Responder(R_SEED, 1)
+    ini = pairproto.Initiator(I_SEED, 7)
+    resp = pairproto.Responder(R_SEED, 1)
     hello = ini.hello()
     altered = dict(hello)
     altered["quota"] = 8  # a man in the middle raising the quota I grants
@@ -103,8 +103,8 @@ def test_tampered_hello_breaks_responder_signature():
 
 
 def test_confirm_checks_commitment_and_signature():
-    ini = pairing.Initiator(I_SEED, 1)
-    resp = pairing.Responder(R_SEED, 1)
+    ini = pairproto.Initiator(I_SEED, 1)
+    resp = pairproto.Responder(R_SEED, 1)
     confirm = ini.confirm(resp.reply(ini.hello()))
     bad = dict(confirm)
     nonce = bytearray(confirm["nonce"])
@@ -114,8 +114,8 @@ def test_confirm_checks_commitment_and_signature():
     # Single use: after a failure the exchange is over, even with the right message.
     raises(PairingError, resp.finish, confirm)
 
-    ini = pairing.Initiator(I_SEED, 1)
-    resp = pairing.Responder(R_SEED, 1)
+    ini = pairproto.Initiator(I_SEED, 1)
+    resp = pairproto.Responder(R_SEED, 1)
     confirm = ini.confirm(resp.reply(ini.hello()))
     bad = dict(confirm)
     bad["sig"] = crypto.sign(EVIL_SEED, b"anything")
@@ -123,8 +123,8 @@ def test_confirm_checks_commitment_and_signature():
 
 
 def test_wrong_done_mac_refused():
-    ini = pairing.Initiator(I_SEED, 1)
-    resp = pairing.Responder(R_SEED, 1)
+    ini = pairproto.Initiator(I_SEED, 1)
+    resp = pairproto.Responder(R_SEED, 1)
     confirm = ini.confirm(resp.reply(ini.hello()))
     _result, done = resp.finish(confirm)
     bad = {"mac": bytes(16)}
@@ -133,50 +133,50 @@ def test_wrong_done_mac_refused():
 
 
 def test_replayed_reply_from_old_session_refused():
-    ini1 = pairing.Initiator(I_SEED, 1)
-    old = pairing.Responder(R_SEED, 1).reply(ini1.hello())
-    ini2 = pairing.Initiator(I_SEED, 1)
+    ini1 = pairproto.Initiator(I_SEED, 1)
+    old = pairproto.Responder(R_SEED, 1).reply(ini1.hello())
+    ini2 = pairproto.Initiator(I_SEED, 1)
     ini2.hello()
     raises(AuthError, ini2.confirm, old)  # signed over another hello
 
 
 def test_malformed_messages_refused():
-    resp = pairing.Responder(R_SEED, 1)
-    hello = pairing.Initiator(I_SEED, 1).hello()
+    resp = pairproto.Responder(R_SEED, 1)
+    hello = pairproto.Initiator(I_SEED, 1).hello()
     for bad in (None, [], "x", {}, dict(hello, extra=1)):
-        raises(DecodeError, pairing.Responder(R_SEED, 1).reply, bad)
+        raises(DecodeError, pairproto.Responder(R_SEED, 1).reply, bad)
     for key, value in (("key", b"short"), ("eph", 5), ("quota", -1), ("quota", True),
                        ("v", 2), ("commit", bytes(31))):
         bad = dict(hello)
         bad[key] = value
-        raises(DecodeError, pairing.Responder(R_SEED, 1).reply, bad)
+        raises(DecodeError, pairproto.Responder(R_SEED, 1).reply, bad)
     resp.reply(hello)
     raises(PairingError, resp.reply, hello)  # one hello per exchange
 
 
 def test_out_of_order_calls_refused():
-    ini = pairing.Initiator(I_SEED, 1)
+    ini = pairproto.Initiator(I_SEED, 1)
     raises(PairingError, ini.confirm, {})
     raises(PairingError, ini.finish, {"mac": bytes(16)})
     ini.hello()
     raises(PairingError, ini.hello)
-    raises(PairingError, pairing.Responder(R_SEED, 1).finish, {})
+    raises(PairingError, pairproto.Responder(R_SEED, 1).finish, {})
 
 
 def test_lost_done_falls_back_to_the_checked_result():
     # R answered PairConfirm but the answer never came: I's result, once R's PairCheck said
     # yes, is the one R saved (same secret, tag and code).
-    ini = pairing.Initiator(I_SEED, 1000, crypto.sign_public(R_SEED))
-    resp = pairing.Responder(R_SEED, 2000)
+    ini = pairproto.Initiator(I_SEED, 1000, crypto.sign_public(R_SEED))
+    resp = pairproto.Responder(R_SEED, 2000)
     confirm = ini.confirm(resp.reply(ini.hello(), crypto.sign_public(I_SEED)))
     r_result, _lost = resp.finish(confirm)
     assert ini.tag() == r_result["tag"]
-    i_result = ini.finish_checked()
+    i_result = ini.finish(None)
     assert i_result["secret"] == r_result["secret"] and i_result["code"] == r_result["code"]
     assert i_result["peer_key"] == crypto.sign_public(R_SEED)
-    raises(PairingError, ini.finish_checked)  # single use
+    raises(PairingError, ini.finish, None)  # single use
     raises(PairingError, ini.tag)
-    raises(PairingError, pairing.Initiator(I_SEED, 1).tag)  # nothing confirmed yet
+    raises(PairingError, pairproto.Initiator(I_SEED, 1).tag)  # nothing confirmed yet
 
 
 def test_partner_record_round_trip():

@@ -5,7 +5,7 @@
 # window stays open. PairCheck tells nobody but the partner that it is paired.
 import asyncio
 
-from leither import pairing, rpcclient, server
+from leither import pairing, pairwin, rpcclient, server
 from leither.compat import ticks_ms
 from leither.identity import Identity
 from leither.rpc import GUEST, OWNER, PEER
@@ -49,7 +49,7 @@ def _ready(svc, other, port):
     svc.machine.press(now)
     view = {"id": other.identity.id, "txt": {"pair": "1"}, "addresses": ["127.0.0.1"],
             "port": port}
-    svc.machine.observe([view], now + pairing.SETTLE_MS)
+    svc.machine.observe([view], now + pairwin.SETTLE_MS)
     assert svc.machine.ready == other.identity.id
 
 
@@ -77,7 +77,7 @@ def _check_paired(i_svc, r_svc, i_node, r_node):
         saved = pairing.load_partner(node.root)
         assert saved is not None and saved["peer_id"] == other.identity.id
         assert svc.partner["peer_id"] == other.identity.id
-        assert svc.machine.state == pairing.PAIRED
+        assert svc.machine.state == pairwin.PAIRED
         assert other.identity.public in node.server.peer_keys
     assert i_svc.partner["secret"] == r_svc.partner["secret"]
     assert i_svc.partner["tag"] == r_svc.partner["tag"]
@@ -125,7 +125,7 @@ def test_link_lost_before_r_saved_leaves_both_unpaired():
         assert i_svc.partner is None and r_svc.partner is None
         assert pairing.load_partner(i_node.root) is None
         assert pairing.load_partner(r_node.root) is None
-        assert i_svc.machine.state == pairing.OPEN  # the window carries on
+        assert i_svc.machine.state == pairwin.OPEN  # the window carries on
         assert r_node.identity.public not in i_node.server.peer_keys
     finally:
         _cleanup(roots)

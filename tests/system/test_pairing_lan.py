@@ -271,7 +271,7 @@ def test_closed_window_refuses_a_hello(lan_sim: Callable[[int], Sim]) -> None:
     board = sim.board("board1")
     script = textwrap.dedent("""
         import asyncio, sys
-        from leither import crypto, pairing, rpcclient
+        from leither import crypto, pairproto, rpcclient
         from leither.errors import RPCError
 
         async def main(host):
@@ -279,7 +279,7 @@ def test_closed_window_refuses_a_hello(lan_sim: Callable[[int], Sim]) -> None:
             client = await rpcclient.connect(host, 4800, seed, timeout_ms=5000)
             try:
                 print("ROLE", client.role)
-                hello = pairing.Initiator(seed, 1).hello()
+                hello = pairproto.Initiator(seed, 1).hello()
                 try:
                     await client.call("PairHello", hello)
                     print("ACCEPTED")
