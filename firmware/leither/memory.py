@@ -111,6 +111,28 @@ def tune():
         gc.threshold(max(4096, (total() or 0) // 8))
 
 
+def unload(names):
+    """Forget the modules ``names`` (under leither, e.g. "db"): the function and class objects
+    a frozen module makes when imported go back to the heap, and the next import makes them
+    again (a few ms). Only for modules of which no object is alive any more (the caller knows:
+    the db engine once no db is open), else their code would be held twice. MicroPython only
+    (CPython's modules cost no board heap); returns the count forgotten."""
+    if not IS_MICROPYTHON:
+        return 0
+    import sys
+
+    package = sys.modules.get("leither")
+    count = 0
+    for name in names:
+        if sys.modules.pop("leither." + name, None) is not None:
+            count += 1
+        try:
+            delattr(package, name)  # the package holds its imported submodules too
+        except (AttributeError, KeyError, TypeError):  # MicroPython: KeyError when absent
+            pass
+    return count
+
+
 def resident_kib():
     """Resident memory of this process in KiB where the OS tells it (Linux), else None."""
     try:

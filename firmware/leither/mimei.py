@@ -153,6 +153,7 @@ class Store(History):
         self.public = bytes(signer.public)
         self.node_id = ids.make_id(self.public)
         self._db_class = db_class
+        self._db_loaded = False  # _db_class is the db part, imported here (trim may unload it)
         # on_delete(mid, numbers or None for the whole MiMei): told before a deletion commits
         # (leither.backup keeps these as tombstones, to prune its partner's copies).
         self.on_delete = None
@@ -181,11 +182,13 @@ class Store(History):
         # back to where the data still is, a write past it is refused, not zero-filled.
         self._lost = None
 
-    def trim(self):
+    def trim(self, unload=False):
         """Hand back the RAM kept for speed: the cached reader, the open dbs not in a
         transaction, the tree and db page buffer pools (an idle node calls it; everything is
         allocated again on the next read or write). Measured on the ESP32 stand-in: ~12 KiB
-        of db page buffers and 8 KiB of tree buffers held otherwise."""
+        of db page buffers and 8 KiB of tree buffers held otherwise. ``unload`` (a node with
+        no session left): with no db open, the db engine's code goes too (~10 KB on an ESP32;
+        imported again by the next db call)."""
         self._drop_reader()
         # The state of the MiMei used last (up to ~30 KB with 256 versions, refs and rights)
         # is read again from its file when next needed -- unless it is ahead of the file.
@@ -205,6 +208,12 @@ class Store(History):
         dbpage = sys.modules.get("leither.dbpage")  # not loaded: nothing to hand back
         if dbpage is not None:
             dbpage.trim()
+        if unload and not keep and self._db_loaded:
+            from . import memory, parts
+
+            self._db_class = None
+            self._db_loaded = False
+            memory.unload(parts.PARTS["db"][0])
 
     def close(self):
         try:
@@ -558,6 +567,7 @@ class Store(History):
             from . import parts
 
             self._db_class = parts.load("db").DB  # no_part where the bundle left it out
+            self._db_loaded = True
         return self._db_class
 
     def _db_open(self, mid):

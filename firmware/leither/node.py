@@ -152,9 +152,15 @@ class Node:
         return st
 
     def _trim(self):
-        """Short of heap, or idle again: the open store hands back its caches and pools."""
+        """Short of heap: the open store hands back its caches and pools."""
         if self._store is not None:
             self._store.trim()
+
+    def _idle(self):
+        """The last session has ended: caches and pools go, and code loaded only for the work
+        done (the db engine), so that the heap comes back to the idle node's."""
+        if self._store is not None:
+            self._store.trim(unload=True)
 
     def free_kib(self):
         if self._store is not None:
@@ -302,7 +308,8 @@ class Node:
         # Short of heap, the store first hands back its caches and buffer pools (Store.trim)
         # before the node answers "busy" or refuses a session; and once the last session has
         # ended, so that the heap goes back to the idle node's after each piece of work.
-        self.server.on_short_heap = self.server.on_idle = self._trim
+        self.server.on_short_heap = self._trim
+        self.server.on_idle = self._idle
         for name in SERVICES:
             module = __import__("leither." + name, None, None, ("Service",))
             self.services.append(module.Service(self))

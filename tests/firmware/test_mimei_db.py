@@ -69,3 +69,33 @@ def test_trim_closes_idle_dbs_and_keeps_transactions():
         s.close()
     finally:
         rmtree(d)
+
+
+def test_an_idle_store_unloads_the_db_engine_and_loads_it_again():
+    # A node with no session left trims with unload=True: with no db open (none in a
+    # transaction), the db engine's modules are forgotten (MicroPython) and the next db call
+    # imports them again and finds every key.
+    import sys
+
+    d = tmpdir("rdbu")
+    try:
+        s = mimei.Store(d, SEED)  # the engine comes from the db part, as on a node
+        one = s.create("app", "", "u1", "db")
+        s.db(one).Set("k", "v")
+        s.db(one).Begin()
+        s.db(one).Set("t", "in tx")
+        s.trim(unload=True)
+        check("leither.db" in sys.modules, "unloaded with a transaction open")
+        check(s.db(one).Commit() == "OK")
+        s.trim(unload=True)
+        if sys.implementation.name == "micropython":
+            check("leither.db" not in sys.modules and "leither.dbcoll" not in sys.modules,
+                  "the db engine stayed loaded")
+        check(s.db(one).Get("k") == "v" and s.db(one).Get("t") == "in tx")
+        check("leither.db" in sys.modules)
+        s.db(one).Hset("h", "f", "1")
+        s.trim(unload=True)
+        check(s.db(one).Hget("h", "f") == "1")
+        s.close()
+    finally:
+        rmtree(d)
