@@ -6,8 +6,10 @@ Per MiMei and per version not yet on the partner, oldest first: the sealed versi
 first, then the sealed blocks of the version's tree that differ from the previous pushed
 version's tree (a walk of both canonical trees side by side: unchanged subtrees are skipped
 without reading them), in ``BKPut`` batches of at most ``_BATCH`` bytes; then ``BKCommit``
-appends the catalog entry, after the partner synced the blobs. The partner checks each blob's
-tag on arrival and dedups by name.
+appends the catalog entry, after the partner synced the blobs. Requests are pipelined (up to
+``_WINDOW`` unanswered on a session, see _Pipe), and a catalog entry is sent only once every
+request before it was answered ok. The partner checks each blob's tag on arrival and dedups
+by name.
 
 Resume: the transfer's position (blocks acknowledged) is kept in RAM and, every
 ``_CURSOR_EVERY`` blocks, on disk. After a broken connection the next attempt skips what was
@@ -41,43 +43,46 @@ from .identity import read_file
 from .port import net
 
 # Bytes of sealed blobs per BKPut: one request frame, held whole by the sender and the receiver
-# (a blob over it goes in pieces). CPython: 8-16 KiB keep an 8 Mbit/s tbf link full (48 KiB:
-# -30%). A board: the client copies a request ~4 times on its way out, each copy one block of
-# the heap, and a long push fragments the heap further (measured on the 32-bit stand-in at
-# 111,936 bytes: 4 KiB requests failed at once, 2 KiB ones after ~1 MB, 1 KiB ones pushed
-# 2 MB in 20 MiMei). So: a quarter of the frame the heap affords (leither.memory) where that
-# is the 4 KiB minimum, else half of it; at most 16 KiB.
+# (a blob over it goes in pieces). A board: the request is held twice on its way out (encoded,
+# then sealed in its frame), each copy one block of the heap, and a long push fragments the
+# heap further (measured on the 32-bit stand-in at 111,936 bytes: 4 KiB requests failed at
+# once, 2 KiB ones after ~1 MB, 1 KiB ones pushed 2 MB in 20 MiMei): a quarter of the 4 KiB
+# frame the heap affords there (leither.memory). An 8 KiB frame: half of it and room for one
+# sealed 4 KiB chunk whole (4,352 bytes; 7.5 KiB requests failed in a 512 KiB test heap).
+# CPython: 16 KiB (requests are pipelined: bigger ones would only save a frame's header
+# and tag).
 _FRAME = memory.frame_for_heap()
-_BATCH = min(16384, _FRAME // 4 if _FRAME <= 4096 else _FRAME // 2)
+_BATCH = (_FRAME // 4 if _FRAME <= 4096 else _FRAME // 2 + 256) if IS_MICROPYTHON else 16384
 _ITEM_OVERHEAD = const(48)  # CBOR bytes around one [name, blob] in a BKPut request
 _BLOB_EXTRA = const(80)  # _ITEM_OVERHEAD + seal.TAG_LEN: a blob's bytes over its block's
 CALL_OVERHEAD = const(96)  # CBOR and seal bytes around a BKPut's list of blocks
+# Requests in flight per session (_Pipe) and their bytes: enough to keep an 8 Mbit/s link
+# busy through the partner's commit (fsyncs) and the owner's reading and sealing (256 KiB:
+# 0.26 s of it). What is in flight costs the sender no heap (written out: the kernel's, or
+# lwIP's, buffers hold it); a board keeps the list short (8 entries, ~0.5 KiB) and what a
+# cut leaves in doubt small.
+_WINDOW = 8 if _FRAME <= 4096 else 32
+_WINDOW_BYTES = const(262144)
+# A board collects before each request (a request is one contiguous block of its split heap:
+# free the last one first); a bigger heap leaves it to gc's threshold (leither.memory.tune).
+_COLLECT = IS_MICROPYTHON and _FRAME <= 4096
 _HAVE_MAX = const(64)  # names per BKHave (2 KiB of request)
 _CURSOR_EVERY = const(256)  # blocks between saved transfer positions (1 MiB of chunks)
-# MiMei pushed at once, one session each (config "push_workers"): two keep a slow link busy
-# while one waits for its reply; a board's heap holds the buffers of one.
-_WORKERS = 1 if IS_MICROPYTHON else 2
+# Catalog entries per BKCommit: ~60 bytes each within a batch's bytes, and no more than the
+# partner looks back through for a repeated commit (vault._RECENT).
+_COMMIT_MAX = min(32, (_BATCH - CALL_OVERHEAD) // 64)
 _SPARE_BLOBS = const(4)  # blob buffers kept for reuse during a push pass (4 KiB + 32 each)
 _CALL_MS = const(5000)  # one backup call: a cut link is noticed this fast
 _CONNECT_MS = const(5000)
+# A partner short of heap answers "busy" (it did nothing of that request): waited out,
+# _BUSY_MS doubling up to _BUSY_MAX_MS, _BUSY_TRIES times in a row without a commit.
+_BUSY_TRIES = const(8)
+_BUSY_MS = const(50)
+_BUSY_MAX_MS = const(1000)
 
 
 def _log(line):
     print("leither: backup: " + line)
-
-
-class _Batch:
-    """Sealed blobs waiting for one BKPut; the names of the last batch sent stay in doubt
-    until its reply arrives."""
-
-    def __init__(self, client, limit=_BATCH):
-        self.client = client
-        self.items = []  # [[name, blob]] <= limit bytes
-        self.size = 0
-        self.last = 0  # sequence index of the last item added
-        self.bufs = []  # the buffers the items' blobs live in (back to svc._blobs on flush)
-        # Bytes per request: the partner's frame limit may be lower than ours.
-        self.limit = min(limit, _BATCH, client.max_frame - CALL_OVERHEAD)
 
 
 # ---- sessions ----------------------------------------------------------------------------
@@ -176,11 +181,7 @@ def mid_of(name):
 
 
 async def push_all(svc):
-    """Push every version (and MiMei metadata) the partner lacks; True if anything went.
-
-    Up to _WORKERS MiMei go at once, each over its own connection: while one waits for its
-    reply the other's batch is on the wire (the calls of one session are lock-step).
-    """
+    """Push every version (and MiMei metadata) the partner lacks; True if anything went."""
     p = svc.partner()
     if p is None or svc.replaced is not None:
         return False
@@ -198,87 +199,238 @@ async def _push_all(svc, p):
         for name in os.listdir(svc.dir + "/mm"):
             os.remove(svc.dir + "/mm/" + name)
         svc._save()
-    st = svc.node.store
     svc._idle.clear()
     started = ticks_ms()
     sent = svc.state["sent"]
     keys = svc.ensure_key()
     if not svc.hello_done:
         await connect(svc)  # once per boot even with nothing to push: the fence is checked
-    count = [0]
-    pending = _pending(svc, st)
-    some = next(pending, None)
-    pending.close()
-    if some is not None:
-        svc.busy = "pushing"
-        if IS_MICROPYTHON:
-            # The last read's cached tree reader holds 4 KiB buffers a push needs more: they
-            # go back to the tree pool (which the push takes from). Not st.trim(): emptying
-            # the pool frees holes low in the heap that small objects fill at once (first
-            # fit), and the push's next 4 KiB take() then finds no room (measured, stand-in).
-            st._drop_reader()
-        await connect(svc)  # the first session (BKHello) before the others
-        # Each worker takes the next MiMei with versions to push from one walk of the store's
-        # directory (nothing per MiMei is held: 200 of them must fit a board's heap).
-        pending = _pending(svc, st)
-        workers = svc.config("push_workers", _WORKERS)
-        results = await asyncio.gather(
-            *[_worker(svc, pending, keys, count, k == 0) for k in range(workers)],
-            return_exceptions=True)
-        for r in results:
-            if isinstance(r, BaseException):
-                raise r
-    for name in mimei_names(st):
-        mid = mid_of(name)
-        entry = svc.mm_get(mid)
-        if entry.get("n"):
-            await _push_meta(svc, mid, entry, keys)
-    await _push_pair(svc, keys)
-    if count[0]:
+    pipe = _Pipe(svc)
+    # One walk of the store's directory, MiMei by MiMei (nothing per MiMei is held: 200 of
+    # them must fit a board's heap): its new versions, then its metadata if it changed.
+    await _drive(svc, pipe, (mid_of(n) for n in mimei_names(svc.node.store)), keys)
+    count = pipe.count
+    if count:
         _log("pushed %d versions, %d sealed bytes in %d ms" % (
-            count[0], svc.state["sent"] - sent, ticks_diff(ticks_ms(), started)))
-    if count[0] or svc.state["last_ok"] is None:
+            count, svc.state["sent"] - sent, ticks_diff(ticks_ms(), started)))
+    if count or svc.state["last_ok"] is None:
         svc.state["last_ok"] = time_ms()
         svc._save()
-    return count[0] > 0
+    return count > 0
 
 
-def _pending(svc, st):
-    """The MiMei with versions the partner lacks, one by one (a generator several workers
-    share: each next() runs to its yield without an await, so no MiMei goes twice)."""
-    for name in mimei_names(st):
-        mid = mid_of(name)
-        vers = st.versions(mid)
-        if vers and vers[-1]["n"] > svc.mm_get(mid).get("n", 0):
-            yield mid
+# ---- the pipeline ------------------------------------------------------------------------
+
+_PUT = const(0)  # kinds of requests in flight
+_COMMIT = const(1)
+_ASK = const(2)
 
 
-async def _worker(svc, pending, keys, count, first):
-    client = None
+class _Pipe:
+    """The pass's requests in flight on the main session. The partner serves a session's
+    requests in order and answers in order, so up to _WINDOW go unanswered: the link carries
+    the next batches while the partner checks and stores the last one (lock-step calls left
+    the link idle for every round trip, fsync and seal). Nothing in flight is held here: a
+    request leaves the heap once written, and what a cut leaves in doubt is re-read and
+    asked about (BKHave).
+
+    A catalog entry (BKCommit) goes only when every request before it was answered ok: a
+    BKPut answered "busy" stored nothing, and a commit must never list a torn version. The
+    entries ready by then go in one BKCommit. The first error answer stops the pipe: the rest
+    is drained with its acknowledgements ignored (they stay in doubt) and the error raised."""
+
+    def __init__(self, svc):
+        self.svc = svc
+        self.client = None  # the main session, locked while the pass runs (opened on use)
+        self.count = 0  # versions committed in this pass
+        self.fifo = []  # [msgid, kind, a, b, bytes] per request not answered yet, oldest first
+        self.bytes = 0  # request bytes in flight
+        self.sent = 0  # requests sent
+        self.done = 0  # requests answered
+        self.committed = 0  # the sequence number of the last BKCommit sent
+        self.commits = 0  # catalog entries answered ok
+        # [seq of its last request, catalog entry, mid, root or hash, resume]: sent, not
+        # committed yet (a commit lists the first ones whose requests were all answered ok)
+        self.versions = []
+        self.lost = []  # the MiMei of versions an error left uncommitted
+        self.err = None
+        # The next BKPut's sealed blobs: [[name, blob]] of size bytes (<= limit, the
+        # partner's frame may be lower than ours), the buffers they live in (back to
+        # svc._blobs once sent), the sequence index of the last.
+        self.items = []
+        self.size = 0
+        self.bufs = []
+        self.last = 0
+        self.limit = _BATCH
+
+    async def open(self):
+        if self.client is None:
+            client = await connect(self.svc)
+            await client.lock.acquire()
+            self.client = client
+            self.limit = min(self.svc.config("push_batch", _BATCH), _BATCH,
+                             client.max_frame - CALL_OVERHEAD)
+        return self.client
+
+    async def send(self, method, params, kind, a=None, b=None, size=0):
+        await self.open()
+        if self.err is not None:
+            await self.settle()  # raises it
+        while self.fifo and (len(self.fifo) >= _WINDOW or self.bytes + size > _WINDOW_BYTES):
+            await self._answer()
+        await self._commit_ready()
+        await self._send(method, params, [0, kind, a, b, size])
+
+    async def _send(self, method, params, item):
+        if _COLLECT:
+            import gc
+
+            gc.collect()  # a request is one contiguous block of KiB: free the last one first
+        item[0] = await self.client.send(method, params)
+        self.sent += 1
+        self.bytes += item[4]
+        self.fifo.append(item)
+
+    async def _answer(self):
+        msgid, kind, a, b, size = self.fifo.pop(0)
+        self.bytes -= size
+        try:
+            value = await self.client.receive(msgid, "BK", _CALL_MS)
+        except RPCError as err:
+            value = None
+            if self.err is None:
+                self.err = err
+        self.done += 1
+        if self.err is not None:
+            return  # after an error nothing more counts as acknowledged
+        account(self.svc, value)
+        if kind == _PUT:
+            self.svc.state["sent"] += size
+            if a is not None:
+                _acknowledged(self.svc, a, b)
+        elif kind == _COMMIT:
+            for v in a:
+                _committed(self, v)
+        else:
+            a.append(value)
+
+    async def _commit_ready(self):
+        ready = []
+        while (self.versions and self.err is None and len(ready) < _COMMIT_MAX
+               and self.versions[0][0] <= self.done and self.committed <= self.done):
+            ready.append(self.versions.pop(0))
+        if ready:
+            self.committed = self.sent + 1
+            await self._send("BKCommit", {"entries": [v[1] for v in ready]},
+                             [0, _COMMIT, ready, None, 0])
+
+    async def settle(self):
+        """Wait for every answer, committing what is complete; raise the first error (the
+        MiMei it left uncommitted in self.lost)."""
+        while self.fifo or (self.versions and self.err is None):
+            if self.fifo:
+                await self._answer()
+            await self._commit_ready()
+        err, self.err = self.err, None
+        if err is not None:
+            self.lost = [v[2] for v in self.versions]
+            self.versions = []
+            raise err
+
+
+def _committed(pipe, v):
+    """The partner listed v in its catalog: its MiMei's entry (or the pairing's) moves on."""
+    svc = pipe.svc
+    _seq, cat, mid, root, resume = v
+    pipe.commits += 1
+    if mid is None:
+        svc.state["pair"] = root
+        svc._save()
+        return
+    entry = svc.mm_get(mid)
+    if cat[0] == vault.META:
+        entry["meta"] = root
+    else:
+        entry.update({"n": cat[2], "t": time_ms(), "err": None, "root": root})
+        if svc._resumes.get(mid) is resume:
+            svc._resumes.pop(mid)
+        cursor = svc.state["cursors"].get(mid)
+        if cursor and cursor[0] <= cat[2]:
+            svc.state["cursors"].pop(mid)
+            svc._save()
+        svc.state["last_ok"] = time_ms()
+        pipe.count += 1
+    svc.mm_put(mid, entry)
+
+
+async def _drive(svc, pipe, mids, keys):
+    """Push each of mids, then the pairing record, through pipe. A "busy" partner (short of
+    heap: it did nothing of that request) is waited out and the MiMei it left uncommitted
+    pushed again (their resume records skip what was answered ok, BKHave sorts out the
+    rest); _BUSY_TRIES in a row without a commit give up."""
+    again = []
+    tries = progress = 0
     try:
-        client = svc._client if first else await svc._open()
-        for mid in pending:
-            entry = svc.mm_get(mid)
-            prev_root = entry.get("root")
-            for v in svc.node.store.versions(mid):
-                if v["n"] <= entry.get("n", 0):
-                    continue
-                root = await _push_version(svc, client, mid, v, prev_root, keys)
-                prev_root = root
-                entry.update({"n": v["n"], "t": time_ms(), "err": None, "root": root})
-                svc.mm_put(mid, entry)
-                if svc.state["cursors"].pop(mid, None) is not None:
-                    svc._save()
-                svc.state["last_ok"] = time_ms()
-                count[0] += 1
-    except BaseException:
-        if client is not None and not first:
-            await client.close(abort=True)  # given up: drop what it still had queued
-            client = None
-        raise
+        while True:
+            mid = again.pop(0) if again else next(mids, None)
+            try:
+                if mid is None:
+                    await _push_pair(svc, pipe, keys)
+                    await pipe.settle()
+                    return
+                await _push_mimei(svc, pipe, mid, keys)
+            except RPCError as err:
+                if err.code == "replaced":
+                    client, pipe.client = pipe.client, None
+                    if client is not None:  # (a BKHello's "replaced": call learnt it)
+                        client.lock.release()
+                        await fence.learn(svc, client)
+                    raise
+                if err.code != "busy" or tries >= _BUSY_TRIES:
+                    raise
+                tries = 1 if pipe.commits != progress else tries + 1
+                progress = pipe.commits
+                for m in pipe.lost + [mid] + again:
+                    if m is not None and m not in again:
+                        again.append(m)
+                pipe.lost = []
+                await asyncio.sleep(min(_BUSY_MAX_MS, _BUSY_MS << tries) / 1000)
     finally:
-        if client is not None and not first:
-            await client.close()
+        if pipe.client is not None:
+            pipe.client.lock.release()
+
+
+# ---- the push ----------------------------------------------------------------------------
+
+
+async def _push_mimei(svc, pipe, mid, keys):
+    """The versions of mid the partner lacks, oldest first, then its metadata if changed."""
+    st = svc.node.store
+    entry = svc.mm_get(mid)
+    prev_root = entry.get("root")
+    n = entry.get("n", 0)
+    for v in st.versions(mid):
+        if v["n"] > n:
+            if svc.busy is None:
+                svc.busy = "pushing"
+                if IS_MICROPYTHON:
+                    # The last read's cached tree reader holds 4 KiB buffers a push needs
+                    # more: back to the tree pool (which the push takes from). Not st.trim():
+                    # emptying the pool frees holes low in the heap that small objects fill
+                    # at once (first fit), and the next 4 KiB take() then finds no room
+                    # (measured, stand-in).
+                    st._drop_reader()
+            prev_root = await _push_version(svc, pipe, mid, v, prev_root, keys)
+            n = v["n"]
+    if not n:
+        return  # none of its versions there yet
+    s = st._state(mid)  # the MiMei's own fields, not its versions: restore's
+    meta = cbor.dumps({"id": mid, "type": s["type"], "app": s["app"], "ext": s["ext"],
+                       "mark": s["mark"], "ctime": s["ctime"], "release": s["release"],
+                       "refs": s["refs"], "rights": s["rights"]})
+    h = crypto.sha256(meta)
+    if entry.get("meta") != h:
+        await _put_blob(pipe, keys, h, meta, [vault.META, keys.mtag(mid), 0], mid)
 
 
 def _chain(first, rest):
@@ -286,7 +438,7 @@ def _chain(first, rest):
     yield from rest
 
 
-async def _push_version(svc, client, mid, v, prev_root, keys):
+async def _push_version(svc, pipe, mid, v, prev_root, keys):
     st = svc.node.store
     rec_bytes = st.record_bytes(mid, v["n"])
     rec_hash = crypto.sha256(rec_bytes)
@@ -294,21 +446,23 @@ async def _push_version(svc, client, mid, v, prev_root, keys):
     rec_bytes = None
     # resume = [mid, n, acknowledged, processed]: items 1..acknowledged of the sequence
     # (record, then the tree diff) are on the partner; acknowledged+1..processed in doubt.
-    resume = svc._resumes.get(mid)
-    if resume is not None and resume[1] == v["n"]:
+    old = svc._resumes.get(mid)
+    if old is not None and old[1] == v["n"]:
+        resume = old
         skip = resume[2]
-        check = resume[3] - resume[2]  # the batch whose reply was lost
+        check = resume[3] - resume[2]  # the requests whose answers were lost
     else:
         skip = check = 0
         cursor = svc.state["cursors"].get(mid)
         if cursor and cursor[0] == v["n"]:
             skip = cursor[1]  # saved before a reboot: ask about what may follow it
-            check = _CURSOR_EVERY + _BATCH // store.CHUNK + 1
+            check = _CURSOR_EVERY + _WINDOW_BYTES // store.CHUNK + 1
         resume = [mid, v["n"], skip, skip]
-        svc._resumes[mid] = resume
+        if old is None or not any(x[4] is old for x in pipe.versions):
+            svc._resumes[mid] = resume  # (an older version still in flight keeps its own)
     if skip or check:
         _log("resuming %s v%d after %d blocks (%d to check)" % (mid, v["n"], skip, check))
-    batch = _Batch(client, svc.config("push_batch", _BATCH))
+    await pipe.open()
     doubt = []  # [(index, hash)] to ask BKHave about (<= _HAVE_MAX)
     index = 0
     for h in _chain(rec_hash, treediff.tree_diff(st.blocks, root, prev_root)):
@@ -320,47 +474,47 @@ async def _push_version(svc, client, mid, v, prev_root, keys):
             check -= 1
             doubt.append((index, h))
             if len(doubt) >= _HAVE_MAX or check == 0:
-                await _send_missing(svc, doubt, batch, keys, resume)
+                await _send_missing(svc, pipe, doubt, keys, resume)
                 doubt = []
             continue
-        await _add(svc, batch, index, h, keys, resume)
+        await _add(svc, pipe, index, h, keys, resume)
     if doubt:
-        await _send_missing(svc, doubt, batch, keys, resume)
-    await _flush(svc, batch, resume)
-    reply = await call(svc, "BKCommit", {"entries": [[vault.VERSION, keys.mtag(mid), v["n"],
-                                                      keys.name(rec_hash)]]}, client)
-    account(svc, reply)
-    svc._resumes.pop(mid, None)
+        await _send_missing(svc, pipe, doubt, keys, resume)
+    await _flush(svc, pipe, resume)
+    pipe.versions.append([pipe.sent, [vault.VERSION, keys.mtag(mid), v["n"],
+                                       keys.name(rec_hash)], mid, root, resume])
     return root
 
 
-async def _send_missing(svc, doubt, batch, keys, resume):
+async def _send_missing(svc, pipe, doubt, keys, resume):
     names = [keys.name(h) for _i, h in doubt]
-    have = await call(svc, "BKHave", {"names": names}, batch.client)
+    have = []
+    await pipe.send("BKHave", {"names": names}, _ASK, have)
+    await pipe.settle()  # its answer, after the answers to everything before it
+    have = have[0]
     for k in range(len(doubt)):
         index, h = doubt[k]
         if not have[k]:
-            await _add(svc, batch, index, h, keys, resume, names[k])
-        elif not batch.items:
+            await _add(svc, pipe, index, h, keys, resume, names[k])
+        elif not pipe.items and pipe.done == pipe.sent:
             resume[2] = index  # everything before it is acknowledged too
 
 
-async def _add(svc, batch, index, h, keys, resume, name=None):
+async def _add(svc, pipe, index, h, keys, resume, name=None):
     # Read and seal in reused buffers: a pass sends thousands of blocks, and a board's split,
     # fragmented heap has few 4 KiB holes to spare for each.
     buf = store.take()
     try:
         data = svc.node.store.blocks.get(h, buf)  # blocks are <= store.CHUNK bytes
-        if len(data) + _BLOB_EXTRA > batch.limit:
+        if len(data) + _BLOB_EXTRA > pipe.limit:
             # Over the partner's frame (a board's): sealed where it was read, sent in pieces;
             # no blob-sized buffer at all.
-            await _flush(svc, batch, resume)
+            await _flush(svc, pipe, resume)
             name, tag = keys.seal_in_place(h, data, name)
-            await _send_pieces(svc, batch, name, data, tag)
-            _acknowledged(svc, resume, index)
+            await _send_pieces(pipe, name, data, tag, resume, index)
             return
-        if batch.size + len(data) + _BLOB_EXTRA > batch.limit and batch.items:
-            await _flush(svc, batch, resume)  # first: its buffers come back for this one
+        if pipe.size + len(data) + _BLOB_EXTRA > pipe.limit and pipe.items:
+            await _flush(svc, pipe, resume)  # first: its buffers come back for this one
         need = len(data) + seal.TAG_LEN
         if svc._blobs and len(svc._blobs[-1]) >= need:
             out = svc._blobs.pop()
@@ -369,88 +523,61 @@ async def _add(svc, batch, index, h, keys, resume, name=None):
         name, blob = keys.seal(h, data, name, out)
     finally:
         store.give(buf)
-    batch.items.append([name, blob])
-    batch.bufs.append(out)
-    batch.size += len(blob) + _ITEM_OVERHEAD
-    batch.last = index
+    pipe.items.append([name, blob])
+    pipe.bufs.append(out)
+    pipe.size += len(blob) + _ITEM_OVERHEAD
+    pipe.last = index
 
 
-async def _flush(svc, batch, resume):
-    if not batch.items:
+async def _flush(svc, pipe, resume):
+    if not pipe.items:
         return
-    reply = await call(svc, "BKPut", {"blocks": batch.items}, batch.client)
-    svc.state["sent"] += batch.size
-    batch.items = []
-    batch.size = 0
-    for out in batch.bufs:
-        _give_blob(svc, out)
-    batch.bufs = []
-    account(svc, reply)
-    _acknowledged(svc, resume, batch.last)
+    await pipe.send("BKPut", {"blocks": pipe.items}, _PUT, resume, pipe.last, pipe.size)
+    pipe.items = []
+    pipe.size = 0
+    for out in pipe.bufs:  # written out: the buffers serve the next batch
+        if len(svc._blobs) < _SPARE_BLOBS:
+            svc._blobs.append(out)
+    pipe.bufs = []
 
 
-async def _send_pieces(svc, batch, name, ct, tag):
+async def _send_pieces(pipe, name, ct, tag, resume, index):
     """One blob (ct + tag) bigger than a request may carry, as [name, piece, offset, size]
     items in order, the tag last; the partner stages them and stores the blob with the last
     (a cut drops the staged part: the resume asks BKHave and sends the whole blob again)."""
-    step = batch.limit - _ITEM_OVERHEAD - 16  # the offset and size integers
+    step = pipe.limit - _ITEM_OVERHEAD - 16  # the offset and size integers
     size = len(ct) + len(tag)
     for off in range(0, len(ct), step):
-        reply = await call(svc, "BKPut", {"blocks": [[name, ct[off:off + step], off, size]]},
-                           batch.client)
-        account(svc, reply)
-    account(svc, await call(svc, "BKPut", {"blocks": [[name, tag, len(ct), size]]},
-                            batch.client))
-    svc.state["sent"] += size
-
-
-def _give_blob(svc, out):
-    if len(svc._blobs) < _SPARE_BLOBS:
-        svc._blobs.append(out)
+        await pipe.send("BKPut", {"blocks": [[name, ct[off:off + step], off, size]]}, _PUT)
+    await pipe.send("BKPut", {"blocks": [[name, tag, len(ct), size]]}, _PUT, resume, index,
+                    size)
 
 
 def _acknowledged(svc, resume, index):
     """Items up to index of the transfer are on the partner; every _CURSOR_EVERY of them
     the position is saved (a reboot resumes from there)."""
     before = resume[2]
+    if index <= before:
+        return
     resume[2] = index
     if index // _CURSOR_EVERY != before // _CURSOR_EVERY:
         svc.state["cursors"][resume[0]] = [resume[1], index]
         svc._save()
 
 
-async def _push_meta(svc, mid, entry, keys):
-    s = svc.node.store._state(mid)  # the MiMei's own fields, not its versions: restore's
-    meta = cbor.dumps({"id": mid, "type": s["type"], "app": s["app"], "ext": s["ext"],
-                       "mark": s["mark"], "ctime": s["ctime"], "release": s["release"],
-                       "refs": s["refs"], "rights": s["rights"]})
-    h = crypto.sha256(meta)
-    if entry.get("meta") == h:
-        return
-    await _put_entry(svc, vault.META, keys.mtag(mid), h, meta, keys)
-    entry["meta"] = h
-    svc.mm_put(mid, entry)
+async def _put_blob(pipe, keys, h, data, head, mid):
+    """A small blob and its catalog entry (head + [name]) through the pipe. No BKHave first:
+    the partner keeps a blob it holds once (a repeat costs a few hundred bytes)."""
+    name, blob = keys.seal(h, data)
+    await pipe.send("BKPut", {"blocks": [[name, blob]]}, _PUT, None, 0, len(blob))
+    pipe.versions.append([pipe.sent, head + [name], mid, h, None])
 
 
-async def _push_pair(svc, keys):
+async def _push_pair(svc, pipe, keys):
     try:
         data = read_file(svc.node.root + "/pair.cbor")
     except OSError:
         return
     h = crypto.sha256(data)
-    if svc.state["pair"] == h:
-        return
-    await _put_entry(svc, vault.PAIR, bytes(seal.MTAG_LEN), h, data, keys)
-    svc.state["pair"] = h
-    svc._save()
-
-
-async def _put_entry(svc, kind, tag, h, data, keys):
-    name, blob = keys.seal(h, data)
-    # Ask first: a put whose reply a cut swallowed has often landed (metadata changes rarely,
-    # so the extra round trip is rare too), and nothing is sent twice.
-    if not (await call(svc, "BKHave", {"names": [name]}))[0]:
-        reply = await call(svc, "BKPut", {"blocks": [[name, blob]]})
-        svc.state["sent"] += len(blob)
-        account(svc, reply)
-    account(svc, await call(svc, "BKCommit", {"entries": [[kind, tag, 0, name]]}))
+    if svc.state["pair"] != h:
+        await _put_blob(pipe, keys, h, data, [vault.PAIR, bytes(seal.MTAG_LEN), 0], None)

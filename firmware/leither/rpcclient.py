@@ -1,7 +1,8 @@
 # The node's own RPC client: how one node calls another (pairing, backup, audits). Same
 # protocol as the host client (leither_host.client) over leither.rpc's ClientHandshake and
 # Channel, written for both interpreters: asyncio streams only, timeouts in milliseconds,
-# one request in flight per connection, every reply bounded before it is read.
+# calls one at a time per connection (or pipelined: send/receive), every reply
+# bounded before it is read.
 """Async RPC client for node-to-node calls (MicroPython and CPython).
 
 Use::
@@ -64,7 +65,7 @@ class Client:
         self._reader = reader
         self._writer = writer
         self._channel = shake.channel
-        self._lock = asyncio.Lock()
+        self.lock = asyncio.Lock()
         self._next_id = 1
         self.closed = False
         self.host = host
@@ -77,7 +78,7 @@ class Client:
 
     async def call(self, method, params=None, timeout_ms=CALL_MS):
         """The result of ``method(params)`` on the node (see the module docstring)."""
-        await self._lock.acquire()
+        await self.lock.acquire()
         try:
             wait = BUSY_FIRST_MS
             for _ in range(BUSY_TRIES - 1):
@@ -90,9 +91,15 @@ class Client:
                 wait *= 2
             return await self._call(method, params, timeout_ms)
         finally:
-            self._lock.release()
+            self.lock.release()
 
     async def _call(self, method, params, timeout_ms):
+        return await self.receive(await self.send(method, params), method, timeout_ms)
+
+    async def send(self, method, params=None):
+        """Seal and write one request; its msgid. The node answers a session's requests in
+        order, so several may be sent before the first ``receive`` (a pipeline; the caller
+        holds ``lock`` meanwhile, so no ``call`` comes between)."""
         if self.closed:
             raise ConnectError("session to %s:%d is closed" % (self.host, self.port))
         msgid = self._next_id
@@ -115,6 +122,13 @@ class Client:
             self._writer.write(frame)
             frame = None
             await self._writer.drain()
+        except OSError as err:
+            await self._lost(method, err)
+        return msgid
+
+    async def receive(self, msgid, method="", timeout_ms=CALL_MS):
+        """The answer to request msgid, the oldest sent and not yet received."""
+        try:
             body = await asyncio.wait_for(_read_frame(self._reader, self.max_reply),
                                           timeout_ms / 1000)
         except asyncio.TimeoutError:
@@ -122,9 +136,7 @@ class Client:
             raise ConnectError("%s:%d did not answer %s in %d ms"
                                % (self.host, self.port, method, timeout_ms)) from None
         except (OSError, EOFError) as err:
-            await self.close()
-            raise ConnectError("connection to %s:%d lost during %s: %s"
-                               % (self.host, self.port, method, err)) from err
+            await self._lost(method, err)
         except DecodeError:  # a reply over max_reply: the stream is out of step now
             await self.close()
             raise
@@ -142,6 +154,11 @@ class Client:
         if not ok:
             raise RPCError(value["code"], value["msg"])
         return value
+
+    async def _lost(self, method, err):
+        await self.close()
+        raise ConnectError("connection to %s:%d lost during %s: %s"
+                           % (self.host, self.port, method, err)) from err
 
     async def close(self, abort=False):
         """Close the session; abort=True for a session given up on (a dead link): its unsent
