@@ -243,7 +243,12 @@ class _Pipe:
         self.svc = svc
         self.client = None  # the main session, locked while the pass runs (opened on use)
         self.count = 0  # versions committed in this pass
-        self.fifo = []  # [msgid, kind, a, b, bytes] per request not answered yet, oldest first
+        # [msgid, kind, a, b, bytes] per request not answered yet: a ring of slots made once,
+        # oldest at head (a list item per request, living while 8 more go, would settle in
+        # the holes the 1 KiB request frames leave and split them: a board's heap ran out)
+        self.ring = [[0, 0, None, 0, 0] for _ in range(_WINDOW + 1)]  # + a BKCommit
+        self.head = 0
+        self.flying = 0
         self.bytes = 0  # request bytes in flight
         self.sent = 0  # requests sent
         self.done = 0  # requests answered
@@ -276,23 +281,33 @@ class _Pipe:
         await self.open()
         if self.err is not None:
             await self.settle()  # raises it
-        while self.fifo and (len(self.fifo) >= _WINDOW or self.bytes + size > _WINDOW_BYTES):
+        while self.flying and (self.flying >= _WINDOW or self.bytes + size > _WINDOW_BYTES):
             await self._answer()
         await self._commit_ready()
-        await self._send(method, params, [0, kind, a, b, size])
+        await self._send(method, params, kind, a, b, size)
 
-    async def _send(self, method, params, item):
+    async def _send(self, method, params, kind, a, b, size):
         if _COLLECT:
             import gc
 
             gc.collect()  # a request is one contiguous block of KiB: free the last one first
-        item[0] = await self.client.send(method, params)
+        ring = self.ring
+        slot = ring[(self.head + self.flying) % len(ring)]
+        slot[0] = await self.client.send(method, params)
+        slot[1] = kind
+        slot[2] = a
+        slot[3] = b
+        slot[4] = size
+        self.flying += 1
         self.sent += 1
-        self.bytes += item[4]
-        self.fifo.append(item)
+        self.bytes += size
 
     async def _answer(self):
-        msgid, kind, a, b, size = self.fifo.pop(0)
+        slot = self.ring[self.head]
+        msgid, kind, a, b, size = slot
+        slot[2] = None
+        self.head = (self.head + 1) % len(self.ring)
+        self.flying -= 1
         self.bytes -= size
         try:
             value = await self.client.receive(msgid, "BK", _CALL_MS)
@@ -321,14 +336,14 @@ class _Pipe:
             ready.append(self.versions.pop(0))
         if ready:
             self.committed = self.sent + 1
-            await self._send("BKCommit", {"entries": [v[1] for v in ready]},
-                             [0, _COMMIT, ready, None, 0])
+            await self._send("BKCommit", {"entries": [v[1] for v in ready]}, _COMMIT, ready,
+                             0, 0)
 
     async def settle(self):
         """Wait for every answer, committing what is complete; raise the first error (the
         MiMei it left uncommitted in self.lost)."""
-        while self.fifo or (self.versions and self.err is None):
-            if self.fifo:
+        while self.flying or (self.versions and self.err is None):
+            if self.flying:
                 await self._answer()
             await self._commit_ready()
         err, self.err = self.err, None
