@@ -7,7 +7,8 @@
 import asyncio
 
 from .compat import ticks_diff, ticks_ms
-from .mdns import MDNS, STOPPED, _wait_event
+from .mdns import STOPPED
+from .mdnsresp import MDNS, _wait_event
 
 _USAGE = """usage: -m leither.mdns --name NAME --port N [--txt k=v ...] [--addr IP ...]
        [--browse SERVICE --timeout MS] [--run-ms MS]

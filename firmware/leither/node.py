@@ -333,11 +333,11 @@ class Node:
             self.identity.id, self.name, self.board_name, self.port))
 
     async def _start_mdns(self):
-        from .mdns import MDNS
+        from .mdns import make
         from .port import net
 
         addresses = [self.addr] if self.addr else net.local_ipv4()
-        self.mdns = MDNS(self.name, self.port, self.txt(), addresses)
+        self.mdns = make(self.name, self.port, self.txt(), addresses)
         await self.mdns.start()  # probing goes on in the background
         self._tasks.append(asyncio.create_task(self._follow_name()))
 

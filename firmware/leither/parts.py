@@ -8,7 +8,10 @@
 from .errors import RPCError
 
 # part -> (its modules, the first being the one the node imports; what users know it by)
-PARTS = {"db": (("db", "dbcoll", "dbpage", "dbio", "dbcodec"), "db engine")}
+PARTS = {"db": (("db", "dbcoll", "dbpage", "dbio", "dbcodec"), "db engine"),
+         # Stock ESP32 firmware keeps UDP 5353 for ESP-IDF's own responder: there the node can
+         # only browse (leither.mdns), and the board's ROMFS bundle needs no responder.
+         "mdns_responder": (("mdnsresp",), "mDNS responder")}
 
 
 class MissingPart(RPCError):
@@ -25,7 +28,7 @@ def message(part):
 
 
 def present():
-    """The optional parts this node carries, by name, without importing them."""
+    """The optional parts this node carries, by name (sorted), without importing them."""
     import os
 
     import leither
@@ -34,7 +37,7 @@ def present():
     try:
         os.stat(leither.__file__)
     except OSError:
-        return list(PARTS)  # frozen into the firmware: every part is (boards/*/manifest.py)
+        return sorted(PARTS)  # frozen into the firmware: every part is (boards/*/manifest.py)
     have = []
     for part, (modules, _what) in PARTS.items():
         for ext in (".mpy", ".py"):
@@ -44,7 +47,7 @@ def present():
                 continue
             have.append(part)
             break
-    return have
+    return sorted(have)
 
 
 def load(part):

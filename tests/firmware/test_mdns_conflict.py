@@ -12,7 +12,7 @@ if ".frozen" not in sys.path:
 
 import asyncio  # noqa: E402
 
-from leither import dns, mdns  # noqa: E402
+from leither import dns, mdns, mdnsresp  # noqa: E402
 
 OTHER = ("10.0.0.9", 5353)
 DEADLINE_MS = 20000  # probes are 250 ms apart; a loaded machine may stretch them a lot
@@ -30,7 +30,7 @@ def _ms():
 
 
 def make():
-    m = mdns.MDNS("node-a", 4800, {"id": "abc"}, ["10.0.0.2"], sock=object(),
+    m = mdnsresp.MDNS("node-a", 4800, {"id": "abc"}, ["10.0.0.2"], sock=object(),
                   log=lambda line: None)
     sent = []
     m._send = lambda data, ip, port: sent.append(dns.decode(data)) or True

@@ -11,7 +11,7 @@ MP_HEAP = "112K"
 if ".frozen" not in sys.path:
     sys.path.append(".frozen")  # MicroPython: asyncio is frozen into the unix port
 
-from leither import dns, mdns  # noqa: E402
+from leither import dns, mdns, mdnsresp  # noqa: E402
 
 from testutil import random_bytes  # noqa: E402
 
@@ -20,8 +20,8 @@ SRV_T = dns.TYPE_SRV
 
 
 def make(state=mdns.ANNOUNCED, addresses=("10.0.0.2",)):
-    m = mdns.MDNS("node-a", 4800, {"id": "abc", "pair": "0"}, list(addresses), sock=object(),
-                  log=lambda line: None)
+    m = mdnsresp.MDNS("node-a", 4800, {"id": "abc", "pair": "0"}, list(addresses),
+                      sock=object(), log=lambda line: None)
     m.state = state
     sent = []
     m._send = lambda data, ip, port: sent.append((dns.decode(data), ip, port)) or True
@@ -216,7 +216,23 @@ def test_hostile_packets_dropped():
 
 
 def test_browse_cache_and_results():
-    m, _ = make()
+    _browse_cache_and_results(make()[0])
+
+
+def test_a_querier_browses_and_answers_nothing():
+    # What a board without the responder part runs (leither.mdns.make): the same browse, no
+    # advertising: a query for its own name gets no answer, a TXT update announces nothing.
+    sent = []
+    m = mdns.Querier("node-a", 4800, {"id": "abc"}, ["10.0.0.2"], sock=object(),
+                     log=lambda line: None)
+    m._send = lambda data, ip, port: sent.append(data) or True
+    m.handle_packet(query(q("node-a._leither._tcp.local", dns.TYPE_ANY)), PEER)
+    m.update_txt({"pair": "1", "id": None})
+    assert sent == [] and m.txt == {"pair": "1"} and not m.responding
+    _browse_cache_and_results(m)
+
+
+def _browse_cache_and_results(m):
     m._browsing = 1
     inst = "node-b._leither._tcp.local"
     answers = [dns.Record("_leither._tcp.local", dns.TYPE_PTR, inst, 4500),

@@ -11,14 +11,14 @@ if ".frozen" not in sys.path:
 import asyncio  # noqa: E402
 import struct  # noqa: E402
 
-from leither import dns, mdns  # noqa: E402
+from leither import dns, mdns, mdnsresp  # noqa: E402
 from leither.errors import DecodeError  # noqa: E402
 
 PEER = ("10.0.0.9", 5353)
 
 
 def make():
-    m = mdns.MDNS("node-a", 4800, {"id": "abc"}, ["10.0.0.2"], sock=object(),
+    m = mdnsresp.MDNS("node-a", 4800, {"id": "abc"}, ["10.0.0.2"], sock=object(),
                   log=lambda line: None)
     sent = []
     m._send = lambda data, ip, port: sent.append(dns.decode(data)) or True

@@ -32,7 +32,7 @@ def _without_db(body):
 
 
 def test_the_full_bundle_carries_every_part():
-    check(parts.present() == list(parts.PARTS), repr(parts.present()))
+    check(parts.present() == sorted(parts.PARTS), repr(parts.present()))
     check(hasattr(parts.load("db"), "DB"))
 
 
@@ -65,3 +65,20 @@ def test_creating_a_db_mimei_without_the_engine_stores_nothing():
     finally:
         rmtree(d)
 
+
+
+def test_without_the_responder_the_node_browses_only():
+    from leither import mdns
+
+    saved = parts.PARTS["mdns_responder"]
+    parts.PARTS["mdns_responder"] = (("no_such_responder",), saved[1])
+    lines = []
+    try:
+        m = mdns.make("n", 4800, {"id": "a"}, ["10.0.0.2"], log=lines.append)
+    finally:
+        parts.PARTS["mdns_responder"] = saved
+    check(type(m) is mdns.Querier and not m.responding, repr(m))
+    check(len(lines) == 1 and "no mDNS responder" in lines[0] and "not advertised" in lines[0],
+          repr(lines))
+    m = mdns.make("n", 4800, {"id": "a"}, ["10.0.0.2"], log=lines.append)
+    check(m.responding and type(m).__name__ == "MDNS")  # the part is here: the full responder

@@ -165,10 +165,10 @@ QUERY_SEED = dns.encode(dns.Message(0, questions=[
 
 
 def _engine() -> tuple[object, list[bytes]]:
-    from leither import mdns
+    from leither import mdns, mdnsresp
 
     sent: list[bytes] = []
-    m = mdns.MDNS("n", 4800, {"id": "a"}, ["10.1.2.3"], sock=object(), log=lambda line: None)
+    m = mdnsresp.MDNS("n", 4800, {"id": "a"}, ["10.1.2.3"], sock=object(), log=lambda line: None)
     m.state = mdns.ANNOUNCED
     m._browsing = 1  # also exercise the querier's cache
     m._send = lambda data, ip, port: sent.append(data) or True  # type: ignore[method-assign]

@@ -1,7 +1,8 @@
 # The ROMFS image `leither flash` deploys to an ESP32's ROM partition, tested here: mounted with
 # vfs.VfsRom on the 32-bit stand-in, the node is imported from it (not from the frozen copy)
-# and runs: boots, announces, answers RPC. The image has the board's parts (board.json
-# "bundle_parts": none, so no db engine): the node says so and refuses a db MiMei plainly.
+# and runs: boots, answers RPC. The image has the board's parts (board.json "bundle_parts":
+# none, so no db engine and no mDNS responder): the node says so, browses only, and refuses a
+# db MiMei plainly.
 # The unix build has VfsRom but no ROM partition, so the image is read into a buffer first;
 # the heap is the board's plus that buffer (a board maps the partition from flash).
 from __future__ import annotations
@@ -71,8 +72,9 @@ def test_romfs_image_runs_the_node_on_the_standin(tmp_path: Path) -> None:
     (tmp_path / "run.py").write_text(RUNNER)
     port = _free_port()
     heap = esp32_heap() + image.size + 64  # the board's heap beside the image's buffer
-    # The board's bundle, as board.json has it: the core without the db engine (leither.parts).
-    assert image.left_out == ["db"] and list(image.part_bytes) == ["core"]
+    # The board's bundle, as board.json has it: the core only (leither.parts): no db engine, no
+    # mDNS responder (stock firmware's own holds UDP 5353: the node browses only).
+    assert image.left_out == ["db", "mdns_responder"] and list(image.part_bytes) == ["core"]
     log_path = tmp_path / "node.log"
     env = dict(os.environ, MICROPYPATH=".frozen")
     token = "5eed" * 4
@@ -84,11 +86,16 @@ def test_romfs_image_runs_the_node_on_the_standin(tmp_path: Path) -> None:
                                 cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 60
-        while "mdns: announced" not in log_path.read_text(errors="replace"):
+        while " ready" not in log_path.read_text(errors="replace"):
             assert node.poll() is None and time.monotonic() < deadline, log_path.read_text()
             time.sleep(0.1)
         text = log_path.read_text()
         assert "leither from /rom/lib/leither/__init__.mpy" in text
+        deadline = time.monotonic() + 30
+        while "not advertised" not in log_path.read_text(errors="replace"):
+            assert node.poll() is None and time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.1)
+        assert "mdns: this board's bundle has no mDNS responder" in log_path.read_text()
         host_env = dict(os.environ, LEITHER_HOME=str(tmp_path / "h"))
 
         def leither(*args: str) -> subprocess.CompletedProcess[str]:
@@ -111,7 +118,7 @@ def test_romfs_image_runs_the_node_on_the_standin(tmp_path: Path) -> None:
                               capture_output=True, text=True, timeout=60, env=host_env)
         assert proc.returncode == 0, proc.stderr
         answers = json.loads(proc.stdout)
-        assert answers["parts"] == []
+        assert answers["parts"] == []  # neither optional part
         assert answers["db"][0] == "no_part" and "has no db engine" in answers["db"][1]
         assert answers["list"] == []
         assert "MemoryError" not in log_path.read_text()
