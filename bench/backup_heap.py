@@ -160,8 +160,10 @@ def main() -> int:
     ap.add_argument("--mimei", type=int, default=20)
     ap.add_argument("--size", type=int, default=102400, help="bytes per MiMei")
     ap.add_argument("--heap", type=int, default=111936)
-    ap.add_argument("--bin", default=str(REPO / "build" / "mp32" / "micropython"))
+    ap.add_argument("--bin", default=str(REPO / "build" / "standin" / "esp32" / "micropython"))
     ap.add_argument("--keep", action="store_true", help="keep the roots")
+    ap.add_argument("--reuse", default="", help="roots kept by --keep: restore again only "
+                    "(onto a fresh C), skipping the seeding and the push")
     ap.add_argument("--config", default="", help="JSON for the nodes' config.json")
     ap.add_argument("--every", type=float, default=0.05, help="seconds between heap samples")
     args = ap.parse_args()
@@ -170,49 +172,62 @@ def main() -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(2))  # stop the nodes on the way out
     if not Path(args.bin).exists():
         raise SystemExit(f"{args.bin} missing: build it (/work/tools/mp32-build.sh REPO)")
-    base = Path(tempfile.mkdtemp(prefix="leither-bkheap-"))
-    owner = crypto.random(32)
-    owner_pub = crypto.sign_public(owner)
+    reuse = Path(args.reuse) if args.reuse else None
+    base = reuse or Path(tempfile.mkdtemp(prefix="leither-bkheap-"))
     nodes: list[_Node] = []
     rows = []
+    push_s = 0.0
+    st: dict[str, Any] = {"sent": 0}
     try:
-        ra, ia = _root(base, "a", owner_pub)
-        rb, ib = _root(base, "b", owner_pub)
-        rc, ic = _root(base, "c", owner_pub)
         pa, pb, pc = _free_port(), _free_port(), _free_port()
-        quota = 4 * args.mimei * args.size + (64 << 20)
-        _pair(ra, ib, pb, quota)
-        _pair(rb, ia, pa, quota)
-        _seed(ra, ia, args.mimei, args.size)
+        if reuse is None:
+            owner = crypto.random(32)
+            (base / "owner.seed").write_bytes(owner)
+            owner_pub = crypto.sign_public(owner)
+            ra, ia = _root(base, "a", owner_pub)
+            rb, ib = _root(base, "b", owner_pub)
+            rc, ic = _root(base, "c", owner_pub)
+            quota = 4 * args.mimei * args.size + (64 << 20)
+            _pair(ra, ib, pb, quota)
+            _pair(rb, ia, pa, quota)
+            _seed(ra, ia, args.mimei, args.size)
+        else:  # B holds A's backup already (each restore moves its fence on): a fresh C
+            owner = (base / "owner.seed").read_bytes()
+            owner_pub = crypto.sign_public(owner)
+            ra, rb = base / "a", base / "b"
+            ia, ib = identity.load_identity(str(ra)), identity.load_identity(str(rb))
+            shutil.rmtree(base / "c", ignore_errors=True)
+            rc, ic = _root(base, "c", owner_pub)
         if args.config:
             for r in (ra, rb, rc):
                 (r / "config.json").write_text(args.config)
         total = args.mimei * args.size
         b = _Node(args.bin, rb, pb, args.heap)
         nodes.append(b)
-        sb = _Sampler(pb, owner, every=args.every)
-        sb.start()
-        started = time.monotonic()
-        a = _Node(args.bin, ra, pa, args.heap)
-        nodes.append(a)
-        sa = _Sampler(pa, owner, status=True, every=args.every)
-        sa.start()
+        if reuse is None:
+            sb = _Sampler(pb, owner, every=args.every)
+            sb.start()
+            started = time.monotonic()
+            a = _Node(args.bin, ra, pa, args.heap)
+            nodes.append(a)
+            sa = _Sampler(pa, owner, status=True, every=args.every)
+            sa.start()
 
-        def pushed() -> Any:
-            st = sa.last_status
-            return st if st and st["pending"] == 0 and st["state"] not in ("pushing",) and \
-                st["last_ok"] else None
+            def pushed() -> Any:
+                st = sa.last_status
+                return st if st and st["pending"] == 0 and st["state"] not in ("pushing",) \
+                    and st["last_ok"] else None
 
-        st = _wait("the push", pushed, 1800, (ra / "node.log", rb / "node.log"))
-        push_s = time.monotonic() - started
-        sa.done.set()
-        sb.done.set()
-        rows.append(("push: owner A", args.heap - (sa.low or 0), sa.low, sa.samples))
-        rows.append(("push: partner B", args.heap - (sb.low or 0), sb.low, sb.samples))
-        print(f"push {push_s:.1f} s ({st['sent']} sealed bytes): {rows[-2]} {rows[-1]}",
-              flush=True)
+            st = _wait("the push", pushed, 1800, (ra / "node.log", rb / "node.log"))
+            push_s = time.monotonic() - started
+            sa.done.set()
+            sb.done.set()
+            rows.append(("push: owner A", args.heap - (sa.low or 0), sa.low, sa.samples))
+            rows.append(("push: partner B", args.heap - (sb.low or 0), sb.low, sb.samples))
+            print(f"push {push_s:.1f} s ({st['sent']} sealed bytes): {rows[-2]} {rows[-1]}",
+                  flush=True)
+            a.stop()  # A "dies"
         key = (ra / "backup" / "backup.key").read_bytes()
-        a.stop()  # A "dies"
         c = _Node(args.bin, rc, pc, args.heap)
         nodes.append(c)
         sc = _Sampler(pc, owner, every=args.every)
@@ -251,7 +266,7 @@ def main() -> int:
     finally:
         for n in nodes:
             n.stop()
-        if args.keep:
+        if args.keep or reuse is not None:
             print("roots kept in", base)
         else:
             shutil.rmtree(base, ignore_errors=True)

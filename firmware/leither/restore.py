@@ -21,64 +21,140 @@ from .identity import write_atomic
 from .store import give, take
 
 _WANT = const(32)  # hashes asked per round of a tree pull
-# Bytes of blobs per BKGet reply: the reply is read and decoded whole, one heap block each;
-# a board at the 4 KiB frame minimum asks for 1 KiB (see backup_push._BATCH), CPython 48 KiB.
+# Catalog entries per BKList call: a page is held (decoded, ~130 B an entry) while its
+# versions are pulled, so a board asks for a few at a time.
+_PAGE = const(16)
+# The partner's replies are read, opened and decoded in one frame buffer the session keeps
+# (rpcclient.keep_frame), blobs taken as views into it: a board restoring thousands of blocks
+# makes no frame-sized object per call, which its fragmenting heap would fail after a few
+# hundred (it did, at ~50 of 200 MiMei). Its size: the partner's frame, at most this board's.
 _FRAME = memory.frame_for_heap()
-_GET_MAX = 49152 if not IS_MICROPYTHON else min(16384, _FRAME // 4 if _FRAME <= 4096
-                                                else _FRAME // 2)
+_GET_SLACK = const(64)  # bytes of a BKGet reply besides its blobs (msgid, list, heads, tag)
 _CALL_MS = const(15000)
 _BLOB_MAX = const(8192)  # store.BLOCK_MAX: no sealed block is bigger
+# A step (a call, a version's import) that meets a MemoryError is done again this many times
+# in all, after a collection and the store's trim: everything it did is done again or found
+# done (blocks by hash, versions by number). A call cut short leaves its session out of step,
+# so the session is opened again first.
+_TRIES = const(4)
+_RETRY_MS = const(200)
 
 
 class _Pull:
-    def __init__(self, client, keys, dead_id):
-        self.client = client
+    def __init__(self, partner, seed, keys, dead_id):
+        self.partner = partner  # {id, addr, port}
+        self.seed = seed
+        self.client = None
+        self.record = None  # the incarnation record, once the fence moved (see connect)
+        self.frame = None  # the session's kept frame buffer, handed on to a new session
+        self.get_max = 0  # bytes of blobs asked per BKGet: what fits the kept frame
         self.keys = keys
         self.dead_id = dead_id
         self.blocks = 0
         self.bytes = 0
-        self.buf = None  # the buffer blobs read in pieces land in (see pieces)
+
+    async def connect(self):
+        p = self.partner
+        self.client = await rpcclient.connect(p["addr"], p["port"], self.seed,
+                                              expected_node_id=p["id"],
+                                              max_reply=rpc.MAX_FRAME)
+        room = self.client.keep_frame(_FRAME if IS_MICROPYTHON else None, self.frame)
+        self.frame = self.client.kept_frame
+        self.get_max = room - _GET_SLACK
+        if self.record is not None:  # a new session reads as the new incarnation too
+            await self.client.call("BKFence", {"record": self.record}, _CALL_MS)
+
+    async def close(self):
+        if self.client is not None:
+            await self.client.close()
+
+    async def call(self, method, params, views=False):
+        """client.call; short of heap, the session is opened again and the call repeated.
+        With views, byte strings in the result live until the next call."""
+        for attempt in range(_TRIES):
+            _collect()
+            try:
+                if self.client.closed:
+                    await self.connect()
+                return await self.client.call(method, params, _CALL_MS, views)
+            except MemoryError:
+                if attempt == _TRIES - 1:
+                    raise
+            await self.client.close()  # mid-call: the channel's counters may be out of step
+            await _short_of_heap()
+        return None
 
     async def fetch(self, names):
         """The blobs under names, in order (several BKGet calls if the replies fill up)."""
         out = []
         while len(out) < len(names):
-            _collect()
-            got = await self.client.call("BKGet", {"names": names[len(out):],
-                                                   "max": _GET_MAX}, _CALL_MS)
+            got = await self.call("BKGet", {"names": names[len(out):], "max": self.get_max},
+                                  True)
             if not got:
                 raise StoreError("partner returned no blobs")
-            for blob in got:
-                if isinstance(blob, int):
-                    blob = bytes(await self.pieces(names[len(out)], blob))
+            for blob in got:  # views into the kept frame: copied before the next call
+                if isinstance(blob, int):  # alone in its reply (see backup_partner._get)
+                    blob = await self.assemble(names[len(out)], blob)
                 if blob is None:
                     raise StoreError("the partner lacks a sealed block of this backup")
                 self.bytes += len(blob)
-                out.append(blob)
+                out.append(bytes(blob))
         return out
 
-    async def pieces(self, name, size):
-        """A blob too big for one reply (the partner's frames are smaller than a sealed
-        chunk), read piece by piece into one buffer."""
+    async def assemble(self, name, size):
+        """A record blob over the partner's frame (rare), read piece by piece."""
+        blob = bytearray(size)
+        at = [0]
+
+        def put(data):
+            blob[at[0]:at[0] + len(data)] = data
+            at[0] += len(data)
+
+        await self.pieces(name, size, put)
+        return blob
+
+    async def pieces(self, name, size, feed):
+        """feed() each piece of a blob too big for one reply (a board's frames are smaller
+        than a sealed chunk), in order."""
         if not 0 < size <= _BLOB_MAX:
             raise StoreError("the partner offers a blob of %d bytes" % size)
-        blob = self.buf if self.buf is not None and len(self.buf) >= size else bytearray(size)
-        self.buf = blob  # reused: restore reads thousands of them
         off = 0
         while off < size:
-            _collect()
-            got = await self.client.call("BKGet", {"names": [name], "offset": off,
-                                                   "max": _GET_MAX}, _CALL_MS)
+            got = await self.call("BKGet", {"names": [name], "offset": off,
+                                            "max": self.get_max}, True)
             data = got.get("data") if isinstance(got, dict) else None
             if not data or got.get("size") != size or off + len(data) > size:
                 raise StoreError("the partner's pieces of a blob do not add up")
-            blob[off:off + len(data)] = data
+            feed(data)
             off += len(data)
-        return memoryview(blob)[:size]
 
     async def open_named(self, name):
         blob = (await self.fetch([name]))[0]
         return self.keys.open_blob(name, blob)
+
+    async def block(self, store, name, h, blob):
+        """Open and store one block: blob is its sealed bytes, or its size when it comes in
+        pieces (opened as they arrive, into the store's pooled buffer)."""
+        size = blob if isinstance(blob, int) else len(blob)
+        buf = take()
+        try:
+            if size - seal.TAG_LEN > len(buf):  # a block over a 4 KiB chunk (rare)
+                give(buf)
+                buf = None
+                out = bytearray(size - seal.TAG_LEN)
+            else:
+                out = buf
+            if isinstance(blob, int):
+                opener = seal.Opener(self.keys, name, size, out)
+                await self.pieces(name, size, opener.feed)
+                plain = opener.done(h)
+            else:
+                plain = self.keys.open_blob(name, blob, h, out)
+            store.put_block(plain)
+        finally:
+            give(buf)
+        self.bytes += size
+        self.blocks += 1
 
     async def version(self, store, name):
         """Import one version (record by sealed name); its record dict."""
@@ -90,6 +166,9 @@ class _Pull:
             for v in store.versions(rec["mid"]):
                 if v["n"] == rec["n"]:
                     return rec
+        # Names asked per call: as many blobs as one reply may hold (a board's 4 KiB frame
+        # holds one sealed chunk in pieces, so asking for 32 would send 32 names for one).
+        ask = max(2, min(_WANT, self.get_max // 1024))
         while True:
             want = []
             walk = store.missing(rec["root"])
@@ -105,34 +184,45 @@ class _Pull:
             names = [self.keys.name(h) for h in want]
             done = 0
             while done < len(want):  # each reply's blobs are stored before the next call
-                _collect()
-                got = await self.client.call("BKGet", {"names": names[done:],
-                                                       "max": _GET_MAX}, _CALL_MS)
+                got = await self.call("BKGet", {"names": names[done:done + ask],
+                                                "max": self.get_max}, True)
                 if not got:
                     raise StoreError("partner returned no blobs")
-                for blob in got:
-                    if isinstance(blob, int):
-                        blob = await self.pieces(names[done], blob)
+                for blob in got:  # views into the kept frame; an int comes alone
                     if blob is None:
                         raise StoreError("the partner lacks a sealed block of this backup")
-                    self.bytes += len(blob)
-                    buf = take()
-                    try:
-                        store.put_block(self.keys.open_blob(names[done], blob, want[done], buf))
-                    finally:
-                        give(buf)
-                    blob = None
-                    self.blocks += 1
+                    await self.block(store, names[done], want[done], blob)
                     done += 1
                 got = None
         store.blocks.sync()
         return store.import_version(data)
 
 
-async def _page(client, offset):
-    """The partner's catalog entries [kind, tag, n, name] from offset, 64 at most."""
+async def _page(pull, offset):
+    """The partner's catalog entries [kind, tag, n, name] from offset, _PAGE at most."""
+    return (await pull.call("BKList", {"offset": offset, "count": _PAGE}))["entries"]
+
+
+async def _short_of_heap(store=None):
+    """A step ran out of heap: hand back the store's caches, collect, let the node's other
+    work finish a moment, then the step is done again."""
+    if store is not None and hasattr(store, "trim"):
+        store.trim()
     _collect()
-    return (await client.call("BKList", {"offset": offset, "count": 64}, _CALL_MS))["entries"]
+    await asyncio.sleep(_RETRY_MS / 1000)
+    _collect()
+
+
+async def _version(pull, store, name):
+    """pull.version, done again (see _TRIES) when the heap runs short half-way."""
+    for attempt in range(_TRIES):
+        try:
+            return await pull.version(store, name)
+        except MemoryError:
+            if attempt == _TRIES - 1:
+                raise
+        await _short_of_heap(store)
+    return None
 
 
 def _collect():
@@ -166,16 +256,16 @@ async def run(node, service, params):
     dead_id = ids.make_id(crypto.sign_public(seed))
     keys = seal.Keys(key)
     store = node.store
-    client = await rpcclient.connect(partner["addr"], partner["port"], seed,
-                                     expected_node_id=partner["id"], max_reply=rpc.MAX_FRAME)
+    _collect()  # the kept frame is made now, while the heap has room for it
+    pull = _Pull(partner, seed, keys, dead_id)
+    await pull.connect()
     try:
         # First of all the fence: from here on the partner serves this incarnation only, so
         # the old board, should it come back, can no longer push (even while this runs).
-        record = await fence.advance(client, seed, _CALL_MS)
+        record = pull.record = await fence.advance(pull.client, seed, _CALL_MS)
     except BaseException:
-        await client.close()
+        await pull.close()
         raise
-    pull = _Pull(client, keys, dead_id)
     pair_name = None
     versions = 0
     mimei_count = 0
@@ -187,13 +277,13 @@ async def run(node, service, params):
             os.remove(service.dir + "/mm/" + name)
         offset = 0
         while True:
-            entries = await _page(client, offset)
+            entries = await _page(pull, offset)
             if not entries:
                 break
             offset += len(entries)
             for kind, _tag, _n, name in entries:
                 if kind == 118:
-                    rec = await pull.version(store, name)
+                    rec = await _version(pull, store, name)
                     last = service.mm_get(rec["mid"]).get("n")
                     # Versions are listed in push order, rising per MiMei: one listed twice
                     # (an old catalog) is imported once and counted once.
@@ -208,7 +298,7 @@ async def run(node, service, params):
         # newest of each is listed last and so applied last.
         offset = 0
         while True:
-            entries = await _page(client, offset)
+            entries = await _page(pull, offset)
             if not entries:
                 break
             offset += len(entries)
@@ -221,7 +311,7 @@ async def run(node, service, params):
             store.restore(ids.b58encode(binascii.unhexlify(name)), "last")
         pair = await pull.open_named(pair_name) if pair_name is not None else None
     finally:
-        await client.close()
+        await pull.close()
     # Take the dead node's place: backup key and state first, pairing record, identity last
     # (a crash before that leaves a node that simply restores again).
     write_atomic(service.dir + "/backup.key", key, private=True)

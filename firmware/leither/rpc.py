@@ -215,9 +215,10 @@ def encode_error(msgid, code, msg):
     return cbor.dumps([msgid, 1, {"code": code, "msg": msg}])
 
 
-def decode_reply(body):
-    """(msgid, ok, value) from a reply body; value is the result or the {"code","msg"} map."""
-    msg = decode_array(body, 3)
+def decode_reply(body, views=False):
+    """(msgid, ok, value) from a reply body; value is the result or the {"code","msg"} map.
+    views=True: byte strings as memoryviews into body (see decode_array_views)."""
+    msg = decode_array_views(body, 3) if views else decode_array(body, 3)
     _check_msgid(msg[0])
     status, value = msg[1], msg[2]
     if status == 0 and not isinstance(status, bool):
@@ -277,8 +278,7 @@ def _ctr_inplace(key, counter, view):
     import cryptolib
 
     ecb = cryptolib.aes(key, 1)
-    blocks = bytearray(_CTR_BATCH)
-    stream = bytearray(_CTR_BATCH)
+    blocks, stream = _ctr_buffers()
     for j in range(0, _CTR_BATCH, 16):
         blocks[j:j + 8] = counter
     size = len(view)
@@ -293,6 +293,18 @@ def _ctr_inplace(key, counter, view):
             gc.collect()
             _ctr_batch(ecb, blocks, stream, view, pos, take)
         pos += take
+
+
+_ctr_bufs = []  # [counter blocks, keystream]: _CTR_BATCH bytes each, made once
+
+
+def _ctr_buffers():
+    """The two batch buffers every frame's CTR shares: _ctr_inplace never yields, so one
+    pair serves all sessions, and a frame costs no 512 bytes of garbage."""
+    if not _ctr_bufs:
+        _ctr_bufs.append(bytearray(_CTR_BATCH))
+        _ctr_bufs.append(bytearray(_CTR_BATCH))
+    return _ctr_bufs[0], _ctr_bufs[1]
 
 
 def _ctr_batch(ecb, blocks, stream, view, pos, take):
@@ -535,15 +547,24 @@ async def read_exact(reader, n):
     readexactly concatenates per packet (quadratic in bytes for a slow sender)."""
     if n > _SMALL_READ and IS_MICROPYTHON:
         buf = bytearray(n)
-        view = memoryview(buf)
-        got = 0
-        while got < n:
-            k = await reader.readinto(view[got:])
-            if not k:
-                raise EOFError("EOF")
-            got += k
+        await read_into(reader, memoryview(buf))
         return buf
     data = await reader.readexactly(n)
     if len(data) != n:  # some MicroPython versions return short at EOF
         raise EOFError("EOF")
     return data
+
+
+async def read_into(reader, view):
+    """Fill ``view`` (a writable memoryview) from an asyncio stream, or EOFError: no buffer
+    of the frame's size is made on MicroPython."""
+    n = len(view)
+    if not IS_MICROPYTHON:
+        view[:] = await reader.readexactly(n)  # IncompleteReadError is an EOFError
+        return
+    got = 0
+    while got < n:
+        k = await reader.readinto(view[got:])
+        if not k:
+            raise EOFError("EOF")
+        got += k

@@ -23,7 +23,7 @@ when the connection cannot be made, times out or breaks (the client is then clos
 import asyncio
 
 from . import rpc
-from .compat import const
+from .compat import IS_MICROPYTHON, const
 from .errors import AuthError, DecodeError, LeitherError, RPCError
 
 CONNECT_MS = const(10000)  # TCP connect + handshake: a board signs in ~0.1-3 s
@@ -75,26 +75,48 @@ class Client:
         self.role = shake.role
         self.max_frame = shake.max_frame  # the node's inbound limit for our requests
         self.max_reply = max_reply
+        self._frame = None  # the kept frame buffer (keep_frame), or None: one per call
 
-    async def call(self, method, params=None, timeout_ms=CALL_MS):
-        """The result of ``method(params)`` on the node (see the module docstring)."""
+    def keep_frame(self, limit=None, buf=None):
+        """From now on seal requests and read replies in one buffer kept by this session:
+        a bulk client on a board (a restore: thousands of calls) then allocates no frame per
+        call, which a fragmented heap could fail half-way. Its body room is the node's frame
+        limit (the node's replies keep to it too), at most ``limit`` and max_reply bytes;
+        bigger frames still get their own buffer. ``buf``: a buffer to use if big enough (a
+        reconnecting client hands on its old one). Returns the body room in bytes."""
+        room = min(self.max_frame, self.max_reply, limit or self.max_frame)
+        if buf is None or len(buf) < rpc.HEADER_LEN + room:
+            buf = bytearray(rpc.HEADER_LEN + room)
+        self._frame = buf
+        return room
+
+    @property
+    def kept_frame(self):
+        """The buffer keep_frame made (or None)."""
+        return self._frame
+
+    async def call(self, method, params=None, timeout_ms=CALL_MS, views=False):
+        """The result of ``method(params)`` on the node (see the module docstring).
+
+        views=True (with keep_frame): byte strings in the result come as memoryviews into the
+        kept buffer, no copy; they are valid only until this session's next call."""
         await self.lock.acquire()
         try:
             wait = BUSY_FIRST_MS
             for _ in range(BUSY_TRIES - 1):
                 try:
-                    return await self._call(method, params, timeout_ms)
+                    return await self._call(method, params, timeout_ms, views)
                 except RPCError as err:
                     if err.code != "busy":
                         raise
                 await asyncio.sleep(wait / 1000)  # the node is short of heap: let it recover
                 wait *= 2
-            return await self._call(method, params, timeout_ms)
+            return await self._call(method, params, timeout_ms, views)
         finally:
             self.lock.release()
 
-    async def _call(self, method, params, timeout_ms):
-        return await self.receive(await self.send(method, params), method, timeout_ms)
+    async def _call(self, method, params, timeout_ms, views=False):
+        return await self.receive(await self.send(method, params), method, timeout_ms, views)
 
     async def send(self, method, params=None):
         """Seal and write one request; its msgid. The node answers a session's requests in
@@ -114,23 +136,31 @@ class Client:
         # One write per frame: MicroPython sets no TCP_NODELAY, and a frame split over writes
         # meets Nagle + delayed ACK (~40 ms a call on Linux).
         size = len(request)
-        frame = bytearray(rpc.HEADER_LEN + size + rpc.TAG_LEN)
+        kept = self._frame
+        if kept is not None and rpc.HEADER_LEN + size + rpc.TAG_LEN <= len(kept):
+            frame = kept
+        else:
+            frame = bytearray(rpc.HEADER_LEN + size + rpc.TAG_LEN)
         frame[rpc.HEADER_LEN:rpc.HEADER_LEN + size] = request
         request = None
-        self._channel.seal_into(frame, size)
+        size = self._channel.seal_into(frame, size)
         try:
-            self._writer.write(frame)
+            # MicroPython's writer sends at once and copies only what the socket did not
+            # take, so the kept buffer is free again when write returns; CPython's transport
+            # may hold on to what it is given, so it gets bytes of its own.
+            self._writer.write(memoryview(frame)[:size] if frame is not kept or IS_MICROPYTHON
+                               else bytes(frame[:size]))
             frame = None
             await self._writer.drain()
         except OSError as err:
             await self._lost(method, err)
         return msgid
 
-    async def receive(self, msgid, method="", timeout_ms=CALL_MS):
-        """The answer to request msgid, the oldest sent and not yet received."""
+    async def receive(self, msgid, method="", timeout_ms=CALL_MS, views=False):
+        """The answer to request msgid, the oldest sent and not yet received (views: see
+        call; they are valid until the next receive)."""
         try:
-            body = await asyncio.wait_for(_read_frame(self._reader, self.max_reply),
-                                          timeout_ms / 1000)
+            body = await asyncio.wait_for(self._read_reply(), timeout_ms / 1000)
         except asyncio.TimeoutError:
             await self.close()
             raise ConnectError("%s:%d did not answer %s in %d ms"
@@ -141,10 +171,11 @@ class Client:
             await self.close()
             raise
         try:
-            if not isinstance(body, bytearray):
+            if not isinstance(body, (bytearray, memoryview)):
                 body = bytearray(body)
-            # Opened where it lies (decoding copies out what it keeps): no plaintext copy.
-            got_id, ok, value = rpc.decode_reply(self._channel.open_inplace(body))
+            # Opened where it lies (decoding copies out what it keeps, unless views): no
+            # plaintext copy.
+            got_id, ok, value = rpc.decode_reply(self._channel.open_inplace(body), views)
         except (AuthError, DecodeError):
             await self.close()
             raise
@@ -154,6 +185,16 @@ class Client:
         if not ok:
             raise RPCError(value["code"], value["msg"])
         return value
+
+    async def _read_reply(self):
+        """The next reply frame's body: in the kept buffer (a memoryview) when it fits."""
+        n = rpc.parse_header(await _read(self._reader, rpc.HEADER_LEN), self.max_reply)
+        kept = self._frame
+        if kept is None or n > len(kept):
+            return await _read(self._reader, n)
+        view = memoryview(kept)[:n]
+        await rpc.read_into(self._reader, view)
+        return view
 
     async def _lost(self, method, err):
         await self.close()

@@ -122,6 +122,46 @@ class Keys:
         return plain
 
 
+class Opener:
+    """Opens a blob that arrives in pieces, in order (a restoring board reads a sealed 4 KiB
+    chunk in pieces of its partner's frame): ``feed(piece)`` for each, then ``done(h)`` ->
+    the plaintext, a memoryview of out. Same checks as Keys.open_blob, no blob-sized buffer.
+    It runs the Keys' one CTR: no other block is sealed or opened with them until done."""
+
+    def __init__(self, keys, name, size, out):
+        if not TAG_LEN < size <= len(out) + TAG_LEN:
+            raise ValueError("Opener: a blob of %d bytes into %d" % (size, len(out)))
+        self._size = size - TAG_LEN  # plaintext bytes
+        self._out = memoryview(out)[:self._size]
+        self._mac = crypto.HMACSHA256(keys.check, bytes(name))
+        self._ctr = keys._stream(bytes(name)[:16])
+        self._tag = bytearray(TAG_LEN)
+        self._pos = 0  # blob bytes fed so far
+
+    def feed(self, piece):
+        piece = memoryview(piece)
+        pos = self._pos
+        if pos + len(piece) > self._size + TAG_LEN:
+            raise AuthError("sealed block longer than it said")
+        k = max(0, min(len(piece), self._size - pos))  # ciphertext bytes in this piece
+        if k:
+            self._mac.update(piece[:k])
+            self._ctr.crypt_into(piece[:k], self._out[pos:pos + k])
+        if k < len(piece):
+            at = pos + k - self._size
+            self._tag[at:at + len(piece) - k] = piece[k:]
+        self._pos = pos + len(piece)
+
+    def done(self, h):
+        """The plaintext; AuthError unless the blob was whole, genuine and hashes to h."""
+        if self._pos != self._size + TAG_LEN or not crypto.equal(self._mac.digest(),
+                                                                  bytes(self._tag)):
+            raise AuthError("sealed block fails its tag")
+        if not crypto.equal(crypto.sha256(self._out), bytes(h)):
+            raise AuthError("sealed block does not hold the block asked for")
+        return self._out
+
+
 def check(check_key, name, blob):
     """True if blob's tag is right for name under check_key (what a partner can verify)."""
     if len(blob) < TAG_LEN or len(name) != NAME_LEN:

@@ -115,6 +115,39 @@ def test_pinned_node_id_refused():
     assert msg is not None and "not the expected" in msg
 
 
+def test_a_kept_frame_serves_requests_and_replies():
+    # A restore keeps one frame for thousands of calls (rpcclient.keep_frame): requests are
+    # sealed and replies opened in it, byte strings come as views into it on request, and a
+    # reply or request over it still goes through in a buffer of its own.
+    async def body(port):
+        client = await rpcclient.connect("127.0.0.1", port, CLIENT_SEED)
+        try:
+            assert client.keep_frame(2048) == 2048
+            frame = client.kept_frame
+            assert len(frame) >= 2048
+            got = await client.call("Big", 1000, views=True)
+            assert isinstance(got, memoryview) and bytes(got) == bytes(1000)
+            echo = await client.call("Echo", {"x": b"abc" * 300}, views=True)
+            assert echo[0] == "guest" and bytes(echo[1]["x"]) == b"abc" * 300
+            assert await client.call("Echo", {"x": b"abc"}) == ["guest", {"x": b"abc"}]
+            assert await client.call("Big", 3000) == bytes(3000)  # over the kept frame
+            assert await client.call("Echo", bytes(3000)) == ["guest", bytes(3000)]
+            assert client.kept_frame is frame and not client.closed
+            # A new session may take the old one's buffer over.
+            other = await rpcclient.connect("127.0.0.1", port, PEER_SEED)
+            try:
+                assert other.keep_frame(None, frame) == 4096  # too small for it: a new one
+                assert other.kept_frame is not frame
+                assert other.keep_frame(1024, frame) == 1024 and other.kept_frame is frame
+                assert await other.call("Echo", 5, views=True) == ["peer", 5]
+            finally:
+                await other.close()
+        finally:
+            await client.close()
+
+    run(body)
+
+
 def test_reply_over_bound_and_too_big_request():
     async def body(port):
         client = await rpcclient.connect("127.0.0.1", port, CLIENT_SEED, max_reply=1024)
