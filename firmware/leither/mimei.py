@@ -101,6 +101,7 @@ ALL = const(15)
 
 _MAX_REFS = const(256)  # references per MiMei (state file size bound)
 _MAX_RIGHTS = const(256)  # members with rights per MiMei
+_LOST_MAX = const(16)  # uploads whose lost writes are remembered (see Store._lost)
 _OPEN_DBS = const(2)  # open db working copies cached (each holds buffers)
 SYNC_BYTES = 1048576  # bytes written with sync=False before they are made durable anyway: what
 # a crash may lose of an upload (a state file and two fsyncs per MiB cost nothing at that size)
@@ -178,9 +179,10 @@ class Store(History):
         self._unsynced = 0  # bytes written since the last durable commit (<= SYNC_BYTES)
         self._app = None
         self._app_keys = _CUR  # where the appender's tree goes: cur or the staged put
-        # (mid, stage) whose unsynced writes a failed append dropped: until the writer goes
-        # back to where the data still is, a write past it is refused, not zero-filled.
-        self._lost = None
+        # [(mid, stage)] whose unsynced writes a failed append or save dropped (several uploads
+        # may lose theirs in turn): until its writer goes back to where the data still is, a
+        # write past it is refused, not zero-filled.
+        self._lost = []
 
     def trim(self, unload=False):
         """Hand back the RAM kept for speed: the cached reader, the open dbs not in a
@@ -302,6 +304,7 @@ class Store(History):
         cached = self._st_cache
         if self._dirty and cached is not None and cached["id"] != st["id"]:
             self.sync()  # the other MiMei's pending writes go first (and stay in order)
+        dirty = self._dirty
         self._dirty = False
         self._unsynced = 0
         try:
@@ -309,8 +312,16 @@ class Store(History):
             store.write_file(self._path(st["id"]), lambda f: cbor.dump(st, f))
         except Exception:
             self._st_cache = None  # it holds the change that did not commit
+            if dirty:  # and the sync=False writes before it, which were answered as taken
+                self._lose(st["id"], True)
+                self._lose(st["id"], False)
             raise
         self._st_cache = st
+
+    def _lose(self, mid, stage):
+        if (mid, stage) not in self._lost:
+            self._lost.append((mid, stage))
+            del self._lost[:-_LOST_MAX]
 
     # -- MiMei ---------------------------------------------------------------------------------
 
@@ -400,14 +411,14 @@ class Store(History):
                 or offset != st[size_key] or (stage and not offset)):
             st = self._cur(mid)  # settles an open appender
             app = None
-        if self._lost is not None and self._lost == (mid, stage):
-            if offset > st[size_key] and not (stage and not offset):
+        if (mid, stage) in self._lost:
+            if offset > st.get(size_key, 0) and not (stage and not offset):
                 # The client was told its earlier pieces were taken (sync=False) and is
                 # resending the one that failed: a gap here is lost data, not a sparse write.
                 raise StoreError("writes of MiMei %s after byte %d were lost (the node ran "
                                  "short of memory): write again from there"
-                                 % (mid, st[size_key]))
-            self._lost = None
+                                 % (mid, st.get(size_key, 0)))
+            self._lost.remove((mid, stage))
         self._room(len(data))
         if stage:
             if not offset:
@@ -438,7 +449,7 @@ class Store(History):
                 app.abandon()
                 self._st_cache = None
                 self._dirty = False
-                self._lost = (mid, stage)
+                self._lose(mid, stage)
             raise
         if not stage:
             st["mtime"] = time_ms()

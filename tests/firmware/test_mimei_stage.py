@@ -186,3 +186,49 @@ def test_a_failed_append_is_never_zero_filled():
         s.close()
     finally:
         rmtree(d)
+
+
+def test_lost_writes_of_two_puts_are_both_refused():
+    # Two uploads at once (a soak's workers): each loses its unsynced pieces in turn, one to
+    # a failed append, the other to a state save that ran out of heap while switching MiMei.
+    # Each resend past what is still there is refused; a zero-filled hole was committed.
+    d = tmpdir("stage5")
+    try:
+        s = mimei.Store(d, SEED)
+        a, b = s.create("app", "a"), s.create("app", "b")
+        da, db = _data(9000, 5), _data(9000, 6)
+        s.set_data(a, 0, da[:3000], True, True)  # durable
+        s.set_data(a, 3000, da[3000:6000], False, True)  # taken, not durable
+        s._app = _Fail(s._app)
+        raises(MemoryError, s.set_data, a, 6000, da[6000:], False, True)
+        s.set_data(b, 0, db[:3000], False, True)  # b's stage itself is not durable yet
+        s.set_data(b, 3000, db[3000:6000], False, True)
+        s._app = _Fail(s._app)
+        raises(MemoryError, s.set_data, b, 6000, db[6000:], False, True)
+        raises(StoreError, s.set_data, a, 6000, da[6000:], False, True)  # a's loss remembered
+        raises(StoreError, s.set_data, b, 6000, db[6000:], False, True)
+        for m, data in ((a, da), (b, db)):
+            for pos in range(0, len(data), 3000):
+                s.set_data(m, pos, data[pos:pos + 3000], False, True)
+        check(s.commit(a, len(da)) == len(da) and s.commit(b, len(db)) == len(db))
+        check(_same(s, a, da) and _same(s, b, db))
+        # A save that fails while switching MiMei drops the other one's unsynced pieces.
+        s.set_data(a, 0, db[:3000], False, True)
+        s.set_data(a, 3000, db[3000:6000], False, True)
+        real = store.write_file
+        store.write_file = _fail_write
+        try:
+            raises(MemoryError, s.set_data, b, 0, da[:3000], False, True)
+        finally:
+            store.write_file = real
+        raises(StoreError, s.set_data, a, 6000, db[6000:], False, True)
+        for pos in range(0, len(db), 3000):
+            s.set_data(a, pos, db[pos:pos + 3000], False, True)
+        check(s.commit(a, len(db)) == len(db) and _same(s, a, db))
+        s.close()
+    finally:
+        rmtree(d)
+
+
+def _fail_write(path, fill, what=None):
+    raise MemoryError("memory allocation failed")
