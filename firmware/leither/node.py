@@ -143,6 +143,13 @@ class Node:
     def open_store(self):
         st = self._store
         if st is None:
+            import gc
+
+            # The storage code and the store's lasting objects come now, under way, beside a
+            # session's garbage: collect first, so that they pack low in the heap instead of
+            # into the holes between its objects, cutting up the free blocks that frames and
+            # chunk buffers need later.
+            gc.collect()
             from . import mimei
 
             st = mimei.Store(self.root + "/store", self.identity)
