@@ -260,7 +260,18 @@ class Store(History):
         app = self._app
         if app is not None:
             self._app = None
-            root, size = app.finish()
+            try:
+                root, size = app.finish()
+            except Exception:
+                # Short of heap for its last blocks: the pieces it took since the last
+                # durable point go with it (the cached size already counted them, the root
+                # not: a write after that would leave a hole). Back to the state file; the
+                # upload hears at its next piece that they were lost.
+                app.abandon()
+                self._lose(self._st_cache["id"], self._app_keys is _STAGE)
+                self._st_cache = None
+                self._dirty = False
+                raise
             self._st_cache[self._app_keys[0]] = root
             self._st_cache[self._app_keys[1]] = size
 

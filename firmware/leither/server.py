@@ -561,20 +561,27 @@ class Server:
 
     def _send_reply(self, conn, msgid, ok, value, caller, method):
         """Encode, seal and write one reply in the shared reply buffer: no await in here.
-        Short of heap while encoding or sealing, the reply becomes "busy" (the channel's
-        counter moves only for a frame sealed whole); a second MemoryError ends the session."""
+        Short of heap while encoding or sealing, the caches are shed and the reply made
+        again: the handler has run, and "busy" would tell the client that nothing was done
+        (a commit or an increment retried would be done twice). Only a second shortage makes
+        it "busy" (the channel's counter moves only for a frame sealed whole); a third ends
+        the session."""
         out = self._out
-        try:
-            encode_reply(out, msgid, ok, value,
-                         lambda err: self._log_failure(caller, method, err))
-            size = conn.channel.seal_into(out.buf, out.pos - rpc.HEADER_LEN)
-        except MemoryError:
-            value = None
-            self._shed()  # the handler is done: nothing of the request is held any more
-            self.stats["busy"] += 1
-            memory.note_busy()
-            encode_reply(out, msgid, False, {"code": "busy", "msg": _BUSY_MSG}, None)
-            size = conn.channel.seal_into(out.buf, out.pos - rpc.HEADER_LEN)
+        for last in (False, True):
+            try:
+                encode_reply(out, msgid, ok, value,
+                             lambda err: self._log_failure(caller, method, err))
+                size = conn.channel.seal_into(out.buf, out.pos - rpc.HEADER_LEN)
+                break
+            except MemoryError:
+                self._shed()
+                if not last:
+                    continue
+                value = None
+                self.stats["busy"] += 1
+                memory.note_busy()
+                encode_reply(out, msgid, False, {"code": "busy", "msg": _BUSY_MSG}, None)
+                size = conn.channel.seal_into(out.buf, out.pos - rpc.HEADER_LEN)
         conn.deadline(self.frame_ms)
         # MicroPython's writer sends at once and copies only what the socket did not take;
         # CPython's transport may keep a reference, so it gets its own bytes.

@@ -230,5 +230,46 @@ def test_lost_writes_of_two_puts_are_both_refused():
         rmtree(d)
 
 
+class _FailFinish(_Fail):
+    """An appender that takes pieces but runs out of heap for its last blocks."""
+
+    def write(self, data):
+        return self.app.write(data)
+
+    def finish(self):
+        raise MemoryError("memory allocation failed")
+
+    @property
+    def size(self):
+        return self.app.size
+
+
+def test_an_appender_that_cannot_finish_loses_its_pieces_openly():
+    # The appender took pieces (the cached size counts them) but cannot write its last
+    # blocks when another MiMei's call settles it: the pieces are lost, and said so; a
+    # resend of the next piece was patched into the old tree after a hole of zeros.
+    d = tmpdir("stage6")
+    try:
+        s = mimei.Store(d, SEED)
+        for stage in (True, False):
+            a, b = s.create("app", "fa%d" % stage), s.create("app", "fb%d" % stage)
+            data = _data(12000, 7)
+            s.set_data(a, 0, data[:3000], True, stage)  # durable
+            s.set_data(a, 3000, data[3000:6000], False, stage)
+            s._app = _FailFinish(s._app)
+            s.set_data(a, 6000, data[6000:9000], False, stage)
+            raises(MemoryError, s.info, b)  # settling a's appender runs short
+            raises(StoreError, s.set_data, a, 9000, data[9000:], False, stage)
+            for pos in range(3000, len(data), 3000):
+                s.set_data(a, pos, data[pos:pos + 3000], False, stage)
+            if stage:
+                check(s.commit(a, len(data)) == len(data))
+            s.sync()
+            check(_same(s, a, data))
+        s.close()
+    finally:
+        rmtree(d)
+
+
 def _fail_write(path, fill, what=None):
     raise MemoryError("memory allocation failed")
