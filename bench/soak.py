@@ -8,10 +8,12 @@
 
 Each worker owns a file MiMei and a db MiMei and loops over random operations:
 
-* put     — a staged whole-file put (1 KiB - 256 KiB, as `leither mm put`) + MFCommit;
+* put     — a staged whole-file put (1 KiB - 256 KiB, as `leither mm put`) + MFCommit,
+            started again (as `mm put` does) when the node says its unsynced pieces were lost;
 * get     — read cur back and compare with what was put;
 * db      — Set / Incr on its db, checked with Get now and then;
-* version — MMBackup: the current content becomes a numbered version (remembered);
+* version — MMBackup: the current content becomes a numbered version (remembered; past 24,
+            the oldest 8 are deleted with MMDelVers, as retention would: a MiMei holds 256);
 * audit   — read a remembered version back and compare its SHA-256;
 * reconnect — close the session and open a new one.
 
@@ -39,8 +41,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from heap32 import ESP32_HEAP, KEYS, TOKEN, Node, find_binary  # noqa: E402
 
-from leither.errors import LeitherError  # noqa: E402
+from leither.errors import LeitherError, RPCError  # noqa: E402
 from leither_host import client  # noqa: E402
+
+PUT_RESTARTS = 3  # as leither mm put: restarts of a put whose pieces the node lost
+KEEP_VERSIONS = 24  # versions a worker keeps (and audits); older ones are deleted
+DROP_VERSIONS = 8  # deleted at a time
 
 
 class Worker:
@@ -55,6 +61,7 @@ class Worker:
         self.mid = ""
         self.db = ""
         self.content = b""
+        self.prev = b""  # the content before the last put (what a lost put leaves)
         self.versions: dict[int, str] = {}  # version number -> sha256 hex
         self.counter = 0
         self.ops = ("put", "get", "db", "db", "version", "audit", "reconnect")
@@ -70,7 +77,21 @@ class Worker:
         self.db = await s.call("MMCreate", {"app": "soak", "mark": f"d{self.n}", "type": "db"})
 
     async def put(self, s: client.Session) -> None:
+        """A whole-file put; restarted, as `leither mm put` does, when the node says its
+        unsynced pieces were lost (it ran short of heap: nothing wrong was ever committed)."""
         data = os.urandom(self.rng.randint(1024, 256 * 1024))
+        for attempt in range(PUT_RESTARTS + 1):
+            try:
+                await self.put_once(s, data)
+                break
+            except RPCError as err:
+                if "were lost" not in err.msg or attempt == PUT_RESTARTS:
+                    raise
+                self.stats["put restarted (pieces lost)"] += 1
+        self.prev = self.content
+        self.content = data
+
+    async def put_once(self, s: client.Session, data: bytes) -> None:
         step = max(1024, s.max_data - 256)
         try:
             for off in range(0, len(data), step):
@@ -86,7 +107,6 @@ class Worker:
         size = await s.call("MFCommit", {"mid": self.mid}, timeout=60)
         if size != len(data):
             raise AssertionError(f"commit size {size} != {len(data)}")
-        self.content = data
 
     async def read(self, s: client.Session, version: object = "cur") -> bytes:
         got = bytearray()
@@ -97,6 +117,24 @@ class Worker:
             if not piece:
                 return bytes(got)
             got += piece
+
+    async def drop_versions(self, s: client.Session) -> None:
+        """Delete the oldest remembered versions, as an app (or the node's retention) does:
+        a MiMei holds at most 256, and its state is read into the heap whole."""
+        old = sorted(self.versions)[:DROP_VERSIONS]
+        try:
+            await s.call("MMDelVers", {"mid": self.mid, "versions": old})
+        except RPCError as err:
+            if err.code == "busy":
+                raise
+            # Deleted, then answered busy and retried? Then none of them is listed now.
+            listed = {v["n"] for v in await s.call("MMVersions", {"mid": self.mid})}
+            if listed & set(old):
+                raise
+            self.stats["versions deleted before a busy answer"] += 1
+        for n in old:
+            del self.versions[n]
+        self.stats["versions deleted"] += len(old)
 
     async def step(self) -> None:
         op = self.rng.choice(self.ops)
@@ -110,8 +148,10 @@ class Worker:
             if op == "put":
                 await self.put(s)
             elif op == "get":
-                if await self.read(s) != self.content:
-                    raise AssertionError("cur differs from the last put")
+                got = await self.read(s)
+                if got != self.content:
+                    raise AssertionError("cur differs from the last put: " + _diff(
+                        got, self.content, self.prev))
             elif op == "db":
                 await s.call("Set", {"mid": self.db, "args": [f"k{self.counter % 50}",
                                                               os.urandom(64).hex()]})
@@ -127,6 +167,8 @@ class Worker:
             elif op == "version":
                 rec = await s.call("MMBackup", {"mid": self.mid}, timeout=60)
                 self.versions[int(rec["n"])] = hashlib.sha256(self.content).hexdigest()
+                if len(self.versions) > KEEP_VERSIONS:
+                    await self.drop_versions(s)
             elif op == "audit" and self.versions:
                 n = self.rng.choice(sorted(self.versions))
                 got = await self.read(s, n)
@@ -153,6 +195,21 @@ class Worker:
                     self.session = None
         if self.session is not None:
             await self.session.close()
+
+
+def _diff(got: bytes, want: bytes, prev: bytes) -> str:
+    """How cur differs from what was put (for the failure line)."""
+    if got == prev:
+        return f"it is the put before ({len(got)} bytes), as if the last one never committed"
+    at = next((i for i in range(min(len(got), len(want))) if got[i] != want[i]),
+              min(len(got), len(want)))
+    end = at
+    while end < min(len(got), len(want)) and got[end] != want[end]:
+        end += 1
+    zeros = got[at:end].count(0) == end - at
+    return (f"{len(got)} bytes, put {len(want)}; first difference at {at}, "
+            f"{end - at} bytes differ there{' (zeros)' if zeros else ''}; "
+            f"the put before was {len(prev)} bytes")
 
 
 async def soak(port: int, args: argparse.Namespace) -> dict:
