@@ -29,7 +29,13 @@ import os
 
 from . import dns
 from .compat import const, ticks_diff, ticks_ms
-from .mdns import ANNOUNCED, MDNS_GROUP, MDNS_PORT, PROBING, SERVICE, STOPPED, Querier, sleep_ms
+from .mdns import MDNS_GROUP, SERVICE, Querier, sleep_ms
+
+# leither.mdns's states and port, as private constants: no module globals held for them.
+_PROBING = const(1)
+_ANNOUNCED = const(2)
+_STOPPED = const(3)
+_MDNS_PORT = const(5353)
 
 META_QUERY = "_services._dns-sd._udp.local"  # RFC 6763 §9
 _TTL_HOST = const(120)  # s: records naming a host (A, SRV, NSEC), RFC 6762 §10
@@ -64,16 +70,15 @@ def _tiebreak(ours, theirs):
     return (len(a) > len(b)) - (len(a) < len(b))
 
 
-try:
-    _wait_for_ms = asyncio.wait_for_ms  # MicroPython
+if hasattr(asyncio, "wait_for_ms"):  # MicroPython
 
     async def _wait_event(event, ms):
         try:
-            await _wait_for_ms(event.wait(), ms)
+            await asyncio.wait_for_ms(event.wait(), ms)
         except asyncio.TimeoutError:  # noqa: UP041 - MicroPython has its own class
             pass
 
-except AttributeError:  # CPython
+else:  # CPython
 
     async def _wait_event(event, ms):
         try:
@@ -141,7 +146,7 @@ class MDNS(Querier):
 
     # ---- sending ------------------------------------------------------------------------
 
-    def _send_records(self, answers, additionals=(), ip=MDNS_GROUP, port=MDNS_PORT, ttl=None):
+    def _send_records(self, answers, additionals=(), ip=MDNS_GROUP, port=_MDNS_PORT, ttl=None):
         if ttl is not None:
             answers = [dns.Record(r.name, r.rtype, r.rdata, ttl, r.rclass, r.flush)
                        for r in answers]
@@ -186,7 +191,7 @@ class MDNS(Querier):
                     if mine.same_data(record) and record.ttl * 2 >= mine.ttl:
                         self._pending.remove(mine)
                         break
-        if not self.responding or self.state not in (PROBING, ANNOUNCED):
+        if not self.responding or self.state not in (_PROBING, _ANNOUNCED):
             return
         unique = self._unique()
         for record in records:
@@ -196,7 +201,7 @@ class MDNS(Querier):
                 continue  # our own packet looped back, or another copy of the truth
             if record.ttl == 0:
                 continue  # a goodbye: its sender is giving the name up
-            if self.state == PROBING:
+            if self.state == _PROBING:
                 self._conflict = True
                 return
             if any(record.rtype == mine.rtype and
@@ -208,16 +213,16 @@ class MDNS(Querier):
     def _on_query(self, msg, src):
         if not self.responding:
             return
-        if self.state == PROBING:
+        if self.state == _PROBING:
             self._check_probe(msg)
             return
-        if self.state != ANNOUNCED:
+        if self.state != _ANNOUNCED:
             return
         if not msg.questions:
             # §7.2: the rest of a truncated query's known answers: drop what they cover.
             self._pending = [r for r in self._pending if not self._known(r, msg.answers)]
             return
-        legacy = src[1] != MDNS_PORT
+        legacy = src[1] != _MDNS_PORT
         answers = []
         unicast = []
         for q in msg.questions:
@@ -354,11 +359,11 @@ class MDNS(Querier):
         if first_delay:
             await sleep_ms(_rand_ms(0, _PROBE_GAP))
         while True:
-            self.state = PROBING
+            self.state = _PROBING
             self._conflict = False
             self._lost = False
             for i in range(_PROBES):
-                self._send(self._probe_packet(i == 0), MDNS_GROUP, MDNS_PORT)
+                self._send(self._probe_packet(i == 0), MDNS_GROUP, _MDNS_PORT)
                 await sleep_ms(_PROBE_GAP)
                 if self._conflict or self._lost:
                     break
@@ -375,11 +380,11 @@ class MDNS(Querier):
                 await sleep_ms(_LOST_WAIT)
                 continue
             break
-        self.state = ANNOUNCED
+        self.state = _ANNOUNCED
         for i in range(_ANNOUNCES):
             if i:
                 await sleep_ms(_ANNOUNCE_GAP)
-                if self.state != ANNOUNCED:
+                if self.state != _ANNOUNCED:
                     return
             self._announce(self.records())
             if not i:
@@ -388,7 +393,7 @@ class MDNS(Querier):
                 self.announced.set()
 
     def _restart_probe(self):
-        self.state = PROBING
+        self.state = _PROBING
         self.announced = asyncio.Event()
         self._spawn(self._probe_and_announce(False))
 
@@ -411,7 +416,7 @@ class MDNS(Querier):
             self._last_mcast[self.txt_record] = last
         if old in self._pending:
             self._pending.remove(old)
-        if self.state == ANNOUNCED and self.responding:
+        if self.state == _ANNOUNCED and self.responding:
             if self._txt_task is not None and not self._txt_task.done():
                 self._txt_task.cancel()
             self._txt_task = self._spawn(self._announce_txt())
@@ -424,7 +429,7 @@ class MDNS(Querier):
                 wait = _RATE_MS - ticks_diff(ticks_ms(), last)
                 if wait > 0:
                     await sleep_ms(wait)
-            if self.state != ANNOUNCED:
+            if self.state != _ANNOUNCED:
                 return
             self._announce([self.txt_record])
 
@@ -435,10 +440,10 @@ class MDNS(Querier):
 
         Safe from a KeyboardInterrupt handler after the event loop died.
         """
-        if self.state == ANNOUNCED and self.responding and self.sock is not None:
+        if self.state == _ANNOUNCED and self.responding and self.sock is not None:
             self._send_records(self.records(), ttl=0)
             self.log(f"goodbye {self.name}")
-        self.state = STOPPED
+        self.state = _STOPPED
 
     async def _send_loop(self):
         while True:
@@ -458,5 +463,5 @@ class MDNS(Querier):
         records = self._pending
         self._pending = []
         self._pending_due = None
-        if self.state == ANNOUNCED and records:
+        if self.state == _ANNOUNCED and records:
             self._multicast(records, _RATE_MS, self._additionals(records, ()))
