@@ -5,7 +5,7 @@
 # window stays open. PairCheck tells nobody but the partner that it is paired.
 import asyncio
 
-from leither import pairing, pairwin, rpcclient, server
+from leither import pairing, pairrun, pairwin, rpcclient, server
 from leither.compat import ticks_ms
 from leither.identity import Identity
 from leither.rpc import GUEST, OWNER, PEER
@@ -66,7 +66,7 @@ async def _pair(confirm_wrapper=None):
     try:
         _ready(i_svc, r_node, port)
         _ready(r_svc, i_node, 0)
-        await i_svc._initiate(i_svc.machine.candidate)
+        await pairrun.initiate(i_svc, i_svc.machine.candidate)
     finally:
         await r_node.server.stop()
     return i_svc, r_svc, i_node, r_node, roots, port
