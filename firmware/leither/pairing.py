@@ -233,7 +233,10 @@ class Service:
     async def _rpc_unpair(self, caller, params):
         from . import pairrun
 
-        return await pairrun.unpair(self, caller, params)
+        try:
+            return await pairrun.unpair(self, caller, params)
+        finally:
+            self.unload()
 
     def _rpc_status(self, caller, params):
         return self.status()
@@ -260,6 +263,23 @@ class Service:
         self.node.announce()
         if not self.machine.window_open(ticks_ms()):
             self.node.show_idle_led()
+
+    def unload(self):
+        """Forget the window's code (leither.pairrun, leither.pairproto) once the window is
+        over: the next press imports it again, and a board's heap has it back meanwhile (for
+        the backup push that follows a pairing). Tasks still running it keep it alive."""
+        if self.machine.window_open(ticks_ms()) or self._responder is not None:
+            return
+        import sys
+
+        import leither
+
+        for name in ("pairrun", "pairproto"):
+            sys.modules.pop("leither." + name, None)
+            try:
+                delattr(leither, name)  # the package's reference, which `from .` reads first
+            except AttributeError:
+                pass
 
     def _spawn(self, coro):
         self._bg = [t for t in self._bg if not t.done()]

@@ -71,10 +71,11 @@ async def _run_window(svc):
     try:
         await _window(svc)
     except asyncio.CancelledError:
-        pass
+        return  # a new press restarted the window (or the node stops): it runs on
     except Exception as err:  # noqa: BLE001 - a bug or a full disk must not stay silent
         svc._responder = None
         _fail(svc, "pairing window failed: %r" % (err,))
+    svc.unload()
 
 
 async def _window(svc):

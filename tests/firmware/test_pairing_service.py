@@ -159,3 +159,32 @@ def test_pair_check_answers_only_the_partner_with_its_tag():
         return answers
 
     assert asyncio.run(body()) == [True, False, False, "bad_request"]
+
+
+def test_the_window_code_is_loaded_by_a_press_and_forgotten_after():
+    import sys
+
+    import leither
+
+    root = tmpdir("pw")
+    node = FakeNode(I_SEED, root)
+    svc = pairing.Service(node)
+    svc.machine.window_ms = 300  # no mDNS here: the window just runs out
+
+    async def run():
+        assert svc.open_window()
+        assert "leither.pairrun" in sys.modules and svc.machine.window_open(ticks_ms())
+        while svc._task is not None and not svc._task.done():
+            await asyncio.sleep(0.1)
+        assert svc.machine.state == pairwin.IDLE and svc.machine.reason == "timeout"
+        # The window is over: its code is out of sys.modules and of the package, and the
+        # next press loads it again.
+        assert "leither.pairrun" not in sys.modules and "leither.pairproto" not in sys.modules
+        assert not hasattr(leither, "pairrun")
+        assert svc.open_window() and "leither.pairrun" in sys.modules
+        await svc.stop()
+
+    try:
+        asyncio.run(run())
+    finally:
+        rmtree(root)
