@@ -276,10 +276,8 @@ class Service:
 
         for name in ("pairrun", "pairproto"):
             sys.modules.pop("leither." + name, None)
-            try:
+            if hasattr(leither, name):  # MicroPython's delattr of a missing one: KeyError
                 delattr(leither, name)  # the package's reference, which `from .` reads first
-            except AttributeError:
-                pass
 
     def _spawn(self, coro):
         self._bg = [t for t in self._bg if not t.done()]

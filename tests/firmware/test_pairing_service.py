@@ -183,6 +183,11 @@ def test_the_window_code_is_loaded_by_a_press_and_forgotten_after():
         assert not hasattr(leither, "pairrun")
         assert svc.open_window() and "leither.pairrun" in sys.modules
         await svc.stop()
+        while svc.machine.window_open(ticks_ms()):  # a stopped window still runs its time
+            await asyncio.sleep(0.05)
+        # Unpair (loads the code, nothing to unpair here) forgets it again, without error.
+        assert await svc._rpc_unpair(None, {}) == {"unpaired": None, "told": False}
+        assert "leither.pairrun" not in sys.modules
 
     try:
         asyncio.run(run())
