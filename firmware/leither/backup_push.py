@@ -56,26 +56,24 @@ _BATCH = (_FRAME // 4 if _FRAME <= 4096 else _FRAME // 2 + 256) if IS_MICROPYTHO
 _ITEM_OVERHEAD = const(48)  # CBOR bytes around one [name, blob] in a BKPut request
 _BLOB_EXTRA = const(80)  # _ITEM_OVERHEAD + seal.TAG_LEN: a blob's bytes over its block's
 CALL_OVERHEAD = const(96)  # CBOR and seal bytes around a BKPut's list of blocks
-# Requests in flight per session (_Pipe) and their bytes: enough to keep an 8 Mbit/s link
-# busy through the partner's commit (fsyncs) and the owner's reading and sealing (256 KiB:
-# 0.26 s of it). What is in flight costs the sender no heap (written out: the kernel's, or
-# lwIP's, buffers hold it); a board keeps the list short (8 entries, ~0.5 KiB) and what a
-# cut leaves in doubt small.
-_WINDOW = 8 if _FRAME <= 4096 else 32
-_WINDOW_BYTES = const(262144)
+# Requests in flight per session (_Pipe): enough to keep an 8 Mbit/s link busy through the
+# partner's commit (fsyncs) and the owner's reading and sealing (CPython: 256 KiB, 0.26 s of
+# it). What is in flight costs the sender no heap (written out: the kernel's, or lwIP's,
+# buffers hold it); a board keeps its ring of slots short and what a cut leaves in doubt
+# small (8 KiB).
+_WINDOW = 8 if _FRAME <= 4096 else 16
 # A board collects before each request (a request is one contiguous block of its split heap:
 # free the last one first); a bigger heap leaves it to gc's threshold (leither.memory.tune).
 _COLLECT = IS_MICROPYTHON and _FRAME <= 4096
 _HAVE_MAX = const(64)  # names per BKHave (2 KiB of request)
 _CURSOR_EVERY = const(256)  # blocks between saved transfer positions (1 MiB of chunks)
-# Catalog entries per BKCommit: ~60 bytes each within a batch's bytes, and no more than the
-# partner looks back through for a repeated commit (vault._RECENT).
-_COMMIT_MAX = min(32, (_BATCH - CALL_OVERHEAD) // 64)
-_SPARE_BLOBS = const(4)  # blob buffers kept for reuse during a push pass (4 KiB + 32 each)
+# Catalog entries per BKCommit: ~60 bytes each, within a board's 1 KiB batch (and well within
+# the 64 the partner looks back through for a repeated commit, vault._RECENT).
+_COMMIT_MAX = const(14)
 _CALL_MS = const(5000)  # one backup call: a cut link is noticed this fast
 _CONNECT_MS = const(5000)
 # A partner short of heap answers "busy" (it did nothing of that request): waited out,
-# _BUSY_MS doubling up to _BUSY_MAX_MS, _BUSY_TRIES times in a row without a commit.
+# _BUSY_MS doubling up to _BUSY_MAX_MS, _BUSY_TRIES times in a row with nothing stored.
 _BUSY_TRIES = const(8)
 _BUSY_MS = const(50)
 _BUSY_MAX_MS = const(1000)
@@ -102,15 +100,15 @@ async def open_session(svc):
         raise StoreError("no partner")
     if not p.get("addr"):
         await _locate(svc)
-    seed = svc.node.identity.seed
-    try:
-        client = await rpcclient.connect(p["addr"], p["port"], seed, expected_node_id=p["peer_id"],
-                                         timeout_ms=_CONNECT_MS, max_reply=rpc.MAX_FRAME)
-    except rpcclient.ConnectError:
-        if not await _locate(svc):
-            raise
-        client = await rpcclient.connect(p["addr"], p["port"], seed, expected_node_id=p["peer_id"],
-                                         timeout_ms=_CONNECT_MS, max_reply=rpc.MAX_FRAME)
+    for again in (False, True):  # again: where _locate found it
+        try:
+            client = await rpcclient.connect(
+                p["addr"], p["port"], svc.node.identity.seed, expected_node_id=p["peer_id"],
+                timeout_ms=_CONNECT_MS, max_reply=rpc.MAX_FRAME)
+            break
+        except rpcclient.ConnectError:
+            if again or not await _locate(svc):
+                raise
     net.no_delay(client._writer)
     try:
         await hello(svc, client)
@@ -143,10 +141,9 @@ async def _locate(svc):
 
 def account(svc, reply):
     if isinstance(reply, dict):
-        if "used" in reply:
-            svc.state["used"] = reply["used"]
-        if "quota" in reply:
-            svc.state["quota"] = reply["quota"]
+        for k in ("used", "quota"):
+            if k in reply:
+                svc.state[k] = reply[k]
 
 
 async def call(svc, method, params, client=None, timeout_ms=None):
@@ -155,9 +152,7 @@ async def call(svc, method, params, client=None, timeout_ms=None):
     if client is None:
         client = await connect(svc)
     if IS_MICROPYTHON:
-        import gc
-
-        gc.collect()  # a request is one contiguous block of KiB: free the last one first
+        memory.collect()  # a request is one contiguous block of KiB: free the last one first
     try:
         return await client.call(method, params, timeout_ms or _CALL_MS)
     except RPCError as err:
@@ -186,11 +181,7 @@ async def push_all(svc):
     if p is None or svc.replaced is not None:
         return False
     svc._pass = crypto.random(4)  # the sessions of this pass (see backup_partner.hello)
-    svc._blobs = []  # spare blob buffers of this pass (whole blobs: big frames only)
-    try:
-        return await _push_all(svc, p)
-    finally:
-        svc._blobs = []
+    return await _push_all(svc, p)
 
 
 async def _push_all(svc, p):
@@ -206,9 +197,7 @@ async def _push_all(svc, p):
     if not svc.hello_done:
         await connect(svc)  # once per boot even with nothing to push: the fence is checked
     pipe = _Pipe(svc)
-    # One walk of the store's directory, MiMei by MiMei (nothing per MiMei is held: 200 of
-    # them must fit a board's heap): its new versions, then its metadata if it changed.
-    await _drive(svc, pipe, (mid_of(n) for n in mimei_names(svc.node.store)), keys)
+    await _drive(svc, pipe, keys)
     count = pipe.count
     if count:
         _log("pushed %d versions, %d sealed bytes in %d ms" % (
@@ -223,7 +212,6 @@ async def _push_all(svc, p):
 
 _PUT = const(0)  # kinds of requests in flight
 _COMMIT = const(1)
-_ASK = const(2)
 
 
 class _Pipe:
@@ -249,22 +237,16 @@ class _Pipe:
         self.ring = [[0, 0, None, 0, 0] for _ in range(_WINDOW + 1)]  # + a BKCommit
         self.head = 0
         self.flying = 0
-        self.bytes = 0  # request bytes in flight
-        self.sent = 0  # requests sent
-        self.done = 0  # requests answered
+        self.sent = 0  # requests sent (sent - flying: answered)
         self.committed = 0  # the sequence number of the last BKCommit sent
-        self.commits = 0  # catalog entries answered ok
         # [seq of its last request, catalog entry, mid, root or hash, resume]: sent, not
         # committed yet (a commit lists the first ones whose requests were all answered ok)
         self.versions = []
-        self.lost = []  # the MiMei of versions an error left uncommitted
         self.err = None
         # The next BKPut's sealed blobs: [[name, blob]] of size bytes (<= limit, the
-        # partner's frame may be lower than ours), the buffers they live in (back to
-        # svc._blobs once sent), the sequence index of the last.
+        # partner's frame may be lower than ours), the sequence index of the last.
         self.items = []
         self.size = 0
-        self.bufs = []
         self.last = 0
         self.limit = _BATCH
 
@@ -275,22 +257,18 @@ class _Pipe:
             self.client = client
             self.limit = min(self.svc.config("push_batch", _BATCH), _BATCH,
                              client.max_frame - CALL_OVERHEAD)
-        return self.client
 
     async def send(self, method, params, kind, a=None, b=None, size=0):
-        await self.open()
         if self.err is not None:
             await self.settle()  # raises it
-        while self.flying and (self.flying >= _WINDOW or self.bytes + size > _WINDOW_BYTES):
+        while self.flying >= _WINDOW:
             await self._answer()
         await self._commit_ready()
         await self._send(method, params, kind, a, b, size)
 
     async def _send(self, method, params, kind, a, b, size):
         if _COLLECT:
-            import gc
-
-            gc.collect()  # a request is one contiguous block of KiB: free the last one first
+            memory.collect()  # a request is one contiguous block of KiB: free the last one
         ring = self.ring
         slot = ring[(self.head + self.flying) % len(ring)]
         slot[0] = await self.client.send(method, params)
@@ -300,22 +278,16 @@ class _Pipe:
         slot[4] = size
         self.flying += 1
         self.sent += 1
-        self.bytes += size
 
     async def _answer(self):
-        slot = self.ring[self.head]
-        msgid, kind, a, b, size = slot
-        slot[2] = None
+        msgid, kind, a, b, size = self.ring[self.head]
         self.head = (self.head + 1) % len(self.ring)
         self.flying -= 1
-        self.bytes -= size
         try:
             value = await self.client.receive(msgid, "BK", _CALL_MS)
         except RPCError as err:
-            value = None
             if self.err is None:
                 self.err = err
-        self.done += 1
         if self.err is not None:
             return  # after an error nothing more counts as acknowledged
         account(self.svc, value)
@@ -323,16 +295,32 @@ class _Pipe:
             self.svc.state["sent"] += size
             if a is not None:
                 _acknowledged(self.svc, a, b)
-        elif kind == _COMMIT:
-            for v in a:
-                _committed(self, v)
-        else:
-            a.append(value)
+        else:  # _COMMIT
+            svc = self.svc
+            for _seq, cat, mid, root, resume in a:  # listed in the partner's catalog
+                if mid is None:
+                    svc.state["pair"] = root
+                    svc._save()
+                    continue
+                entry = svc.mm_get(mid)
+                if cat[0] == vault.META:
+                    entry["meta"] = root
+                else:
+                    now = time_ms()
+                    entry.update({"n": cat[2], "t": now, "err": None, "root": root})
+                    if svc._resumes.get(mid) is resume:
+                        svc._resumes.pop(mid)
+                    if svc.state["cursors"].pop(mid, None) is not None:
+                        svc._save()
+                    svc.state["last_ok"] = now
+                    self.count += 1
+                svc.mm_put(mid, entry)
 
     async def _commit_ready(self):
         ready = []
+        done = self.sent - self.flying
         while (self.versions and self.err is None and len(ready) < _COMMIT_MAX
-               and self.versions[0][0] <= self.done and self.committed <= self.done):
+               and self.versions[0][0] <= done and self.committed <= done):
             ready.append(self.versions.pop(0))
         if ready:
             self.committed = self.sent + 1
@@ -340,60 +328,34 @@ class _Pipe:
                              0, 0)
 
     async def settle(self):
-        """Wait for every answer, committing what is complete; raise the first error (the
-        MiMei it left uncommitted in self.lost)."""
+        """Wait for every answer, committing what is complete; raise the first error (what
+        it left uncommitted is pushed again: the versions' resume records say how far)."""
         while self.flying or (self.versions and self.err is None):
             if self.flying:
                 await self._answer()
             await self._commit_ready()
         err, self.err = self.err, None
         if err is not None:
-            self.lost = [v[2] for v in self.versions]
             self.versions = []
             raise err
 
 
-def _committed(pipe, v):
-    """The partner listed v in its catalog: its MiMei's entry (or the pairing's) moves on."""
-    svc = pipe.svc
-    _seq, cat, mid, root, resume = v
-    pipe.commits += 1
-    if mid is None:
-        svc.state["pair"] = root
-        svc._save()
-        return
-    entry = svc.mm_get(mid)
-    if cat[0] == vault.META:
-        entry["meta"] = root
-    else:
-        entry.update({"n": cat[2], "t": time_ms(), "err": None, "root": root})
-        if svc._resumes.get(mid) is resume:
-            svc._resumes.pop(mid)
-        cursor = svc.state["cursors"].get(mid)
-        if cursor and cursor[0] <= cat[2]:
-            svc.state["cursors"].pop(mid)
-            svc._save()
-        svc.state["last_ok"] = time_ms()
-        pipe.count += 1
-    svc.mm_put(mid, entry)
-
-
-async def _drive(svc, pipe, mids, keys):
-    """Push each of mids, then the pairing record, through pipe. A "busy" partner (short of
-    heap: it did nothing of that request) is waited out and the MiMei it left uncommitted
-    pushed again (their resume records skip what was answered ok, BKHave sorts out the
-    rest); _BUSY_TRIES in a row without a commit give up."""
-    again = []
+async def _drive(svc, pipe, keys):
+    """Push every MiMei, then the pairing record, through pipe: one walk of the store's
+    directory (nothing per MiMei is held: 200 of them must fit a board's heap), each MiMei's
+    new versions, then its metadata if it changed. A "busy" partner (short of heap: it did
+    nothing of that request) is waited out and the walk made again: what was committed is
+    skipped, and the resume records of the rest skip what was answered ok (BKHave sorts out
+    what is in doubt). _BUSY_TRIES in a row with nothing stored in between give up."""
     tries = progress = 0
     try:
         while True:
-            mid = again.pop(0) if again else next(mids, None)
             try:
-                if mid is None:
-                    await _push_pair(svc, pipe, keys)
-                    await pipe.settle()
-                    return
-                await _push_mimei(svc, pipe, mid, keys)
+                for name in mimei_names(svc.node.store):
+                    await _push_mimei(svc, pipe, mid_of(name), keys)
+                await _push_pair(svc, pipe, keys)
+                await pipe.settle()
+                return
             except RPCError as err:
                 if err.code == "replaced":
                     client, pipe.client = pipe.client, None
@@ -403,12 +365,8 @@ async def _drive(svc, pipe, mids, keys):
                     raise
                 if err.code != "busy" or tries >= _BUSY_TRIES:
                     raise
-                tries = 1 if pipe.commits != progress else tries + 1
-                progress = pipe.commits
-                for m in pipe.lost + [mid] + again:
-                    if m is not None and m not in again:
-                        again.append(m)
-                pipe.lost = []
+                tries = 1 if svc.state["sent"] != progress else tries + 1
+                progress = svc.state["sent"]  # bytes answered ok
                 await asyncio.sleep(min(_BUSY_MAX_MS, _BUSY_MS << tries) / 1000)
     finally:
         if pipe.client is not None:
@@ -471,10 +429,9 @@ async def _push_version(svc, pipe, mid, v, prev_root, keys):
         cursor = svc.state["cursors"].get(mid)
         if cursor and cursor[0] == v["n"]:
             skip = cursor[1]  # saved before a reboot: ask about what may follow it
-            check = _CURSOR_EVERY + _WINDOW_BYTES // store.CHUNK + 1
+            check = _CURSOR_EVERY + _WINDOW * _BATCH // store.CHUNK + 1
         resume = [mid, v["n"], skip, skip]
-        if old is None or not any(x[4] is old for x in pipe.versions):
-            svc._resumes[mid] = resume  # (an older version still in flight keeps its own)
+        svc._resumes[mid] = resume  # (its commit drops it, unless a newer one took its place)
     if skip or check:
         _log("resuming %s v%d after %d blocks (%d to check)" % (mid, v["n"], skip, check))
     await pipe.open()
@@ -503,15 +460,15 @@ async def _push_version(svc, pipe, mid, v, prev_root, keys):
 
 async def _send_missing(svc, pipe, doubt, keys, resume):
     names = [keys.name(h) for _i, h in doubt]
-    have = []
-    await pipe.send("BKHave", {"names": names}, _ASK, have)
-    await pipe.settle()  # its answer, after the answers to everything before it
-    have = have[0]
+    await pipe.settle()  # everything before it answered: then one call on the session
+    client = pipe.client
+    have = await client.receive(await client.send("BKHave", {"names": names}), "BKHave",
+                                _CALL_MS)
     for k in range(len(doubt)):
         index, h = doubt[k]
         if not have[k]:
             await _add(svc, pipe, index, h, keys, resume, names[k])
-        elif not pipe.items and pipe.done == pipe.sent:
+        elif not pipe.items and not pipe.flying:
             resume[2] = index  # everything before it is acknowledged too
 
 
@@ -524,22 +481,27 @@ async def _add(svc, pipe, index, h, keys, resume, name=None):
         if len(data) + _BLOB_EXTRA > pipe.limit:
             # Over the partner's frame (a board's): sealed where it was read, sent in pieces;
             # no blob-sized buffer at all.
+            # As [name, piece, offset, size] items in order, the tag last; the partner stages
+            # them and stores the blob with the last (a cut drops the staged part: the resume
+            # asks BKHave and sends the whole blob again).
             await _flush(svc, pipe, resume)
             name, tag = keys.seal_in_place(h, data, name)
-            await _send_pieces(pipe, name, data, tag, resume, index)
+            step = pipe.limit - _ITEM_OVERHEAD - 16  # the offset and size integers
+            size = len(data) + len(tag)
+            for off in range(0, len(data), step):
+                await pipe.send("BKPut", {"blocks": [[name, data[off:off + step], off, size]]},
+                                _PUT)
+            await pipe.send("BKPut", {"blocks": [[name, tag, len(data), size]]}, _PUT, resume,
+                            index, size)
             return
         if pipe.size + len(data) + _BLOB_EXTRA > pipe.limit and pipe.items:
-            await _flush(svc, pipe, resume)  # first: its buffers come back for this one
-        need = len(data) + seal.TAG_LEN
-        if svc._blobs and len(svc._blobs[-1]) >= need:
-            out = svc._blobs.pop()
-        else:  # a record or a small block: no more than it needs (a board's heap)
-            out = bytearray(store.CHUNK + seal.TAG_LEN if need > 1024 else need)
-        name, blob = keys.seal(h, data, name, out)
+            await _flush(svc, pipe, resume)
+        # In a buffer of its own size (a record or a small block on a board: no more than
+        # it needs); the batch's blobs are garbage once it is written out.
+        name, blob = keys.seal(h, data, name)
     finally:
         store.give(buf)
     pipe.items.append([name, blob])
-    pipe.bufs.append(out)
     pipe.size += len(blob) + _ITEM_OVERHEAD
     pipe.last = index
 
@@ -550,22 +512,6 @@ async def _flush(svc, pipe, resume):
     await pipe.send("BKPut", {"blocks": pipe.items}, _PUT, resume, pipe.last, pipe.size)
     pipe.items = []
     pipe.size = 0
-    for out in pipe.bufs:  # written out: the buffers serve the next batch
-        if len(svc._blobs) < _SPARE_BLOBS:
-            svc._blobs.append(out)
-    pipe.bufs = []
-
-
-async def _send_pieces(pipe, name, ct, tag, resume, index):
-    """One blob (ct + tag) bigger than a request may carry, as [name, piece, offset, size]
-    items in order, the tag last; the partner stages them and stores the blob with the last
-    (a cut drops the staged part: the resume asks BKHave and sends the whole blob again)."""
-    step = pipe.limit - _ITEM_OVERHEAD - 16  # the offset and size integers
-    size = len(ct) + len(tag)
-    for off in range(0, len(ct), step):
-        await pipe.send("BKPut", {"blocks": [[name, ct[off:off + step], off, size]]}, _PUT)
-    await pipe.send("BKPut", {"blocks": [[name, tag, len(ct), size]]}, _PUT, resume, index,
-                    size)
 
 
 def _acknowledged(svc, resume, index):
@@ -584,6 +530,7 @@ async def _put_blob(pipe, keys, h, data, head, mid):
     """A small blob and its catalog entry (head + [name]) through the pipe. No BKHave first:
     the partner keeps a blob it holds once (a repeat costs a few hundred bytes)."""
     name, blob = keys.seal(h, data)
+    await pipe.open()
     await pipe.send("BKPut", {"blocks": [[name, blob]]}, _PUT, None, 0, len(blob))
     pipe.versions.append([pipe.sent, head + [name], mid, h, None])
 
