@@ -56,6 +56,11 @@ RATE_BPS = 8_000_000  # RATE in bits per second: the link's own limit for the pa
 ST_PORT = 22000
 _TIMEOUT = 600.0
 _GIVE_UP_FAILS = 10  # "push failed" lines after which a case is reported failed at once
+# TCP segments on the 1500-byte MTU veth links: 1448 bytes of payload (MSS with timestamps)
+# under 66 of Ethernet, IPv4 and TCP headers; tc tbf counts whole frames against the rate.
+_MSS = 1448
+_HEADERS = 66
+_FRAMING = (_MSS + _HEADERS) / _MSS
 
 
 def sh(argv: list[str], **kw: Any) -> subprocess.CompletedProcess[str]:
@@ -142,8 +147,9 @@ def change(content: bytes, rng: random.Random) -> bytes:
     return bytes(data)
 
 
-def ours_first(sim: Sim, files: dict[str, bytes]) -> float:
-    """Seconds from starting board1 (its data written while it was down) to pushed."""
+def ours_first(sim: Sim, files: dict[str, bytes]) -> tuple[float, int]:
+    """(seconds from starting board1, its data written while it was down, to pushed; bytes
+    board1 put on the wire meanwhile)."""
     sim.stop("board1")
     seed(Path(sim.board("board1").root), files)
     if os.environ.get("BENCH_PUSH_BATCH"):  # bytes per BKPut (node config push_batch)
@@ -152,12 +158,16 @@ def ours_first(sim: Sim, files: dict[str, bytes]) -> float:
         config["push_batch"] = int(os.environ["BENCH_PUSH_BATCH"])
         cfg.write_text(json.dumps(config))
     since = log_len(sim, "board1")
+    netns = sim.board("board1").netns or ""
+    before = tx_bytes(netns)
     start = time.monotonic()
     sim.start("board1")
     line = wait_log(sim, "board1", "backup: pushed", since)
     elapsed = time.monotonic() - start
-    print(f"  {sim.boards[0].interpreter}: {line.strip()} (start to pushed {elapsed:.2f} s)")
-    return elapsed
+    wire = tx_bytes(netns) - before
+    print(f"  {sim.boards[0].interpreter}: {line.strip()} (start to pushed {elapsed:.2f} s, "
+          f"{wire} bytes on the wire)")
+    return elapsed, wire
 
 
 def ours_incremental(sim: Sim, big: bytes, changed: bytes) -> tuple[int, int]:
@@ -297,7 +307,9 @@ def synced(folder: Path, files: dict[str, bytes]) -> bool:
     return True
 
 
-def syncthing_first(sim: Sim, work: Path, files: dict[str, bytes]) -> float:
+def syncthing_first(sim: Sim, work: Path, files: dict[str, bytes]) -> tuple[float, int]:
+    """(seconds from starting Syncthing A, B already up, until B holds every file; bytes A
+    put on the wire meanwhile)."""
     st = Syncthing(sim, work / "first")
     try:
         for name, content in files.items():
@@ -306,6 +318,8 @@ def syncthing_first(sim: Sim, work: Path, files: dict[str, bytes]) -> float:
         st.configure()
         st.start("b")
         time.sleep(1.0)  # B listening (as our partner is, before the sender starts)
+        netns = sim.board("board1").netns or ""
+        before = tx_bytes(netns)
         start = time.monotonic()
         st.start("a")
         deadline = start + _TIMEOUT
@@ -314,9 +328,10 @@ def syncthing_first(sim: Sim, work: Path, files: dict[str, bytes]) -> float:
                 raise SystemExit("Syncthing did not finish in time; see " + str(st.work))
             time.sleep(0.02)
         elapsed = time.monotonic() - start
+        wire = tx_bytes(netns) - before
         for name, content in files.items():
             assert read_or_none(st.folders["b"] / name) == content, name
-        return elapsed
+        return elapsed, wire
     finally:
         st.stop()
 
@@ -375,8 +390,9 @@ def main() -> None:
                }.get(args.interp, [args.interp])
     work = Path(tempfile.mkdtemp(prefix="leither-bench-backup-"))
     os.environ["LEITHER_HOME"] = str(work / "home")
-    rows = []
-    st_time: dict[str, float] = {}
+    rows: list[tuple[str, str, tuple[float, int], tuple[float, int],
+                     tuple[int, int] | None]] = []
+    st_time: dict[str, tuple[float, int]] = {}
     st_incr = None
     failures: list[tuple[str, str, str]] = []
     try:
@@ -417,17 +433,21 @@ def main() -> None:
           f"{FILES * FILE_SIZE / 1e6:.1f} MB; incremental: {CHANGED_CHUNKS} of "
           f"{BIG // 4096} chunks of a {BIG / 1e6:.1f} MB file changed")
     limit = FILES * FILE_SIZE * 8 / RATE_BPS
-    print(f"link limit at {RATE}: {limit:.2f} s for the payload (no protocol overhead)")
+    payload = FILES * FILE_SIZE
+    print(f"link limit at {RATE}: {limit:.2f} s for the payload (no protocol overhead); TCP/IPv4 "
+          f"and Ethernet headers alone make it {limit * _FRAMING:.2f} s ({_FRAMING:.3f}x): "
+          f"{_MSS + _HEADERS} bytes on the wire per {_MSS} of payload")
+    print("wire: bytes the sender put on its link (eth0 tx) during the first backup, "
+          "/ the payload")
     print(f"{'nodes':<12} {'link':<9} {'ours s':>8} {'Syncthing s':>12} {'ratio':>6} "
-          f"{'ours/limit':>10} {'St/limit':>8} "
+          f"{'ours/limit':>10} {'St/limit':>8} {'ours wire':>9} {'St wire':>8} "
           f"{'incr wire B':>12} {'diff B':>9} {'wire/diff':>9} {'Syncthing wire B':>17}")
-    for interp, label, ours, theirs, incr in rows:
-        wire, diff = incr if incr else (None, None)
-        vs_limit = (f"{ours / limit:10.2f} {theirs / limit:8.2f} " if label != "unshaped"
+    for interp, label, (secs, wire), (st_secs, st_wire), incr in rows:
+        vs_limit = (f"{secs / limit:10.2f} {st_secs / limit:8.2f} " if label != "unshaped"
                     else f"{'':>10} {'':>8} ")
-        print(f"{interp:<12} {label:<9} {ours:8.2f} {theirs:12.2f} {ours / theirs:6.2f} "
-              + vs_limit
-              + (f"{wire:12d} {diff:9d} {wire / diff:9.2f} {st_incr or 0:17d}"
+        print(f"{interp:<12} {label:<9} {secs:8.2f} {st_secs:12.2f} {secs / st_secs:6.2f} "
+              + vs_limit + f"{wire / payload:9.3f} {st_wire / payload:8.3f} "
+              + (f"{incr[0]:12d} {incr[1]:9d} {incr[0] / incr[1]:9.2f} {st_incr or 0:17d}"
                  if incr else f"{'':>12} {'':>9} {'':>9} {'':>17}"))
 
     for interp, label, why in failures:

@@ -249,14 +249,23 @@ class _Pipe:
         self.size = 0
         self.last = 0
         self.limit = _BATCH
+        self.step = 0
 
     async def open(self):
         if self.client is None:
             client = await connect(self.svc)
             await client.lock.acquire()
             self.client = client
+            room = client.max_frame
+            if _COLLECT:
+                # A board encodes and seals its requests in one frame buffer the session keeps
+                # (and reads the answers there): no request-sized object per request, which
+                # a split heap fails now and then in a long push (rpcclient.keep_frame). So
+                # a blob's pieces may fill that frame, 2 requests a sealed 4 KiB chunk.
+                room = client.keep_frame(_FRAME, client.kept_frame)
             self.limit = min(self.svc.config("push_batch", _BATCH), _BATCH,
                              client.max_frame - CALL_OVERHEAD)
+            self.step = room - CALL_OVERHEAD - _ITEM_OVERHEAD - 16  # bytes of a blob's piece
 
     async def send(self, method, params, kind, a=None, b=None, size=0):
         if self.err is not None:
@@ -481,18 +490,27 @@ async def _add(svc, pipe, index, h, keys, resume, name=None):
         if len(data) + _BLOB_EXTRA > pipe.limit:
             # Over the partner's frame (a board's): sealed where it was read, sent in pieces;
             # no blob-sized buffer at all.
-            # As [name, piece, offset, size] items in order, the tag last; the partner stages
-            # them and stores the blob with the last (a cut drops the staged part: the resume
-            # asks BKHave and sends the whole blob again).
+            # As [name, piece, offset, size] items in order, the tag last (with the last
+            # piece where it fits); the partner stages them and stores the blob with the last
+            # (a cut drops the staged part: the resume asks BKHave and sends it all again).
             await _flush(svc, pipe, resume)
             name, tag = keys.seal_in_place(h, data, name)
-            step = pipe.limit - _ITEM_OVERHEAD - 16  # the offset and size integers
-            size = len(data) + len(tag)
-            for off in range(0, len(data), step):
-                await pipe.send("BKPut", {"blocks": [[name, data[off:off + step], off, size]]},
-                                _PUT)
-            await pipe.send("BKPut", {"blocks": [[name, tag, len(data), size]]}, _PUT, resume,
-                            index, size)
+            n = len(data)
+            size = n + len(tag)
+            step = pipe.step
+            off = 0
+            last = False
+            while off < n:
+                blocks = [[name, data[off:off + step], off, size]]
+                off += step
+                last = off >= n and n - off + step + _BLOB_EXTRA + 16 <= step
+                if last:
+                    blocks.append([name, tag, n, size])
+                await pipe.send("BKPut", {"blocks": blocks}, _PUT, resume if last else None,
+                                index, size if last else 0)
+            if not last:
+                await pipe.send("BKPut", {"blocks": [[name, tag, n, size]]}, _PUT, resume,
+                                index, size)
             return
         if pipe.size + len(data) + _BLOB_EXTRA > pipe.limit and pipe.items:
             await _flush(svc, pipe, resume)

@@ -22,7 +22,7 @@ when the connection cannot be made, times out or breaks (the client is then clos
 
 import asyncio
 
-from . import rpc
+from . import cbor, rpc
 from .compat import IS_MICROPYTHON, const
 from .errors import AuthError, DecodeError, LeitherError, RPCError
 
@@ -56,6 +56,33 @@ async def _close(writer):
         pass
     except Exception:  # noqa: BLE001 - CPython raises assorted errors on a reset socket
         pass
+
+
+class _Into:
+    """cbor.dump's stream into buf from the frame header on, up to end (ValueError past it)."""
+
+    def __init__(self, buf, end):
+        self.buf = buf
+        self.at = rpc.HEADER_LEN
+        self.end = end
+
+    def write(self, data):
+        n = len(data)
+        if self.at + n > self.end:
+            raise ValueError("over the kept frame")
+        self.buf[self.at:self.at + n] = data
+        self.at += n
+
+
+def _encode_into(buf, msg):
+    """The size of msg's CBOR written into buf after the header, room left for the tag; None
+    if it does not fit (the caller encodes it apart)."""
+    into = _Into(buf, len(buf) - rpc.TAG_LEN)
+    try:
+        cbor.dump(msg, into)
+    except ValueError:
+        return None
+    return into.at - rpc.HEADER_LEN
 
 
 class Client:
@@ -126,23 +153,25 @@ class Client:
             raise ConnectError("session to %s:%d is closed" % (self.host, self.port))
         msgid = self._next_id
         self._next_id = 1 if msgid >= rpc.MAX_MSGID else msgid + 1
-        request = rpc.encode_request(msgid, method, params)
-        if len(request) + rpc.TAG_LEN > self.max_frame:
-            # Checked before sealing: the send counter must advance only for frames sent.
-            raise RPCError("too_big", "request of %d bytes; the node takes %d"
-                           % (len(request), self.max_frame))
         # Sealed in place in the frame it is sent as (header, ciphertext, tag): one copy of
         # the request instead of four (seal, slices, join), each a block of a board's heap.
-        # One write per frame: MicroPython sets no TCP_NODELAY, and a frame split over writes
-        # meets Nagle + delayed ACK (~40 ms a call on Linux).
-        size = len(request)
-        kept = self._frame
-        if kept is not None and rpc.HEADER_LEN + size + rpc.TAG_LEN <= len(kept):
-            frame = kept
-        else:
+        # With a kept frame the request is encoded straight into it: no request-sized object
+        # at all (a board's push sends thousands). One write per frame: MicroPython sets no
+        # TCP_NODELAY, and a frame split over writes meets Nagle + delayed ACK (~40 ms a call
+        # on Linux).
+        frame = self._frame
+        size = None if frame is None else _encode_into(frame, [msgid, method, params])
+        if size is None:
+            request = rpc.encode_request(msgid, method, params)
+            size = len(request)
+            if size + rpc.TAG_LEN > self.max_frame:
+                # Checked before sealing: the send counter must advance only for frames sent.
+                raise RPCError("too_big", "request of %d bytes; the node takes %d"
+                               % (size, self.max_frame))
             frame = bytearray(rpc.HEADER_LEN + size + rpc.TAG_LEN)
-        frame[rpc.HEADER_LEN:rpc.HEADER_LEN + size] = request
-        request = None
+            frame[rpc.HEADER_LEN:rpc.HEADER_LEN + size] = request
+            request = None
+        kept = self._frame
         size = self._channel.seal_into(frame, size)
         try:
             # MicroPython's writer sends at once and copies only what the socket did not
