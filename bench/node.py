@@ -466,7 +466,6 @@ def smallest(works: Callable[[int], bool], low: int, high: int, step: int) -> in
 
 def esp32_report(runs: int) -> None:
     from leither_host import romfs
-    from leither_host.build import REPO
     from leither_host.build import build as build_bundle
 
     heap = esp32_heap()
@@ -478,7 +477,7 @@ def esp32_report(runs: int) -> None:
     print(f"bundle (.mpy, -O level of board.json): {bundle.size} bytes = "
           f"{bundle.size / 1024:.1f} KiB (budget {limit}); ROMFS image {image.size} bytes "
           f"(partition {part}): {'fits' if part and image.size <= part else 'does NOT fit'}")
-    full = build_bundle("esp32", REPO / "build" / "esp32-all", parts=["all"])
+    full = build_bundle("esp32", parts=["all"])
     print(f"  {image.parts_line()}; with every part (a frozen image's modules): {full.size} "
           f"bytes = {full.size / 1024:.1f} KiB")
     ready, ann = boot_times(runs, "esp32", heap)

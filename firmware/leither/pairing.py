@@ -270,14 +270,9 @@ class Service:
         the backup push that follows a pairing). Tasks still running it keep it alive."""
         if self.machine.window_open(ticks_ms()) or self._responder is not None:
             return
-        import sys
+        from .memory import unload
 
-        import leither
-
-        for name in ("pairrun", "pairproto"):
-            sys.modules.pop("leither." + name, None)
-            if hasattr(leither, name):  # MicroPython's delattr of a missing one: KeyError
-                delattr(leither, name)  # the package's reference, which `from .` reads first
+        unload(("pairrun", "pairproto"))
 
     def _spawn(self, coro):
         self._bg = [t for t in self._bg if not t.done()]

@@ -145,9 +145,13 @@ def build(board: str = "unix", out: Path | None = None, parts: list[str] | None 
     """Build the .mpy bundle for a board (with `parts`, or the board's "bundle_parts");
     returns what was written."""
     config = board_config(board)
-    out_root = out or REPO / "build" / board
     rules = config.get("manifest", {})
     carried = bundle_parts(board, parts)
+    out_root = out or REPO / "build" / board
+    if out is None and carried != bundle_parts(board):
+        # Other parts than the board's: their own folder, so that the board's bundle (which a
+        # sim, a flash or a test may be reading) never has files added or dropped under it.
+        out_root = REPO / "build" / f"{board}-parts-{'-'.join(carried) or 'none'}"
     left_out = [p for p in PARTS if p not in carried]
     skip_modules = set(rules.get("exclude_modules", []))
     skip_modules.update("leither." + m for p in left_out for m in PARTS[p][0])
