@@ -1,6 +1,6 @@
 # The pairing exchange itself (DESIGN §5): messages and key schedule, bytes in, bytes out, no
-# I/O. leither.pairing imports it only when two windows meet, so an idle node keeps none of
-# it in its heap.
+# I/O. leither.pairrun imports it only when two windows meet, and the service forgets both
+# once the window is over, so an idle node keeps none of it in its heap.
 """Button pairing protocol: the signed X25519 exchange of two nodes (Initiator, Responder).
 
 Protocol (version 1; I = initiator, the node with the lower raw node ID; R = responder)

@@ -1,6 +1,7 @@
 # The pairing window (DESIGN §5) as a state machine without I/O: fed mDNS views and the clock
-# by leither.pairing's Service, it says when to start the exchange (leither.pairproto), when to
-# wait for the other node, and when two or more pressed nodes make the window abort.
+# by leither.pairrun (the pairing service at work), it says when to start the exchange
+# (leither.pairproto), when to wait for the other node, and when two or more pressed nodes
+# make the window abort.
 """Button pairing: the window state machine.
 
 Window rules: a node pairs only while its own window is open, only with the single node it
@@ -9,7 +10,7 @@ only once its own window has been open ``SETTLE_MS``: by then it has heard every
 within a second of it (their announcements, or their answers to its first query), and both
 sides must be ready, so the later of two presses sets the pace. Two or more nodes seen with
 ``pair=1`` during the window abort it (state ``overlap``, LED "error"); the aborting node
-keeps ``pair=1`` for a while more (leither.pairing) so that the others see the overlap too.
+keeps ``pair=1`` for a while more (leither.pairrun) so that the others see the overlap too.
 The node with the lower raw node ID initiates; the responder refuses a PairHello from any
 key but the one of the node in its view (``not_ready``), and answers ``overlap`` once it saw
 one (which aborts the initiator too).
