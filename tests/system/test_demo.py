@@ -21,20 +21,14 @@ def test_demo_tells_the_whole_story(tmp_path) -> None:  # type: ignore[no-untype
         assert step in out, f"demo output lacks {step!r}:\n{out[-4000:]}"
 
 
-# The same story on ESP32 stand-ins at the board's heap (issue 9's goal for `make demo`). It
-# gets through discovery, claims, file and db MiMei and pairing every time; the backup, the
-# audit and the restore after it fit on some runs and not others (a few KB of margin, see
-# test_esp32_lan.py), so the incomplete story is accepted (not strict) and nothing else is.
-# When it fits every time: make the marker strict, then drop it and make esp32 the demo's
-# default (leither_host.demo.DEFAULT_BOARD).
-class StoryIncomplete(Exception):
-    """The ESP32 demo stopped after pairing: the known failure, and only that, is expected."""
+# The same story on ESP32 stand-ins at the board's heap (issue 9's goal for `make demo`):
+# discovery, claims, file and db MiMei, pairing, the backup, the audit, failover reads and
+# the restore, every step, at 111,936 bytes of heap.
+class StoryIncomplete(AssertionError):
+    """The ESP32 demo stopped before its end."""
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, raises=StoryIncomplete,
-                   reason="issue 9: the backup, audit and restore steps fit the ESP32's "
-                          "111,936 bytes on some runs only")
 def test_demo_on_esp32_boards(tmp_path) -> None:  # type: ignore[no-untyped-def]
     from conftest import esp32_standin
 

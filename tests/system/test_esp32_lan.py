@@ -91,10 +91,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
 
 
 class OutOfHeap(AssertionError):
-    """A board ran out of heap. The backup push and the restore fit at 111,936 bytes on most
-    runs but with a margin of a few KB, so heap fragmentation decides (issue 9, open): the two
-    tests below accept this failure, and only this one (xfail, not strict: they pass when
-    it fits). Any other failure, a wrong byte above all, fails them."""
+    """A board ran out of heap: the push and the restore must fit 111,936 bytes (issue 9)."""
 
 
 def no_memory_errors(sim: Sim) -> None:
@@ -102,12 +99,6 @@ def no_memory_errors(sim: Sim) -> None:
         text = log_of(sim, board.name)
         if "MemoryError" in text or "out of memory" in text:
             raise OutOfHeap(f"{board.name} ran out of heap:\n{sim.log_tail(board, 30)}")
-
-
-AT_THE_HEAP_EDGE = pytest.mark.xfail(
-    strict=False, raises=OutOfHeap,
-    reason="issue 9: push/restore fit at 111,936 bytes with a few KB to spare; fragmentation "
-           "sometimes leaves no block for a 1 KiB allocation")
 
 
 def test_claim_reports_heap(world: dict[str, Any]) -> None:
@@ -146,7 +137,6 @@ def test_pair_by_buttons(world: dict[str, Any]) -> None:
     no_memory_errors(sim)
 
 
-@AT_THE_HEAP_EDGE
 def test_back_up_to_the_partner(world: dict[str, Any]) -> None:
     sim: Sim = world["sim"]
     assert "mid" in world and "node1" in world, "needs the MiMei and the pairing above"
@@ -169,7 +159,6 @@ def test_back_up_to_the_partner(world: dict[str, Any]) -> None:
     no_memory_errors(sim)
 
 
-@AT_THE_HEAP_EDGE
 def test_failover_and_restore(world: dict[str, Any], tmp_path: Path) -> None:
     sim: Sim = world["sim"]
     if not world.get("backed_up"):
