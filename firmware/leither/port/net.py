@@ -179,13 +179,8 @@ if _IS_MP:
                 raise
             return data, parse_addr(addr)
 
-else:
-    import asyncio
-
-    async def recvfrom(sock, size):
-        """Wait for one datagram: (bytes, (ip, port))."""
-        data, addr = await asyncio.get_running_loop().sock_recvfrom(sock, size)
-        return data, parse_addr(addr)
+else:  # CPython
+    from .posix import recvfrom  # noqa: F401 - this module's API on every port
 
 
 def set_builtin_hostname(name):
@@ -205,29 +200,17 @@ def set_builtin_hostname(name):
 
 def local_ipv4():
     """This host's IPv4 addresses other than loopback, best first (may be empty)."""
-    if _IS_LWIP:
-        try:
-            import network
+    if not _IS_LWIP:
+        from .posix import local_ipv4
 
-            ip = network.WLAN(network.STA_IF).ifconfig()[0]
-            return [ip] if ip and ip != "0.0.0.0" else []
-        except (ImportError, OSError, AttributeError):
-            return []
-    # Linux: the kernel's table of local addresses for this network namespace.
-    found = []
+        return local_ipv4()
     try:
-        with open("/proc/net/fib_trie") as f:
-            last = None
-            for line in f:
-                line = line.strip()
-                if line.startswith("|--"):
-                    last = line[3:].strip()
-                elif (line.startswith("/32 host LOCAL") and last
-                      and not last.startswith("127.") and last not in found):
-                    found.append(last)
-    except OSError:
-        pass
-    return found
+        import network
+
+        ip = network.WLAN(network.STA_IF).ifconfig()[0]
+        return [ip] if ip and ip != "0.0.0.0" else []
+    except (ImportError, OSError, AttributeError):
+        return []
 
 
 # ---- TCP stream sockets (RPC sessions) ----------------------------------------------------

@@ -1,8 +1,9 @@
-# Secrets kept private where files have POSIX modes: CPython (a Pi, a host), and MicroPython's
-# unix port (the stand-in and simulated boards). A board's own filesystem (LittleFS, FAT) has
-# no modes: leither.identity never imports this there, and the ESP32 bundle leaves it out
-# (board.json exclude_ports) while the stand-in, a unix build, carries it with port.unix.
-"""Create and tighten 0600 files for secrets (keys, tokens) on both interpreters."""
+# What only a POSIX host needs (CPython on a Pi or a PC, MicroPython's unix port: the stand-in
+# and simulated boards): secrets kept private where files have modes, this host's addresses
+# from Linux's tables, CPython's datagram receive. A board (lwIP, LittleFS/FAT) never imports
+# this: the ESP32 bundle leaves it out (board.json exclude_ports) while the stand-in, a unix
+# build, carries it with port.unix.
+"""POSIX-host pieces: 0600 files for secrets, local IPv4 addresses, CPython's recvfrom."""
 
 import os
 
@@ -46,3 +47,30 @@ def tighten(path):
         from ..identity import read_file, write_atomic
 
         write_atomic(path, read_file(path), private=True)
+
+
+def local_ipv4():
+    """Linux: this network namespace's local IPv4 addresses but loopback, from the kernel's
+    table (/proc/net/fib_trie), best first (may be empty)."""
+    found = []
+    try:
+        with open("/proc/net/fib_trie") as f:
+            last = None
+            for line in f:
+                line = line.strip()
+                if line.startswith("|--"):
+                    last = line[3:].strip()
+                elif (line.startswith("/32 host LOCAL") and last
+                      and not last.startswith("127.") and last not in found):
+                    found.append(last)
+    except OSError:
+        pass
+    return found
+
+
+async def recvfrom(sock, size):
+    """CPython: wait for one datagram on a non-blocking socket: (bytes, (ip, port))."""
+    import asyncio
+
+    data, addr = await asyncio.get_running_loop().sock_recvfrom(sock, size)
+    return data, (addr[0], addr[1])
