@@ -15,7 +15,7 @@ from testutil import rmtree, tmpdir
 
 # Two pairing services, a server, the client and the handshake crypto in one heap (code and
 # all in the unix port's heap); 20% headroom over the smallest passing heap.
-MP_HEAP = "256K"
+MP_HEAP = "264K"
 
 I_SEED = bytes(range(1, 33))
 R_SEED = bytes(range(101, 133))
