@@ -34,6 +34,7 @@ _HAVE_MAX = const(256)  # names per BKHave request
 _LIST_MAX = const(64)  # catalog entries per BKList reply (~3.8 KiB)
 _VAULTS = const(2)  # vaults open at once: the partner's and one being read (failover)
 _GET_OVERHEAD = const(64)  # CBOR bytes of a BKGet reply around its list (and 3 per blob)
+_SEAL_OVERHEAD = const(32)  # seal.OVERHEAD: a sealed chunk's bytes over the chunk's
 
 
 def serve(svc, caller, params, method):
@@ -309,22 +310,37 @@ def _get(v, params, svc):
         raise RPCError("bad_request", "names: a list of sealed names")
     limit = min(int(params.get("max", _GET_MAX)), svc.node.server.max_data - _GET_OVERHEAD)
     offset = params.get("offset")
+    # A blob over the frame is read whole for its size and for each piece (the vault checks
+    # it whole): into the buffer the pieces of a push are staged in, kept by the service, not
+    # a fresh 4 KiB block each time, which a partner's heap fragmented by a 20 MB push stops
+    # having (its restore was answered busy from the first call). The reply is encoded from
+    # it before any other request runs (no await in between).
+    buf = _read_buffer(svc)
     if offset is not None:
-        blob = v.get(names[0]) if len(names) == 1 else None
+        blob = v.get(names[0], buf) if len(names) == 1 else None
         if blob is None or type(offset) is not int or not 0 <= offset <= len(blob):
             raise RPCError("bad_request", "offset: one held name, 0 <= offset <= its size")
-        return {"data": bytes(memoryview(blob)[offset:offset + limit]), "size": len(blob)}
+        return {"data": memoryview(blob)[offset:offset + limit], "size": len(blob)}
     out = []
     size = 0
     for name in names:
-        blob = v.get(name)
+        blob = v.get(name, buf if not out else None)
         if blob is not None and size + len(blob) + 3 > limit:
             if not out:
                 out.append(len(blob))  # read in pieces
             break
-        out.append(blob)
+        out.append(blob)  # only the first is read into buf: it stays valid
         size += len(blob) + 3 if blob is not None else 1
     return out
+
+
+def _read_buffer(svc):
+    """The service's blob buffer (svc.stage's) when no blob is being staged in it, made the
+    first time (a sealed 4 KiB chunk, what a board reads in pieces); else None."""
+    stage = svc.stage
+    if stage is None:
+        stage = svc.stage = [None, bytearray(store.CHUNK + _SEAL_OVERHEAD), 0, 0]
+    return stage[1] if stage[0] is None else None
 
 
 def _bk_stat(v, params, svc):

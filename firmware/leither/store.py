@@ -433,7 +433,8 @@ class BlockStore:
         """The block named h, verified against its hash.
 
         With buf (a bytearray) the block is read into it and a memoryview of it is returned
-        instead of new bytes: no allocation on hot paths. A block longer than buf is an error.
+        instead of new bytes: no allocation on hot paths. A block longer than buf comes as
+        new bytes.
         """
         h = bytes(h)
         where = self._locate(h)
@@ -449,7 +450,7 @@ class BlockStore:
             got = f.readinto(head)
             length = (head[32] << 8) | head[33] if got == _HDR else -1
             if 0 <= length <= BLOCK_MAX:
-                if buf is None:
+                if buf is None or length > len(buf):
                     data = f.read(length)
                 else:
                     data = memoryview(buf)[:length]

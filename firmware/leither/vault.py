@@ -206,12 +206,12 @@ class Vault:
     def has(self, name):
         return self.blocks is not None and self.blocks.has(name)
 
-    def get(self, name):
-        """The blob under name, or None."""
+    def get(self, name, buf=None):
+        """The blob under name, or None; read into buf when it fits (see BlockStore.get)."""
         blocks = self._need_blocks()
         if not blocks.has(name):
             return None
-        blob = blocks.get(name)
+        blob = blocks.get(name, buf)
         self.info["stats"]["served"] += len(blob)
         return blob
 
