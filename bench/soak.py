@@ -18,7 +18,8 @@ Each worker owns a file MiMei and a db MiMei and loops over random operations:
 * reconnect — close the session and open a new one.
 
 The host client retries "busy" itself (bounded); a call still busy after that is counted
-as "busy, given up" (the node said so: not a failure) and the worker pauses a second; anything
+as "busy, given up" (the node said so: not a failure) and the worker pauses a second, as is a
+put whose pieces the node lost for want of heap four times running (it says so); anything
 else that reaches a worker — another error code, a dropped connection, a wrong byte — is a
 failure. Printed at the end: operations
 by kind, "busy" answers the node gave (GetVar busy), failures that were not busy (must be 0),
@@ -182,6 +183,13 @@ class Worker:
             try:
                 await self.step()
             except (LeitherError, AssertionError, OSError, asyncio.TimeoutError) as err:
+                if isinstance(err, RPCError) and "were lost" in err.msg:
+                    # The node lost the put's pieces for want of heap PUT_RESTARTS + 1 times
+                    # running and said so (nothing wrong committed): a busy node, counted
+                    # on its own line.
+                    self.stats["busy, given up (a put's pieces lost 4 times)"] += 1
+                    await asyncio.sleep(1)
+                    continue
                 if getattr(err, "code", None) == "busy" or " is busy: " in str(err):
                     # still busy after the retries (a call, or a session refused for heap)
                     self.stats["busy, given up"] += 1
@@ -270,7 +278,9 @@ def main() -> int:
           f"(32-bit frozen stand-in {binary})")
     print("operations:", dict(result["stats"]))
     print("busy answers by the node (retried by the client):", result["busy"],
-          "- calls still busy after the retries:", result["stats"].get("busy, given up", 0))
+          "- calls still busy after the retries:", result["stats"].get("busy, given up", 0),
+          "- puts whose pieces the node lost 4 times running:",
+          result["stats"].get("busy, given up (a put's pieces lost 4 times)", 0))
     print("failures that reached a client as anything but busy (must be 0):",
           len(result["failures"]))
     for line in result["failures"][:10]:
