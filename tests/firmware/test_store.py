@@ -57,6 +57,10 @@ def test_put_get_dedup_and_reopen():
         check(h == store.sha256(a))
         check(bs.put(a) == h and bs.count() == 1)
         check(bs.get(h) == a and bs.has(h))
+        buf = bytearray(5000)
+        got = bs.get(h, buf)  # into a caller's buffer: a view of it
+        check(isinstance(got, memoryview) and bytes(got) == a and bytes(buf[:4096]) == a)
+        check(bytes(bs.get(h, bytearray(100))) == a)  # a buffer too small: new bytes
         check(not bs.has(store.sha256(b"other")))
         raises(StoreError, bs.get, store.sha256(b"other"))
         raises(StoreError, bs.put, _Long())
