@@ -271,8 +271,9 @@ class Node:
                     done = await self._maintain()
                     print("leither: maintenance: %d versions thinned, %d bytes freed" % (
                         done.get("deleted", 0), done.get("freed", 0)))
-                except (OSError, LeitherError) as err:
-                    print("leither: maintenance failed: %s" % err)
+                except (OSError, LeitherError, MemoryError) as err:
+                    # Short of heap too: tried again next period (the loop must live on).
+                    print("leither: maintenance failed: %r" % (err,))
             free = self.free_kib()
             if abs(free - last_free) * 100 > max(last_free, 1):  # moved by more than 1%
                 last_free = free

@@ -32,3 +32,37 @@ def test_node_thins_versions_on_schedule(tmp_path: Path, capsys: pytest.CaptureF
     assert 10 <= len(versions) <= 11
     assert versions[-1]["n"] == 15  # the newest are kept
     assert "maintenance:" in capsys.readouterr().out
+
+
+def test_maintenance_short_of_heap_runs_again_next_period(tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture) -> None:
+    # A board's maintenance that runs out of heap (its live-set filter is one block of up to
+    # 16 KiB) is tried again the next period: the housekeeping loop must not end with it.
+    from leither.node import Node
+
+    async def scenario() -> int:
+        node = Node(str(tmp_path), port=0, addr="127.0.0.1", mdns=False,
+                    config={"maintain_ms": 200})
+        runs = [0]
+        await node.start()
+        real = node.store.maintain_steps
+
+        def short_once():  # type: ignore[no-untyped-def]
+            runs[0] += 1
+            if runs[0] == 1:
+                raise MemoryError("memory allocation failed, allocating 8192 bytes")
+            return real()
+
+        node.store.maintain_steps = short_once
+        try:
+            for _ in range(50):
+                await asyncio.sleep(0.1)
+                if runs[0] >= 3:
+                    break
+            return runs[0]
+        finally:
+            await node.stop()
+
+    assert asyncio.run(scenario()) >= 3
+    out = capsys.readouterr().out
+    assert "maintenance failed: MemoryError" in out and "maintenance:" in out
