@@ -23,7 +23,7 @@ PARALLEL = 8  # nodes probed at once
 # from this caller is left out, never an error.
 PUBLIC = ("id", "name", "board", "fw", "v", "uptime", "free", "heap", "claimed", "role",
           "peer", "pair")
-OWNER = ("pair_state", "pair_code", "peer_addr", "replaced")
+OWNER = ("pair_state", "pair_code", "peer_addr", "replaced", "parts")
 
 
 def read_facts(session: SyncSession) -> dict[str, Any]:
@@ -42,7 +42,7 @@ def read_facts(session: SyncSession) -> dict[str, Any]:
     facts["free_bytes"] = free * 1024 if isinstance(free, int) else None
     facts["heap_bytes"] = raw.get("heap")
     facts["pair_window"] = bool(raw.get("pair"))
-    for k in ("pair_state", "pair_code", "peer_addr"):
+    for k in ("pair_state", "pair_code", "peer_addr", "parts"):
         if k in raw:
             facts[k] = raw[k]
     replaced = replaced_at(raw.get("replaced"))

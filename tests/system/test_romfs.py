@@ -109,6 +109,11 @@ def test_romfs_image_runs_the_node_on_the_standin(tmp_path: Path) -> None:
         node_id = re.search(r"leither: node (\S+) name", text).group(1)  # type: ignore[union-attr]
         proc = leither("claim", f"127.0.0.1:{port}", "--id", node_id, "--token", token)
         assert proc.returncode == 0, proc.stderr
+        proc = leither("status", f"127.0.0.1:{port}")  # the owner sees the node's parts
+        assert proc.returncode == 0 and "optional parts" in proc.stdout, proc.stdout
+        assert "has no db engine, no mDNS responder" in proc.stdout
+        proc = leither("--json", "status", f"127.0.0.1:{port}")
+        assert json.loads(proc.stdout)["parts"] == [], proc.stdout
         # The node says which parts it has; the host refuses a db MiMei before trying ...
         proc = leither("mm", "create", f"127.0.0.1:{port}", "--app", "cfg", "--type", "db")
         assert proc.returncode == 1 and "has no db engine" in proc.stderr, proc.stderr

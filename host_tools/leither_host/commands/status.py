@@ -79,6 +79,9 @@ def describe(row: dict[str, Any]) -> list[tuple[str, Any]]:
               ("owner", "you" if row.get("role") == "owner" else
                ("someone else" if row.get("claimed") else "none: `leither claim` it")),
               ("your role", row.get("role")), ("pairing", pairing(row))]
+    if isinstance(row.get("parts"), list):  # the owner's view (leither.parts)
+        lines.append(("optional parts", ", ".join(row["parts"]) or
+                      "none (this board's bundle has no db engine, no mDNS responder)"))
     return lines
 
 
