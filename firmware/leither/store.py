@@ -659,15 +659,22 @@ class BlockStore:
             if live:
                 if self.free() < live + _IX_HEAD + PACK_RECORDS * _IX_ENTRY + 8192:
                     continue  # not enough room to move the live blocks out yet
+                # Live chunks are read into a pooled buffer when one is spare, not a fresh
+                # 4 KiB each (a busy board's maintenance failed on those).
+                buf = None
                 try:
-                    for h, off, _length in self._entries(n):
+                    for h, off, length in self._entries(n):
                         if is_live(h) and self._locate(h, skip=n) is None:
-                            self._append(h, self._read(n, off, h))
+                            if buf is None and length > 1024 and _pool:
+                                buf = take()
+                            self._append(h, self._read(n, off, h, buf))
                     self.sync()
                 except StoreError:
                     # Full after all (file systems need room of their own): keep this pack;
                     # the copies made so far are harmless duplicates. Stop here.
                     return
+                finally:
+                    give(buf)
             size = os.stat(self._name(n, "pk"))[6]
             self._drop_handles(n)
             i = self._sealed.index(n)
