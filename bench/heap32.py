@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import shutil
 import socket
@@ -65,9 +66,13 @@ def free_port() -> int:
 class Node:
     """The node (`-m leither`) on the stand-in at a given heap, unclaimed with TOKEN."""
 
-    def __init__(self, binary: str, heap: int, echo: bool = False) -> None:
+    def __init__(self, binary: str, heap: int, echo: bool = False,
+                 config: dict | None = None) -> None:
         self.echo = echo  # print the node's failure lines as they come
         self.root = tempfile.mkdtemp(prefix="heap32-")
+        if config:  # the node's config.json (e.g. maintain_ms)
+            with open(os.path.join(self.root, "config.json"), "w") as f:
+                json.dump(config, f)
         self.port = free_port()
         env = dict(os.environ, MICROPYPATH=".frozen")
         self.proc = subprocess.Popen(

@@ -46,8 +46,10 @@ from leither.errors import LeitherError, RPCError  # noqa: E402
 from leither_host import client  # noqa: E402
 
 PUT_RESTARTS = 3  # as leither mm put: restarts of a put whose pieces the node lost
-KEEP_VERSIONS = 24  # versions a worker keeps (and audits); older ones are deleted
-DROP_VERSIONS = 8  # deleted at a time
+# Versions a worker keeps (and audits); older ones are deleted. Fewer than the node's retention
+# keeps whatever their age (history.KEEP_LAST, 10), so its maintenance never drops one.
+KEEP_VERSIONS = 8
+DROP_VERSIONS = 4  # deleted at a time
 
 
 class Worker:
@@ -261,9 +263,16 @@ def main() -> int:
     parser.add_argument("--heap", type=int, default=ESP32_HEAP)
     parser.add_argument("--binary")
     parser.add_argument("--ops", help="only these operations, e.g. put,get (default: all)")
+    parser.add_argument("--maintain-ms", type=int, default=60000,
+                        help="the node's retention + collection period (default 60 s; a "
+                             "node's own default is an hour). The stand-in writes to the "
+                             "host's disk: without collection its store grows by ~4 MB a "
+                             "minute here, and with it the heap that indexes its packs "
+                             "(256 bytes per 512 KiB pack), where a board's ~3 MB of flash "
+                             "would be full within a minute")
     args = parser.parse_args()
     binary = find_binary(args.binary)
-    node = Node(binary, args.heap, echo=True)
+    node = Node(binary, args.heap, echo=True, config={"maintain_ms": args.maintain_ms})
     if not node.ready:
         print("node did not boot:", "".join(node.lines))
         return 1
