@@ -181,6 +181,10 @@ class Service:
                          ("GetReceipts", self._rpc_receipts)):
             server.register(name, fn, _OWNER)
         server.add_table(self._partner_method)
+        # A partner takes BKPut's blobs as views into the inbound frame: on a board a blob or
+        # piece copied out would be one more block-sized allocation per request (the push
+        # sends thousands). backup_partner._put stores or stages them before it returns.
+        server.zero_copy.add("BKPut")
         entry = server._methods.get("MMBackup")
         if entry is not None:  # every MiMei backup kicks a push
             handler, roles, right = entry

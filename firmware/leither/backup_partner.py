@@ -222,6 +222,8 @@ def _put(v, p, params, svc):
         raise RPCError("bad_request", "blocks: a list of [name, blob]")
     new = 0
     for item in blocks:
+        if isinstance(item, list) and item and isinstance(item[0], memoryview):
+            item[0] = bytes(item[0])  # a view into the frame (zero-copy): names are kept
         if len(item) == 4:  # [name, piece, offset, size]: a blob over a frame, in order
             item = _piece(svc, item)
             if item is None:
@@ -241,7 +243,8 @@ def _piece(svc, item):
     sealed chunk 4 KiB + 32 B); [name, blob] once its last piece arrived, else None. One blob
     is staged at a time (its pieces come in order on one session); a new blob drops it."""
     name, data, offset, size = item
-    if (not isinstance(name, bytes) or not isinstance(data, bytes) or type(offset) is not int
+    if (not isinstance(name, bytes) or not isinstance(data, (bytes, memoryview))
+            or type(offset) is not int
             or type(size) is not int or not 0 < size <= store.BLOCK_MAX
             or offset + len(data) > size or not data):
         raise RPCError("bad_request", "blocks: [name, piece, offset, size]")
@@ -250,7 +253,9 @@ def _piece(svc, item):
         buf = stage[1] if stage is not None and len(stage[1]) >= size else bytearray(size)
         stage = svc.stage = [name, buf, 0, size]
     elif stage is None or stage[0] != name or stage[2] != offset or stage[3] != size:
-        svc.stage = None
+        if stage is not None:  # the blob goes, its buffer stays: after a pipelined piece
+            stage[0] = None  # answered busy the rest come out of order, and a board may
+        # find no other 4 KiB block for the blob sent again
         raise RPCError("bad_request", "blocks: a piece out of order (resend the blob)")
     stage[1][offset:offset + len(data)] = data
     stage[2] = offset + len(data)

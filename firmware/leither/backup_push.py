@@ -73,7 +73,7 @@ _COMMIT_MAX = const(14)
 _CALL_MS = const(5000)  # one backup call: a cut link is noticed this fast
 _CONNECT_MS = const(5000)
 # A partner short of heap answers "busy" (it did nothing of that request): waited out,
-# _BUSY_MS doubling up to _BUSY_MAX_MS, _BUSY_TRIES times in a row with nothing stored.
+# _BUSY_MS doubling up to _BUSY_MAX_MS, _BUSY_TRIES times in a row without a version committed.
 _BUSY_TRIES = const(8)
 _BUSY_MS = const(50)
 _BUSY_MAX_MS = const(1000)
@@ -181,7 +181,10 @@ async def push_all(svc):
     if p is None or svc.replaced is not None:
         return False
     svc._pass = crypto.random(4)  # the sessions of this pass (see backup_partner.hello)
-    return await _push_all(svc, p)
+    try:
+        return await _push_all(svc, p)
+    finally:
+        svc._kept = None  # the kept frame goes with the pass
 
 
 async def _push_all(svc, p):
@@ -258,11 +261,13 @@ class _Pipe:
             self.client = client
             room = client.max_frame
             if _COLLECT:
-                # A board encodes and seals its requests in one frame buffer the session keeps
+                # A board encodes and seals its requests in one frame buffer the pass keeps
                 # (and reads the answers there): no request-sized object per request, which
-                # a split heap fails now and then in a long push (rpcclient.keep_frame). So
-                # a blob's pieces may fill that frame, 2 requests a sealed 4 KiB chunk.
-                room = client.keep_frame(_FRAME, client.kept_frame)
+                # a split heap fails now and then in a long push (rpcclient.keep_frame). Its
+                # size, a batch's: a 4 KiB one could not be found again after a few MB.
+                room = client.keep_frame(_BATCH + CALL_OVERHEAD,
+                                         getattr(self.svc, "_kept", None))
+                self.svc._kept = client.kept_frame  # a new session of the pass takes it on
             self.limit = min(self.svc.config("push_batch", _BATCH), _BATCH,
                              client.max_frame - CALL_OVERHEAD)
             self.step = room - CALL_OVERHEAD - _ITEM_OVERHEAD - 16  # bytes of a blob's piece
@@ -355,7 +360,7 @@ async def _drive(svc, pipe, keys):
     new versions, then its metadata if it changed. A "busy" partner (short of heap: it did
     nothing of that request) is waited out and the walk made again: what was committed is
     skipped, and the resume records of the rest skip what was answered ok (BKHave sorts out
-    what is in doubt). _BUSY_TRIES in a row with nothing stored in between give up."""
+    what is in doubt). _BUSY_TRIES in a row without a version committed give up."""
     tries = progress = 0
     try:
         while True:
@@ -374,8 +379,8 @@ async def _drive(svc, pipe, keys):
                     raise
                 if err.code != "busy" or tries >= _BUSY_TRIES:
                     raise
-                tries = 1 if svc.state["sent"] != progress else tries + 1
-                progress = svc.state["sent"]  # bytes answered ok
+                tries = 1 if pipe.count != progress else tries + 1
+                progress = pipe.count  # versions committed
                 await asyncio.sleep(min(_BUSY_MAX_MS, _BUSY_MS << tries) / 1000)
     finally:
         if pipe.client is not None:

@@ -18,6 +18,7 @@ class _Server:
     def __init__(self):
         self._methods = {}
         self._tables = []
+        self.zero_copy = set()
         self._conns = []
         self.max_data = 60000
 

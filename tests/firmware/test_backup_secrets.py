@@ -69,6 +69,7 @@ class _Server:
         self._methods = {}
         self._conns = []
         self._tables = []
+        self.zero_copy = set()
         self.max_data = 8000
 
     def register(self, name, fn, roles, right=None):
