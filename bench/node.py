@@ -395,9 +395,23 @@ async def put_get(port: int, key: keys.HostKey, size: int, mark: str) -> None:
         await s.close()
 
 
+async def db_work(port: int, key: keys.HostKey, n: int) -> None:
+    """One owner session: a db MiMei with n keys and a hash of n fields, read back."""
+    s = await connect("127.0.0.1", port, key)
+    try:
+        mid = await s.call("MMCreate", {"app": "bench", "mark": "db", "type": "db"})
+        for i in range(n):
+            await s.call("Set", {"mid": mid, "args": [f"k{i}", "v" * 40]})
+            await s.call("Hset", {"mid": mid, "args": ["h", f"f{i}", str(i)]})
+        if await s.call("Hget", {"mid": mid, "args": ["h", f"f{n - 1}"]}) != str(n - 1):
+            raise SystemExit("db work: read back differs")
+    finally:
+        await s.close()
+
+
 def idle_after_work(heap: int) -> list[tuple[str, int]]:
     """The settled idle node's heap in use (from inside, see IDLE_WATCH) after boot and after
-    each piece of work: a claim, then 1 MB put and read back, twice."""
+    each piece of work: a claim, 1 MB put and read back twice, then db writes."""
     root = Path(tempfile.mkdtemp(prefix="leither-bench-work-"))
     port = PORT + 2
     argv = ["--root", str(root), "--port", str(port), "--addr", "127.0.0.1", "--name",
@@ -433,6 +447,8 @@ def idle_after_work(heap: int) -> list[tuple[str, int]]:
         settled("after 1 MB put + get")
         asyncio.run(put_get(port, key, BIG, "b"))
         settled("after a second 1 MB put + get")
+        asyncio.run(db_work(port, key, 100))
+        settled("after 200 db writes (the db engine is unloaded when idle)")
         return figures
     finally:
         stop(proc)

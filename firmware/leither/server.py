@@ -218,7 +218,6 @@ class Server:
         sockets = getattr(self._srv, "sockets", None)
         if sockets:
             self.port = sockets[0].getsockname()[1]
-        self._watch = asyncio.create_task(self._watchdog())
         return self
 
     async def stop(self):
@@ -361,7 +360,8 @@ class Server:
 
     def _take_buffers(self, conn):
         """Make the shared frame buffers if this is the first connection (False: no heap for
-        them, even after shedding caches); ``conn`` holds them until it ends."""
+        them, even after shedding caches); ``conn`` holds them until it ends. The deadline
+        watchdog runs while there are connections too: an idle node has nothing to time."""
         if self._out is None:
             try:
                 self._out = FrameBuffer(self.max_frame)
@@ -375,6 +375,8 @@ class Server:
                 except MemoryError:
                     self._out = self._in = None
                     return False
+        if self._watch is None:
+            self._watch = asyncio.create_task(self._watchdog())
         self._holders += 1
         conn.buffers = True
         return True
@@ -387,6 +389,9 @@ class Server:
         if self._holders <= 0:
             self._holders = 0
             self._out = self._in = None
+            if self._watch is not None:
+                self._watch.cancel()
+                self._watch = None
             if self.on_idle is not None:
                 try:
                     self.on_idle()

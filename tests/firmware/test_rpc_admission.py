@@ -266,16 +266,18 @@ def test_frame_buffers_come_with_the_first_session_and_go_with_the_last():
         big = bytes(range(256)) * 12  # over the small-frame size: the inbound buffer's
         try:
             check(srv._out is None and srv._in is None, "an idle server holds frame buffers")
+            check(srv._watch is None, "an idle server runs its deadline watchdog")
             first = await rpcclient.connect("127.0.0.1", port, OWNER_SEED)
             second = await rpcclient.connect("127.0.0.1", port, OWNER_SEED)
-            check(srv._out is not None and srv._in is not None)
+            check(srv._out is not None and srv._in is not None and srv._watch is not None)
             check(await first.call("Ping", big) == big)
             await first.close()
             await until(lambda: srv.connections == 1, "the first session to end")
             check(srv._out is not None and not idle, "buffers went with a session still open")
             check(await second.call("Ping", big) == big)
             await second.close()
-            await until(lambda: srv._out is None and srv._in is None, "the buffers to go")
+            await until(lambda: srv._out is None and srv._in is None and srv._watch is None,
+                        "the buffers and the watchdog to go")
             check(idle == [1], "on_idle not called once: %r" % (idle,))
             # The next session gets buffers anew and is served as before.
             again = await rpcclient.connect("127.0.0.1", port, OWNER_SEED)
