@@ -47,15 +47,25 @@ import gc
 import hashlib
 import sys
 
-from . import cbor, crypto, ids, memory, reply, rpc
+from . import cbor, crypto, ids, memory, rpc
 from .admission import KEYED, READY, Admission
 from .compat import IS_MICROPYTHON, const, ticks_diff, ticks_ms
 from .errors import AuthError, DecodeError, RPCError
-from .reply import Bulk, FrameBuffer, encode_reply, error_code  # noqa: F401 - Bulk:
-
-# handlers (leither.api) import it from here
 from .rpc import GUEST, OWNER, PEER
-from .session import Caller, Conn, DropLog, close, peer_addr
+
+# leither.reply (replies, Bulk) and leither.session (Conn, Caller) are imported by the first
+# connection that needs them: an idle node keeps neither (1.3 KB of an ESP32's heap). Their
+# names stay reachable here (server.Bulk, server.Caller) for handlers and tests.
+
+
+def __getattr__(name):
+    if name in ("Bulk", "FrameBuffer", "encode_reply", "error_code"):
+        from . import reply as module
+    elif name in ("Caller", "Conn", "DropLog"):
+        from . import session as module
+    else:
+        raise AttributeError(name)
+    return getattr(module, name)
 
 ALL_ROLES = (OWNER, PEER, GUEST)
 _OWNER_ONLY = (OWNER,)  # the roles of a method registered as its handler alone
@@ -166,7 +176,7 @@ class Server:
         self._held = []  # tasks of dropped sockets being held open (see _TARPIT_MAX)
         self.tarpit_ms = _TARPIT_MS
         self.guest_tarpit_ms = _GUEST_TARPIT_MS
-        self._drops = DropLog()
+        self._drops = None  # the session.DropLog, made by the first drop
         self.register("GetVar", self._get_var, ALL_ROLES)
         self.register("Claim", self._claim, ALL_ROLES)
         self.register("Ping", _ping, ALL_ROLES)
@@ -203,7 +213,9 @@ class Server:
     @property
     def max_data(self):
         """The most bytes a bulk result may carry and still fit one reply frame."""
-        return self.max_frame - rpc.TAG_LEN - reply.REPLY_OVERHEAD
+        from .reply import REPLY_OVERHEAD
+
+        return self.max_frame - rpc.TAG_LEN - REPLY_OVERHEAD
 
     def role_of(self, key):
         if self.owner_key is not None and crypto.equal(key, self.owner_key):
@@ -302,6 +314,8 @@ class Server:
         raise _Refused(why)
 
     async def _serve(self, reader, writer):
+        from .session import Conn, close, peer_addr
+
         conn = Conn(reader, writer, asyncio.current_task())
         conn.limit = self.handshake_ms
         addr = peer_addr(writer)
@@ -337,6 +351,10 @@ class Server:
             if conn.buffers:
                 self._give_buffers(conn)
         if why is not None:
+            if self._drops is None:
+                from .session import DropLog
+
+                self._drops = DropLog()
             self._drops.log(self.log, addr, why)
             guest = conn.caller is not None and conn.caller.role == GUEST
             left = memory.free()
@@ -363,6 +381,8 @@ class Server:
         them, even after shedding caches); ``conn`` holds them until it ends. The deadline
         watchdog runs while there are connections too: an idle node has nothing to time."""
         if self._out is None:
+            from .reply import FrameBuffer
+
             try:
                 self._out = FrameBuffer(self.max_frame)
                 self._in = bytearray(self.max_frame)
@@ -452,6 +472,8 @@ class Server:
             # landing between the holes, which would leave no frame-sized gap later.
             gc.collect()
         role = self.role_of(key)
+        from .session import Caller
+
         conn.caller = Caller(key, role, addr)
         if not self.admission.ready(conn):
             raise _Refused("%d guest sessions busy" % self.admission.guest_sessions)
@@ -508,6 +530,8 @@ class Server:
         conn.deadline(self.frame_ms)
         plain, release = await self._receive(conn, n)
         conn.work()  # from here on the time is the node's
+        from . import reply
+
         msgid = reply.peek_msgid(plain)
         value = None
         try:
@@ -571,6 +595,8 @@ class Server:
         (a commit or an increment retried would be done twice). Only a second shortage makes
         it "busy" (the channel's counter moves only for a frame sealed whole); a third ends
         the session."""
+        from .reply import encode_reply
+
         out = self._out
         for last in (False, True):
             try:
@@ -629,6 +655,8 @@ class Server:
             if hasattr(result, "send"):  # a coroutine (CPython) or generator (MicroPython)
                 result = await result
         except Exception as err:  # noqa: BLE001 - every handler failure becomes a reply
+            from .reply import error_code
+
             code = error_code(err)
             if code == "busy" and not isinstance(err, RPCError):  # the heap, not the call
                 err = None
@@ -644,6 +672,8 @@ class Server:
 
     async def dispatch(self, caller, msgid, method, params):
         """The encoded reply (as sent, before sealing) to one request by ``caller``."""
+        from .reply import FrameBuffer, encode_reply
+
         ok, value = await self.call(caller, method, params)
         out = FrameBuffer(self.max_frame)
         encode_reply(out, msgid, ok, value, lambda err: self._log_failure(caller, method, err))

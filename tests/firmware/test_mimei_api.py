@@ -9,7 +9,7 @@ if sys.implementation.name == "micropython" and ".frozen" not in sys.path:
 
 import asyncio
 
-from leither import api, mimei, rpc, server, store
+from leither import api, apicalls, mimei, rpc, server, store
 
 from testutil import rmtree, tmpdir
 
@@ -164,5 +164,5 @@ def test_constants_kept_apart_from_the_storage_code_match_it():
 
     check(api.RIGHT_BITS == {"read": mimei.READ, "write": mimei.WRITE, "admin": mimei.ADMIN,
                              "backup": mimei.BACKUP})
-    check(api.ALL_RIGHTS == mimei.ALL)
+    check(apicalls.ALL_RIGHTS == mimei.ALL)
     check(node.STORE_RESERVE == mimei.RESERVE)
