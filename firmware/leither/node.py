@@ -111,6 +111,7 @@ class Node:
         self.board = None
         self.led = None
         self.services = []  # Service objects: start(), stop(), on_press(), fact(), txt()
+        self._idle_due = False  # the last session ended while a service was busy
         self._tasks = []
         self._stopping = None
         owner = identity.load_owner(root)
@@ -163,9 +164,23 @@ class Node:
         if self._store is not None:
             self._store.trim()
 
+    def _busy(self):
+        """Is a service working in the background (a backup push or prune: its ``busy``)?"""
+        for service in self.services:
+            if getattr(service, "busy", None):
+                return True
+        return False
+
     def _idle(self):
-        """The last session has ended: caches and pools go, and code loaded only for the work
-        done (the db engine), so that the heap comes back to the idle node's."""
+        """The last session has ended. With no service at work, caches and pools go, and code
+        loaded only for the work done (the db engine), so that the heap comes back to the idle
+        node's; while one works (a backup push takes its 4 KiB chunk buffers from the store's
+        pool: emptied under it, it may find no such block again), the housekeeping does it
+        once the work is done."""
+        if self._busy():
+            self._idle_due = True
+            return
+        self._idle_due = False
         if self._store is not None:
             self._store.trim(unload=True)
 
@@ -265,6 +280,9 @@ class Node:
         every = int(self.config.get("maintain_ms", MAINTAIN_MS))
         while True:
             await asyncio.sleep(min(1, every / 1000))
+            if self._idle_due and not self._busy() and (
+                    self.server is None or self.server.connections == 0):
+                self._idle()
             if ticks_diff(ticks_ms(), last_maintain) >= every:
                 last_maintain = ticks_ms()
                 try:

@@ -314,6 +314,11 @@ class Server:
         raise _Refused(why)
 
     async def _serve(self, reader, writer):
+        if self._out is None and IS_MICROPYTHON:
+            # The first connection since the node was idle: its frame buffers (and, the first
+            # time, the session code) are made next; collect first, so that they take the
+            # lowest holes and the long free run above stays whole for the work to come.
+            gc.collect()
         from .session import Conn, close, peer_addr
 
         conn = Conn(reader, writer, asyncio.current_task())
@@ -380,38 +385,40 @@ class Server:
         """Make the shared frame buffers if this is the first connection (False: no heap for
         them, even after shedding caches); ``conn`` holds them until it ends. The deadline
         watchdog runs while there are connections too: an idle node has nothing to time."""
-        if self._out is None:
-            from .reply import FrameBuffer
-
-            try:
-                self._out = FrameBuffer(self.max_frame)
-                self._in = bytearray(self.max_frame)
-            except MemoryError:
-                self._out = self._in = None
-                self._shed()
-                try:
-                    self._out = FrameBuffer(self.max_frame)
-                    self._in = bytearray(self.max_frame)
-                except MemoryError:
-                    self._out = self._in = None
-                    return False
+        if self._out is None and not self._make_buffers():
+            return False
         if self._watch is None:
             self._watch = asyncio.create_task(self._watchdog())
         self._holders += 1
         conn.buffers = True
         return True
 
+    def _make_buffers(self):
+        from .reply import FrameBuffer
+
+        for attempt in (0, 1):
+            try:
+                self._out = FrameBuffer(self.max_frame)
+                self._in = bytearray(self.max_frame)
+                return True
+            except MemoryError:
+                self._out = self._in = None
+                if attempt == 0:
+                    self._shed()
+        return False
+
     def _give_buffers(self, conn):
         """``conn`` ended: the last connection out hands the frame buffers back to the heap
-        (no session can be using them: every request is answered inside its connection)."""
+        (no session can be using them: every request is answered inside its connection)
+        and tells the node (``on_idle``)."""
         conn.buffers = False
         self._holders -= 1
         if self._holders <= 0:
             self._holders = 0
-            self._out = self._in = None
             if self._watch is not None:
                 self._watch.cancel()
                 self._watch = None
+            self._out = self._in = None
             if self.on_idle is not None:
                 try:
                     self.on_idle()
