@@ -14,8 +14,8 @@ from leither import api, apicalls, mimei, rpc, server, store
 from testutil import rmtree, tmpdir
 
 # As test_rpc_rights.py: a store, the API, the server's dispatch and the db engine in one
-# 64-bit heap. Passes from 396K; 20% headroom (ci/mp_heap_margin.py).
-MP_HEAP = "496K"
+# 64-bit heap. Passes from 400K; 20% headroom (ci/mp_heap_margin.py).
+MP_HEAP = "512K"
 
 NODE_SEED = bytes(range(1, 33))
 OWNER = bytes(range(33, 65))
