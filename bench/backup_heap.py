@@ -21,10 +21,11 @@ pushed in 3.6 s and restored in 4.6 s, lowest free 28,512 (owner), 35,488 (partn
 (restoring), no MemoryError; 20 MB in 200 MiMei pushed in 34.1 s, lowest free 18,960 (owner),
 26,960 (partner); its restore is still refused "busy" (the restoring node short of heap).
 After the restore's kept frame, piece-by-piece opening and the partner's reads into its kept
-blob buffer (10:20, machine shared with other work): 20 MB in 200 MiMei pushed in 40.3 s,
-lowest free 14,768 (owner), 26,576 (partner); restored onto a fresh board in 75.1 s, 200
-versions, 5,200 blocks, every block checked against its hash, lowest free 16,912
-(restoring), 26,304 (partner), no MemoryError. `--keep` then `--reuse DIR` restores again.
+blob buffer (10:35, machine shared with other work): 20 MB in 200 MiMei pushed in 37.7 s,
+lowest free 17,744 (owner), 25,856 (partner); restored onto a fresh board in 59.9 s, 200
+versions, 5,200 blocks, every block checked against its hash, lowest free 16,800
+(restoring), 26,624 (partner), no MemoryError (a run at 10:20: 40.3 s / 75.1 s, lowest
+free 14,768 / 26,576 / 16,912 / 26,304). `--keep` then `--reuse DIR` restores again.
 """
 
 from __future__ import annotations
