@@ -75,11 +75,10 @@ def wait_log(sim: Sim, name: str, text: str, timeout: float = 30.0) -> str:
     raise CliError(f"demo: {name} never logged {text!r}:\n{sim.log_tail(sim.board(name))}")
 
 
-# The board `leither demo` runs on by default. The story's goal is ESP32 boards at the board's
-# real heap (`leither demo --board esp32`); it runs up to the backup there today, where board1's
-# push still runs out of heap (tests/system/test_demo.py marks that run as a known failure),
-# so the default stays unix until it goes through.
-DEFAULT_BOARD = "unix"
+# The board `leither demo` runs on by default: ESP32 boards at the board's real heap (the
+# 32-bit stand-in at 111,936 bytes), the product's target; unix MicroPython boards where the
+# stand-in cannot be built here (pick_board says so), or with --board unix.
+DEFAULT_BOARD = "esp32"
 
 
 def pick_board(board: str | None, interpreter: str, out: Callable[[str], None]) -> str:

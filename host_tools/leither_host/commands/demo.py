@@ -8,8 +8,9 @@ import argparse
 from leither_host.demo import run_demo
 
 EXAMPLES = """examples:
-  leither demo                 # MicroPython boards; a namespaced LAN when root
-  leither demo --board esp32   # ESP32 boards: the 32-bit stand-in at the board's heap
+  leither demo                 # ESP32 boards (the 32-bit stand-in at the board's heap);
+                               # a namespaced LAN when root
+  leither demo --board unix    # unix MicroPython boards (1 MB heap)
   leither demo --cpython       # CPython boards
   leither demo --loopback      # boards on loopback even as root
   leither demo --keep          # leave the boards running afterwards
@@ -21,8 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--cpython", action="store_true", help="CPython boards (default MicroPython)")
     p.add_argument("--board", choices=("esp32", "unix"),
-                   help="simulated board kind (default unix; esp32: the 32-bit stand-in at "
-                        "the ESP32-WROOM's heap)")
+                   help="simulated board kind (default esp32: the 32-bit stand-in at the "
+                        "ESP32-WROOM's heap, unix where it cannot be built)")
     p.add_argument("--loopback", action="store_true", help="no namespaces, even as root")
     p.add_argument("--keep", action="store_true", help="leave the boards running")
     p.set_defaults(func=run)
