@@ -69,6 +69,7 @@ PACK_RECORDS = const(256)  # records per pack: bounds the open pack's RAM index 
 _BLOOM_BYTES = const(256)  # per sealed pack, kept in RAM: 2048 bits, k=3 over <= 256 hashes
 _BLOOM_MASK = const(2047)
 _BLOOM_SLAB = const(8)  # filters per slab (2 KiB): see BlockStore._blooms
+_BLOOM_HOT = const(16)  # sealed packs whose filters stay in RAM (4 KiB, 8 MiB of packs)
 _HDR = const(34)  # record header: hash 32 + length 2
 _IX_HEAD = const(268)  # "LPX1" + count + end + bloom
 _IX_ENTRY = const(38)  # hash 32 + offset 4 + length 2
@@ -186,6 +187,8 @@ def _bloom_has(bloom, h, base):
 class BlockStore:
     """Content-addressed blocks in append-only packs; see the module docstring."""
 
+    bloom_packs = _BLOOM_HOT  # filters kept in RAM (a class attribute: tests set it lower)
+
     def __init__(self, path):
         from .compat import makedirs
 
@@ -195,8 +198,11 @@ class BlockStore:
         # The sealed packs' Bloom filters, _BLOOM_BYTES each in _sealed's order, in slabs of
         # _BLOOM_SLAB packs: a long-lived block per 8 packs, not a small one per pack scattered
         # among the 4 KiB buffers, and never a big one late (a doubling buffer failed to find
-        # 4 KiB after 10 MB of writes). RAM: 256 B per 512 KiB pack of flash (0.05%).
+        # 4 KiB after 10 MB of writes). RAM: 256 B per pack for the newest bloom_packs sealed
+        # packs, whatever the store's size (a 30 MB store held 15 KiB of them in a 110 KiB
+        # heap); an older pack's filter is read from its index when tested (_bloom_hit).
         self._blooms = []
+        self._cold_bloom = None  # 256-byte buffer the filter of an older pack is read into
         self._open = None  # number of the open pack, or None
         # The open pack's RAM index: 8-byte hash prefixes and offsets of its records (<=
         # PACK_RECORDS). Subclasses (leither.vault) rebuild these two in their own scan.
@@ -253,18 +259,62 @@ class BlockStore:
             head = f.read(_IX_HEAD)
         if len(head) != _IX_HEAD or head[:4] != b"LPX1":
             raise StoreError("bad pack index %d" % n)
-        self._bloom_slot()[:] = memoryview(head)[12:]
+        self._push_sealed(n, memoryview(head)[12:])
+
+    # -- the sealed packs' Bloom filters: slot k holds the filter of _sealed[_cold() + k] ----
+
+    def _cold(self):
+        """Index in _sealed of the oldest pack whose filter is in RAM."""
+        return max(0, len(self._sealed) - self.bloom_packs)
+
+    def _bloom_slot(self, k):
+        """A writable view of filter slot k (a new slab when the last one is full)."""
+        if k // _BLOOM_SLAB >= len(self._blooms):
+            self._blooms.append(bytearray(_BLOOM_BYTES * _BLOOM_SLAB))
+        base = k % _BLOOM_SLAB * _BLOOM_BYTES
+        return memoryview(self._blooms[k // _BLOOM_SLAB])[base:base + _BLOOM_BYTES]
+
+    def _push_sealed(self, n, bloom):
+        """Append pack n, just sealed or loaded, with its filter; the oldest filter in RAM
+        leaves it when all slots are taken (copies of 256 B: once per sealed pack)."""
+        k = len(self._sealed)
+        if k >= self.bloom_packs:
+            k = self.bloom_packs - 1
+            for j in range(k):
+                self._bloom_slot(j)[:] = self._bloom_slot(j + 1)
+        self._bloom_slot(k)[:] = bloom
         self._sealed.append(n)
 
-    def _bloom_slot(self, i=None):
-        """A writable view of sealed pack i's filter (default: the next pack's; a new slab
-        when the last one is full)."""
-        if i is None:
-            i = len(self._sealed)
-        if i // _BLOOM_SLAB >= len(self._blooms):
-            self._blooms.append(bytearray(_BLOOM_BYTES * _BLOOM_SLAB))
-        base = i % _BLOOM_SLAB * _BLOOM_BYTES
-        return memoryview(self._blooms[i // _BLOOM_SLAB])[base:base + _BLOOM_BYTES]
+    def _pop_sealed(self, i):
+        """Remove _sealed[i] (a swept pack) and its filter; the newest pack without a filter in
+        RAM gets one back, read from its index."""
+        cold = self._cold()
+        self._sealed.pop(i)
+        if cold == 0:  # every filter was in RAM: close the gap
+            for j in range(i, len(self._sealed)):
+                self._bloom_slot(j)[:] = self._bloom_slot(j + 1)
+            return
+        if i < cold:
+            return  # a pack without a filter in RAM: every slot keeps its pack
+        for k in range(i - cold, 0, -1):
+            self._bloom_slot(k)[:] = self._bloom_slot(k - 1)
+        with open(self._name(self._sealed[cold - 1], "ix"), "rb") as f:
+            f.seek(12)
+            if f.readinto(self._bloom_slot(0)) != _BLOOM_BYTES:
+                raise StoreError("bad pack index %d" % self._sealed[cold - 1])
+
+    def _bloom_hit(self, i, h):
+        """May sealed pack i hold h? Its filter in RAM, or an older pack's from its index."""
+        k = i - self._cold()
+        if k >= 0:
+            return _bloom_has(self._blooms[k // _BLOOM_SLAB], h, k % _BLOOM_SLAB * _BLOOM_BYTES)
+        if self._cold_bloom is None:
+            self._cold_bloom = bytearray(_BLOOM_BYTES)
+        f = self._handle(self._sealed[i], "ix")
+        f.seek(12)
+        if f.readinto(self._cold_bloom) != _BLOOM_BYTES:
+            return True  # a short index: let its search say (it raises nothing, finds nothing)
+        return _bloom_has(self._cold_bloom, h, 0)
 
     def _scan_open(self, n):
         """Index the open pack's records, verifying each (bounded: PACK_MAX bytes).
@@ -404,16 +454,14 @@ class BlockStore:
         # The pack of the last hit first: the chunks of a file sit together, so a sequential
         # read finds most of them there without testing every pack's Bloom filter.
         hint = self._hint
-        if hint < len(self._sealed) and self._sealed[hint] != skip and _bloom_has(
-                self._blooms[hint // _BLOOM_SLAB], h, hint % _BLOOM_SLAB * _BLOOM_BYTES):
+        if hint < len(self._sealed) and self._sealed[hint] != skip and self._bloom_hit(hint, h):
             found = self._find_sealed(h, hint)
             if found is not None:
                 return self._sealed[hint], found[0]
         i = len(self._sealed) - 1
         while i >= 0:
             n = self._sealed[i]
-            if n != skip and i != hint and _bloom_has(self._blooms[i // _BLOOM_SLAB], h,
-                                                      i % _BLOOM_SLAB * _BLOOM_BYTES):
+            if n != skip and i != hint and self._bloom_hit(i, h):
                 found = self._find_sealed(h, i)
                 if found is not None:
                     self._hint = i
@@ -570,8 +618,7 @@ class BlockStore:
                 out.write(struct.pack(">IH", self._offsets[i], (head[32] << 8) | head[33]))
 
         write_file(self._name(n, "ix"), fill, "sealing a pack")
-        self._bloom_slot()[:] = bloom
-        self._sealed.append(n)
+        self._push_sealed(n, bloom)
         self._open = None
         del self._offsets[:]
         self._broken = False
@@ -677,10 +724,7 @@ class BlockStore:
                     give(buf)
             size = os.stat(self._name(n, "pk"))[6]
             self._drop_handles(n)
-            i = self._sealed.index(n)
-            self._sealed.pop(i)
-            for j in range(i, len(self._sealed)):  # close the gap (rare: a swept pack)
-                self._bloom_slot(j)[:] = self._bloom_slot(j + 1)
+            self._pop_sealed(self._sealed.index(n))
             # Pack first, then index: a crash in between leaves an orphan index, dropped at open.
             os.remove(self._name(n, "pk"))
             os.remove(self._name(n, "ix"))

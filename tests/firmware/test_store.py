@@ -348,6 +348,69 @@ def test_sweep_frees_dead_keeps_live():
         rmtree(d)
 
 
+def _filter_bytes(bs):
+    return sum(len(slab) for slab in bs._blooms)
+
+
+def test_filter_memory_is_bounded_and_every_block_found():
+    # More sealed packs than filters kept in RAM: the older packs' filters are read from
+    # their indexes, so RAM stays at the budget (256 B a pack) and nothing is lost to sight.
+    d = tmpdir("bh")
+    budget = store.BlockStore.bloom_packs * 256
+    try:
+        bs = store.BlockStore(d)
+        packs = store.BlockStore.bloom_packs + 5
+        for p in range(packs):
+            for i in range(3):
+                bs.put(b"pack %d block %d" % (p, i))
+            bs.seal_open()
+        check(len(bs.packs()) == packs and _filter_bytes(bs) <= budget)
+        bs.close()
+        bs = store.BlockStore(d)  # reopened: the same bound
+        check(_filter_bytes(bs) <= budget)
+        for p in range(packs):
+            for i in range(3):
+                h = store.sha256(b"pack %d block %d" % (p, i))
+                check(bs.has(h) and bs.get(h) == b"pack %d block %d" % (p, i))
+        check(not bs.has(store.sha256(b"pack 0 block 3")))
+        bs.close()
+    finally:
+        rmtree(d)
+
+
+class _SmallBudget(store.BlockStore):
+    bloom_packs = 3
+
+
+def test_sweeping_packs_with_and_without_filters_in_ram():
+    d = tmpdir("bs")
+    try:
+        bs = _SmallBudget(d)
+        names = []
+        for p in range(7):
+            names.append([bs.put(b"p%d b%d" % (p, i)) for i in range(2)])
+            bs.seal_open()
+        check(_filter_bytes(bs) <= 8 * 256)
+        # Pack 1 (filter on disk only) and pack 5 (filter in RAM) die; the rest stays.
+        dead = set(names[1] + names[5])
+        packs, _ = bs.sweep(lambda h: h not in dead)
+        check(packs == 2 and len(bs.packs()) == 5)
+        for p in range(7):
+            for i in range(2):
+                check(bs.has(names[p][i]) == (p not in (1, 5)))
+                if p not in (1, 5):
+                    check(bs.get(names[p][i]) == b"p%d b%d" % (p, i))
+        # The filters in RAM are those of the newest three packs, each its own.
+        for k in range(3):
+            i = len(bs.packs()) - 3 + k
+            with open(bs._name(bs.packs()[i], "ix"), "rb") as f:
+                f.seek(12)
+                check(bytes(bs._bloom_slot(k)) == f.read(256))
+        bs.close()
+    finally:
+        rmtree(d)
+
+
 class _FullFile:
     """A file whose writes fail with ENOSPC once the shared budget of bytes is spent."""
 
