@@ -202,7 +202,7 @@ class BlockStore:
         # packs, whatever the store's size (a 30 MB store held 15 KiB of them in a 110 KiB
         # heap); an older pack's filter is read from its index when tested (_bloom_hit).
         self._blooms = []
-        self._cold_bloom = None  # 256-byte buffer the filter of an older pack is read into
+        self._scratch = None  # 512-byte buffer: an older pack's filter (_bloom_hit), _move
         self._open = None  # number of the open pack, or None
         # The open pack's RAM index: 8-byte hash prefixes and offsets of its records (<=
         # PACK_RECORDS). Subclasses (leither.vault) rebuild these two in their own scan.
@@ -308,13 +308,13 @@ class BlockStore:
         k = i - self._cold()
         if k >= 0:
             return _bloom_has(self._blooms[k // _BLOOM_SLAB], h, k % _BLOOM_SLAB * _BLOOM_BYTES)
-        if self._cold_bloom is None:
-            self._cold_bloom = bytearray(_BLOOM_BYTES)
+        if self._scratch is None:
+            self._scratch = bytearray(512)
         f = self._handle(self._sealed[i], "ix")
         f.seek(12)
-        if f.readinto(self._cold_bloom) != _BLOOM_BYTES:
+        if f.readinto(memoryview(self._scratch)[:_BLOOM_BYTES]) != _BLOOM_BYTES:
             return True  # a short index: let its search say (it raises nothing, finds nothing)
-        return _bloom_has(self._cold_bloom, h, 0)
+        return _bloom_has(self._scratch, h, 0)
 
     def _scan_open(self, n):
         """Index the open pack's records, verifying each (bounded: PACK_MAX bytes).
@@ -533,25 +533,31 @@ class BlockStore:
             self.live.add(h)  # referenced again while a collection runs: keep it
         return h
 
-    def _append(self, h, data, head=None):
+    def _writer(self, h, total):
+        """The open pack's handle at its end, record header h | total written (a new pack
+        when the open one is full or broken). Callers write the record's total bytes."""
         if self._broken or (self._open is not None and (
-                self._end + _HDR + len(data) > PACK_MAX or len(self._offsets) >= PACK_RECORDS)):
+                self._end + _HDR + total > PACK_MAX or len(self._offsets) >= PACK_RECORDS)):
             self._seal()
+        if self._open is None:
+            n = self._sealed[-1] + 1 if self._sealed else 1
+            self._wf = open(self._name(n, "pk"), "w+b")
+            self._open = n
+            self._end = 0
+            del self._offsets[:]
+        elif self._wf is None:
+            self._wf = open(self._name(self._open, "pk"), "r+b")
+        self._wf.seek(self._end)
+        self._wf.write(h + struct.pack(">H", total))
+        return self._wf
+
+    def _append(self, h, data, head=None):
+        total = len(data) + (len(head) if head else 0)
         try:
-            if self._open is None:
-                n = self._sealed[-1] + 1 if self._sealed else 1
-                self._wf = open(self._name(n, "pk"), "w+b")
-                self._open = n
-                self._end = 0
-                del self._offsets[:]
-            elif self._wf is None:
-                self._wf = open(self._name(self._open, "pk"), "r+b")
-            total = len(data) + (len(head) if head else 0)
-            self._wf.seek(self._end)
-            self._wf.write(h + struct.pack(">H", total))
+            wf = self._writer(h, total)
             if head:
-                self._wf.write(head)
-            self._wf.write(data)
+                wf.write(head)
+            wf.write(data)
             self._dirty = True
         except OSError as err:
             self._broken = True
@@ -559,6 +565,37 @@ class BlockStore:
             raise _oserror(err, "storing a block") from err
         self._add(h[:8], self._end)
         self._end += _HDR + total
+
+    def _move(self, n, off, h, length):
+        """Copy record h (length bytes of it at off in sealed pack n) to the open pack,
+        checked first, through a 512-byte buffer: compaction takes no block-sized buffer
+        (a busy board's collection failed for want of 4 KiB). StoreError if it is corrupt or
+        cannot be written; a copy cut short is past _end, so never indexed nor kept."""
+        if self._scratch is None:
+            self._scratch = bytearray(512)
+        view = memoryview(self._scratch)
+        try:
+            src = self._handle(n, "pk")
+            src.seek(off + _HDR)
+            if not self._check_from(src, h, length, view):
+                raise StoreError("corrupt block %s in pack %d" % (_hex(h), n))
+            wf = self._writer(h, length)
+            left = length
+            while left:
+                src = self._handle(n, "pk")  # still the LRU's (a seal may have used it)
+                src.seek(off + _HDR + length - left)
+                got = src.readinto(view[:min(left, len(view))])
+                if not got:
+                    raise StoreError("pack %d cut short" % n)
+                wf.write(view[:got])
+                left -= got
+            self._dirty = True
+        except OSError as err:
+            self._broken = True
+            self._close_writer()
+            raise _oserror(err, "moving a block") from err
+        self._add(h[:8], self._end)
+        self._end += _HDR + length
 
     def sync(self):
         """Make every block put so far durable."""
@@ -706,22 +743,17 @@ class BlockStore:
             if live:
                 if self.free() < live + _IX_HEAD + PACK_RECORDS * _IX_ENTRY + 8192:
                     continue  # not enough room to move the live blocks out yet
-                # Live chunks are read into a pooled buffer when one is spare, not a fresh
-                # 4 KiB each (a busy board's maintenance failed on those).
-                buf = None
+                # Live blocks are moved in 512-byte slices (_move), not read whole: a busy
+                # board's maintenance failed for want of 4 KiB buffers.
                 try:
                     for h, off, length in self._entries(n):
                         if is_live(h) and self._locate(h, skip=n) is None:
-                            if buf is None and length > 1024 and _pool:
-                                buf = take()
-                            self._append(h, self._read(n, off, h, buf))
+                            self._move(n, off, h, length)
                     self.sync()
                 except StoreError:
                     # Full after all (file systems need room of their own): keep this pack;
                     # the copies made so far are harmless duplicates. Stop here.
                     return
-                finally:
-                    give(buf)
             size = os.stat(self._name(n, "pk"))[6]
             self._drop_handles(n)
             self._pop_sealed(self._sealed.index(n))
