@@ -6,7 +6,7 @@ import sys
 if sys.implementation.name == "micropython" and ".frozen" not in sys.path:
     sys.path.append(".frozen")  # asyncio is frozen into the unix port; MICROPYPATH hides it
 
-from leither import rpc, server
+from leither import reply, rpc, server
 from leither.reply import FrameBuffer
 
 MP_HEAP = "136K"  # passes from 104K: the server module and its imports in the heap
@@ -46,7 +46,7 @@ def _replies(short):
     srv.on_short_heap = lambda: shed.append(1)
     node, client = _pair()
     conn = _Conn(node)
-    real = server.encode_reply
+    real = reply.encode_reply  # server._send_reply takes it from leither.reply at each call
     left = [short]
 
     def encode(out, msgid, ok, value, on_failure):
@@ -56,11 +56,11 @@ def _replies(short):
             raise MemoryError("memory allocation failed")
         return real(out, msgid, ok, value, on_failure)
 
-    server.encode_reply = encode
+    reply.encode_reply = encode
     try:
         srv._send_reply(conn, 9, True, {"n": 42}, None, "Incr")
     finally:
-        server.encode_reply = real
+        reply.encode_reply = real
     assert len(conn.writer.frames) == 1
     body, rest = rpc.split_frame(conn.writer.frames[0], 4096)
     assert not rest

@@ -244,18 +244,20 @@ def test_host_client_retries_busy(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_heap_running_out_while_sealing_keeps_the_channel_in_step(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    """A MemoryError while the node seals a reply (after it encoded it) must not cost the
-    session its frame counter: the client gets "busy" and the next call works."""
+    """MemoryErrors while the node seals a reply (after it encoded it) must not cost the
+    session its frame counter. One shortage: the caches are shed and the reply sealed again
+    (the handler has run). Two: the client gets "busy", retries, and the next call works."""
     from leither import server
 
     monkeypatch.setattr(client, "BUSY_FIRST", 0.01)
     real_tag = rpc._tag
     armed = [0]
+    fail_at: list[int] = []
 
     def tag(material: bytes, counter: bytes, ct: object) -> bytes:
         armed[0] -= 1
-        if armed[0] == 0:
-            raise MemoryError()  # the third tag after arming: the node sealing its reply
+        if armed[0] in fail_at:
+            raise MemoryError()  # the node sealing its reply
         return real_tag(material, counter, ct)
 
     async def scenario() -> None:
@@ -264,7 +266,14 @@ def test_heap_running_out_while_sealing_keeps_the_channel_in_step(
         try:
             session = await client.connect("127.0.0.1", srv.port, OWNER, timeout=10)
             monkeypatch.setattr(rpc, "_tag", tag)
-            armed[0] = 3  # client seals, node opens, node seals (fails), busy sealed, ...
+            # client seals, node opens, node seals (fails), node seals again, client opens
+            fail_at[:] = [0]
+            armed[0] = 3
+            assert await session.call("Ping", 4) == 4
+            assert srv.stats["busy"] == 0
+            # ... and with the second seal failing too, "busy" sealed, the client retries
+            fail_at[:] = [0, -1]
+            armed[0] = 3
             assert await session.call("Ping", 5) == 5
             assert srv.stats["busy"] == 1
             assert await session.call("Ping", 6) == 6
