@@ -550,9 +550,11 @@ def walk(bs, root, mode=ALL):
         return
     if mode != MISSING:
         yield root
-    buf = take()
+    # A pooled buffer when one is spare, else the manifest's own size (small files' are a few
+    # hundred bytes): a collection on a busy board failed allocating 4 KiB for each.
+    buf = _pool.pop() if _pool else None
     level, _size, hashes = decode_manifest(bs.get(root, buf))
-    stack = [(level, hashes, 0, buf)]  # bound: depth <= 8 levels, one pool buffer each
+    stack = [(level, hashes, 0, buf)]  # bound: depth <= 8 levels, one manifest each
     try:
         while stack:
             level, hashes, i, buf = stack.pop()
@@ -568,7 +570,7 @@ def walk(bs, root, mode=ALL):
                 yield h
             if level == 1 or not present:
                 continue
-            buf = take()
+            buf = _pool.pop() if _pool else None
             sub_level, _s, sub = decode_manifest(bs.get(h, buf))
             if sub_level != level - 1:
                 raise StoreError("bad tree shape")
