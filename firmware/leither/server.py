@@ -44,7 +44,6 @@ reference to them. A request that meets a MemoryError anywhere is answered ``bus
 
 import asyncio
 import gc
-import hashlib
 import sys
 
 from . import cbor, crypto, ids, memory, rpc
@@ -69,12 +68,6 @@ def __getattr__(name):
 
 ALL_ROLES = (OWNER, PEER, GUEST)
 _OWNER_ONLY = (OWNER,)  # the roles of a method registered as its handler alone
-# Facts a guest may read with GetVar; the rest (and any provider fact) need owner or peer.
-PUBLIC_FACTS = ("id", "v", "name", "board", "fw", "uptime", "free", "heap", "heap_low",
-                "claimed", "role", "pair", "peer", "replaced")
-# Facts a paired peer may read beyond the public ones: counts only. Provider facts such as
-# "backup" list MiMei IDs in plain text, which the sealed catalog hides from the partner.
-PEER_FACTS = ("connections", "port", "busy")
 
 _MAX_CONNS = const(12)  # connections: 10 clients + 2 spare for handshakes, fits ~90 KB heap
 _MAX_SHAKES = const(4)  # handshakes at once; more evict the most stalled one
@@ -180,6 +173,18 @@ class Server:
         self.register("GetVar", self._get_var, ALL_ROLES)
         self.register("Claim", self._claim, ALL_ROLES)
         self.register("Ping", _ping, ALL_ROLES)
+
+    # The built-in methods live in leither.servercalls, loaded by their first call.
+
+    def _get_var(self, caller, params):
+        from .servercalls import get_var
+
+        return get_var(self, caller, params)
+
+    def _claim(self, caller, params):
+        from .servercalls import claim
+
+        return claim(self, caller, params)
 
     # ---- embedding API -------------------------------------------------------------------
 
@@ -702,68 +707,6 @@ class Server:
             self.log("rights hook failed for %s: %r" % (method, err))
             return False
 
-    # ---- built-in methods ----------------------------------------------------------------
-
-    def _get_var(self, caller, params):
-        name = params.get("name") if isinstance(params, dict) else params
-        if not isinstance(name, str):
-            raise RPCError("bad_request", "GetVar takes a fact name")
-        if caller.role != OWNER and name not in PUBLIC_FACTS and (
-                caller.role == GUEST or name not in PEER_FACTS):
-            raise RPCError("forbidden", "fact %s is not for a %s" % (name, caller.role))
-        if name == "id":
-            return self.node_id
-        if name == "v":
-            return rpc.VERSION
-        if name == "role":
-            return caller.role
-        if name == "claimed":
-            return self.owner_key is not None
-        if name == "owner":
-            return None if self.owner_key is None else ids.make_id(self.owner_key)
-        if name == "connections":
-            return len(self.admission.conns)
-        if name == "busy":  # requests and sessions answered "busy" for want of heap
-            return memory.busy_count()
-        if name == "heap_low":  # least free heap seen (bytes; None where not measured)
-            return memory.low_water()
-        if self.facts_provider is not None:
-            try:
-                return self.facts_provider(name)
-            except KeyError:
-                pass
-        raise RPCError("not_found", "no fact %s" % name)
-
-    def _claim(self, caller, params):
-        token = params.get("token") if isinstance(params, dict) else params
-        if self.owner_key is not None:
-            raise RPCError("claimed", "node already has an owner")
-        if self.claim_token is None:
-            raise RPCError("no_token", "node has no claim token; reflash it")
-        if not isinstance(token, (str, bytes)):
-            raise RPCError("bad_request", "Claim takes {\"token\": text}")
-        # Back-off per source address: a guesser slows itself down, not the owner elsewhere.
-        host = caller.addr.rsplit(":", 1)[0] if caller.addr else "?"
-        if self.admission.claim_blocked(host):
-            raise RPCError("busy", "a wrong token came from %s just now; retry in a second"
-                           % host)
-        if not crypto.equal(_digest(token), _digest(self.claim_token)):
-            self.admission.claim_failed(host)
-            self.log("%s: wrong claim token" % caller.addr)
-            raise RPCError("bad_token", "wrong claim token")
-        if self.on_claim is not None:
-            self.on_claim(caller.key)  # persist first: a failure leaves the node unclaimed
-        self.owner_key = caller.key
-        self.claim_token = None
-        caller.role = OWNER
-        for conn in self.admission.conns:
-            if conn.caller is caller:
-                conn.max_frame = self.max_frame
-        self.log("claimed by %s" % caller.id)
-        return {"owner": caller.id, "node": self.node_id, "role": OWNER,
-                "max_frame": self.max_frame}
-
-
 def _open(channel, body, shed):
     """Open a received frame in place; short of heap, shed and try once more (the channel
     changes nothing until the frame is open)."""
@@ -776,11 +719,6 @@ def _open(channel, body, shed):
 
 def _ping(caller, params):
     return params
-
-
-def _digest(token):
-    """SHA-256 of a token, so the constant-time compare sees equal lengths."""
-    return hashlib.sha256(token.encode() if isinstance(token, str) else token).digest()
 
 
 def _print_log(msg):

@@ -24,7 +24,7 @@ CONNECT_S = 3.0  # seconds to connect and shake hands with a node before calling
 CALL_S = 5.0  # seconds for one poll call
 BACKOFF_MAX_S = 30.0  # longest pause between connection attempts to an offline node
 HISTORY_POINTS = 1200  # samples kept per node: an hour at the default 3 s poll
-# Facts read on every poll (all public; GetVar, leither.server.PUBLIC_FACTS).
+# Facts read on every poll (all public; GetVar, leither.servercalls.PUBLIC_FACTS).
 # "replaced": set on a node that a restore replaced (fenced: it serves no more); not every
 # firmware has it.
 FACTS = ("name", "uptime", "free", "heap", "claimed", "role", "pair", "peer", "replaced",
