@@ -21,6 +21,7 @@ STORE_RESERVE = const(65536)
 # Retention (last N versions + hourly/daily/weekly history) and block collection, every hour:
 # often enough to bound the space old versions hold, rare enough not to wear the flash.
 MAINTAIN_MS = const(3600000)
+MAINTAIN_PACKS = const(8)  # packs sealed since the last maintenance (4 MiB) that start one early
 _CONFIG = "config.json"
 # Services the node runs beside storage, RPC and mDNS: module names under leither/, each with a
 # Service(node) class (see Node.start). Imported lazily so a board without one still boots.
@@ -278,12 +279,17 @@ class Node:
         last_free = self.free_kib()
         last_maintain = ticks_ms()
         every = int(self.config.get("maintain_ms", MAINTAIN_MS))
+        # A store growing fast is collected before the period ends: a soak wrote 4 MB a minute
+        # and its heap went to filters and buffers of packs full of dead blocks.
+        many = int(self.config.get("maintain_packs", MAINTAIN_PACKS))
+        packs_at = self._packs()
         while True:
             await asyncio.sleep(min(1, every / 1000))
             if self._idle_due and not self._busy() and (
                     self.server is None or self.server.connections == 0):
                 self._idle()
-            if ticks_diff(ticks_ms(), last_maintain) >= every:
+            if (ticks_diff(ticks_ms(), last_maintain) >= every
+                    or self._packs() - packs_at >= many):
                 last_maintain = ticks_ms()
                 try:
                     done = await self._maintain()
@@ -292,10 +298,16 @@ class Node:
                 except (OSError, LeitherError, MemoryError) as err:
                     # Short of heap too: tried again next period (the loop must live on).
                     print("leither: maintenance failed: %r" % (err,))
+                packs_at = self._packs()
             free = self.free_kib()
             if abs(free - last_free) * 100 > max(last_free, 1):  # moved by more than 1%
                 last_free = free
                 self.announce()
+
+    def _packs(self):
+        """Sealed packs in the open store (0 while none is open: opening it is not ours)."""
+        st = self._store
+        return st.blocks.sealed() if st is not None else 0
 
     async def _maintain(self):
         """Store.maintain in its small steps, serving sessions in between: retention and

@@ -693,6 +693,10 @@ class BlockStore:
         """Numbers of the sealed packs (the open pack is never collected)."""
         return list(self._sealed)
 
+    def sealed(self):
+        """How many sealed packs there are (no list made: asked every second)."""
+        return len(self._sealed)
+
     def _entries(self, n):
         """Yield (hash, offset, length) of sealed pack n from its index, streaming."""
         with open(self._name(n, "ix"), "rb") as f:
