@@ -47,7 +47,7 @@ import gc
 import sys
 
 from . import cbor, crypto, ids, memory, rpc
-from .admission import KEYED, READY, Admission
+from .admission import READY, Admission
 from .compat import IS_MICROPYTHON, const, ticks_diff, ticks_ms
 from .errors import AuthError, DecodeError, RPCError
 from .rpc import GUEST, OWNER, PEER
@@ -74,7 +74,6 @@ _MAX_SHAKES = const(4)  # handshakes at once; more evict the most stalled one
 _GUEST_SESSIONS = const(4)  # guest sessions at once; the other slots stay for owner and peers
 _GUEST_BYTES = const(8192)  # bytes of guest frames being received at once, all guests
 _GUEST_MAX_FRAME = const(4096)  # bytes a guest may send in one frame: small calls only
-_SMALL_FRAME = const(2048)  # bytes: larger owner/peer frames go into the inbound buffer
 # Each step the node waits on a handshaking client (a board client verifies and signs between
 # messages 2 and 3: 2-6 s on an ESP32). Stalled handshakes are evicted long before this when
 # slots are short; the deadline only frees slots nobody else wanted.
@@ -83,7 +82,6 @@ _FRAME_MS = const(10000)  # rest of a frame after its header (waits included); o
 _IDLE_MS = const(120000)  # between requests on an authenticated session
 _WATCH_MS = const(250)  # how often deadlines are checked
 _CLAIM_BACKOFF_MS = const(1000)  # after a wrong claim token, that address waits this long
-_GUEST_WAIT_MS = const(20)  # poll for guest bytes in flight (deadline still running)
 # Connections dropped before they became sessions are held open _TARPIT_MS before closing,
 # at most _TARPIT_MAX at once (see Server._serve): sockets, which a board has few of (lwIP's
 # 10-16 on an ESP32, for the node's 12 connections), a host has 1024.
@@ -97,10 +95,6 @@ _GUEST_TARPIT_MS = const(4000)
 # client's SYN is then dropped (retried by TCP only after 1 s, 3 s, ...).
 _BACKLOG = 8 if IS_MICROPYTHON else 128
 _BUSY_MSG = "node is short of memory; retry"
-
-
-class _Refused(Exception):
-    """A connection the node will not serve now (slots, quota or heap): it was told why."""
 
 
 class Server:
@@ -316,7 +310,9 @@ class Server:
             conn.writer.write(rpc.encode_frame(cbor.dumps(["error", "busy", why])))
         except (OSError, MemoryError):
             pass
-        raise _Refused(why)
+        from .session import Refused
+
+        raise Refused(why)
 
     async def _serve(self, reader, writer):
         if self._out is None and IS_MICROPYTHON:
@@ -324,7 +320,7 @@ class Server:
             # time, the session code) are made next; collect first, so that they take the
             # lowest holes and the long free run above stays whole for the work to come.
             gc.collect()
-        from .session import Conn, close, peer_addr
+        from .session import Conn, Refused, close, peer_addr
 
         conn = Conn(reader, writer, asyncio.current_task())
         conn.limit = self.handshake_ms
@@ -340,12 +336,12 @@ class Server:
             if not self._room(memory.room_for_session, need) or not self._take_buffers(conn):
                 memory.note_busy()
                 self._refuse(conn, _BUSY_MSG)
-            await self._handshake(conn, addr)
+            await conn.handshake(self, addr)
             while True:
                 await self._serve_one(conn)
         except asyncio.CancelledError:
             why = conn.why or "cancelled"
-        except _Refused as err:
+        except Refused as err:
             why = "refused: %s" % err
         except EOFError:
             why = None if conn.phase == READY and not conn.busy else "closed mid-frame"
@@ -430,104 +426,6 @@ class Server:
                 except Exception as err:  # noqa: BLE001 - a failed trim must not fail us
                     self.log("idle hook failed: %r" % (err,))
 
-    async def _read(self, conn, n):
-        """Exactly n bytes from the connection, or EOFError (see rpc.read_exact)."""
-        return await rpc.read_exact(conn.reader, n)
-
-    async def _read_into(self, conn, view):
-        """Fill a memoryview from the connection, or EOFError."""
-        n = len(view)
-        if IS_MICROPYTHON:
-            got = 0
-            while got < n:
-                k = await conn.reader.readinto(view[got:] if got else view)
-                if not k:
-                    raise EOFError("EOF")
-                got += k
-        else:
-            view[:] = await conn.reader.readexactly(n)
-
-    async def _read_frame(self, conn, limit):
-        return await self._read(conn, rpc.parse_header(await self._read(conn, 4), limit))
-
-    async def _write(self, conn, body):
-        # One write per frame: MicroPython does not set TCP_NODELAY, and a frame split over
-        # writes meets Nagle + delayed ACK (40 ms a reply on Linux).
-        conn.deadline(self.frame_ms)
-        conn.writer.write(rpc.encode_frame(body))
-        await conn.writer.drain()
-
-    async def _handshake(self, conn, addr):
-        conn.deadline(self.handshake_ms)
-        try:
-            msg1 = await self._read_frame(conn, rpc.HANDSHAKE_MAX_FRAME)
-            conn.work()
-            shake = rpc.ServerHandshake(self._seed, self.node_key)
-            msg2 = shake.respond(msg1)
-        except DecodeError as err:
-            # Tell a confused client (wrong port, old version) why, in one plain frame.
-            try:
-                conn.writer.write(rpc.encode_frame(
-                    cbor.dumps(["error", "bad_hello", str(err)[:80]])))
-            except OSError:
-                pass
-            raise
-        conn.phase = KEYED
-        await self._write(conn, msg2)
-        conn.deadline(self.handshake_ms)
-        msg3 = await self._read_frame(conn, rpc.HANDSHAKE_MAX_FRAME)
-        conn.work()
-        key = shake.verify(msg3)
-        if IS_MICROPYTHON:
-            # The session's lasting objects (keys, MAC pads, caller) come next: collect the
-            # handshake's big-int garbage first so they pack low in the heap instead of
-            # landing between the holes, which would leave no frame-sized gap later.
-            gc.collect()
-        role = self.role_of(key)
-        from .session import Caller
-
-        conn.caller = Caller(key, role, addr)
-        if not self.admission.ready(conn):
-            raise _Refused("%d guest sessions busy" % self.admission.guest_sessions)
-        conn.max_frame = self.guest_max_frame if role == GUEST else self.max_frame
-        conn.channel, msg4 = shake.accept(role, conn.max_frame)
-        conn.phase = READY
-        await self._write(conn, msg4)
-        self.stats["sessions"] += 1
-
-    async def _receive(self, conn, n):
-        """The opened plaintext of a request frame of n bytes (memoryview), and a release
-        function for its buffer. Guests draw on their shared bytes in flight; owner and
-        peer frames too big (or with no heap) for a small buffer wait for the inbound one.
-        Every wait runs against the frame deadline set at the header."""
-        admission = self.admission
-        if conn.caller.role == GUEST:
-            while not admission.take_guest_bytes(n):
-                await asyncio.sleep(_GUEST_WAIT_MS / 1000)
-            try:
-                body = memoryview(bytearray(n))
-                await self._read_into(conn, body)
-            finally:
-                admission.give_guest_bytes(n)
-            return _open(conn.channel, body, self._shed), None
-        body = None
-        if n <= _SMALL_FRAME:
-            try:
-                body = memoryview(bytearray(n))
-            except MemoryError:
-                gc.collect()
-        if body is not None:
-            await self._read_into(conn, body)
-            return _open(conn.channel, body, self._shed), None
-        await self._big.acquire()
-        try:
-            body = memoryview(self._in)[:n]
-            await self._read_into(conn, body)
-            return _open(conn.channel, body, self._shed), self._big.release
-        except BaseException:
-            self._big.release()
-            raise
-
     async def _serve_one(self, conn):
         conn.busy = False
         conn.deadline(self.idle_ms)
@@ -536,11 +434,11 @@ class Server:
         header = conn.header
         if header is None:
             header = conn.header = memoryview(bytearray(rpc.HEADER_LEN))
-        await self._read_into(conn, header)
+        await conn.read_into(header)
         n = rpc.parse_header(header, conn.max_frame)
         conn.busy = True
         conn.deadline(self.frame_ms)
-        plain, release = await self._receive(conn, n)
+        plain, release = await conn.receive(self, n)
         conn.work()  # from here on the time is the node's
         from . import reply
 
@@ -706,16 +604,6 @@ class Server:
         except Exception as err:
             self.log("rights hook failed for %s: %r" % (method, err))
             return False
-
-def _open(channel, body, shed):
-    """Open a received frame in place; short of heap, shed and try once more (the channel
-    changes nothing until the frame is open)."""
-    try:
-        return channel.open_inplace(body)
-    except MemoryError:
-        shed()
-        return channel.open_inplace(body)
-
 
 def _ping(caller, params):
     return params

@@ -1,14 +1,24 @@
 # One connection of the node's RPC server as the server and its admission see it: the
-# authenticated caller handlers get, the connection's phase and deadline, its peer address.
-"""Connection state for leither.server."""
+# authenticated caller handlers get, the connection's phase and deadline, its peer address,
+# and the connection's side of the wire: the handshake and reading request frames.
+"""Connection state and frame I/O for leither.server (loaded by the first connection)."""
 
 import asyncio
+import gc
 
-from . import ids, rpc
-from .admission import HELLO
-from .compat import const, ticks_diff, ticks_ms
+from . import cbor, ids, rpc
+from .admission import HELLO, KEYED, READY
+from .compat import IS_MICROPYTHON, const, ticks_diff, ticks_ms
+from .errors import DecodeError
+from .rpc import GUEST
 
 _DROP_LOGS_PER_S = const(5)  # log lines a second about dropped connections
+_SMALL_FRAME = const(2048)  # bytes: larger owner/peer frames go into the inbound buffer
+_GUEST_WAIT_MS = const(20)  # poll for guest bytes in flight (deadline still running)
+
+
+class Refused(Exception):
+    """A connection the node will not serve now (slots, quota or heap): it was told why."""
 
 
 class Caller:
@@ -48,6 +58,114 @@ class Conn:
         """The node computes for this client: no deadline, not evictable as stalled."""
         self.limit = None
         self.waiting = False
+
+    async def read_into(self, view):
+        """Fill a memoryview from the connection, or EOFError."""
+        n = len(view)
+        if IS_MICROPYTHON:
+            got = 0
+            while got < n:
+                k = await self.reader.readinto(view[got:] if got else view)
+                if not k:
+                    raise EOFError("EOF")
+                got += k
+        else:
+            view[:] = await self.reader.readexactly(n)
+
+    async def _read_frame(self, limit):
+        n = rpc.parse_header(await rpc.read_exact(self.reader, 4), limit)
+        return await rpc.read_exact(self.reader, n)
+
+    async def _write(self, body, frame_ms):
+        # One write per frame: MicroPython does not set TCP_NODELAY, and a frame split over
+        # writes meets Nagle + delayed ACK (40 ms a reply on Linux).
+        self.deadline(frame_ms)
+        self.writer.write(rpc.encode_frame(body))
+        await self.writer.drain()
+
+    async def handshake(self, server, addr):
+        """Run the server side of leither.rpc's handshake; the session is READY after it
+        (or Refused: no guest session free)."""
+        self.deadline(server.handshake_ms)
+        try:
+            msg1 = await self._read_frame(rpc.HANDSHAKE_MAX_FRAME)
+            self.work()
+            shake = rpc.ServerHandshake(server._seed, server.node_key)
+            msg2 = shake.respond(msg1)
+        except DecodeError as err:
+            # Tell a confused client (wrong port, old version) why, in one plain frame.
+            try:
+                self.writer.write(rpc.encode_frame(
+                    cbor.dumps(["error", "bad_hello", str(err)[:80]])))
+            except OSError:
+                pass
+            raise
+        self.phase = KEYED
+        await self._write(msg2, server.frame_ms)
+        self.deadline(server.handshake_ms)
+        msg3 = await self._read_frame(rpc.HANDSHAKE_MAX_FRAME)
+        self.work()
+        key = shake.verify(msg3)
+        if IS_MICROPYTHON:
+            # The session's lasting objects (keys, MAC pads, caller) come next: collect the
+            # handshake's big-int garbage first so they pack low in the heap instead of
+            # landing between the holes, which would leave no frame-sized gap later.
+            gc.collect()
+        role = server.role_of(key)
+        self.caller = Caller(key, role, addr)
+        if not server.admission.ready(self):
+            raise Refused("%d guest sessions busy" % server.admission.guest_sessions)
+        self.max_frame = server.guest_max_frame if role == GUEST else server.max_frame
+        self.channel, msg4 = shake.accept(role, self.max_frame)
+        self.phase = READY
+        await self._write(msg4, server.frame_ms)
+        server.stats["sessions"] += 1
+
+    async def receive(self, server, n):
+        """The opened plaintext of a request frame of n bytes (memoryview), and a release
+        function for its buffer. Guests draw on their shared bytes in flight; owner and
+        peer frames too big (or with no heap) for a small buffer wait for the server's
+        inbound one. Every wait runs against the frame deadline set at the header."""
+        shed = server._shed
+        if self.caller.role == GUEST:
+            admission = server.admission
+            while not admission.take_guest_bytes(n):
+                await asyncio.sleep(_GUEST_WAIT_MS / 1000)
+            try:
+                body = memoryview(bytearray(n))
+                await self.read_into(body)
+            finally:
+                admission.give_guest_bytes(n)
+            return _open(self.channel, body, shed), None
+        body = None
+        if n <= _SMALL_FRAME:
+            try:
+                body = memoryview(bytearray(n))
+            except MemoryError:
+                gc.collect()
+        if body is not None:
+            await self.read_into(body)
+            return _open(self.channel, body, shed), None
+        big = server._big
+        await big.acquire()
+        try:
+            body = memoryview(server._in)[:n]
+            await self.read_into(body)
+            return _open(self.channel, body, shed), big.release
+        except BaseException:
+            big.release()
+            raise
+
+
+def _open(channel, body, shed):
+    """Open a received frame in place; short of heap, shed and try once more (the channel
+    changes nothing until the frame is open)."""
+    try:
+        return channel.open_inplace(body)
+    except MemoryError:
+        shed()
+        return channel.open_inplace(body)
+
 
 
 def peer_addr(writer):
