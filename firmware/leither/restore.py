@@ -15,7 +15,7 @@ import binascii
 import os
 
 from . import cbor, crypto, fence, ids, memory, mimei, rpc, rpcclient, seal
-from .compat import IS_MICROPYTHON, const, file_names, time_ms
+from .compat import IS_MICROPYTHON, const, file_names, ticks_diff, ticks_ms, time_ms
 from .errors import AuthError, RPCError, StoreError
 from .identity import write_atomic
 from .store import give, take
@@ -38,6 +38,7 @@ _BLOB_MAX = const(8192)  # store.BLOCK_MAX: no sealed block is bigger
 # so the session is opened again first.
 _TRIES = const(4)
 _RETRY_MS = const(200)
+_PROGRESS_MS = const(3000)  # between progress lines in the node's log
 
 
 class _Pull:
@@ -225,6 +226,32 @@ async def _version(pull, store, name):
     return None
 
 
+class _Progress:
+    """A log line every _PROGRESS_MS (show() returns it): bytes pulled of the partner's
+    total, the rate, the time left at that rate."""
+
+    def __init__(self, total):
+        self.total = total if isinstance(total, int) and total > 0 else None
+        self.start = self.last = ticks_ms()
+
+    def show(self, done, versions, now=None):
+        if now is None:
+            now = ticks_ms()
+        if ticks_diff(now, self.last) < _PROGRESS_MS:
+            return None
+        self.last = now
+        seconds = ticks_diff(now, self.start) / 1000
+        rate = done / seconds if seconds > 0 else 0
+        line = "leither: restoring: %d versions, %d KB" % (versions, done // 1000)
+        if self.total is not None:
+            line += " of %d KB (%d%%)" % (self.total // 1000, min(100, done * 100 // self.total))
+            if rate > 0:
+                line += ", ~%d s left" % max(0, (self.total - done) / rate)
+        line += ", %d KB/s" % (rate // 1000)
+        print(line)
+        return line
+
+
 def _collect():
     """Free the last reply's garbage before the next one is decoded: a reply needs one
     contiguous block of several KiB, which a fragmented board heap may not have."""
@@ -271,6 +298,9 @@ async def run(node, service, params):
     mimei_count = 0
     now = time_ms()
     try:
+        # How much there is (sealed bytes the partner holds for the dead node): the progress
+        # lines below (the node's log, which `leither restore` shows live) say how far along.
+        progress = _Progress((await pull.call("BKStat", {}))["used"])
         # Pass 1, versions in push order; each MiMei's push state (newest version, its root)
         # goes to its file at once: nothing per MiMei is held (200 must fit a board's heap).
         for name in list(file_names(service.dir + "/mm")):  # the fresh board's own, if any
@@ -281,6 +311,7 @@ async def run(node, service, params):
             if not entries:
                 break
             offset += len(entries)
+            progress.show(pull.bytes, versions)
             for kind, _tag, _n, name in entries:
                 if kind == 118:
                     rec = await _version(pull, store, name)

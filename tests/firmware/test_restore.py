@@ -132,3 +132,19 @@ def test_a_memory_error_storing_a_block_is_a_step_done_again():
 def test_a_restore_short_of_heap_for_good_says_so():
     err = raises(MemoryError, _restore, tuple(range(5, 200)))
     assert err is not None
+
+
+def test_progress_lines_say_how_far_and_how_long():
+    from leither.compat import ticks_diff
+
+    p = restore._Progress(8_000_000)
+    t0 = p.start
+    assert p.show(1000, 1, t0 + 1000) is None  # not before _PROGRESS_MS
+    line = p.show(2_000_000, 20, t0 + 4000)  # 4 s in
+    assert "20 versions" in line and "2000 KB of 8000 KB (25%)" in line, line
+    assert "~12 s left" in line and "500 KB/s" in line, line
+    assert p.show(2_000_001, 20, t0 + 5000) is None  # the next one waits again
+    assert ticks_diff(p.last, t0) == 4000
+    unknown = restore._Progress(None)
+    line = unknown.show(4000, 1, unknown.start + 4000)
+    assert "4 KB" in line and "%" not in line and "left" not in line, line
