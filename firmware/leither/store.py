@@ -2,7 +2,8 @@
 # Blocks live in append-only pack files (measured: one file per 4 KiB chunk costs 9-33% more
 # flash on LittleFS/FAT than packs, see bench/store.py --layout). Everything is crash-safe by
 # construction: packs only grow, indexes and pointers are written new and renamed into place.
-"""Block store (``BlockStore``), its live-set filter and durable file replacement.
+"""Block store (``BlockStore``) and durable file replacement (the live-set filter of a
+collection, ``LiveSet``, is leither.liveset's, offered here too).
 
 Blocks
     A block is at most ``BLOCK_MAX`` bytes, named by its SHA-256. ``BlockStore(dir)`` opens or
@@ -38,6 +39,7 @@ import struct
 
 from .compat import const, fsync
 from .errors import StoreError
+from .liveset import LIVE_MAX_BITS, LiveSet  # noqa: F401 - offered here too (store.LiveSet)
 from .tree import (  # noqa: F401 - the tree API, offered here too (store.TreeReader...)
     ALL,
     CHUNK,
@@ -76,8 +78,6 @@ _IX_ENTRY = const(38)  # hash 32 + offset 4 + length 2
 _ENOSPC = const(28)
 _HANDLES = const(4)  # open read handles kept (each costs a FS buffer on a board): the index
 # and pack being read plus the open pack and one more index, measured to stop reopen thrash
-
-LIVE_MAX_BITS = const(131072)  # largest LiveSet filter: 16 KiB
 
 
 def sha256(data):
@@ -490,6 +490,39 @@ class BlockStore:
             raise StoreError("missing block " + _hex(h))
         return self._read(where[0], where[1], h, buf)
 
+    def get_part(self, h, start, view):
+        """Bytes of block h from start into view: (bytes copied, block length). The whole
+        block is checked first in 512-byte slices, so a part of a big block (a manifest's
+        hashes, read a window at a time) needs no block-sized buffer."""
+        h = bytes(h)
+        where = self._locate(h)
+        if where is None:
+            raise StoreError("missing block " + _hex(h))
+        n, off = where
+        head = self._hdr
+        try:
+            f = self._pack_reader(n)
+            f.seek(off)
+            length = (head[32] << 8) | head[33] if f.readinto(head) == _HDR else -1
+            ok = head[:32] == h and 0 <= length <= BLOCK_MAX
+            got = want = max(0, min(len(view), length - start))
+            view = memoryview(view)[:want]
+            if ok and want == length:  # all of it fits: one read, checked where it lies
+                got = f.readinto(view)
+                ok = got == want and self.check(h, view)
+            elif ok:
+                if self._scratch is None:
+                    self._scratch = bytearray(512)
+                ok = self._check_from(f, h, length, memoryview(self._scratch))
+                if ok and want:
+                    f.seek(off + _HDR + start)
+                    got = f.readinto(view)
+        except OSError as err:
+            raise _oserror(err, "reading block") from err
+        if not ok or got != want:
+            raise StoreError("corrupt block %s in pack %d" % (_hex(h), n))
+        return got, length
+
     def _read(self, n, off, h, buf=None):
         head = self._hdr
         try:
@@ -776,52 +809,3 @@ class BlockStore:
             else:
                 dead += _HDR + length
         return live, dead
-
-
-class LiveSet:
-    """Live-set filter for sweep(): no false negatives; salted anew each run, so a block kept
-    by a false positive is caught by a later run. Bits: 16 per expected block, a power of two
-    between 8 Ki and 128 Ki (16 KiB of RAM at most). Keys are SHA-256 hashes or sealed names:
-    uniform bytes, so three 24-bit slices of them are the probes. A partner sweeping for its
-    owner rebuilds the owner's filter from (bits, salt): ValueError if they cannot be one."""
-
-    def __init__(self, expected=0, bits=None, salt=None):
-        if bits is None:
-            n = 8192
-            while n < 16 * expected and n < LIVE_MAX_BITS:
-                n *= 2
-            while bits is None:
-                try:
-                    bits = bytearray(n >> 3)
-                except MemoryError:
-                    # A fragmented heap has no such run: a smaller filter only keeps more
-                    # garbage until a later run (no false negatives either way).
-                    if n <= 8192:
-                        raise
-                    n >>= 1
-        n = len(bits) * 8
-        if n < 8192 or n > LIVE_MAX_BITS or n & (n - 1):
-            raise ValueError("live-set filter of %d bits" % n)
-        if salt is None:
-            salt = os.urandom(1)[0] % 20
-        if not isinstance(salt, int) or not 0 <= salt < 20:
-            raise ValueError("live-set salt %r" % (salt,))
-        self.mask = n - 1
-        self.bits = bits
-        self.salt = salt  # which key bytes feed the probes
-
-    def _probes(self, h):
-        s = self.salt
-        for k in range(3):
-            p = s + 4 * k
-            yield ((h[p] << 16) | (h[p + 1] << 8) | h[p + 2]) & self.mask
-
-    def add(self, h):
-        for bit in self._probes(h):
-            self.bits[bit >> 3] |= 1 << (bit & 7)
-
-    def has(self, h):
-        for bit in self._probes(h):
-            if not self.bits[bit >> 3] & (1 << (bit & 7)):
-                return False
-        return True

@@ -3,7 +3,7 @@
 import os
 import struct
 
-from leither import store
+from leither import liveset, store
 from leither.errors import StoreError
 
 from testutil import raises, random_bytes, rmtree, tmpdir
@@ -228,7 +228,7 @@ def test_two_level_tree_patch_and_walk():
         # walk: root + 2 level-1 manifests + 129 distinct chunks + tail chunk.
         hashes = list(store.walk(bs, root2))
         check(len(hashes) == 1 + 2 + n + 1 and hashes[0] == root2)
-        # With no pooled buffer the walk reads each manifest at its own size, and leaves
+        # With no pooled buffer the walk reads each manifest a window at a time, and leaves
         # the pool empty (a collection on a busy board allocates no 4 KiB buffers).
         store.trim()
         check(list(store.walk(bs, root2)) == hashes and not store._pool)
@@ -529,11 +529,11 @@ def test_live_set_shrinks_when_the_heap_has_no_room():
             raise MemoryError("no room")
         return real(n)
 
-    store.bytearray = tight  # the module's name wins over the builtin
+    liveset.bytearray = tight  # the module's name wins over the builtin
     try:
         live = store.LiveSet(10000)  # would be 128 Ki bits (16 KiB)
     finally:
-        del store.bytearray
+        del liveset.bytearray
     check(len(live.bits) == 2048)
     h = store.sha256(b"kept")
     live.add(h)
