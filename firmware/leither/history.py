@@ -238,7 +238,7 @@ class History:
             if reader.size != rec["size"]:
                 raise StoreError("version size does not match its tree")
             for i in range(reader.n):
-                reader.chunk(i)
+                reader.check_chunk(i)
         finally:
             reader.close()
         return rec
@@ -282,7 +282,7 @@ class History:
         self.sync()  # the mark reads state files: what they point at must be what is live
         self._drop_reader()
         bs = self.blocks
-        live = store.LiveSet(bs.count())
+        live = store.LiveSet(bs.count(), least=2048)
         packs = bs.packs()
         bs.live = live
         try:

@@ -13,7 +13,7 @@ Trees
 
     * ``TreeWriter(bs)``: ``write(data)`` ... ``finish() -> (root, size)`` streaming build;
     * ``TreeReader(bs, root)``: ``.size``, ``read_at(offset, n)``, ``readinto``/``read`` stream,
-      ``chunk(i)``; every manifest and chunk verified, shape checked;
+      ``check_chunk(i)``; every manifest and chunk verified, shape checked;
     * ``patch(bs, root, offset, data, new_size=None) -> (root, size)``: copy-on-write write at an
       offset (holes read as zeros) and/or truncate/extend -- touches only the changed path;
     * ``walk(bs, root, mode=ALL)``: yields every hash reachable from root, streaming (RAM: one
@@ -22,21 +22,28 @@ Trees
 """
 
 from . import cbor
-from .compat import const
+from .compat import IS_MICROPYTHON, const
 from .errors import StoreError
 
 CHUNK = const(4096)  # bytes per content chunk (DESIGN §2)
 FANOUT = const(126)  # child hashes per manifest: 3 + 9 + 3 + 126*32 = 4047 <= 4096 bytes
 
-# Spare 4 KiB buffers kept between operations (a patch or an upload borrows 3-5 at once, the
-# rest come and go): 8 KiB of a board's heap held for good (4 measured 4 KiB more retained
-# after a 1 MB put and get on the 32-bit ESP32 stand-in, for no smaller peak).
-_POOL_MAX = const(2)
+# Spare 4 KiB buffers kept between operations: an upload holds its writer's (one per level and
+# its chunk buffer: 3 for a file of 0.5-65 MB) and takes them again from here whenever another
+# MiMei's write came between; readers and walks take none. With fewer, a long run of mixed
+# work asked a fragmented heap for a fresh 4 KiB block at every such switch (the soak's puts
+# starved). 12 KiB of a board's heap while it works; an idle node trims them.
+_POOL_MAX = const(3)
 # Bytes of content a tree may cover: a 4-level tree (~1 TB, sparse: holes cost nothing). Bounds
 # the buffers a patch holds (one per level on its path, and the reader's) to what fits a board.
 MAX_SIZE = FANOUT * FANOUT * FANOUT * FANOUT * CHUNK
 _ZEROS = bytes(64)  # fills holes in a buffer without a chunk-sized temporary
-_SMALL_ROOT = const(1024)  # bytes of root hashes a reader copies out rather than hold 4 KiB
+_HEAD_MAX = const(24)  # bytes of a manifest's head at most: 0x83 + level + size + bytes head
+# Bytes of a manifest a walk holds per level (16 hashes; each further window is read again,
+# the whole block checked): a mark that runs for minutes beside uploads takes no pooled or
+# fresh 4 KiB buffer. On CPython, where the heap is no concern, the whole manifest at once.
+# Not a const: tests lower it to read CPython's manifests in windows too.
+WINDOW = 512 if IS_MICROPYTHON else CHUNK
 
 # Free 4 KiB buffers, reused by every tree operation: a node that runs for months must not
 # need a fresh contiguous 4 KiB block per operation from a heap that other code fragments.
@@ -102,16 +109,60 @@ def _read_uint(data, pos, major):
     return n, pos + 1 + width
 
 
-def decode_manifest(data):
-    """Parse a manifest block strictly; return (level, size, hashes memoryview)."""
+def _parse_head(data, total):
+    """(level, size, offset of the hashes, their bytes) of a manifest of total bytes, from
+    data: its first bytes (at least its head), checked strictly."""
     if len(data) == 0 or data[0] != 0x83:
         raise StoreError("bad manifest")
     level, pos = _read_uint(data, 1, 0)
     size, pos = _read_uint(data, pos, 0)
     n, pos = _read_uint(data, pos, 2)
-    if pos + n != len(data) or n % 32 or n > 32 * FANOUT or not 1 <= level <= 8:
+    if pos + n != total or n % 32 or n > 32 * FANOUT or not 1 <= level <= 8:
         raise StoreError("bad manifest")
+    return level, size, pos, n
+
+
+def decode_manifest(data):
+    """Parse a manifest block strictly; return (level, size, hashes memoryview)."""
+    level, size, pos, _n = _parse_head(data, len(data))
     return level, size, memoryview(data)[pos:]
+
+
+def _load(bs, h, buf):
+    """Read manifest h's hashes into buf from its start, checked (BlockStore.get_part: no
+    buffer of the manifest's size besides buf): (level, size, count of hashes)."""
+    got, total = bs.get_part(h, 0, memoryview(buf)[:_HEAD_MAX])
+    level, size, pos, n = _parse_head(memoryview(buf)[:got], total)
+    bs.get_part(h, pos, memoryview(buf)[:n])
+    return level, size, n // 32
+
+
+class _Hashes:
+    """A manifest's child hashes, read a window at a time (BlockStore.get_part, each read
+    checking the whole block): RAM is the window, whatever the manifest's size."""
+
+    def __init__(self, bs, h, win):
+        self.bs = bs
+        self.h = bytes(h)
+        self.win = win
+        got, total = bs.get_part(self.h, 0, win)
+        self.level, self.size, self.pos, n = _parse_head(memoryview(win)[:got], total)
+        self.count = n // 32
+        self.base = 0  # the manifest's byte at win[0]
+        self.have = got  # bytes of it in win
+        self.i = 0  # the next child (walk)
+        self.prev = None  # the hash of child i - 1 (walk)
+
+    def at(self, i):
+        """Child i's hash: a view of the window, valid until the next at()."""
+        off = self.pos + 32 * i
+        if off < self.base or off + 32 > self.base + self.have:
+            self.have = self.bs.get_part(self.h, off, self.win)[0]
+            self.base = off
+            if self.have < 32:
+                raise StoreError("bad manifest")
+        a = off - self.base
+        return memoryview(self.win)[a:a + 32]
 
 
 def _depth(n_chunks):
@@ -130,40 +181,30 @@ def _chunks(size):
 class TreeReader:
     """Random and streaming reads of the content under a root; everything verified.
 
-    RAM: the root manifest, one 4 KiB buffer per lower level on the path being read and one
-    4 KiB chunk buffer -- whatever the size of the content.
+    RAM: a WINDOW of each manifest on the path being read (the root's and one per lower
+    level), whatever the size of the content; no 4 KiB buffer: whole chunks are read straight
+    into the caller's buffer and parts of chunks checked in slices (BlockStore.get_part), so
+    a cached reader holds nothing that an upload beside it needs from the pool.
     """
 
     def __init__(self, bs, root):
         self.bs = bs
         self.root = bytes(root)
-        buf = take()
-        level, size, hashes = decode_manifest(bs.get(self.root, buf))
-        if len(hashes) <= _SMALL_ROOT:  # e.g. a 1 MB file's root: 64 bytes, not a 4 KiB buffer
-            hashes = bytes(hashes)
-            give(buf)
-            buf = None
-        self._rbuf = buf
-        self.size = size
-        self.n = _chunks(size)
-        if level != _depth(self.n) or len(hashes) != 32 * self._children(level, 0):
+        top = _Hashes(bs, self.root, bytearray(WINDOW))
+        self.size = top.size
+        self.n = _chunks(top.size)
+        level = top.level
+        if level != _depth(self.n) or top.count != self._children(level, 0):
             raise StoreError("bad tree shape at root")
         self.depth = level
-        # Per level: (first chunk, hashes) of the manifest last loaded there, and its buffer.
+        # Per level: (first chunk, _Hashes) of the manifest last loaded there.
         self._path = [None] * (level + 1)
-        self._path[level] = (0, hashes)
-        self._bufs = [None] * level
-        self._cbuf = None
+        self._path[level] = (0, top)
         self.pos = 0
 
     def close(self):
-        """Give the buffers back to the pool (the reader is unusable afterwards)."""
-        give(self._rbuf)
-        give(self._cbuf)
-        for buf in self._bufs:
-            give(buf)
-        self._rbuf = self._cbuf = None
-        self._bufs = []
+        """Nothing pooled to give back (kept for callers that close readers)."""
+        self._path = []
 
     def _children(self, level, start):
         span = FANOUT ** (level - 1)
@@ -176,67 +217,50 @@ class TreeReader:
         if level == self.depth:
             return self.root
         cur = self.depth
-        first, hashes = self._path[cur]
+        first, m = self._path[cur]
         while cur > level + 1:
             span = FANOUT ** (cur - 1)
             j = (start - first) // span
             child = first + j * span
             cached = self._path[cur - 1]
             if cached is None or cached[0] != child:
-                buf = self._bufs[cur - 1]
-                if buf is None:
-                    buf = self._bufs[cur - 1] = take()
-                self._path[cur - 1] = None  # the buffer is about to change under it
-                lvl, size, sub = decode_manifest(self.bs.get(hashes[32 * j:32 * j + 32], buf))
+                # The level's window is reused: the manifest read before it is gone.
+                win = cached[1].win if cached is not None else bytearray(WINDOW)
+                self._path[cur - 1] = None
+                sub = _Hashes(self.bs, m.at(j), win)
                 expect = min(self.size, (child + span) * CHUNK) - child * CHUNK
-                if (lvl != cur - 1 or size != expect
-                        or len(sub) != 32 * self._children(cur - 1, child)):
+                if (sub.level != cur - 1 or sub.size != expect
+                        or sub.count != self._children(cur - 1, child)):
                     raise StoreError("bad tree shape")
                 cached = (child, sub)
                 self._path[cur - 1] = cached
-            first, hashes = cached
+            first, m = cached
             cur -= 1
         span = FANOUT ** level
-        j = (start - first) // span
-        return bytes(hashes[32 * j:32 * j + 32])
+        return bytes(m.at((start - first) // span))
 
     def chunk_len(self, i):
         end = (i + 1) * CHUNK
         return CHUNK if end <= self.size else self.size - i * CHUNK
 
-    def chunk(self, i):
-        """Chunk i's bytes, verified: a memoryview valid until the next chunk() call."""
+    def check_chunk(self, i):
+        """Read chunk i and check it, into no buffer (a version's verify)."""
         if not 0 <= i < self.n:
             raise StoreError("chunk %d out of range" % i)
-        if self._cbuf is None:
-            self._cbuf = take()
-        data = self.bs.get(self.node(0, i), self._cbuf)
-        if len(data) != self.chunk_len(i):
+        if self.bs.get_part(self.node(0, i), 0, b"")[1] != self.chunk_len(i):
             raise StoreError("bad chunk length")
-        return data
 
     def read_at(self, offset, n):
         """Up to n bytes from offset (fewer at the end)."""
-        end = min(self.size, offset + n)
-        if end <= offset:
-            return b""
-        out = bytearray(end - offset)
-        pos = 0
-        while offset < end:
-            i = offset // CHUNK
-            data = self.chunk(i)
-            a = offset - i * CHUNK
-            b = min(len(data), end - i * CHUNK)
-            out[pos:pos + b - a] = data[a:b]
-            pos += b - a
-            offset += b - a
+        out = bytearray(max(0, min(self.size, offset + n) - offset))
+        self.read_into(offset, out)
         return out
 
     def read_into(self, offset, view):
         """Fill view (a writable buffer) from offset; return the bytes read (fewer at the end).
 
         No allocation: a chunk that view covers whole is read and verified straight into it,
-        the ends of the range through the reader's one chunk buffer.
+        a part of one at the ends of the range checked in slices and copied in.
         """
         end = min(self.size, offset + len(view))
         pos = 0
@@ -248,11 +272,12 @@ class TreeReader:
             length = self.chunk_len(i)
             b = min(length, end - i * CHUNK)
             if a == 0 and b == length:
-                got = self.bs.get(self.node(0, i), view[pos:pos + length])
-                if len(got) != length:
-                    raise StoreError("bad chunk length")
+                got = len(self.bs.get(self.node(0, i), view[pos:pos + length]))
             else:
-                view[pos:pos + b - a] = self.chunk(i)[a:b]
+                got, whole = self.bs.get_part(self.node(0, i), a, view[pos:pos + b - a])
+                got = length if whole == length and got == b - a else -1
+            if got != length:
+                raise StoreError("bad chunk length")
             pos += b - a
             offset += b - a
         return pos
@@ -346,42 +371,78 @@ def appender(bs, root):
     finish() gives the same root as building the whole content in one go.
 
     It takes over the tree's right edge -- the hashes of the complete subtrees in each level's
-    last, unfinished group and the partial last chunk's bytes -- reading one manifest per
-    level, so appending costs one chunk hash per 4 KiB instead of a copy-on-write patch.
+    last, unfinished group and the partial last chunk's bytes -- reading each manifest on the
+    path to the last whole chunk straight into the writer's buffer for its level, so
+    appending costs one chunk hash per 4 KiB instead of a copy-on-write patch, and taking
+    an upload up again (another MiMei's write came between) needs no buffer but the writer's
+    own: 2 pooled buffers for a file up to 516 KB.
     """
     w = TreeWriter(bs)
-    old = TreeReader(bs, root)
     try:
-        size = old.size
-        full = size // CHUNK
-        # Items a TreeWriter that wrote `full` chunks has received at each level, and how many
-        # of them it still holds: it flushes a level only when an item arrives at a full one.
-        got = full
-        level = 1
-        span = 1  # chunks under one item at this level
-        while got:
-            held = (got - 1) % FANOUT + 1
-            acc = [take(), held, held * span * CHUNK]
-            first = got - held
-            for k in range(held):
-                acc[0][32 * k:32 * k + 32] = old.node(level - 1, (first + k) * span)
-            w._levels.append(acc)
-            got = (got - 1) // FANOUT
-            level += 1
-            span *= FANOUT
-        tail = size - full * CHUNK
-        if tail:  # straight into the writer's chunk buffer (no reader chunk buffer taken)
-            got = bs.get(old.node(0, full), memoryview(w._buf)[:tail])
-            if len(got) != tail:
-                raise StoreError("bad chunk length")
-            w._fill = tail
-        w.size = size
+        _resume(bs, bytes(root), w)
     except Exception:
         w.abandon()
         raise
-    finally:
-        old.close()
     return w
+
+
+def _resume(bs, root, w):
+    buf = w._buf  # scratch for the manifests above the levels' own, until the tail goes in
+    got, total = bs.get_part(root, 0, memoryview(buf)[:_HEAD_MAX])
+    depth, size = _parse_head(memoryview(buf)[:got], total)[:2]
+    if depth != _depth(_chunks(size)):
+        raise StoreError("bad tree shape at root")
+    full = size // CHUNK
+    tail = size - full * CHUNK
+    # Items a TreeWriter that wrote `full` chunks has received at each level, and how many of
+    # them it still holds (it flushes a level only when an item arrives at a full one): the
+    # first `held` children of the node above the last item received there.
+    got = full
+    span = 1  # chunks under one item at this level
+    while got:
+        held = (got - 1) % FANOUT + 1
+        acc = [take(), held, held * span * CHUNK]
+        w._levels.append(acc)
+        q = (got - 1) // FANOUT
+        level = len(w._levels)
+        _load_node(bs, _node_hash(bs, root, size, depth, level, q, buf), acc[0], size, level, q)
+        got = q
+        span *= FANOUT
+    w.size = size
+    if not tail:
+        return
+    if full % FANOUT:  # the tail chunk is in the level-1 manifest just read, after the held
+        k = w._levels[0][1]
+        h = bytes(w._levels[0][0][32 * k:32 * k + 32])
+    else:
+        h = _node_hash(bs, root, size, depth, 0, full, buf)
+    got = bs.get(h, memoryview(buf)[:tail])  # straight into the writer's chunk buffer
+    if len(got) != tail:
+        raise StoreError("bad chunk length")
+    w._fill = tail
+
+
+def _load_node(bs, h, buf, size, level, q):
+    """Read the hashes of node q of a level, in a tree of size bytes, into buf (_load),
+    checking that it has the level, size and children the canonical shape gives it."""
+    got, sz, count = _load(bs, h, buf)
+    span = FANOUT ** (level - 1)
+    first = q * span * FANOUT
+    end = min(_chunks(size), first + span * FANOUT)
+    if (got != level or sz != min(size, end * CHUNK) - first * CHUNK
+            or count != (end - first + span - 1) // span):
+        raise StoreError("bad tree shape")
+
+
+def _node_hash(bs, root, size, depth, level, x, buf):
+    """The hash of node x of a level (0: chunk x) under root, the manifests above it read
+    into buf one after the other."""
+    h = root
+    for lv in range(depth, level, -1):
+        _load_node(bs, h, buf, size, lv, x // FANOUT ** (lv - level))
+        j = x // FANOUT ** (lv - 1 - level) % FANOUT
+        h = bytes(buf[32 * j:32 * j + 32])
+    return h
 
 
 def build(bs, stream_pieces):
@@ -539,9 +600,9 @@ PRESENT = const(2)  # only blocks stored, skipping what is absent (a partial imp
 def walk(bs, root, mode=ALL):
     """Yield the hashes of the blocks reachable from root, manifests before their children.
 
-    Streaming: RAM is one manifest per level (<= 4 KiB each); chunks are not read. A child
-    equal to its left sibling is skipped (it may still come twice elsewhere): a sparse tree
-    of 2**36 zero chunks walks in a few hundred steps.
+    Streaming: RAM is a WINDOW of one manifest per level (<= 8 levels); chunks are not read.
+    A child equal to its left sibling is skipped (it may still come twice elsewhere): a
+    sparse tree of 2**36 zero chunks walks in a few hundred steps.
     """
     root = bytes(root)
     if mode != ALL and not bs.has(root):
@@ -550,31 +611,27 @@ def walk(bs, root, mode=ALL):
         return
     if mode != MISSING:
         yield root
-    # A pooled buffer when one is spare, else the manifest's own size (small files' are a few
-    # hundred bytes): a collection on a busy board failed allocating 4 KiB for each.
-    buf = _pool.pop() if _pool else None
-    level, _size, hashes = decode_manifest(bs.get(root, buf))
-    stack = [(level, hashes, 0, buf)]  # bound: depth <= 8 levels, one manifest each
-    try:
-        while stack:
-            level, hashes, i, buf = stack.pop()
-            if i * 32 >= len(hashes):
-                give(buf)
-                continue
-            stack.append((level, hashes, i + 1, buf))
-            h = bytes(hashes[32 * i:32 * i + 32])
-            if i and hashes[32 * i - 32:32 * i] == h:
-                continue  # as its left sibling (a hole's zero subtrees): walked already
-            present = True if mode == ALL else bs.has(h)
-            if (mode == MISSING) != present:
-                yield h
-            if level == 1 or not present:
-                continue
-            buf = _pool.pop() if _pool else None
-            sub_level, _s, sub = decode_manifest(bs.get(h, buf))
-            if sub_level != level - 1:
-                raise StoreError("bad tree shape")
-            stack.append((sub_level, sub, 0, buf))
-    finally:
-        for entry in stack:
-            give(entry[3])
+    wins = [bytearray(WINDOW)]  # one per depth, made once, reused by every manifest there
+    stack = [_Hashes(bs, root, wins[0])]  # bound: depth <= 8
+    while stack:
+        m = stack[-1]
+        i = m.i
+        if i >= m.count:
+            stack.pop()
+            continue
+        m.i = i + 1
+        h = bytes(m.at(i))
+        if h == m.prev:
+            continue  # as its left sibling (a hole's zero subtrees): walked already
+        m.prev = h
+        present = True if mode == ALL else bs.has(h)
+        if (mode == MISSING) != present:
+            yield h
+        if m.level == 1 or not present:
+            continue
+        if len(stack) == len(wins):
+            wins.append(bytearray(WINDOW))
+        sub = _Hashes(bs, h, wins[len(stack)])
+        if sub.level != m.level - 1:
+            raise StoreError("bad tree shape")
+        stack.append(sub)
