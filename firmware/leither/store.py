@@ -211,6 +211,7 @@ class BlockStore:
         # The open pack has len(_offsets) records; _prefix may be longer (stale past that).
         self._prefix = bytearray()
         self._offsets = []
+        self._order = []  # _seal's sort of the open pack's records (kept: see _seal)
         self._end = 0  # end of the last good record in the open pack
         # The open pack's one handle, read and write ("r+b"): LittleFS and FAT file handles
         # keep their own view of a file's size, so a second handle would not see appends.
@@ -370,6 +371,7 @@ class BlockStore:
             self._prefix = bytearray(8 * PACK_RECORDS)
             self._offsets = [0] * PACK_RECORDS
             del self._offsets[:]  # keeps its room on MicroPython
+            self._order = [0] * PACK_RECORDS  # now, while the heap has such a run
         if len(self._prefix) >= k + 8:
             self._prefix[k:k + 8] = prefix
         else:  # a fresh index (leither.vault's own scan builds one)
@@ -660,9 +662,18 @@ class BlockStore:
         prefix = self._prefix
 
         def key(i):  # first 3 hash bytes: a small int on every port (no allocation)
+            if i >= count:
+                return 1 << 24  # a slot past the pack's records: last
             return (prefix[8 * i] << 16) | (prefix[8 * i + 1] << 8) | prefix[8 * i + 2]
 
-        order = sorted(range(count), key=key)
+        # Sorted in place in a list kept from pack to pack: a new one was 1 KiB per seal on
+        # a board (2 on the 64-bit port), which a fragmented heap failed to give.
+        order = self._order
+        if len(order) < PACK_RECORDS:
+            order = self._order = [0] * PACK_RECORDS
+        for i in range(PACK_RECORDS):
+            order[i] = i
+        order.sort(key=key)
         # Records whose first 3 bytes tie (rare: ~0.2% of packs) are ordered by full hash.
         i = 0
         while i < count:
@@ -680,7 +691,8 @@ class BlockStore:
             out.write(b"LPX1" + struct.pack(">II", count, self._end))
             out.write(bloom)
             head = self._hdr
-            for i in order:
+            for k in range(count):
+                i = order[k]
                 f = self._handle(n, "pk")
                 f.seek(self._offsets[i])
                 f.readinto(head)
