@@ -65,6 +65,12 @@ _WINDOW = 8 if _FRAME <= 4096 else 16
 # A board collects before each request (a request is one contiguous block of its split heap:
 # free the last one first); a bigger heap leaves it to gc's threshold (leither.memory.tune).
 _COLLECT = IS_MICROPYTHON and _FRAME <= 4096
+# A board's kept request frame (bytes of body, see _Pipe.open): a sealed 4 KiB chunk in two
+# pieces. 1 KiB pieces cost five requests a chunk (wire 1.22x the payload on the 32-bit
+# stand-in); a whole chunk does not fit a 4 KiB frame. Each half is over the partner's small
+# frame (server._SMALL_FRAME, 2 KiB), so it is read into the partner's inbound buffer, not a
+# fresh block per piece, and staged from there (backup_partner._piece).
+_PIECE_FRAME = const(2256)  # (4096 + _BLOB_EXTRA + 16) / 2 + CALL_OVERHEAD + 48 + 16
 _HAVE_MAX = const(64)  # names per BKHave (2 KiB of request)
 _CURSOR_EVERY = const(256)  # blocks between saved transfer positions (1 MiB of chunks)
 # Catalog entries per BKCommit: ~60 bytes each, within a board's 1 KiB batch (and well within
@@ -263,10 +269,15 @@ class _Pipe:
             if _COLLECT:
                 # A board encodes and seals its requests in one frame buffer the pass keeps
                 # (and reads the answers there): no request-sized object per request, which
-                # a split heap fails now and then in a long push (rpcclient.keep_frame). Its
-                # size, a batch's: a 4 KiB one could not be found again after a few MB.
-                room = client.keep_frame(_BATCH + CALL_OVERHEAD,
-                                         getattr(self.svc, "_kept", None))
+                # a split heap fails now and then in a long push (rpcclient.keep_frame).
+                # Made once a pass; where the heap has no such block just now, a batch's
+                # frame does (1 KiB pieces: slower, but the push goes on).
+                kept = getattr(self.svc, "_kept", None)
+                try:
+                    room = client.keep_frame(_PIECE_FRAME, kept)
+                except MemoryError:
+                    memory.collect()
+                    room = client.keep_frame(_BATCH + CALL_OVERHEAD, kept)
                 self.svc._kept = client.kept_frame  # a new session of the pass takes it on
             self.limit = min(self.svc.config("push_batch", _BATCH), _BATCH,
                              client.max_frame - CALL_OVERHEAD)
@@ -502,20 +513,22 @@ async def _add(svc, pipe, index, h, keys, resume, name=None):
             name, tag = keys.seal_in_place(h, data, name)
             n = len(data)
             size = n + len(tag)
-            step = pipe.step
+            # As few requests as the frame allows, the pieces even and the tag's item riding
+            # with the last: a 4 KiB chunk in two requests of ~2.1 KiB each (not one of 4 KiB
+            # and one of a few bytes, the second small enough for a fresh block).
+            whole = n + _BLOB_EXTRA + 16
+            count = -(-whole // pipe.step)
+            per = -(-whole // count)
             off = 0
-            last = False
             while off < n:
-                blocks = [[name, data[off:off + step], off, size]]
-                off += step
-                last = off >= n and n - off + step + _BLOB_EXTRA + 16 <= step
+                end = min(off + per, n)
+                blocks = [[name, data[off:end], off, size]]
+                last = end >= n
                 if last:
                     blocks.append([name, tag, n, size])
                 await pipe.send("BKPut", {"blocks": blocks}, _PUT, resume if last else None,
                                 index, size if last else 0)
-            if not last:
-                await pipe.send("BKPut", {"blocks": [[name, tag, n, size]]}, _PUT, resume,
-                                index, size)
+                off = end
             return
         if pipe.size + len(data) + _BLOB_EXTRA > pipe.limit and pipe.items:
             await _flush(svc, pipe, resume)
