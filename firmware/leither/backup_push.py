@@ -68,7 +68,7 @@ _COLLECT = IS_MICROPYTHON and _FRAME <= 4096
 # A board's kept request frame (bytes of body, see _Pipe.open): a sealed 4 KiB chunk in two
 # pieces. 1 KiB pieces cost five requests a chunk (wire 1.22x the payload on the 32-bit
 # stand-in); a whole chunk does not fit a 4 KiB frame. Each half is over the partner's small
-# frame (server._SMALL_FRAME, 2 KiB), so it is read into the partner's inbound buffer, not a
+# frame (session._SMALL_FRAME, 2 KiB), so it is read into the partner's inbound buffer, not a
 # fresh block per piece, and staged from there (backup_partner._piece).
 _PIECE_FRAME = const(2256)  # (4096 + _BLOB_EXTRA + 16) / 2 + CALL_OVERHEAD + 48 + 16
 _HAVE_MAX = const(64)  # names per BKHave (2 KiB of request)
