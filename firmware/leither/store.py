@@ -33,6 +33,7 @@ Trees (leither.tree, whose names this module also offers: ``store.TreeReader`` .
     Merkle trees of 4096-byte chunks over a BlockStore: see leither.tree.
 """
 
+import binascii
 import hashlib
 import os
 import struct
@@ -85,8 +86,6 @@ def sha256(data):
 
 
 def _hex(h):
-    import binascii
-
     return binascii.hexlify(h).decode()
 
 
@@ -112,9 +111,9 @@ class _Gather:
     """Gathers a streamed writer's small writes (CBOR heads, index entries) into 512-byte
     ones: one file-system call each, and no buffer the size of the file."""
 
-    def __init__(self, f):
+    def __init__(self, f, buf):
         self.f = f
-        self.buf = bytearray(512)
+        self.buf = buf
         self.n = 0
 
     def write(self, data):
@@ -133,6 +132,10 @@ class _Gather:
             self.n = 0
 
 
+_spare = []  # write_file's 512-byte gather buffer, kept between calls: every state save and
+# seal makes one, and a fresh one each time was what the soak's saves failed to get
+
+
 def write_file(path, data, what=None):
     """Durably replace path with data: write path.tmp, fsync, rename over path. data may be a
     function fill(file) that writes the content itself (streamed: no file-sized buffer)."""
@@ -140,9 +143,10 @@ def write_file(path, data, what=None):
     try:
         with open(tmp, "wb") as f:
             if callable(data):
-                out = _Gather(f)
+                out = _Gather(f, _spare.pop() if _spare else bytearray(512))
                 data(out)
                 out.flush()
+                _spare.append(out.buf)
             else:
                 f.write(data)
             fsync(f)
