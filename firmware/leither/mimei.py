@@ -188,7 +188,7 @@ class Store(History):
         """Hand back the RAM kept for speed: the cached reader, the open dbs not in a
         transaction, the tree and db page buffer pools (an idle node calls it; everything is
         allocated again on the next read or write). Measured on the ESP32 stand-in: ~12 KiB
-        of db page buffers and 8 KiB of tree buffers held otherwise. ``unload`` (a node with
+        of db page buffers and 12 KiB of tree buffers held otherwise. ``unload`` (a node with
         no session left): with no db open, the db engine's code goes too (~10 KB on an ESP32;
         imported again by the next db call)."""
         self._drop_reader()
@@ -481,6 +481,9 @@ class Store(History):
         st = self._cur(mid)
         if st.get("sroot") is None:
             raise StoreError(f"no put staged for MiMei {mid}")
+        if (mid, True) in self._lost:  # its last pieces, answered as taken, went (heap)
+            raise StoreError("writes of MiMei %s after byte %d were lost (the node ran short "
+                             "of memory): write again from there" % (mid, st["ssize"]))
         if size is not None and size != st["ssize"]:
             raise StoreError("staged %d bytes, not %d: another put of MiMei %s interfered"
                              % (st["ssize"], size, mid))
