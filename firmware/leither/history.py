@@ -7,7 +7,7 @@
 import os
 
 from . import cbor, crypto, ids, store
-from .compat import const, time_ms
+from .compat import IS_MICROPYTHON, const, time_ms
 from .errors import DecodeError, StoreError
 
 TYPES = ("file", "db")
@@ -19,6 +19,10 @@ _MONTH = 30 * 86400000  # ms: 30 days, past which one version per week is kept
 _WEEK = 7 * 86400000  # ms
 STAGE_IDLE = 3600000  # ms a staged put may sit unwritten before maintain() drops it
 _MARK_STEP = const(256)  # blocks marked between two yields of collect_steps
+# Bits of a board's own live-set filter at most: 4 KiB taken while sessions are served beside
+# the mark (16 KiB squeezed the soak's uploads out); 11 bits a block for a 3 MB store, and a
+# bigger one's extra false positives only keep garbage until a later run. CPython: 128 Ki.
+_LIVE_BITS = 32768 if IS_MICROPYTHON else store.LIVE_MAX_BITS
 _RECORD_KEYS = ("author", "key", "mid", "n", "prev", "root", "sig", "size", "time", "type")
 
 
@@ -282,16 +286,17 @@ class History:
         self.sync()  # the mark reads state files: what they point at must be what is live
         self._drop_reader()
         bs = self.blocks
-        live = store.LiveSet(bs.count(), least=2048)
+        live = store.LiveSet(bs.count(), least=2048, most=_LIVE_BITS)
         packs = bs.packs()
         bs.live = live
         try:
             marked = 0
+            wins = []  # the walks' windows: 512 B per tree level, made once for the mark
             for h, is_tree, partial in self._roots():
                 if not is_tree:
                     live.add(h)
                     continue
-                for b in store.walk(bs, h, store.PRESENT if partial else store.ALL):
+                for b in store.walk(bs, h, store.PRESENT if partial else store.ALL, wins):
                     live.add(b)
                     marked += 1
                     if marked % _MARK_STEP == 0:

@@ -17,12 +17,13 @@ class LiveSet:
     uniform bytes, so three 24-bit slices of them are the probes. A partner sweeping for its
     owner rebuilds the owner's filter from (bits, salt): ValueError if they cannot be one.
     ``least``: the smallest filter a fragmented heap may get (a node's own mark takes 2 Ki
-    bits, 256 B, rather than fail; a partner's is 8 Ki)."""
+    bits, 256 B, rather than fail; a partner's is 8 Ki); ``most``: the largest it asks for
+    (a board's own mark: 32 Ki bits, see leither.history)."""
 
-    def __init__(self, expected=0, bits=None, salt=None, least=8192):
+    def __init__(self, expected=0, bits=None, salt=None, least=8192, most=LIVE_MAX_BITS):
         if bits is None:
             n = 8192
-            while n < 16 * expected and n < LIVE_MAX_BITS:
+            while n < 16 * expected and n < most:
                 n *= 2
             while bits is None:
                 try:

@@ -597,12 +597,13 @@ MISSING = const(1)  # only blocks not stored, descending where the manifest is p
 PRESENT = const(2)  # only blocks stored, skipping what is absent (a partial import)
 
 
-def walk(bs, root, mode=ALL):
+def walk(bs, root, mode=ALL, wins=None):
     """Yield the hashes of the blocks reachable from root, manifests before their children.
 
     Streaming: RAM is a WINDOW of one manifest per level (<= 8 levels); chunks are not read.
     A child equal to its left sibling is skipped (it may still come twice elsewhere): a
-    sparse tree of 2**36 zero chunks walks in a few hundred steps.
+    sparse tree of 2**36 zero chunks walks in a few hundred steps. ``wins``: a list the
+    windows are kept in, for the next walk (a mark walks every version's tree).
     """
     root = bytes(root)
     if mode != ALL and not bs.has(root):
@@ -611,7 +612,10 @@ def walk(bs, root, mode=ALL):
         return
     if mode != MISSING:
         yield root
-    wins = [bytearray(WINDOW)]  # one per depth, made once, reused by every manifest there
+    if wins is None:
+        wins = []
+    if not wins:  # one per depth, made once, reused by every manifest there
+        wins.append(bytearray(WINDOW))
     stack = [_Hashes(bs, root, wins[0])]  # bound: depth <= 8
     while stack:
         m = stack[-1]

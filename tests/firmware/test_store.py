@@ -538,3 +538,11 @@ def test_live_set_shrinks_when_the_heap_has_no_room():
     h = store.sha256(b"kept")
     live.add(h)
     check(live.has(h))
+    # A board's own mark asks for 4 KiB at most, and takes down to 256 B rather than fail.
+    check(len(store.LiveSet(10000, least=2048, most=32768).bits) == 4096)
+    liveset.bytearray = lambda n=0: real(n) if n <= 256 else tight(1 << 20)
+    try:
+        check(len(store.LiveSet(10000, least=2048).bits) == 256)
+        raises(MemoryError, store.LiveSet, 10000)  # a partner's filter: 1 KiB at least
+    finally:
+        del liveset.bytearray
