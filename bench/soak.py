@@ -107,7 +107,7 @@ class Worker:
             except LeitherError:
                 pass
             raise
-        size = await s.call("MFCommit", {"mid": self.mid}, timeout=60)
+        size = await s.call("MFCommit", {"mid": self.mid, "size": len(data)}, timeout=60)
         if size != len(data):
             raise AssertionError(f"commit size {size} != {len(data)}")
 
@@ -233,14 +233,16 @@ async def soak(port: int, args: argparse.Namespace) -> dict:
     if args.ops:
         for w in workers:
             w.ops = tuple(args.ops.split(","))
-    last = time.monotonic()
+    per_minute: list[int] = []  # puts done in each minute (the last one may be short)
 
     async def report() -> None:
-        nonlocal last
+        puts = 0
         while time.monotonic() < until:
-            await asyncio.sleep(min(60, args.duration / 5 + 1))
+            await asyncio.sleep(min(60.0, until - time.monotonic()))
+            per_minute.append(stats["put"] - puts)
+            puts = stats["put"]
             print(f"  {int(time.monotonic() - until + args.duration)} s: {dict(stats)}, "
-                  f"{len(failures)} failures", flush=True)
+                  f"{len(failures)} failures, {per_minute[-1]} puts this minute", flush=True)
 
     reporter = asyncio.create_task(report())
     await asyncio.gather(*(w.run(until) for w in workers))
@@ -252,7 +254,7 @@ async def soak(port: int, args: argparse.Namespace) -> dict:
                 facts[name] = await s.call("GetVar", name)
     except LeitherError as err:
         failures.append(f"the node did not answer at the end: {err}")
-    return {"stats": stats, "failures": failures, **facts}
+    return {"stats": stats, "failures": failures, "per_minute": per_minute, **facts}
 
 
 def main() -> int:
@@ -294,7 +296,16 @@ def main() -> int:
           len(result["failures"]))
     for line in result["failures"][:10]:
         print("   ", line)
+    print("puts per minute:", result["per_minute"])
     print("MemoryError lines in the node's log:", log.count("MemoryError"))
+    kinds = collections.Counter(
+        ("maintenance" if "maintenance" in line else "a session (rpc)" if "rpc:" in line
+         else line.strip()[:40],
+         line.rsplit("allocating", 1)[-1].split("bytes")[0].strip()
+         if "allocating" in line else "?")
+        for line in log.splitlines() if "MemoryError" in line)
+    for (where, size), count in sorted(kinds.items()):
+        print(f"    {count} x {where}: allocating {size} bytes")
     if result["failures"]:
         lines = log.splitlines(True)
         worth = [i for i, line in enumerate(lines) if "MemoryError" in line
