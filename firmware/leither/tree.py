@@ -304,7 +304,10 @@ class TreeWriter:
         self._buf = take()  # the chunk being filled
         self._fill = 0
         # Per level from 1: [hashes buffer (FANOUT*32 B), count, bytes covered]; bound: depth.
-        self._levels = []
+        # Level 1's is taken now, not at the first whole chunk or at finish(): an upload's
+        # pieces, once taken, must not need a buffer that a full heap cannot give (a settle
+        # that failed for one lost them), up to 516 KB (a second level).
+        self._levels = [[take(), 0, 0]]
 
     def _push(self, level, h, covered):
         while len(self._levels) < level:
@@ -399,12 +402,16 @@ def _resume(bs, root, w):
     # first `held` children of the node above the last item received there.
     got = full
     span = 1  # chunks under one item at this level
+    level = 0
     while got:
         held = (got - 1) % FANOUT + 1
-        acc = [take(), held, held * span * CHUNK]
-        w._levels.append(acc)
+        if level == len(w._levels):
+            w._levels.append([take(), 0, 0])
+        acc = w._levels[level]
+        acc[1] = held
+        acc[2] = held * span * CHUNK
+        level += 1
         q = (got - 1) // FANOUT
-        level = len(w._levels)
         _load_node(bs, _node_hash(bs, root, size, depth, level, q, buf), acc[0], size, level, q)
         got = q
         span *= FANOUT

@@ -41,10 +41,12 @@ class Counted:
 
     def __init__(self):
         self.fresh = 0
+        self.calls = 0
         self.real = tree.take
 
     def __enter__(self):
         def take():
+            self.calls += 1
             if not tree._pool:
                 self.fresh += 1
             return self.real()
@@ -123,6 +125,29 @@ def test_walk_and_reads_in_windows_with_an_empty_pool():
         bs.close()
     finally:
         tree.WINDOW = window
+        store.reserve()
+        rmtree(d)
+
+
+def test_an_upload_needs_no_buffer_once_started():
+    # An upload's writer holds what its pieces and its finish need (up to 516 KB, one
+    # level): once it took the first piece, the pool may be empty and no piece or settle
+    # fails for want of a 4 KiB block (a settle that did lost the pieces taken before).
+    d = tmpdir("upn")
+    try:
+        bs = store.BlockStore(d)
+        for size in (100, store.CHUNK, 3 * PIECE + 1, 40 * store.CHUNK + 7):
+            store.reserve()
+            w = store.appender(bs, store.empty_root(bs))
+            store.trim()
+            with Counted() as c:
+                for off in range(0, size, PIECE):
+                    w.write(_piece(off, min(PIECE, size - off), 3))
+                got = w.finish()
+            check(c.calls == 0, "%d buffers taken for %d bytes" % (c.calls, size))
+            check(got == _build(bs, size, 3), "tree of %d bytes" % size)
+        bs.close()
+    finally:
         store.reserve()
         rmtree(d)
 
