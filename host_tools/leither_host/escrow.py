@@ -150,6 +150,14 @@ class _PartnerBlocks:
             return view
         return data
 
+    def get_part(self, h: bytes, start: int, view: Any) -> tuple[int, int]:
+        """Bytes of block h from start into view: (bytes copied, the block's length), as
+        BlockStore.get_part gives them (the readers take manifests a window at a time)."""
+        data = self.get(h)
+        n = max(0, min(len(view), len(data) - start))
+        memoryview(view)[:n] = data[start:start + n]
+        return n, len(data)
+
 
 class BackupReader:
     """A dead node's backed-up MiMei and versions, read from its partner with the escrow."""
