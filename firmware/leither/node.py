@@ -288,8 +288,9 @@ class Node:
             if self._idle_due and not self._busy() and (
                     self.server is None or self.server.connections == 0):
                 self._idle()
-            if (ticks_diff(ticks_ms(), last_maintain) >= every
-                    or self._packs() - packs_at >= many):
+            # Not beside a backup push or restore: they need the heap it takes (waits).
+            if not self._busy() and (ticks_diff(ticks_ms(), last_maintain) >= every
+                                     or self._packs() - packs_at >= many):
                 last_maintain = ticks_ms()
                 try:
                     done = await self._maintain()
