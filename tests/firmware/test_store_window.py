@@ -129,6 +129,38 @@ def test_walk_and_reads_in_windows_with_an_empty_pool():
         rmtree(d)
 
 
+class Plain:
+    """A block source with has() and get() only (a host tool's: leither_host.escrow)."""
+
+    def __init__(self, bs):
+        self.bs = bs
+
+    def has(self, h):
+        return self.bs.has(h)
+
+    def get(self, h, buf=None):
+        return self.bs.get(h, buf)
+
+
+def test_readers_and_walks_over_a_plain_block_source():
+    d = tmpdir("plain")
+    window = getattr(tree, "WINDOW", store.CHUNK)
+    try:
+        bs = store.BlockStore(d)
+        size = (store.FANOUT + 2) * store.CHUNK + 5
+        root, _ = _build(bs, size, 4)
+        want = list(store.walk(bs, root))
+        tree.WINDOW = 64
+        check(list(store.walk(Plain(bs), root)) == want)
+        r = store.TreeReader(Plain(bs), root)
+        check(_same(r.read_into, size, 4, memoryview(_view)), "read through a plain source")
+        r.check_chunk(r.n - 1)
+        bs.close()
+    finally:
+        tree.WINDOW = window
+        rmtree(d)
+
+
 def test_an_upload_needs_no_buffer_once_started():
     # An upload's writer holds what its pieces and its finish need (up to 516 KB, one
     # level): once it took the first piece, the pool may be empty and no piece or settle
