@@ -150,7 +150,7 @@ def _load(bs, h, buf):
     return level, size, n // 32
 
 
-class _Hashes:
+class Hashes:
     """A manifest's child hashes, read a window at a time (BlockStore.get_part, each read
     checking the whole block): RAM is the window, whatever the manifest's size."""
 
@@ -203,14 +203,14 @@ class TreeReader:
     def __init__(self, bs, root):
         self.bs = bs
         self.root = bytes(root)
-        top = _Hashes(bs, self.root, bytearray(WINDOW))
+        top = Hashes(bs, self.root, bytearray(WINDOW))
         self.size = top.size
         self.n = _chunks(top.size)
         level = top.level
         if level != _depth(self.n) or top.count != self._children(level, 0):
             raise StoreError("bad tree shape at root")
         self.depth = level
-        # Per level: (first chunk, _Hashes) of the manifest last loaded there.
+        # Per level: (first chunk, Hashes) of the manifest last loaded there.
         self._path = [None] * (level + 1)
         self._path[level] = (0, top)
         self.pos = 0
@@ -240,7 +240,7 @@ class TreeReader:
                 # The level's window is reused: the manifest read before it is gone.
                 win = cached[1].win if cached is not None else bytearray(WINDOW)
                 self._path[cur - 1] = None
-                sub = _Hashes(self.bs, m.at(j), win)
+                sub = Hashes(self.bs, m.at(j), win)
                 expect = min(self.size, (child + span) * CHUNK) - child * CHUNK
                 if (sub.level != cur - 1 or sub.size != expect
                         or sub.count != self._children(cur - 1, child)):
@@ -636,7 +636,7 @@ def walk(bs, root, mode=ALL, wins=None):
         wins = []
     if not wins:  # one per depth, made once, reused by every manifest there
         wins.append(bytearray(WINDOW))
-    stack = [_Hashes(bs, root, wins[0])]  # bound: depth <= 8
+    stack = [Hashes(bs, root, wins[0])]  # bound: depth <= 8
     while stack:
         m = stack[-1]
         i = m.i
@@ -655,7 +655,7 @@ def walk(bs, root, mode=ALL, wins=None):
             continue
         if len(stack) == len(wins):
             wins.append(bytearray(WINDOW))
-        sub = _Hashes(bs, h, wins[len(stack)])
+        sub = Hashes(bs, h, wins[len(stack)])
         if sub.level != m.level - 1:
             raise StoreError("bad tree shape")
         stack.append(sub)

@@ -6,7 +6,7 @@
 # cut into holes, where any such allocation fails.
 import sys
 
-from leither import mimei, store, tree
+from leither import mimei, store, tree, treediff
 
 from testutil import rmtree, tmpdir
 
@@ -104,6 +104,10 @@ def test_walk_and_reads_in_windows_with_an_empty_pool():
         root, _ = _build(bs, size, 1)
         want = list(store.walk(bs, root))
         check(len(want) == 1 + 2 + store.FANOUT + 6, "walked %d" % len(want))
+        # Grown by a piece: the new root, the second level-1 manifest, the last chunk.
+        grown, _ = store.patch(bs, root, size, _piece(size, PIECE, 1))
+        changed = list(treediff.tree_diff(bs, grown, root))
+        check(len(changed) == 3, "diff of %d" % len(changed))
         store.trim()  # the pool empty: busy uploads hold its buffers
         for win in (64, 512, window):  # windows of 2 hashes, 16, the interpreter's own
             tree.WINDOW = win
@@ -111,6 +115,9 @@ def test_walk_and_reads_in_windows_with_an_empty_pool():
                 check(list(store.walk(bs, root)) == want, "walk, window %d" % win)
                 check(list(store.walk(bs, root, store.MISSING)) == [])
                 check(list(store.walk(bs, root, store.PRESENT)) == want)
+                check(list(treediff.tree_diff(bs, root)) == want, "diff, window %d" % win)
+                check(list(treediff.tree_diff(bs, grown, root)) == changed)
+                check(treediff.random_block(bs, b"r" * 32, root) in want + [b"r" * 32])
                 r = store.TreeReader(bs, root)
                 view = memoryview(bytearray(PIECE))
                 for off in (0, 3 * PIECE, 130 * store.CHUNK - 100, size - 50):
