@@ -26,6 +26,18 @@ lowest free 17,744 (owner), 25,856 (partner); restored onto a fresh board in 59.
 versions, 5,200 blocks, every block checked against its hash, lowest free 16,800
 (restoring), 26,624 (partner), no MemoryError (a run at 10:20: 40.3 s / 75.1 s, lowest
 free 14,768 / 26,576 / 16,912 / 26,304). `--keep` then `--reuse DIR` restores again.
+After the board push's two-piece chunks and maintenance waiting for a restore (12:25, machine
+shared): 20 MB in 200 MiMei pushed in 32.2 s, lowest free 17,648 (owner), 30,720 (partner);
+restored in 75.8 s, lowest free 18,128 (restoring), 29,952 (partner), no MemoryError. (With
+maintenance started mid-restore by 8 sealed packs: MemoryErrors, restoring node's lowest free
+9,504-12,384.)
+
+These nodes run without mDNS (6.6 KB of an idle stand-in's heap) and are claimed and paired by
+files: bench/backup.py's boards (a LAN, announced, claimed and paired by their buttons) push
+with ~10 KB less free heap on each side (its 2 MB push at the same code: owner ~17.5 KB,
+partner ~25.5 KB; here 28,064 and 35,248). So this bench's margins are an upper bound: while
+the stores kept a Bloom filter per pack in RAM (10 KB for 20 MB), its 20 MB push went through
+and backup.py's failed (partner busy from ~15 MB, owner short of a 4 KiB block).
 """
 
 from __future__ import annotations

@@ -633,6 +633,26 @@ def test_a_board_sends_a_chunk_in_two_even_pieces():
         assert len(requests) == 10  # the chunks; records and manifests fit a batch
         for sizes in requests.values():
             assert len(sizes) == 2 and min(sizes) > 2048, sizes
+        # A heap with no such block at the pass's start: the batch's frame, smaller pieces.
+        requests.clear()
+        keep = _Session.keep_frame
+
+        def short(self, limit=None, buf=None):
+            if limit > 2048:
+                raise MemoryError("memory allocation failed, allocating %d bytes" % limit)
+            return keep(self, limit, buf)
+
+        _Session.keep_frame = short
+        try:
+            mid = _write(a, "small", 2, b"small")
+            assert asyncio.run(sa.push_all())
+        finally:
+            _Session.keep_frame = keep
+        assert len(requests) == 2
+        for sizes in requests.values():
+            assert len(sizes) == 5 and max(sizes) <= 1024 + 96 + 16, sizes
+        for h in a.store.blocks_of(mid, "last"):
+            assert sb.vaults[a.identity.id].has(seal.Keys(bytes(range(32))).name(h))
         keys = seal.Keys(bytes(range(32)))
         vault = sb.vaults[a.identity.id]
         for mid in mids:
