@@ -24,6 +24,15 @@ many. (The 20 MB ESP32 row once failed, the partner answering "busy" past ~15 MB
 kept a Bloom filter in RAM per sealed pack, ~26 KB free falling to ~18 KB by 30 packs; since
 the filters in RAM are bounded to the newest 16 packs its free heap stays flat, ~22-25 KB.)
 
+Measured (2026-12-02 12:10-12:32, machine shared with a soak; two full runs): 8 Mbit/s, ours s
+(/ the 20.48 s limit), wire/payload, incremental wire/diff -- ESP32 stand-in 33.09 / 28.04 s
+(1.62 / 1.37x), 1.111 / 1.110, 1.12 / 1.11; MicroPython 22.86 / 22.63 s (1.12 / 1.11x), 1.091 /
+1.093, 1.08 / 1.07; CPython 22.60 / 22.46 s (1.10x), 1.079 / 1.078, 1.08 / 1.07; Syncthing
+22.95 / 22.99 s (1.12x), 1.047. Unshaped: ESP32 23.28 / 26.91 s, MicroPython 16.33 / 11.96 s,
+CPython 5.38 / 2.86 s, Syncthing 2.06 / 1.88 s. The ESP32 boards are CPU-bound here (unshaped
+is no faster): about half of either board's CPU is garbage collection (perf), the CTR
+keystream XOR making ~52 KB of garbage per 4 KiB chunk pushed.
+
 Prints a table; the ratio column is ours / Syncthing's, and on the shaped link both are also
 set against the link's own limit (the 20.5 MB payload at 8 Mbit/s: 20.5 s), the real
 yardstick. Targets: shaped <= 1.05 x the limit (issue 9); unshaped <= 3 x Syncthing (CPython);
