@@ -11,7 +11,7 @@ from leither.rpcclient import ConnectError
 
 from testutil import raises, rmtree, tmpdir
 
-MP_HEAP = "512K"  # two stores, two services and the whole backup module, as .mpy in the heap
+MP_HEAP = "576K"  # two stores, two services and the whole backup module, as .mpy in the heap
 
 
 class _Server:
