@@ -23,7 +23,26 @@ _MARK_STEP = const(256)  # blocks marked between two yields of collect_steps
 # the mark (16 KiB squeezed the soak's uploads out); 11 bits a block for a 3 MB store, and a
 # bigger one's extra false positives only keep garbage until a later run. CPython: 128 Ki.
 _LIVE_BITS = 32768 if IS_MICROPYTHON else store.LIVE_MAX_BITS
+# Free heap a maintenance step waits for, as a request's handler does (a 4 KiB frame + 4 KiB),
+# and how many yields it waits at most before it goes on anyway: see _heap_room.
+_STEP_HEAP = const(8192)
+WAIT_STEPS = const(100)
 _RECORD_KEYS = ("author", "key", "mid", "n", "prev", "root", "sig", "size", "time", "type")
+
+
+def _heap_room(wait):
+    """Yield while the heap is short (a collection each time, at most WAIT_STEPS): the
+    node's maintenance lets the sessions' requests finish and their garbage go rather than
+    meet a MemoryError half-way, which ends its run (the next one starts over; the soak's
+    failed on 300-512 byte allocations beside four busy sessions). CPython: never waits."""
+    if not wait:
+        return
+    from . import memory
+
+    n = 0
+    while n < WAIT_STEPS and not memory.room_for_work(_STEP_HEAP):
+        n += 1
+        yield
 
 
 def thin(versions, now, keep_last=KEEP_LAST):
@@ -209,16 +228,17 @@ class History:
         """Retention for every MiMei (retain), then collect: what a node runs now and then.
 
         Returns {"deleted": versions dropped, "packs": packs rewritten, "freed": bytes}."""
-        return _finish(self.maintain_steps(keep_last, now, min_dead))
+        return _finish(self.maintain_steps(keep_last, now, min_dead, False))
 
-    def maintain_steps(self, keep_last=KEEP_LAST, now=None, min_dead=0.25):
+    def maintain_steps(self, keep_last=KEEP_LAST, now=None, min_dead=0.25, wait=True):
         """maintain() as a generator that yields between small pieces of work (a MiMei's
         retention, a few hundred blocks marked, a pack swept): a node's event loop serves
         its sessions in between (``for _ in steps: await asyncio.sleep(0)``), and the
         writes they make meanwhile are safe (see collect_steps). Its return value (the
-        StopIteration's) is maintain()'s."""
+        StopIteration's) is maintain()'s. ``wait``: pause while the heap is short (_heap_room)."""
         deleted = 0
         for mid in self.list():
+            yield from _heap_room(wait)
             if not self.exists(mid):
                 continue  # removed meanwhile
             deleted += len(self.retain(mid, keep_last, now))
@@ -226,7 +246,7 @@ class History:
             if st.get("stime") is not None and (now or time_ms()) - st["stime"] > STAGE_IDLE:
                 self.discard(mid)  # an upload abandoned an hour ago
             yield
-        result = yield from self.collect_steps(min_dead)
+        result = yield from self.collect_steps(min_dead, wait)
         result["deleted"] = deleted
         return result
 
@@ -276,13 +296,14 @@ class History:
 
     def collect(self, min_dead=0.25):
         """Mark every block reachable from a MiMei, then compact packs of dead blocks."""
-        return _finish(self.collect_steps(min_dead))
+        return _finish(self.collect_steps(min_dead, False))
 
-    def collect_steps(self, min_dead=0.25):
+    def collect_steps(self, min_dead=0.25, wait=True):
         """collect() as a generator yielding every _MARK_STEP blocks marked and every pack
         swept. Writes between the steps are safe: only packs sealed before the mark began
         are swept, and a block found by put() or has() meanwhile (a reference made to it)
         is marked live then (BlockStore.live)."""
+        yield from _heap_room(wait)
         self.sync()  # the mark reads state files: what they point at must be what is live
         self._drop_reader()
         bs = self.blocks
@@ -301,11 +322,13 @@ class History:
                     marked += 1
                     if marked % _MARK_STEP == 0:
                         yield
+                        yield from _heap_room(wait)
             swept = [0, 0]
             for step in bs.sweep_steps(live.has, min_dead, packs):
                 swept[0] += step[0]
                 swept[1] += step[1]
                 yield
+                yield from _heap_room(wait)
         finally:
             bs.live = None
         return {"packs": swept[0], "freed": swept[1]}

@@ -124,3 +124,42 @@ def test_maintain_steps_yield_and_agree_with_maintain():
         s.close()
     finally:
         rmtree(d)
+
+
+def test_maintenance_waits_while_the_heap_is_short():
+    # Short of heap (memory.room_for_work says no), a step yields and waits -- at most
+    # history.WAIT_STEPS times -- rather than start work that meets a MemoryError; the
+    # blocking maintain() and collect() never wait.
+    from leither import history, memory
+
+    d = tmpdir("mwait")
+    real = memory.room_for_work
+    asked = [0]
+
+    def short(need):
+        asked[0] += 1
+        return False
+
+    try:
+        s = mimei.Store(d, SEED)
+        mid = s.create("app", "bin")
+        s.set_data(mid, 0, _content(9000, 1))
+        _finish(s.maintain_steps())
+        memory.room_for_work = lambda need: True
+        plain = 0
+        for _ in s.maintain_steps():
+            plain += 1
+        memory.room_for_work = short
+        waited = 0
+        for _ in s.maintain_steps():
+            waited += 1
+        check(asked[0] > 0 and waited >= plain + history.WAIT_STEPS,
+              "%d steps, %d when short" % (plain, waited))
+        asked[0] = 0
+        s.maintain()
+        s.collect()
+        check(asked[0] == 0, "the blocking runs asked %d times" % asked[0])
+        s.close()
+    finally:
+        memory.room_for_work = real
+        rmtree(d)
