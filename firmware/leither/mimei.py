@@ -186,11 +186,11 @@ class Store(History):
 
     def trim(self, unload=False):
         """Hand back the RAM kept for speed: the cached reader, the open dbs not in a
-        transaction, the tree and db page buffer pools (an idle node calls it; everything is
+        transaction, the db page buffer pool (a node short of heap calls it; everything is
         allocated again on the next read or write). Measured on the ESP32 stand-in: ~12 KiB
-        of db page buffers and 12 KiB of tree buffers held otherwise. ``unload`` (a node with
-        no session left): with no db open, the db engine's code goes too (~10 KB on an ESP32;
-        imported again by the next db call)."""
+        of db page buffers held otherwise. ``unload`` (a node with no session left): the tree
+        buffer pool too (12 KiB), and with no db open, the db engine's code (~10 KB on an
+        ESP32; imported again by the next db call)."""
         self._drop_reader()
         # The state of the MiMei used last (up to ~30 KB with 256 versions, refs and rights)
         # is read again from its file when next needed -- unless it is ahead of the file.
@@ -204,7 +204,12 @@ class Store(History):
             else:
                 entry[1].close()
         self._dbs = keep
-        store.trim()
+        if unload:
+            # Only idle: short of heap the tree pool stays. An upload takes its 4 KiB buffers
+            # from it at every piece after another MiMei's call; handed back at each "busy",
+            # they had to come again as fresh blocks, which a heap the other work had cut
+            # into small pieces no longer had (the soak's puts all busy from minute 11 on).
+            store.trim()
         import sys
 
         dbpage = sys.modules.get("leither.dbpage")  # not loaded: nothing to hand back
