@@ -468,9 +468,13 @@ def _node_hash(bs, root, size, depth, level, x, buf):
 def build(bs, stream_pieces):
     """Tree of the concatenation of an iterable of byte pieces: (root, size)."""
     w = TreeWriter(bs)
-    for piece in stream_pieces:
-        w.write(piece)
-    return w.finish()
+    try:
+        for piece in stream_pieces:
+            w.write(piece)
+        return w.finish()
+    except Exception:
+        w.abandon()  # its buffers back to the pool (a db's export short of heap, say)
+        raise
 
 
 def empty_root(bs):
@@ -591,25 +595,26 @@ def _build_node(bs, ctx, level, start):
     new_size = ctx[3]
     span = FANOUT ** (level - 1)
     hashes = take()  # one per level of recursion: depth * 4 KiB
-    k = 0
-    for j in range(FANOUT):
-        child = start + j * span
-        if child >= n_new:
-            break
-        if level == 1:
-            h = _new_chunk(bs, ctx, child)
-        elif _reusable(ctx, child, child + span) and level - 1 <= old.depth:
-            h = old.node(level - 1, child)
-        elif _hole(ctx, child, child + span):
-            h = _zeros(bs, ctx, level - 1)
-        else:
-            h = _build_node(bs, ctx, level - 1, child)
-        hashes[32 * k:32 * k + 32] = h
-        k += 1
-    covered = min(new_size, (start + span * FANOUT) * CHUNK) - start * CHUNK
-    h = put_manifest(bs, level, max(covered, 0), memoryview(hashes)[:32 * k])
-    give(hashes)
-    return h
+    try:  # given back however it ends: a buffer lost to a failed patch is a fresh one later
+        k = 0
+        for j in range(FANOUT):
+            child = start + j * span
+            if child >= n_new:
+                break
+            if level == 1:
+                h = _new_chunk(bs, ctx, child)
+            elif _reusable(ctx, child, child + span) and level - 1 <= old.depth:
+                h = old.node(level - 1, child)
+            elif _hole(ctx, child, child + span):
+                h = _zeros(bs, ctx, level - 1)
+            else:
+                h = _build_node(bs, ctx, level - 1, child)
+            hashes[32 * k:32 * k + 32] = h
+            k += 1
+        covered = min(new_size, (start + span * FANOUT) * CHUNK) - start * CHUNK
+        return put_manifest(bs, level, max(covered, 0), memoryview(hashes)[:32 * k])
+    finally:
+        give(hashes)
 
 
 ALL = const(0)  # walk modes: every block (a missing manifest is a StoreError)

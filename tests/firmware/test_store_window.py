@@ -8,7 +8,7 @@ import sys
 
 from leither import mimei, store, tree, treediff
 
-from testutil import rmtree, tmpdir
+from testutil import raises, rmtree, tmpdir
 
 # 2 pool buffers, a store, two uploads of up to 480 KB staged piece by piece, and a heap cut
 # into holes (half of what is free): passes from 240K; 20% headroom (ci/mp_heap_margin.py).
@@ -188,6 +188,35 @@ def test_an_upload_needs_no_buffer_once_started():
         bs.close()
     finally:
         store.reserve()
+        rmtree(d)
+
+
+def test_failed_builds_and_patches_give_their_buffers_back():
+    # A db's export that runs short half-way, or a patch whose write fails, must not keep
+    # the pool's buffers from the next upload (each lost one is a fresh 4 KiB block later).
+    d = tmpdir("giveback")
+    try:
+        bs = store.BlockStore(d)
+        root, _ = _build(bs, 3 * store.CHUNK, 5)
+        store.reserve()
+
+        def pieces():
+            yield _piece(0, PIECE, 5)
+            raise MemoryError("memory allocation failed")
+
+        check(isinstance(raises(MemoryError, store.build, bs, pieces()), MemoryError))
+        check(len(tree._pool) == 3, "build kept %d" % (3 - len(tree._pool)))
+        put = bs.put
+
+        def failing(data, head=None):
+            raise MemoryError("memory allocation failed")
+
+        bs.put = failing
+        raises(MemoryError, store.patch, bs, root, 10, b"x" * 5000)
+        bs.put = put
+        check(len(tree._pool) == 3, "patch kept %d" % (3 - len(tree._pool)))
+        bs.close()
+    finally:
         rmtree(d)
 
 
