@@ -283,8 +283,15 @@ class Node:
         # and its heap went to filters and buffers of packs full of dead blocks.
         many = int(self.config.get("maintain_packs", MAINTAIN_PACKS))
         packs_at = self._packs()
+        opened = self._store is not None
         while True:
             await asyncio.sleep(min(1, every / 1000))
+            if opened != (self._store is not None):
+                # The store opened (at the first call that needs it) or closed: the packs it
+                # holds were not sealed since the last run; counting them would start one
+                # now, beside the push or restore that opened it.
+                opened = not opened
+                packs_at = self._packs()
             if self._idle_due and not self._busy() and (
                     self.server is None or self.server.connections == 0):
                 self._idle()

@@ -62,3 +62,68 @@ def test_maintenance_waits_while_a_service_works(tmp_path: Path) -> None:
     assert rounds >= 4
     assert during == 0
     assert after >= 1
+
+
+def test_packs_found_when_the_store_opens_do_not_start_maintenance(tmp_path: Path) -> None:
+    """A node opens its store at the first call that needs it (a push after boot): the packs
+    already there were not sealed since the last run, so they start no maintenance beside
+    that call; packs sealed after the open still do (maintain_packs)."""
+    import os
+
+    from leither.node import Node
+
+    config = {"maintain_ms": 10_000_000, "maintain_packs": 2}
+
+    async def fill() -> None:
+        node = Node(str(tmp_path), port=0, addr="127.0.0.1", mdns=False, config=config)
+        await node.start()
+        try:
+            for _ in range(4):
+                node.store.blocks.put(os.urandom(4096))
+                node.store.blocks.seal_open()
+        finally:
+            await node.stop()
+
+    async def reopen() -> tuple[int, int, int]:
+        node = Node(str(tmp_path), port=0, addr="127.0.0.1", mdns=False, config=config)
+        await node.start()
+        try:
+            loops = [0]
+            free = node.free_kib
+
+            def looped() -> int:  # called once per housekeeping round
+                loops[0] += 1
+                return free()
+
+            node.free_kib = looped  # type: ignore[method-assign]
+            deadline = time.monotonic() + 60
+            while loops[0] < 2 and time.monotonic() < deadline:  # the node runs a while...
+                await asyncio.sleep(0.05)
+            assert node._store is None  # ... then a call opens its store
+            store = node.open_store()
+            sealed = store.blocks.sealed()
+            runs = [0]
+            real = store.maintain_steps
+
+            def counted():  # type: ignore[no-untyped-def]
+                runs[0] += 1
+                return real()
+
+            store.maintain_steps = counted  # type: ignore[method-assign]
+            while loops[0] < 5 and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            during = runs[0]
+            for _ in range(2):  # two packs sealed since the open: that starts a run
+                store.blocks.put(os.urandom(4096))
+                store.blocks.seal_open()
+            while runs[0] == 0 and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            return sealed, during, runs[0]
+        finally:
+            await node.stop()
+
+    asyncio.run(fill())
+    sealed, during, after = asyncio.run(reopen())
+    assert sealed >= 4
+    assert during == 0
+    assert after >= 1
