@@ -68,6 +68,8 @@ class Worker:
         self.versions: dict[int, str] = {}  # version number -> sha256 hex
         self.counter = 0
         self.ops = ("put", "get", "db", "db", "version", "audit", "reconnect")
+        self.op = ""  # the operation under way
+        self.busy_ops: collections.Counter = collections.Counter()  # still busy, by op
 
     async def connect(self) -> client.Session:
         if self.session is None:
@@ -140,7 +142,7 @@ class Worker:
         self.stats["versions deleted"] += len(old)
 
     async def step(self) -> None:
-        op = self.rng.choice(self.ops)
+        op = self.op = self.rng.choice(self.ops)
         if op == "reconnect":
             if self.session is not None:
                 await self.session.close()
@@ -195,6 +197,7 @@ class Worker:
                 if getattr(err, "code", None) == "busy" or " is busy: " in str(err):
                     # still busy after the retries (a call, or a session refused for heap)
                     self.stats["busy, given up"] += 1
+                    self.busy_ops[self.op] += 1
                     await asyncio.sleep(1)
                     continue
                 self.failures.append(f"worker {self.n}: {type(err).__name__}: {err}"[:200])
@@ -247,6 +250,9 @@ async def soak(port: int, args: argparse.Namespace) -> dict:
     reporter = asyncio.create_task(report())
     await asyncio.gather(*(w.run(until) for w in workers))
     reporter.cancel()
+    busy_ops: collections.Counter = collections.Counter()
+    for w in workers:
+        busy_ops.update(w.busy_ops)
     facts: dict = {"heap": None, "heap_low": None, "busy": None}
     try:
         async with await client.connect("127.0.0.1", port, KEYS[0], timeout=60) as s:
@@ -254,7 +260,8 @@ async def soak(port: int, args: argparse.Namespace) -> dict:
                 facts[name] = await s.call("GetVar", name)
     except LeitherError as err:
         failures.append(f"the node did not answer at the end: {err}")
-    return {"stats": stats, "failures": failures, "per_minute": per_minute, **facts}
+    return {"stats": stats, "failures": failures, "per_minute": per_minute,
+            "busy_ops": busy_ops, **facts}
 
 
 def main() -> int:
@@ -296,6 +303,7 @@ def main() -> int:
           len(result["failures"]))
     for line in result["failures"][:10]:
         print("   ", line)
+    print("calls still busy after the retries, by operation:", dict(result["busy_ops"]))
     print("puts per minute:", result["per_minute"])
     print("MemoryError lines in the node's log:", log.count("MemoryError"))
     kinds = collections.Counter(
