@@ -265,12 +265,15 @@ def _counter_bytes(n):
     return struct.pack(">Q", n)
 
 
-def _ctr_inplace(key, counter, view):
+def _ctr_inplace(key, counter, view, done=None):
     """XOR ``view`` (a writable buffer) with the AES-128-CTR keystream of iv = counter || 0^8.
 
     MicroPython: built on cryptolib's ECB in 256-byte batches, so sealing a frame needs no
     frame-sized allocation (the board's heap fragments; see leither.server). CPython: one
     pycryptodome call and a copy back. Same keystream as leither.crypto.CTR (tested).
+    ``done``: a one-item list, the bytes of view already XORed; a MemoryError leaves it at
+    the batch that failed (the batches before it are XORed in place, the rest untouched), so
+    the same call again goes on from there instead of XORing the first ones twice.
     """
     if not IS_MICROPYTHON:
         view[:] = crypto.CTR(key, counter + bytes(8)).crypt(bytes(view))
@@ -282,7 +285,7 @@ def _ctr_inplace(key, counter, view):
     for j in range(0, _CTR_BATCH, 16):
         blocks[j:j + 8] = counter
     size = len(view)
-    pos = 0
+    pos = done[0] if done else 0
     while pos < size:
         take = min(_CTR_BATCH, size - pos)
         try:
@@ -293,6 +296,8 @@ def _ctr_inplace(key, counter, view):
             gc.collect()
             _ctr_batch(ecb, blocks, stream, view, pos, take)
         pos += take
+        if done is not None:
+            done[0] = pos
 
 
 _ctr_bufs = []  # [counter blocks, keystream]: _CTR_BATCH bytes each, made once
@@ -331,6 +336,7 @@ class Channel:
         self._recv = _direction_key(recv_enc, recv_mac)
         self.sent = 0  # frames sealed so far (the next frame's counter)
         self.received = 0  # frames opened (or refused) so far
+        self._opening = None  # [bytes decrypted, body] of a checked frame cut short
 
     def seal(self, plaintext):
         """Body (ciphertext || tag) of the next outgoing frame."""
@@ -373,11 +379,20 @@ class Channel:
             raise DecodeError("sealed frame too short")
         view = memoryview(body)
         counter = _counter_bytes(self.received)
-        tag = _tag(self._recv, counter, view[:n])  # a MemoryError here changes nothing
-        if not crypto.equal(tag, view[n:]):
-            self.received += 1  # the session is dead after a bad frame
-            raise AuthError("frame failed authentication (altered, replayed or reordered)")
-        _ctr_inplace(self._recv[:16], counter, view[:n])
+        # Short of heap half-way, part of the frame is decrypted in place: _opening keeps
+        # [how far, that body], and the caller's next try with the same body goes on from
+        # there (checking the tag again over half-decrypted bytes failed it: a soak's session
+        # was dropped so). Any other buffer is a fresh copy of the frame: checked from the top.
+        done = self._opening
+        if done is None or done[1] is not body:
+            self._opening = None
+            tag = _tag(self._recv, counter, view[:n])  # a MemoryError here changes nothing
+            if not crypto.equal(tag, view[n:]):
+                self.received += 1  # the session is dead after a bad frame
+                raise AuthError("frame failed authentication (altered, replayed or reordered)")
+            done = self._opening = [0, body]
+        _ctr_inplace(self._recv[:16], counter, view[:n], done)
+        self._opening = None
         self.received += 1  # only now: short of heap before this, the caller may try again
         return view[:n]
 

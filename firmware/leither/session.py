@@ -158,13 +158,16 @@ class Conn:
 
 
 def _open(channel, body, shed):
-    """Open a received frame in place; short of heap, shed and try once more (the channel
-    changes nothing until the frame is open)."""
-    try:
-        return channel.open_inplace(body)
-    except MemoryError:
-        shed()
-        return channel.open_inplace(body)
+    """Open a received frame in place; short of heap, shed and try again, twice (the counter
+    moves only once the frame is open; a try goes on where the last one stopped)."""
+    for last in (False, False, True):
+        try:
+            return channel.open_inplace(body)
+        except MemoryError:
+            if last:
+                raise
+            shed()
+    return None
 
 
 
