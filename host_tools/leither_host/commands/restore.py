@@ -11,7 +11,9 @@ import argparse
 import time
 from typing import Any
 
+from leither.errors import RPCError
 from leither_host import escrow
+from leither_host.client import ConnectError
 from leither_host.errors import CliError
 from leither_host.fleet import Fleet
 from leither_host.nodes import call, open_node
@@ -23,6 +25,7 @@ EXAMPLES = """examples:
   leither restore 4RPC2UKa --onto 10.0.0.9:4800 --partner 10.0.0.7:4800
 """
 _RESTART_S = 30.0  # seconds for the restored board to come back as the dead node
+_BUSY_S = 30.0  # seconds a restore is asked again while the fresh board answers busy
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -74,10 +77,9 @@ def run(args: argparse.Namespace) -> int:
             if session.node_id == entry.id:
                 raise CliError(f"{args.onto} already is {entry.id}")
             with node_activity(args.onto, f"restoring {args.dead} onto {args.onto}"):
-                result = call(session, "BackupRestore", {
+                result = _restore_call(session, {
                     "seed": entry.seed, "key": entry.key,
-                    "partner": {"id": entry.partner, "addr": host, "port": port}},
-                    timeout=1800)
+                    "partner": {"id": entry.partner, "addr": host, "port": port}})
         fresh_id = session.node_id
         _restart(onto)
         # The board is now the dead node: its inventory record moves to the board's address.
@@ -106,6 +108,22 @@ def run(args: argparse.Namespace) -> int:
             print(f"incarnation {result['incarnation']}: should the old board come back, its "
                   f"partner refuses it and it stops, saying it was replaced")
     return 0
+
+
+def _restore_call(session: Any, params: dict[str, Any]) -> Any:
+    """BackupRestore, asked again while the board answers busy for up to _BUSY_S: a fresh
+    board just claimed may be short of heap for a few seconds (its claim session's buffers,
+    mDNS), longer than the client's own busy retries; busy means nothing was done."""
+    deadline = time.monotonic() + _BUSY_S
+    while True:
+        try:
+            return session.call("BackupRestore", params, 1800)
+        except RPCError as err:
+            if err.code != "busy" or time.monotonic() > deadline:
+                raise CliError(f"BackupRestore: {err.msg} ({err.code})") from None
+        except ConnectError as err:
+            raise CliError(f"BackupRestore: {err}") from None
+        time.sleep(1.0)
 
 
 def _restart(onto: dict[str, Any]) -> None:
