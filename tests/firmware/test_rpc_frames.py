@@ -185,17 +185,8 @@ def test_a_frame_cut_short_by_memory_error_opens_on_the_next_try():
         body = bytearray(sealed)
         mp = sys.implementation.name == "micropython"
         name = "_ctr_batch" if mp else "_ctr_inplace"
+        failing = _fails_twice(getattr(rpc, name), mp)
         real = getattr(rpc, name)
-        calls = [0]
-
-        def failing(*args):
-            calls[0] += 1
-            if calls[0] in (3, 4):  # the third batch and its retry (CPython: the first call)
-                raise MemoryError("memory allocation failed")
-            if not mp and calls[0] == 1:
-                raise MemoryError("memory allocation failed")
-            return real(*args)
-
         setattr(rpc, name, failing)
         try:
             raises(MemoryError, b.open_inplace, body)
@@ -207,3 +198,16 @@ def test_a_frame_cut_short_by_memory_error_opens_on_the_next_try():
         assert bytes(b.open_inplace(body)) == msg
         assert b.received == 1
         assert b.open(a.seal(b"next")) == b"next"  # and the channel goes on in step
+
+
+def _fails_twice(real, mp):
+    """real, short of heap at its third call and the retry (CPython: at its first)."""
+    calls = [0]
+
+    def failing(*args):
+        calls[0] += 1
+        if calls[0] in (3, 4) or (not mp and calls[0] == 1):
+            raise MemoryError("memory allocation failed")
+        return real(*args)
+
+    return failing
