@@ -271,8 +271,8 @@ def _ctr_inplace(key, counter, view, done=None):
     MicroPython: built on cryptolib's ECB in 256-byte batches, so sealing a frame needs no
     frame-sized allocation (the board's heap fragments; see leither.server). CPython: one
     pycryptodome call and a copy back. Same keystream as leither.crypto.CTR (tested).
-    ``done``: a one-item list, the bytes of view already XORed; a MemoryError leaves it at
-    the batch that failed (the batches before it are XORed in place, the rest untouched), so
+    ``done``: a list, first item the bytes of view already XORed; a MemoryError leaves it
+    at the batch that failed (the batches before it XORed in place, the rest untouched), so
     the same call again goes on from there instead of XORing the first ones twice.
     """
     if not IS_MICROPYTHON:
