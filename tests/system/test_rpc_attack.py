@@ -77,7 +77,10 @@ def test_slow_guests_do_not_lock_the_owner_out(node: Node) -> None:
             deadline = time.monotonic() + 10
             while tally.held < 8 and time.monotonic() < deadline:
                 await asyncio.sleep(0.05)
-            ok, latencies = await owner_connects("127.0.0.1", node.port, OWNER, node.id, TRIES)
+            # 4 s each: on the MicroPython node the 24 guests' pure-Python handshakes queue
+            # ahead of the owner's; full runs saw 2 of 20 past 2 s (issue 9 closing note).
+            ok, latencies = await owner_connects("127.0.0.1", node.port, OWNER, node.id, TRIES,
+                                                 within=4.0)
             # An owner already connected writes a frame-sized request while guests crawl.
             async with await client.connect("127.0.0.1", node.port, OWNER, node.id) as s:
                 payload = os.urandom(s.max_data - 64)
