@@ -163,8 +163,8 @@ class Hashes:
         self.count = n // 32
         self.base = 0  # the manifest's byte at win[0]
         self.have = got  # bytes of it in win
-        self.i = 0  # the next child (walk)
-        self.prev = None  # the hash of child i - 1 (walk)
+        self.i = 0  # the next child (next_child)
+        self.prev = None  # the hash next_child gave last
 
     def at(self, i):
         """Child i's hash: a view of the window, valid until the next at()."""
@@ -176,6 +176,20 @@ class Hashes:
                 raise StoreError("bad manifest")
         a = off - self.base
         return memoryview(self.win)[a:a + 32]
+
+    def next_child(self):
+        """The next child's hash (a copy: the window moves) unlike its left sibling's, or None
+        when all are done; its index is self.i - 1. A hole's zero subtrees are one run of
+        equal hashes: walks (walk, treediff.tree_diff) take it once, in a few hundred steps
+        for 2**36 zero chunks."""
+        while self.i < self.count:
+            i = self.i
+            self.i = i + 1
+            h = bytes(self.at(i))
+            if h != self.prev:
+                self.prev = h
+                return h
+        return None
 
 
 def _depth(n_chunks):
@@ -644,15 +658,10 @@ def walk(bs, root, mode=ALL, wins=None):
     stack = [Hashes(bs, root, wins[0])]  # bound: depth <= 8
     while stack:
         m = stack[-1]
-        i = m.i
-        if i >= m.count:
+        h = m.next_child()  # a run of equal siblings (a hole): walked once
+        if h is None:
             stack.pop()
             continue
-        m.i = i + 1
-        h = bytes(m.at(i))
-        if h == m.prev:
-            continue  # as its left sibling (a hole's zero subtrees): walked already
-        m.prev = h
         present = True if mode == ALL else bs.has(h)
         if (mode == MISSING) != present:
             yield h

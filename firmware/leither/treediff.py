@@ -54,15 +54,11 @@ def tree_diff(bs, new_root, old_root=None):
     stack = [(m, old)]  # bound: one entry per level, <= 8
     while stack:
         m, old = stack[-1]
-        i = m.i
-        if i >= m.count:
+        h = m.next_child()  # a run of equal siblings (a hole): sent or kept once
+        if h is None:
             stack.pop()
             continue
-        m.i = i + 1
-        h = bytes(m.at(i))
-        if h == m.prev:
-            continue  # as its left sibling (a hole's zero subtrees): sent or kept already
-        m.prev = h
+        i = m.i - 1
         old_h = None
         sub_old = None
         if isinstance(old, tuple):  # deeper new tree: the old root hangs under child 0
