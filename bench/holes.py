@@ -38,8 +38,10 @@ def main() -> int:
     binary = os.path.abspath(find_binary(args.binary))
     root = tempfile.mkdtemp(prefix="holes-")
     script = Path(__file__).resolve().parent / "holes_mp.py"
+    testutil = Path(__file__).resolve().parent.parent / "tests" / "firmware" / "testutil.py"
     try:
         shutil.copy(script, root)
+        shutil.copy(testutil, root)  # holes_mp.py's fragment(), as the firmware tests cut holes
         proc = subprocess.run(
             [binary, "-X", f"heapsize={args.heap}", "holes_mp.py", str(args.hole),
              root + "/store", str(args.rounds)],

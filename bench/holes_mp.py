@@ -7,28 +7,13 @@ import sys
 
 from leither import mimei, store
 
+from testutil import fragment  # tests/firmware/testutil.py, copied beside it by bench/holes.py
+
 HOLE = int(sys.argv[1])
 ROOT = sys.argv[2]
 ROUNDS = int(sys.argv[3])
 PIECE = 3840  # bytes of an upload's piece (a 4 KiB frame less the request's own bytes)
 SIZES = (3 * PIECE + 100, 40 * PIECE + 7, 64 * PIECE)  # puts: the last one's root > 1 KiB
-
-
-def fragment(hole):
-    """Fill the free heap with hole-byte blocks, then free every other one."""
-    gc.collect()
-    keep = [None] * (gc.mem_free() // hole + 64)
-    n = 0
-    try:
-        while n < len(keep):
-            keep[n] = bytearray(hole)
-            n += 1
-    except MemoryError:
-        pass
-    for i in range(0, n, 2):
-        keep[i] = None
-    gc.collect()
-    return keep
 
 
 s = mimei.Store(ROOT, bytes(range(32)))

@@ -8,7 +8,7 @@ import sys
 
 from leither import mimei, store, tree, treediff
 
-from testutil import raises, rmtree, tmpdir
+from testutil import fragment, raises, rmtree, tmpdir
 
 # 2 pool buffers, a store, two uploads of up to 480 KB staged piece by piece, and a heap cut
 # into holes (half of what is free): passes from 240K; 20% headroom (ci/mp_heap_margin.py).
@@ -251,26 +251,6 @@ def test_interleaved_uploads_need_only_the_pool():
         rmtree(d)
 
 
-def _fragment(hole):
-    """MicroPython: fill the free heap with hole-byte blocks, free every other one (no free
-    run of twice that is left). What keeps the others alive."""
-    import gc
-
-    gc.collect()
-    keep = [None] * (gc.mem_free() // hole + 64)
-    n = 0
-    try:
-        while n < len(keep):
-            keep[n] = bytearray(hole)
-            n += 1
-    except MemoryError:
-        pass
-    for i in range(0, n, 2):
-        keep[i] = None
-    gc.collect()
-    return keep
-
-
 def test_uploads_reads_and_mark_in_a_heap_of_holes():
     if not MICROPYTHON:
         return  # CPython's heap does not fragment this way; the counts above hold there
@@ -283,7 +263,7 @@ def test_uploads_reads_and_mark_in_a_heap_of_holes():
         s.backup(mids[0])
         s.collect()  # once first: what a node allocates at its first use
         view = memoryview(_view)
-        keep = _fragment(1024)  # the 64-bit port's objects are twice an ESP32's
+        keep = fragment(1024)  # the 64-bit port's objects are twice an ESP32's
         for round_ in range(2):
             _uploads(s, mids, size, (round_, 7))
             for mid in mids:

@@ -57,6 +57,27 @@ def rmtree(path):
     os.rmdir(path)
 
 
+def fragment(hole):
+    """MicroPython only (gc.mem_free): fill the free heap with hole-byte blocks, then free
+    every other one, so no free run of about twice hole bytes is left and a fresh allocation
+    bigger than that fails. Returns what keeps the others alive (del it to end the holes)."""
+    import gc
+
+    gc.collect()
+    keep = [None] * (gc.mem_free() // hole + 64)
+    n = 0
+    try:
+        while n < len(keep):
+            keep[n] = bytearray(hole)
+            n += 1
+    except MemoryError:
+        pass
+    for i in range(0, n, 2):
+        keep[i] = None
+    gc.collect()
+    return keep
+
+
 def unhex(s):
     import binascii
 
