@@ -262,7 +262,20 @@ class Node:
         for service in self.services:
             handled = service.on_press(kind) or handled
         if not handled:
-            print("leither: %s press does nothing on this node" % kind)
+            from . import parts
+
+            if "backup" in parts.present():
+                print("leither: %s press does nothing on this node" % kind)
+            else:  # no pairing here: say why, and blink "failed" as a refused pairing does
+                print("leither: %s press: %s" % (kind, parts.message("backup")))
+                if self.led is not None:
+                    self.led.show("error")
+                    asyncio.create_task(self._led_back(5000))
+
+    async def _led_back(self, ms):
+        await asyncio.sleep(ms / 1000)
+        if self.led is not None and self.led.pattern == "error":
+            self.show_idle_led()
 
     def announce(self):
         """Tell the network at once that a TXT fact changed (pairing window, partner, ...)."""
@@ -337,7 +350,7 @@ class Node:
             self.led.show("claimed")
 
     async def start(self):
-        from . import api, memory, server
+        from . import api, memory, parts, server
         from .led import LED
 
         memory.tune()
@@ -356,11 +369,18 @@ class Node:
         # ended, so that the heap goes back to the idle node's after each piece of work.
         self.server.on_short_heap = self._trim
         self.server.on_idle = self._idle
+        # A service in a part this bundle left out (leither.parts: pairing and backup on a
+        # stock-firmware ROMFS board) is not started; its methods are answered no_part.
+        left_out = [p for p in parts.PARTS if p not in parts.present()]
+        skip = [m for p in left_out for m in parts.PARTS[p][0]]
         for name in SERVICES:
-            module = __import__("leither." + name, None, None, ("Service",))
-            self.services.append(module.Service(self))
+            if name not in skip:
+                module = __import__("leither." + name, None, None, ("Service",))
+                self.services.append(module.Service(self))
         for service in self.services:
             service.register(self.server)
+        if [p for p in left_out if p in parts.METHODS]:
+            self.server.add_table(parts.refuse(left_out))
         # Listen where asked (--addr, or "bind" in the config): a node told 127.0.0.1 must
         # not answer the LAN.
         await self.server.start(self.addr or self.config.get("bind") or "0.0.0.0", self.port)

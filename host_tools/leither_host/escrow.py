@@ -100,6 +100,8 @@ def take(session: SyncSession, name: str | None = None, key: bytes | None = None
     try:
         got = session.call("BackupKey", {"key": key})
     except RPCError as err:
+        if err.code == "no_part":
+            raise  # a bundle without backup (leither.parts): there is no key to escrow
         if err.code == "forbidden" and old is None:
             raise CliError(f"the node refused its backup key ({err.msg})") from None
         if old is None:

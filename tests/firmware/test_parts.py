@@ -92,3 +92,21 @@ def test_without_the_responder_the_node_browses_only():
           repr(lines))
     m = mdns.make("n", 4800, {"id": "a"}, ["10.0.0.2"], log=lines.append)
     check(m.responding and type(m).__name__ == "MDNS")  # the part is here: the full responder
+
+
+def test_a_left_out_parts_methods_are_answered_no_part():
+    from leither.rpc import GUEST, OWNER, PEER
+
+    resolve = parts.refuse(["mdns_responder", "backup"])
+    for name in ("PairOpen", "PairHello", "Unpair", "BackupStatus", "BackupRestore", "BKPut",
+                 "GetReceipts"):
+        entry = resolve(name)
+        check(entry is not None, name)
+        handler, roles, right = entry
+        check(set(roles) == {OWNER, PEER, GUEST} and right is None, repr(roles))
+        err = raises(parts.MissingPart, handler, None, {}, name)
+        check(err.code == "no_part" and "has no pairing and backup" in err.msg, err.msg)
+    for name in ("MMCreate", "GetVar", "GetLog", "SetName", "DbSet"):
+        check(resolve(name) is None, name)  # not the part's: "no method" stays the server's
+    check(parts.refuse(["db"])("BackupStatus") is None)
+

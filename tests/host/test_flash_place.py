@@ -40,20 +40,22 @@ def test_romfs_board_gets_the_image_and_loses_an_old_copy(monkeypatch: pytest.Mo
 
 
 def test_flash_says_which_parts_went_in(monkeypatch: pytest.MonkeyPatch) -> None:
-    # The board's bundle_parts (esp32: none) by default; --parts all for a bigger partition.
+    # The board's bundle_parts (esp32: db) by default; --parts all for a bigger partition.
     fake_board(monkeypatch, {"frozen": False, "rom": 1, "rom_size": 1 << 20, "lib_copy": False})
     said: list[str] = []
     result = flash.FlashResult(board="esp32", name="b", claim_token="t")
     flash._place_code("esp32", "/dev/null", True, result, said.append)
-    assert result.left_out == ["db", "mdns_responder"] and list(result.part_bytes) == ["core"]
-    assert any(m.startswith("parts: core ") and "left out: db, mdns_responder" in m
+    assert result.left_out == ["mdns_responder", "backup"]
+    assert list(result.part_bytes) == ["core", "db"]
+    assert any(m.startswith("parts: core ") and "left out: mdns_responder, backup" in m
                for m in said), said
     said.clear()
     full = flash.FlashResult(board="esp32", name="b", claim_token="t")
     flash._place_code("esp32", "/dev/null", True, full, said.append, ["all"])
-    assert full.left_out == [] and set(full.part_bytes) == {"core", "db", "mdns_responder"}
+    assert full.left_out == [] and set(full.part_bytes) == {"core", "db", "mdns_responder",
+                                                            "backup"}
     assert full.rom_image_bytes > result.rom_image_bytes + sum(
-        n for p, n in full.part_bytes.items() if p != "core")
+        n for p, n in full.part_bytes.items() if p not in ("core", "db"))
     assert not any("left out" in m for m in said)
 
 

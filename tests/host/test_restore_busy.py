@@ -43,3 +43,14 @@ def test_other_errors_and_busy_past_the_limit_end_it(monkeypatch: pytest.MonkeyP
     with pytest.raises(CliError, match="busy"):
         restore._restore_call(board, {})
     assert board.calls == 1
+
+
+def test_a_board_without_backup_says_so_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The ESP32's ROMFS bundle leaves pairing and backup out (leither.parts): one plain line.
+    from leither import parts
+
+    monkeypatch.setattr(restore.time, "sleep", lambda s: None)
+    board = _Board([parts.MissingPart("backup")])
+    with pytest.raises(CliError, match="has no pairing and backup; flash the frozen firmware"):
+        restore._restore_call(board, {})
+    assert board.calls == 1

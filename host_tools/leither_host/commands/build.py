@@ -19,7 +19,7 @@ EXAMPLES = """examples:
                                      # 32-bit stand-in build/standin/esp32/micropython
   leither build --board esp32 --micropython-src ~/src/micropython   # a checkout: also prints
                                      # the command for a real ESP32 firmware image
-  leither build --board esp32 --parts all  # the bundle with every optional part (db too)
+  leither build --board esp32 --parts all  # the bundle with every optional part
   leither build --board esp32 --json
 MicroPython source: --micropython-src DIR|TARBALL, $LEITHER_MICROPYTHON_SRC, or
 ../shared/micropython/ beside the repo. Without it (or without gcc-multilib) only the bundle
@@ -38,8 +38,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="only the .mpy bundle, not the 32-bit stand-in")
     p.add_argument("--force", action="store_true", help="rebuild the stand-in even if current")
     p.add_argument("--parts", type=parts_arg, metavar="PART,...",
-                   help="optional parts the bundle carries (db, or all; default: the board's "
-                        "bundle_parts)")
+                   help="optional parts the bundle carries (db, mdns_responder, backup, or all; "
+                        "default: the board's bundle_parts)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=run)
 

@@ -19,8 +19,8 @@ EXAMPLES = """examples:
       --wifi-ssid home --wifi-password ...
       # the board runs Leither frozen into its firmware, or from its ROMFS partition
       # (MicroPython 1.25+, partitions-4MiB-romfs.csv): see boards/esp32/README.md
-  leither flash --board esp32 --port /dev/ttyUSB0 --name big --parts db
-      # a board whose ROMFS partition is larger than 128 KiB: the db engine goes in too
+  leither flash --board esp32 --port /dev/ttyUSB0 --name big --parts all
+      # a bigger ROMFS partition: every part (pairing also needs UDP 5353 free of ESP-IDF)
   leither flash --board unix --port /tmp/board/tty --name sim1    # unix MicroPython on a pty
   leither flash --board pizero --name garage --wifi-ssid home     # dist/pizero-garage.tar.gz
 The claim token is printed and remembered: `leither claim NAME` uses it.
@@ -41,8 +41,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, help="pizero: where the bundle goes (default dist/)")
     p.add_argument("--no-reset", action="store_true", help="do not reset the board afterwards")
     p.add_argument("--parts", type=parts_arg, metavar="PART,...",
-                   help="optional parts the bundle carries (db, or all; default: the board's "
-                        "bundle_parts); a firmware with Leither frozen in has them all")
+                   help="optional parts the bundle carries (db, mdns_responder, backup, or all; "
+                        "default: the board's bundle_parts); a firmware with Leither frozen "
+                        "in has them all")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=run)
 

@@ -80,8 +80,14 @@ def describe(row: dict[str, Any]) -> list[tuple[str, Any]]:
                ("someone else" if row.get("claimed") else "none: `leither claim` it")),
               ("your role", row.get("role")), ("pairing", pairing(row))]
     if isinstance(row.get("parts"), list):  # the owner's view (leither.parts)
-        lines.append(("optional parts", ", ".join(row["parts"]) or
-                      "none (this board's bundle has no db engine, no mDNS responder)"))
+        from leither.parts import PARTS
+
+        missing = [what for part, (_modules, what) in PARTS.items() if part not in row["parts"]]
+        lines.append(("optional parts", (", ".join(row["parts"]) or "none") + (
+            f" (this board's bundle has no {', no '.join(missing)})" if missing else "")))
+        if "backup" not in row["parts"]:
+            lines[lines.index(("pairing", pairing(row)))] = (
+                "pairing", "none: this board's bundle has no pairing and backup")
     return lines
 
 
