@@ -7,6 +7,23 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
+from typing import Any
+
+
+def _count_calls(obj: Any, name: str) -> list[int]:
+    """Replace method name of obj by one counting its calls (in [0] of the list returned):
+    a store's maintain_steps is called once per maintenance run, a node's free_kib once per
+    round of its housekeeping loop. obj is the object the node calls: its opened store, not
+    the _Unopened that node.store gives before (set on that, nothing is counted)."""
+    calls = [0]
+    real = getattr(obj, name)
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        calls[0] += 1
+        return real(*args, **kwargs)
+
+    setattr(obj, name, counted)
+    return calls
 
 
 class _Working:
@@ -28,22 +45,8 @@ def test_maintenance_waits_while_a_service_works(tmp_path: Path) -> None:
         try:
             work = _Working()
             node.services.append(work)
-            runs = [0]
-            real = node.store.maintain_steps
-
-            def counted():  # type: ignore[no-untyped-def]
-                runs[0] += 1
-                return real()
-
-            node.store.maintain_steps = counted  # type: ignore[method-assign]
-            loops = [0]
-            free = node.free_kib
-
-            def looped() -> int:  # called once per housekeeping round
-                loops[0] += 1
-                return free()
-
-            node.free_kib = looped  # type: ignore[method-assign]
+            runs = _count_calls(node.open_store(), "maintain_steps")
+            loops = _count_calls(node, "free_kib")
             # Rounds of the loop (not a fixed sleep: a loaded machine runs fewer), each well
             # past the 100 ms period, while the service works: no maintenance.
             deadline = time.monotonic() + 60
@@ -88,28 +91,14 @@ def test_packs_found_when_the_store_opens_do_not_start_maintenance(tmp_path: Pat
         node = Node(str(tmp_path), port=0, addr="127.0.0.1", mdns=False, config=config)
         await node.start()
         try:
-            loops = [0]
-            free = node.free_kib
-
-            def looped() -> int:  # called once per housekeeping round
-                loops[0] += 1
-                return free()
-
-            node.free_kib = looped  # type: ignore[method-assign]
+            loops = _count_calls(node, "free_kib")
             deadline = time.monotonic() + 60
             while loops[0] < 2 and time.monotonic() < deadline:  # the node runs a while...
                 await asyncio.sleep(0.05)
             assert node._store is None  # ... then a call opens its store
             store = node.open_store()
             sealed = store.blocks.sealed()
-            runs = [0]
-            real = store.maintain_steps
-
-            def counted():  # type: ignore[no-untyped-def]
-                runs[0] += 1
-                return real()
-
-            store.maintain_steps = counted  # type: ignore[method-assign]
+            runs = _count_calls(store, "maintain_steps")
             while loops[0] < 5 and time.monotonic() < deadline:
                 await asyncio.sleep(0.05)
             during = runs[0]
