@@ -157,7 +157,8 @@ class _PartnerBlocks:
         BlockStore.get_part gives them (the readers take manifests a window at a time)."""
         data = self.get(h)
         n = max(0, min(len(view), len(data) - start))
-        memoryview(view)[:n] = data[start:start + n]
+        if n:  # an empty view may be read-only (TreeReader.check_chunk asks a length so)
+            memoryview(view)[:n] = data[start:start + n]
         return n, len(data)
 
 
