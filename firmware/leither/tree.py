@@ -3,6 +3,9 @@
 # copy-on-write, so a change touches one path; sparse, so a hole costs one block per level.
 """Merkle trees of 4096-byte chunks over a BlockStore (``bs``: put/get/has by SHA-256).
 
+Every block source read through (leither_host.escrow's too) has ``get_part(h, start, view)``:
+readers and walks take manifests a window at a time and check parts of chunks in slices.
+
 Trees
     Content of any length is cut into 4096-byte chunks; a manifest block is the CBOR array
     ``[level, size, hashes]`` (``hashes``: one byte string of up to ``FANOUT`` 32-byte child
@@ -128,25 +131,12 @@ def decode_manifest(data):
     return level, size, memoryview(data)[pos:]
 
 
-def _part(bs, h, start, view):
-    """bs.get_part(h, start, view): (bytes copied, block length). A block source without it
-    (a host tool's: leither_host.escrow reads a partner's blocks) gives the whole block."""
-    part = getattr(bs, "get_part", None)
-    if part is not None:
-        return part(h, start, view)
-    data = bs.get(h)
-    n = max(0, min(len(view), len(data) - start))
-    if n:
-        view[:n] = memoryview(data)[start:start + n]
-    return n, len(data)
-
-
 def _load(bs, h, buf):
     """Read manifest h's hashes into buf from its start, checked (BlockStore.get_part: no
     buffer of the manifest's size besides buf): (level, size, count of hashes)."""
-    got, total = _part(bs, h, 0, memoryview(buf)[:_HEAD_MAX])
+    got, total = bs.get_part(h, 0, memoryview(buf)[:_HEAD_MAX])
     level, size, pos, n = _parse_head(memoryview(buf)[:got], total)
-    _part(bs, h, pos, memoryview(buf)[:n])
+    bs.get_part(h, pos, memoryview(buf)[:n])
     return level, size, n // 32
 
 
@@ -158,7 +148,7 @@ class Hashes:
         self.bs = bs
         self.h = bytes(h)
         self.win = win
-        got, total = _part(bs, self.h, 0, win)
+        got, total = bs.get_part(self.h, 0, win)
         self.level, self.size, self.pos, n = _parse_head(memoryview(win)[:got], total)
         self.count = n // 32
         self.base = 0  # the manifest's byte at win[0]
@@ -170,7 +160,7 @@ class Hashes:
         """Child i's hash: a view of the window, valid until the next at()."""
         off = self.pos + 32 * i
         if off < self.base or off + 32 > self.base + self.have:
-            self.have = _part(self.bs, self.h, off, self.win)[0]
+            self.have = self.bs.get_part(self.h, off, self.win)[0]
             self.base = off
             if self.have < 32:
                 raise StoreError("bad manifest")
@@ -274,7 +264,7 @@ class TreeReader:
         """Read chunk i and check it, into no buffer (a version's verify)."""
         if not 0 <= i < self.n:
             raise StoreError("chunk %d out of range" % i)
-        if _part(self.bs, self.node(0, i), 0, b"")[1] != self.chunk_len(i):
+        if self.bs.get_part(self.node(0, i), 0, b"")[1] != self.chunk_len(i):
             raise StoreError("bad chunk length")
 
     def read_at(self, offset, n):
@@ -301,7 +291,7 @@ class TreeReader:
             if a == 0 and b == length:
                 got = len(self.bs.get(self.node(0, i), view[pos:pos + length]))
             else:
-                got, whole = _part(self.bs, self.node(0, i), a, view[pos:pos + b - a])
+                got, whole = self.bs.get_part(self.node(0, i), a, view[pos:pos + b - a])
                 got = length if whole == length and got == b - a else -1
             if got != length:
                 raise StoreError("bad chunk length")
@@ -418,7 +408,7 @@ def appender(bs, root):
 
 def _resume(bs, root, w):
     buf = w._buf  # scratch for the manifests above the levels' own, until the tail goes in
-    got, total = _part(bs, root, 0, memoryview(buf)[:_HEAD_MAX])
+    got, total = bs.get_part(root, 0, memoryview(buf)[:_HEAD_MAX])
     depth, size = _parse_head(memoryview(buf)[:got], total)[:2]
     if depth != _depth(_chunks(size)):
         raise StoreError("bad tree shape at root")

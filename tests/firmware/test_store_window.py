@@ -137,7 +137,8 @@ def test_walk_and_reads_in_windows_with_an_empty_pool():
 
 
 class Plain:
-    """A block source with has() and get() only (a host tool's: leither_host.escrow)."""
+    """A block source that is no BlockStore and reads blocks only whole, as a host tool's
+    (leither_host.escrow fetches a partner's blocks): its get_part copies the part out."""
 
     def __init__(self, bs):
         self.bs = bs
@@ -147,6 +148,13 @@ class Plain:
 
     def get(self, h, buf=None):
         return self.bs.get(h, buf)
+
+    def get_part(self, h, start, view):
+        data = self.bs.get(h)
+        n = max(0, min(len(view), len(data) - start))
+        if n:
+            view[:n] = memoryview(data)[start:start + n]
+        return n, len(data)
 
 
 def test_readers_and_walks_over_a_plain_block_source():
