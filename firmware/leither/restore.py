@@ -214,6 +214,22 @@ async def _short_of_heap(store=None):
     _collect()
 
 
+async def _in_place(store, mid):
+    """store.restore(mid, "last"), done again (see _TRIES) when the heap runs short: a db's
+    restore removes the generation it was building, a file's is one commit."""
+    for attempt in range(_TRIES):
+        if attempt:
+            await _short_of_heap(store)
+        else:
+            _collect()
+        try:
+            return store.restore(mid, "last")
+        except MemoryError:
+            if attempt == _TRIES - 1:
+                raise
+    return None
+
+
 async def _version(pull, store, name):
     """pull.version, done again (see _TRIES) when the heap runs short half-way."""
     for attempt in range(_TRIES):
@@ -338,11 +354,15 @@ async def run(node, service, params):
                     meta = cbor.loads(await pull.open_named(name))
                     if store.exists(meta["id"]):
                         store.set_meta(meta["id"], meta)  # what import_version cannot know
-        for name in file_names(service.dir + "/mm"):
-            store.restore(ids.b58encode(binascii.unhexlify(name)), "last")
         pair = await pull.open_named(pair_name) if pair_name is not None else None
     finally:
         await pull.close()
+        pull.client = pull.frame = None  # the session's buffers back before the local work
+    # Each MiMei's last version in place: a db MiMei's engine builds its tree here, with page
+    # buffers of its own that a board had no room for beside the partner session's (its
+    # restore failed at this step, again at every retry).
+    for name in file_names(service.dir + "/mm"):
+        await _in_place(store, ids.b58encode(binascii.unhexlify(name)))
     # Take the dead node's place: backup key and state first, pairing record, identity last
     # (a crash before that leaves a node that simply restores again).
     write_atomic(service.dir + "/backup.key", key, private=True)

@@ -27,6 +27,7 @@ class _Fake:
         self.max_frame = _FRAME
         self.closed = False
         self.kept_frame = None
+        log["sessions"].append(self)
 
     def keep_frame(self, limit=None, buf=None):
         room = min(self.max_frame, limit or self.max_frame)
@@ -55,9 +56,10 @@ class _Fake:
         self.closed = True
 
 
-def _restore(fail, put_fails=()):
+def _restore(fail, put_fails=(), restore_fails=()):
     """Push 3 MiMei (2 versions of one) from a to b, restore a onto a fresh c with the given
-    failing call numbers and failing block puts; (log, a, c, mids) after checking."""
+    failing call numbers, failing block puts and failing steps of putting each MiMei's last
+    version in place (store.restore); (log, a, c, mids) after checking."""
     root = tmpdir("restore")
     try:
         a, b, sa, sb, _sessions = _pair(root)
@@ -66,7 +68,8 @@ def _restore(fail, put_fails=()):
         a.store.set_data(mids[0], 100, b"second version")
         a.store.backup(mids[0])
         assert asyncio.run(sa.push_all())
-        log = {"calls": 0, "fail": set(fail), "frames": 0, "connects": 0}
+        log = {"calls": 0, "fail": set(fail), "frames": 0, "connects": 0, "sessions": [],
+               "restores": 0}
 
         async def connect(host, port, seed, expected_node_id=None, timeout_ms=0,
                           max_reply=0):
@@ -86,6 +89,18 @@ def _restore(fail, put_fails=()):
             return real_put(data)
 
         c.store.put_block = put_block
+        real_restore = c.store.restore
+
+        def store_restore(mid, version):
+            # The partner session is closed by now, its buffers given back: a db MiMei's
+            # engine needs its page buffers here (a board's restore failed for them).
+            assert log["sessions"] and all(f.closed for f in log["sessions"])
+            log["restores"] += 1
+            if log["restores"] in restore_fails:
+                raise MemoryError()
+            return real_restore(mid, version)
+
+        c.store.restore = store_restore
         real_connect = restore.rpcclient.connect
         restore.rpcclient.connect = connect
         try:
@@ -127,6 +142,11 @@ def test_a_memory_error_mid_call_reconnects_and_the_restore_goes_on():
 
 def test_a_memory_error_storing_a_block_is_a_step_done_again():
     _restore((), put_fails=(2, 7, 8))
+
+
+def test_putting_the_versions_in_place_comes_after_the_session_and_is_done_again():
+    log = _restore((), restore_fails=(1, 3, 4))
+    assert log["restores"] == 6  # 3 MiMei, 3 steps done again
 
 
 def test_a_restore_short_of_heap_for_good_says_so():

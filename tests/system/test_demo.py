@@ -43,10 +43,4 @@ def test_demo_on_esp32_boards(tmp_path) -> None:  # type: ignore[no-untyped-def]
     missing = [step for step in ("read back byte-identical through the partner",
                                  "every version verified", "demo finished") if step not in out]
     if proc.returncode != 0 or missing:
-        if ("BackupRestore: node is short of memory; retry (busy)" in out
-                and "read back byte-identical through the partner" in out):
-            # Known, open in issue 9: with other stand-in boards busy beside it (test_esp32_lan
-            # on the other worker), the fresh board3 sometimes answers the restore busy for
-            # over 30 s; alone it passes. Only this step may fail so; anything else fails.
-            pytest.xfail("issue 9: the fresh ESP32 board answered the restore busy")
         raise StoryIncomplete(f"exit {proc.returncode}, lacks {missing}:\n{out[-3000:]}")
