@@ -51,7 +51,9 @@ ephemeral key pair (e, E) per connection::
   which also confirms the session key to the client. A claim upgrades a guest session.
 * A node that cannot take a hello answers one plain frame ``["error", code, msg]`` and
   closes: ``bad_hello`` (bad version, not our protocol) or ``busy`` (no slot or no heap for a
-  new session now: retry later); any other fault just closes the connection.
+  new session now: retry later); any other fault just closes the connection. A node that runs
+  out of heap half-way answers ``busy`` so in place of message 2 or message 4 (a sealed
+  message 4 never decodes as that plain array).
 
 Sealed channel
 --------------
@@ -460,10 +462,7 @@ class ClientHandshake:
             raise AuthError("handshake out of order")
         h1, self._h = self._h, None  # single use: a bad message 2 ends the handshake
         msg = decode_array(msg2, 3)
-        if isinstance(msg[0], str) and msg[0] == "error" and isinstance(msg[2], str):
-            if msg[1] == "busy":  # out of slots or heap for now: the caller may retry
-                raise RPCError("busy", msg[2])
-            raise AuthError("node refused the handshake: %s" % msg[2])
+        _refused(msg2, msg)
         eph_s = _bytes32(msg[0], "ephemeral key")
         node_key = _bytes32(msg[1], "node key")
         sig = _bytes64(msg[2], "signature")
@@ -489,6 +488,7 @@ class ClientHandshake:
         if self._dh is None or self.channel is not None:
             raise AuthError("handshake out of order")
         dh, self._dh = self._dh, None  # single use
+        _refused(msg4)
         channel = _channel_from(crypto.hkdf(dh, self._h, _SESSION_INFO, 96), True)
         msg = decode_array(channel.open(msg4), 3)
         if (not isinstance(msg[0], str) or msg[0] != "ok" or not isinstance(msg[1], str)
@@ -498,6 +498,22 @@ class ClientHandshake:
         self.max_frame = max(HANDSHAKE_MAX_FRAME, min(msg[2], MAX_FRAME))
         self.channel = channel
         return channel
+
+
+def _refused(frame, msg=None):
+    """Raise what a plain ``["error", code, msg]`` frame in place of message 2 or 4 says:
+    RPCError busy (retry later) or AuthError; return if the frame is not one."""
+    if msg is None:
+        if bytes(frame[:7]) != b"\x83\x65error":  # the array's head and its first text
+            return
+        try:
+            msg = decode_array(frame, 3)
+        except DecodeError:
+            return
+    if isinstance(msg[0], str) and msg[0] == "error" and isinstance(msg[2], str):
+        if msg[1] == "busy":  # out of slots or heap for now: the caller may retry
+            raise RPCError("busy", msg[2])
+        raise AuthError("node refused the handshake: %s" % msg[2])
 
 
 class ServerHandshake:

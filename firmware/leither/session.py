@@ -6,7 +6,7 @@
 import asyncio
 import gc
 
-from . import cbor, ids, rpc
+from . import cbor, ids, memory, rpc
 from .admission import HELLO, KEYED, READY
 from .compat import IS_MICROPYTHON, const, ticks_diff, ticks_ms
 from .errors import DecodeError
@@ -100,23 +100,28 @@ class Conn:
             except OSError:
                 pass
             raise
+        except MemoryError:
+            _short(server, self)
         self.phase = KEYED
         await self._write(msg2, server.frame_ms)
         self.deadline(server.handshake_ms)
         msg3 = await self._read_frame(rpc.HANDSHAKE_MAX_FRAME)
         self.work()
-        key = shake.verify(msg3)
-        if IS_MICROPYTHON:
-            # The session's lasting objects (keys, MAC pads, caller) come next: collect the
-            # handshake's big-int garbage first so they pack low in the heap instead of
-            # landing between the holes, which would leave no frame-sized gap later.
-            gc.collect()
-        role = server.role_of(key)
-        self.caller = Caller(key, role, addr)
-        if not server.admission.ready(self):
-            raise Refused("%d guest sessions busy" % server.admission.guest_sessions)
-        self.max_frame = server.guest_max_frame if role == GUEST else server.max_frame
-        self.channel, msg4 = shake.accept(role, self.max_frame)
+        try:
+            key = shake.verify(msg3)
+            if IS_MICROPYTHON:
+                # The session's lasting objects (keys, MAC pads, caller) come next: collect
+                # the handshake's big-int garbage first so they pack low in the heap instead
+                # of landing between the holes, which would leave no frame-sized gap later.
+                gc.collect()
+            role = server.role_of(key)
+            self.caller = Caller(key, role, addr)
+            if not server.admission.ready(self):
+                raise Refused("%d guest sessions busy" % server.admission.guest_sessions)
+            self.max_frame = server.guest_max_frame if role == GUEST else server.max_frame
+            self.channel, msg4 = shake.accept(role, self.max_frame)
+        except MemoryError:
+            _short(server, self)
         self.phase = READY
         await self._write(msg4, server.frame_ms)
         server.stats["sessions"] += 1
@@ -155,6 +160,15 @@ class Conn:
         except BaseException:
             big.release()
             raise
+
+
+def _short(server, conn):
+    """Out of heap half-way through a handshake: the client is told "busy" in place of the
+    message it waits for (leither.rpc), and retries; the node hands back what it can."""
+    gc.collect()
+    server.stats["busy"] += 1
+    memory.note_busy()
+    server._refuse(conn, "node is short of memory for a handshake; retry")
 
 
 def _open(channel, body, shed):

@@ -223,6 +223,46 @@ def test_out_of_heap_answers_busy_and_keeps_serving():
     asyncio.run(body())
 
 
+def test_out_of_heap_mid_handshake_answers_busy_not_a_drop():
+    # A MemoryError making message 2 or message 4 (the handshake's big-int crypto on a board)
+    # reaches the client as "busy" in place of that message, which its connect retries; a
+    # dropped connection would end the connect (ConnectError) instead.
+    from leither import rpc
+
+    real = (rpc.ServerHandshake.respond, rpc.ServerHandshake.accept)
+    fail = {"respond": 1, "accept": 1}
+
+    def short(name, fn):
+        def wrapped(self, *args):
+            if fail[name]:
+                fail[name] -= 1
+                raise MemoryError()
+            return fn(self, *args)
+
+        return wrapped
+
+    async def body():
+        srv = server.Server(NODE_SEED, log=lambda m: None, max_frame=4096,
+                            owner_key=crypto.sign_public(OWNER_SEED))
+        port = free_port()
+        await srv.start("127.0.0.1", port)
+        try:
+            client = await rpcclient.connect("127.0.0.1", port, OWNER_SEED)
+            check(await client.call("Ping", 3) == 3 and client.role == "owner")
+            await client.close()
+            check(fail == {"respond": 0, "accept": 0}, repr(fail))
+            check(srv.stats["busy"] == 2 and srv.stats["sessions"] == 1, repr(srv.stats))
+        finally:
+            await srv.stop()
+
+    rpc.ServerHandshake.respond = short("respond", real[0])
+    rpc.ServerHandshake.accept = short("accept", real[1])
+    try:
+        asyncio.run(body())
+    finally:
+        rpc.ServerHandshake.respond, rpc.ServerHandshake.accept = real
+
+
 def test_frame_size_follows_the_heap():
     check(memory.frame_for_heap(111936) == 4096)  # an ESP32-WROOM
     check(memory.frame_for_heap(160 * 1024) == 8192)

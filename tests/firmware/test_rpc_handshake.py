@@ -142,6 +142,23 @@ def test_node_refusal_is_reported():
     assert "old version" in str(err)
 
 
+def test_busy_in_place_of_message_4_is_busy():
+    # A node out of heap half-way through the handshake says "busy" where message 4 goes.
+    from leither.errors import RPCError
+
+    for code, kind in (("busy", RPCError), ("bad_hello", AuthError)):
+        client = rpc.ClientHandshake(CLIENT_SEED)
+        server = rpc.ServerHandshake(NODE_SEED)
+        server.verify(client.reply(server.respond(client.hello())))
+        err = raises(kind, client.finish, cbor.dumps(["error", code, "short of memory"]))
+        assert "short of memory" in str(err)
+        assert client.channel is None
+        raises(AuthError, client.finish, b"\x80")  # single use: the handshake is over
+    # A real message 4 that starts like one still opens (the check reads its head only).
+    client, _, _ = handshake(role="owner")
+    assert client.role == "owner"
+
+
 def test_out_of_order_calls_refused():
     client = rpc.ClientHandshake(CLIENT_SEED)
     raises(AuthError, client.reply, b"\x80")
