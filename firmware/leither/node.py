@@ -78,6 +78,18 @@ def load_config(root):
     return config if isinstance(config, dict) else {}
 
 
+def _left_out(service):
+    """The optional part (leither.parts) a service that did not import belongs to, if this
+    bundle left it out (pairing and backup on a stock-firmware ROMFS board), else None. Only
+    then is parts imported: a node with every part keeps no parts module (~1 KB of heap)."""
+    from . import parts
+
+    for part, (modules, _what) in parts.PARTS.items():
+        if service in modules and part not in parts.present():
+            return part
+    return None
+
+
 def load_board(name, root, config):
     if name == "unix":
         from .port import unix as port
@@ -112,6 +124,7 @@ class Node:
         self.board = None
         self.led = None
         self.services = []  # Service objects: start(), stop(), on_press(), fact(), txt()
+        self.left_out = ()  # optional parts (leither.parts) whose services this bundle lacks
         self._idle_due = False  # the last session ended while a service was busy
         self._tasks = []
         self._stopping = None
@@ -262,11 +275,11 @@ class Node:
         for service in self.services:
             handled = service.on_press(kind) or handled
         if not handled:
-            from . import parts
-
-            if "backup" in parts.present():
+            if "backup" not in self.left_out:
                 print("leither: %s press does nothing on this node" % kind)
             else:  # no pairing here: say why, and blink "failed" as a refused pairing does
+                from . import parts
+
                 print("leither: %s press: %s" % (kind, parts.message("backup")))
                 if self.led is not None:
                     self.led.show("error")
@@ -350,7 +363,7 @@ class Node:
             self.led.show("claimed")
 
     async def start(self):
-        from . import api, memory, parts, server
+        from . import api, memory, server
         from .led import LED
 
         memory.tune()
@@ -369,17 +382,23 @@ class Node:
         # ended, so that the heap goes back to the idle node's after each piece of work.
         self.server.on_short_heap = self._trim
         self.server.on_idle = self._idle
-        # A service in a part this bundle left out (leither.parts: pairing and backup on a
-        # stock-firmware ROMFS board) is not started; its methods are answered no_part.
-        left_out = [p for p in parts.PARTS if p not in parts.present()]
-        skip = [m for p in left_out for m in parts.PARTS[p][0]]
+        left_out = self.left_out = []
         for name in SERVICES:
-            if name not in skip:
+            try:
                 module = __import__("leither." + name, None, None, ("Service",))
-                self.services.append(module.Service(self))
+            except ImportError:
+                part = _left_out(name)
+                if part is None:
+                    raise  # the module is here and failed: a bug to see, not a missing part
+                if part not in left_out:
+                    left_out.append(part)
+                continue
+            self.services.append(module.Service(self))
         for service in self.services:
             service.register(self.server)
-        if [p for p in left_out if p in parts.METHODS]:
+        if left_out:  # their methods are answered no_part, not "no method"
+            from . import parts
+
             self.server.add_table(parts.refuse(left_out))
         # Listen where asked (--addr, or "bind" in the config): a node told 127.0.0.1 must
         # not answer the LAN.
