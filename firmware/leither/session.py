@@ -85,7 +85,7 @@ class Conn:
 
     async def handshake(self, server, addr):
         """Run the server side of leither.rpc's handshake; the session is READY after it
-        (or Refused: no guest session free)."""
+        (or Refused: no guest session free, or no heap to finish: the client is told busy)."""
         self.deadline(server.handshake_ms)
         try:
             msg1 = await self._read_frame(rpc.HANDSHAKE_MAX_FRAME)
@@ -101,7 +101,7 @@ class Conn:
                 pass
             raise
         except MemoryError:
-            _short(server, self)
+            _short(server, self)  # raises Refused
         self.phase = KEYED
         await self._write(msg2, server.frame_ms)
         self.deadline(server.handshake_ms)
@@ -121,7 +121,7 @@ class Conn:
             self.max_frame = server.guest_max_frame if role == GUEST else server.max_frame
             self.channel, msg4 = shake.accept(role, self.max_frame)
         except MemoryError:
-            _short(server, self)
+            _short(server, self)  # raises Refused
         self.phase = READY
         await self._write(msg4, server.frame_ms)
         server.stats["sessions"] += 1
