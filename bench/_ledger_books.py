@@ -308,13 +308,18 @@ def bench_board(bundles: list[bytes], org_key: bytes, tmp: Path) -> list[tuple]:
     path.write_bytes(b"".join(len(b).to_bytes(2, "big") + b for b in bundles))
     rows = []
     unix = shutil.which("micropython", path=str(Path(sys.executable).parent))
-    mp32 = REPO / "build" / "mp32" / "micropython"
+    try:
+        from leither_host import standin as standin_mod
+
+        mp32: Path | None = standin_mod.build_standin("esp32").binary
+    except standin_mod.Unavailable:
+        mp32 = None
     runs = []
     if unix:
         subprocess.run([sys.executable, "-m", "leither_host", "build"], cwd=REPO, check=True,
                        capture_output=True)
         runs.append(("unix 64-bit", unix, {"MICROPYPATH": str(REPO / "build" / "unix")}))
-    if mp32.exists():
+    if mp32 is not None:
         runs.append(("ESP32 stand-in (32-bit, frozen)", str(mp32),
                      {"MICROPYPATH": ".frozen"}))  # frozen modules only, as on a board
     for label, binary, extra in runs:

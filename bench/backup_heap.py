@@ -1,7 +1,7 @@
 """Heap of a paired backup and a restore on the 32-bit frozen ESP32 stand-in (issue 9).
 
-Three nodes run the stand-in binary (build/mp32/micropython: /work/tools/mp32-build.sh or
-`leither build --board esp32`) at the ESP32-WROOM heap, on loopback, no mDNS: A (the owner
+Three nodes run the stand-in binary (`leither build --board esp32`'s, brought up to date with
+the firmware first, or --bin) at the ESP32-WROOM heap, on loopback, no mDNS: A (the owner
 node) holds N MiMei of SIZE bytes each, written offline; B is its partner (the pairing record
 written on both roots, as a button pairing leaves it). A pushes everything to B; then a fresh
 node C restores A from B (BackupRestore with A's escrowed seed and backup key). While each runs,
@@ -178,7 +178,8 @@ def main() -> int:
     ap.add_argument("--mimei", type=int, default=20)
     ap.add_argument("--size", type=int, default=102400, help="bytes per MiMei")
     ap.add_argument("--heap", type=int, default=111936)
-    ap.add_argument("--bin", default=str(REPO / "build" / "standin" / "esp32" / "micropython"))
+    ap.add_argument("--bin", help="the stand-in binary (default: this checkout's, brought up "
+                    "to date first)")
     ap.add_argument("--keep", action="store_true", help="keep the roots")
     ap.add_argument("--reuse", default="", help="roots kept by --keep: restore again only "
                     "(onto a fresh C), skipping the seeding and the push")
@@ -188,8 +189,12 @@ def main() -> int:
     import signal
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(2))  # stop the nodes on the way out
-    if not Path(args.bin).exists():
-        raise SystemExit(f"{args.bin} missing: build it (/work/tools/mp32-build.sh REPO)")
+    if args.bin is None:
+        from _mp import standin
+
+        args.bin = standin()
+    elif not Path(args.bin).exists():
+        raise SystemExit(f"{args.bin} missing")
     reuse = Path(args.reuse) if args.reuse else None
     base = reuse or Path(tempfile.mkdtemp(prefix="leither-bkheap-"))
     nodes: list[_Node] = []

@@ -3,11 +3,11 @@
 # at once. Prints a table; never passes or fails (issue 9 targets beside each figure).
 """Benchmark: the node's heap on the 32-bit frozen stand-in (ESP32-WROOM budget).
 
-    python bench/heap32.py [--binary build/mp32/micropython] [--heap 111936]
+    python bench/heap32.py [--binary PATH] [--heap 111936]
                            [--size 1000000] [--owners 4] [--sessions 10] [--min-heap]
 
-The binary is the 32-bit unix MicroPython with firmware/leither frozen in
-(/work/tools/mp32-build.sh WORKTREE, or `leither build --board esp32`). Workloads:
+The binary is the 32-bit unix MicroPython with firmware/leither frozen in (`leither build
+--board esp32`'s stand-in, built or brought up to date first; --binary for another). Workloads:
 
 * idle      — node booted, claimed, one session open: heap in use = heapsize - free heap
               (GetVar "heap"), the session's frame buffers included (made for the first
@@ -48,13 +48,13 @@ KEYS = [HostKey.from_seed(bytes([i + 1]) * 32) for i in range(16)]
 
 
 def find_binary(given: str | None) -> str:
-    for path in ([given] if given else []) + [str(REPO / "build" / "mp32" / "micropython"),
-                                               str(REPO / "build" / "standin" / "esp32"
-                                                   / "micropython")]:
-        if path and Path(path).exists():
-            return path
-    raise SystemExit("no 32-bit stand-in: run /work/tools/mp32-build.sh . (or leither build "
-                     "--board esp32) first, or pass --binary")
+    """The binary given, else the ESP32 stand-in built from this checkout's firmware (rebuilt
+    when it changed: a binary left from an older build would measure older code)."""
+    if given:
+        return given
+    from _mp import standin
+
+    return standin()
 
 
 def free_port() -> int:
