@@ -15,6 +15,10 @@ from .rpc import GUEST
 _DROP_LOGS_PER_S = const(5)  # log lines a second about dropped connections
 _SMALL_FRAME = const(2048)  # bytes: larger owner/peer frames go into the inbound buffer
 _GUEST_WAIT_MS = const(20)  # poll for guest bytes in flight (deadline still running)
+# A frame that meets a MemoryError opening is tried again (see _open): 0, 25, 50, 75 ms apart
+# after the first retry, well inside the frame deadline.
+_OPEN_TRIES = const(5)
+_OPEN_PAUSE_MS = const(25)
 
 
 class Refused(Exception):
@@ -141,7 +145,7 @@ class Conn:
                 await self.read_into(body)
             finally:
                 admission.give_guest_bytes(n)
-            return _open(self.channel, body, shed), None
+            return await _open(self.channel, body, shed), None
         body = None
         if n <= _SMALL_FRAME:
             try:
@@ -150,13 +154,13 @@ class Conn:
                 gc.collect()
         if body is not None:
             await self.read_into(body)
-            return _open(self.channel, body, shed), None
+            return await _open(self.channel, body, shed), None
         big = server._big
         await big.acquire()
         try:
             body = memoryview(server._in)[:n]
             await self.read_into(body)
-            return _open(self.channel, body, shed), big.release
+            return await _open(self.channel, body, shed), big.release
         except BaseException:
             big.release()
             raise
@@ -171,16 +175,20 @@ def _short(server, conn):
     server._refuse(conn, "node is short of memory for a handshake; retry")
 
 
-def _open(channel, body, shed):
-    """Open a received frame in place; short of heap, shed and try again, twice (the counter
-    moves only once the frame is open; a try goes on where the last one stopped)."""
-    for last in (False, False, True):
+async def _open(channel, body, shed):
+    """Open a received frame in place; short of heap, shed and try again after a pause in
+    which the other sessions' requests end and give their heap back, up to _OPEN_TRIES in all
+    (the counter moves only once the frame is open; a try goes on where the last one
+    stopped). A frame that cannot be opened ends the session: its msgid is sealed in it."""
+    for attempt in range(_OPEN_TRIES):
         try:
             return channel.open_inplace(body)
         except MemoryError:
-            if last:
+            if attempt == _OPEN_TRIES - 1:
                 raise
             shed()
+            if attempt:
+                await asyncio.sleep(_OPEN_PAUSE_MS * attempt / 1000)
     return None
 
 

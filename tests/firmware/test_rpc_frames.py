@@ -211,3 +211,31 @@ def _fails_twice(real, mp):
         return real(*args)
 
     return failing
+
+
+def test_the_server_opens_a_frame_again_after_pauses_short_of_heap():
+    # leither.session._open: a request frame whose opening meets a MemoryError is tried again
+    # (the heap shed between tries, pauses for the other sessions' work to end), up to five
+    # times; only then does the session end.
+    import asyncio
+
+    from leither import session
+
+    class _Short:
+        def __init__(self, fails):
+            self.fails = fails
+            self.tries = 0
+
+        def open_inplace(self, body):
+            self.tries += 1
+            if self.tries <= self.fails:
+                raise MemoryError()
+            return body
+
+    sheds = []
+    ch = _Short(4)
+    assert asyncio.run(session._open(ch, b"frame", lambda: sheds.append(1))) == b"frame"
+    assert ch.tries == 5 and len(sheds) == 4
+    ch = _Short(5)
+    raises(MemoryError, asyncio.run, session._open(ch, b"frame", lambda: None))
+    assert ch.tries == 5
