@@ -214,27 +214,16 @@ async def _short_of_heap(store=None):
     _collect()
 
 
-async def _in_place(store, mid):
-    """store.restore(mid, "last"), done again (see _TRIES) when the heap runs short: a db's
-    restore removes the generation it was building, a file's is one commit."""
-    for attempt in range(_TRIES):
-        if attempt:
-            await _short_of_heap(store)
-        else:
-            _collect()
-        try:
-            return store.restore(mid, "last")
-        except MemoryError:
-            if attempt == _TRIES - 1:
-                raise
-    return None
-
-
-async def _version(pull, store, name):
-    """pull.version, done again (see _TRIES) when the heap runs short half-way."""
+async def _again(store, step, *args):
+    """step(*args), awaited if a coroutine, done again (see _TRIES) when the heap runs short
+    half-way: each step here is safe to repeat (a version's import finds its blocks by hash;
+    a db's restore removes the generation it was building, a file's is one commit)."""
     for attempt in range(_TRIES):
         try:
-            return await pull.version(store, name)
+            result = step(*args)
+            if hasattr(result, "send"):  # a coroutine (CPython) or generator (MicroPython)
+                result = await result
+            return result
         except MemoryError:
             if attempt == _TRIES - 1:
                 raise
@@ -330,7 +319,7 @@ async def run(node, service, params):
             progress.show(pull.bytes, versions)
             for kind, _tag, _n, name in entries:
                 if kind == 118:
-                    rec = await _version(pull, store, name)
+                    rec = await _again(store, pull.version, store, name)
                     last = service.mm_get(rec["mid"]).get("n")
                     # Versions are listed in push order, rising per MiMei: one listed twice
                     # (an old catalog) is imported once and counted once.
@@ -362,7 +351,8 @@ async def run(node, service, params):
     # buffers of its own that a board had no room for beside the partner session's (its
     # restore failed at this step, again at every retry).
     for name in file_names(service.dir + "/mm"):
-        await _in_place(store, ids.b58encode(binascii.unhexlify(name)))
+        _collect()
+        await _again(store, store.restore, ids.b58encode(binascii.unhexlify(name)), "last")
     # Take the dead node's place: backup key and state first, pairing record, identity last
     # (a crash before that leaves a node that simply restores again).
     write_atomic(service.dir + "/backup.key", key, private=True)
