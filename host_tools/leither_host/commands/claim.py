@@ -145,13 +145,10 @@ def _escrow(session: SyncSession, name: str) -> str | None:
 
     try:
         entry = escrow.take(session, name=name)
-    except RPCError as err:
-        if err.code == "no_part":  # nothing to escrow: this board cannot back up at all
+    except (CliError, RPCError) as err:
+        if isinstance(err, RPCError) and err.code == "no_part":  # this board cannot back up
             print(f"leither: {name} has no backup, so no backup key to escrow ({err.msg})")
         else:
             print(f"leither: warning: no backup escrow for {name}: {err}")
-        return None
-    except CliError as err:
-        print(f"leither: warning: no backup escrow for {name}: {err}")
         return None
     return str(escrow.escrow_dir() / f"{entry.id}.json")

@@ -85,14 +85,13 @@ def describe(row: dict[str, Any]) -> list[tuple[str, Any]]:
         missing = [what for part, (_modules, what) in PARTS.items() if part not in row["parts"]]
         lines.append(("optional parts", (", ".join(row["parts"]) or "none") + (
             f" (this board's bundle has no {', no '.join(missing)})" if missing else "")))
-        if "backup" not in row["parts"]:
-            lines[lines.index(("pairing", pairing(row)))] = (
-                "pairing", "none: this board's bundle has no pairing and backup")
     return lines
 
 
 def pairing(row: dict[str, Any]) -> str:
     """One phrase for the pairing facts: the state, the partner, whether the window is open."""
+    if isinstance(row.get("parts"), list) and "backup" not in row["parts"]:
+        return "none: this board's bundle has no pairing and backup"  # leither.parts
     peer = row.get("peer")
     state = row.get("pair_state") or ("paired" if peer else "unpaired")
     text = state + (f" with {peer}" if peer else "")
